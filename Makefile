@@ -1,0 +1,92 @@
+# surveybus — one plain Makefile. `make` builds bin/, `make test` runs everything CI runs.
+CC       ?= cc
+OPT      ?= -O2
+SANITIZE ?=
+CSTD      = -std=c11 -D_GNU_SOURCE
+WARN      = -Wall -Wextra -Wstrict-prototypes -Wwrite-strings -Werror
+PKGS      = rdkafka libmosquitto jansson hiredis libcrypto libmicrohttpd
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
+CFLAGS   += $(CSTD) $(OPT) -g $(WARN) -Icommon $(PKG_CFLAGS)
+LDLIBS   += $(PKG_LIBS) -lpthread -lm
+ifneq ($(SANITIZE),)
+CFLAGS   += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS  += -fsanitize=$(SANITIZE)
+endif
+
+B := build
+COMMON_SRC := $(sort $(wildcard common/*.c))
+COMMON_OBJ := $(COMMON_SRC:%.c=$(B)/%.o)
+LIB        := $(B)/libsurveybus.a
+
+# services/<dir> -> bin/surveybus-<dir>, except ctl -> bin/surveybusctl
+SERVICE_DIRS := $(notdir $(wildcard services/*))
+bin_name = $(if $(filter ctl,$1),surveybusctl,surveybus-$1)
+BINS := $(foreach s,$(SERVICE_DIRS),bin/$(call bin_name,$s))
+
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/unit/%)
+INT_SRC  := $(sort $(wildcard tests/integration/test_*.c))
+INT_BIN  := $(INT_SRC:tests/integration/%.c=$(B)/tests/integration/%)
+INT_SUPPORT := $(B)/tests/integration/harness.o
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/tests/fuzz/replay_%)
+
+.PHONY: all deps test unit integration fuzz-replay fuzz demo bench clean format
+all: $(BINS)
+
+deps:
+	@scripts/deps.sh
+
+$(B)/%.o: %.c $(wildcard common/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(LIB): $(COMMON_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+define SERVICE_RULE
+bin/$(call bin_name,$1): $(patsubst %.c,$(B)/%.o,$(wildcard services/$1/*.c)) $(LIB)
+	@mkdir -p bin
+	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+endef
+$(foreach s,$(SERVICE_DIRS),$(eval $(call SERVICE_RULE,$s)))
+
+$(B)/tests/unit/%: $(B)/tests/unit/%.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
+
+$(B)/tests/integration/%: $(B)/tests/integration/%.o $(INT_SUPPORT) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
+
+# Fuzz targets are also linked with a plain main() that replays a corpus, so `make test`
+# exercises them with gcc while `make fuzz` runs them under libFuzzer (clang).
+$(B)/tests/fuzz/replay_%: $(B)/tests/fuzz/%.o $(B)/tests/fuzz/replay_main.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+unit: $(UNIT_BIN)
+	@tests/run-tests.sh unit $(UNIT_BIN)
+
+integration: $(BINS) $(INT_BIN)
+	@tests/run-tests.sh integration $(INT_BIN)
+
+fuzz-replay: $(FUZZ_REPLAY)
+	@tests/run-tests.sh fuzz $(FUZZ_REPLAY)
+
+# The test command of the README: installs what is missing, builds, runs every suite.
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory $(UNIT_BIN) $(INT_BIN) $(FUZZ_REPLAY)
+	@tests/run-tests.sh all
+
+FUZZ_SECONDS ?= 30
+FUZZ_CC ?= clang
+fuzz: deps
+	@scripts/fuzz.sh $(FUZZ_SECONDS)
+
+clean:
+	rm -rf $(B) bin
+
+format:
+	clang-format -i common/*.[ch] services/*/*.[ch] tests/*/*.[ch]

@@ -1,0 +1,50 @@
+/* Integration-test harness: starts the real redis-server, mosquitto and surveybus-devkafka on
+ * free loopback ports in a private temp dir, waits until each answers, and always tears them
+ * down (at exit, on SIGINT/SIGTERM, and on test failure). Not thread-safe; one per process. */
+#ifndef SB_HARNESS_H
+#define SB_HARNESS_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+enum { SB_H_REDIS = 1, SB_H_MQTT = 2, SB_H_KAFKA = 4, SB_H_ALL = 7 };
+
+typedef struct sb_h {
+    char dir[256];             /* temp dir holding data, logs and configs */
+    int redis_port, mqtt_port; /* 0 when not started */
+    char kafka_bootstrap[256]; /* "127.0.0.1:p1,..." or "" */
+    char redis_url[64];        /* "redis://127.0.0.1:port/0" */
+    char mqtt_url[64];         /* "mqtt://127.0.0.1:port" */
+    pid_t redis_pid, mqtt_pid, kafka_pid;
+} sb_h_t;
+
+/* Starts the servers in `what` (SB_H_* bits). devkafka gets `partitions` partitions per topic
+ * for the default topics (interactions, survey.requests, survey.responses, survey.metrics,
+ * survey.alerts, surveybus.dlq) plus any in extra_topics ("a,b" or NULL). Returns 0 or -1
+ * (the reason printed on stderr). Redis runs with appendonly yes, appendfsync always. */
+int sb_h_start(sb_h_t *h, unsigned what, int partitions, const char *extra_topics);
+/* Stops everything and removes the temp dir (keeps it when SB_KEEP_TMP is set). */
+void sb_h_stop(sb_h_t *h);
+
+/* Stops / starts one server again on the same port and data dir (Redis reloads its AOF). */
+int sb_h_redis_stop(sb_h_t *h);
+int sb_h_redis_start(sb_h_t *h);
+int sb_h_mqtt_stop(sb_h_t *h);
+int sb_h_mqtt_start(sb_h_t *h);
+/* Takes every devkafka broker down (connections refused) or up again; data is kept. */
+int sb_h_kafka_down(sb_h_t *h);
+int sb_h_kafka_up(sb_h_t *h);
+
+/* Writes a config file into h->dir pointing at the started servers, with `extra` (a JSON
+ * object text of further top-level keys, or NULL) merged over it; returns its path
+ * (static buffer inside h's dir naming). */
+const char *sb_h_write_config(sb_h_t *h, const char *name, const char *extra);
+
+/* Runs a command line through /bin/sh with the output captured into a malloc'd string
+ * (caller frees); returns the exit status or -1. */
+int sb_h_run(const char *cmd, char **out);
+
+/* Path of a built binary ("bin/surveybus-dispatcher"), resolved from the repo root. */
+const char *sb_h_bin(const char *name);
+
+#endif
