@@ -1,0 +1,185 @@
+/* Unit tests for common/util.c: UTF-8, topic safety, durations, RFC 3339 times. */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "util.h"
+
+START_TEST(utf8_accepts_valid)
+{
+    ck_assert(sb_utf8_valid("", 0));
+    ck_assert(sb_utf8_valid("plain ascii", 11));
+    ck_assert(sb_utf8_valid("\xe6\x82\xa8\xe5\xa5\xbd", 6));     /* 您好 */
+    ck_assert(sb_utf8_valid("\xf0\x9f\x98\x80", 4));             /* U+1F600 */
+    ck_assert(sb_utf8_valid("\xc3\xa9t\xc3\xa9", 5));            /* été */
+    ck_assert(sb_utf8_valid("\xf4\x8f\xbf\xbf", 4));             /* U+10FFFF, the last */
+}
+END_TEST
+
+START_TEST(utf8_rejects_invalid)
+{
+    ck_assert(!sb_utf8_valid("\xc0\xaf", 2));         /* overlong '/' */
+    ck_assert(!sb_utf8_valid("\xe0\x80\xaf", 3));     /* overlong 3-byte */
+    ck_assert(!sb_utf8_valid("\xed\xa0\x80", 3));     /* surrogate U+D800 */
+    ck_assert(!sb_utf8_valid("\xf4\x90\x80\x80", 4)); /* U+110000 */
+    ck_assert(!sb_utf8_valid("\xe6\x82", 2));         /* truncated */
+    ck_assert(!sb_utf8_valid("\x80", 1));             /* lone continuation */
+    ck_assert(!sb_utf8_valid("\xff", 1));
+    ck_assert(!sb_utf8_valid("a\xe6\x82" "a", 4));    /* continuation replaced by ASCII */
+}
+END_TEST
+
+START_TEST(topic_safety)
+{
+    ck_assert(sb_str_topic_safe("agent-7", 7));
+    ck_assert(sb_str_topic_safe("\xe5\x8c\x97\xe4\xba\xac", 6)); /* 北京 */
+    ck_assert(!sb_str_topic_safe("", 0));
+    ck_assert(!sb_str_topic_safe("a/b", 3));
+    ck_assert(!sb_str_topic_safe("a+", 2));
+    ck_assert(!sb_str_topic_safe("#", 1));
+    ck_assert(!sb_str_topic_safe("a|b", 3));
+    ck_assert(!sb_str_topic_safe("a\nb", 3));
+    ck_assert(!sb_str_topic_safe("a\0b", 3));
+    char big[SB_STR_MAX + 2];
+    memset(big, 'x', sizeof big);
+    ck_assert(sb_str_topic_safe(big, SB_STR_MAX));
+    ck_assert(!sb_str_topic_safe(big, SB_STR_MAX + 1));
+}
+END_TEST
+
+START_TEST(durations)
+{
+    int64_t ms;
+    ck_assert_int_eq(sb_duration_parse("30s", &ms), 0);
+    ck_assert_int_eq(ms, 30000);
+    ck_assert_int_eq(sb_duration_parse("5m", &ms), 0);
+    ck_assert_int_eq(ms, 300000);
+    ck_assert_int_eq(sb_duration_parse("1h", &ms), 0);
+    ck_assert_int_eq(ms, 3600000);
+    ck_assert_int_eq(sb_duration_parse("7d", &ms), 0);
+    ck_assert_int_eq(ms, 604800000);
+    ck_assert_int_eq(sb_duration_parse("250ms", &ms), 0);
+    ck_assert_int_eq(ms, 250);
+    ck_assert_int_eq(sb_duration_parse("0", &ms), 0);
+    ck_assert_int_eq(ms, 0);
+    ck_assert_int_eq(sb_duration_parse("0s", &ms), 0);
+    ck_assert_int_eq(sb_duration_parse("5", &ms), -1);
+    ck_assert_int_eq(sb_duration_parse("5x", &ms), -1);
+    ck_assert_int_eq(sb_duration_parse("-5s", &ms), -1);
+    ck_assert_int_eq(sb_duration_parse("1.5h", &ms), -1);
+    ck_assert_int_eq(sb_duration_parse("", &ms), -1);
+    ck_assert_int_eq(sb_duration_parse("s", &ms), -1);
+    ck_assert_int_eq(sb_duration_parse("99999999999999999999d", &ms), -1);
+    ck_assert_int_eq(sb_duration_parse("999999999999999d", &ms), -1); /* overflows ms */
+
+    char buf[32];
+    sb_duration_format(604800000, buf, sizeof buf);
+    ck_assert_str_eq(buf, "7d");
+    sb_duration_format(90000, buf, sizeof buf);
+    ck_assert_str_eq(buf, "90s");
+    sb_duration_format(86400000, buf, sizeof buf);
+    ck_assert_str_eq(buf, "1d");
+    sb_duration_format(1500, buf, sizeof buf);
+    ck_assert_str_eq(buf, "1500ms");
+    sb_duration_format(0, buf, sizeof buf);
+    ck_assert_str_eq(buf, "0s");
+}
+END_TEST
+
+START_TEST(rfc3339_parse)
+{
+    int64_t ms;
+    /* 2026-11-22 is day 20779 since the epoch: 20779 * 86400 + 36000 = 1795341600 s. */
+    ck_assert_int_eq(sb_days_from_civil(2026, 11, 22), 20779);
+    ck_assert_int_eq(sb_time_parse_rfc3339("2026-11-22T10:00:00Z", &ms), 0);
+    ck_assert_int_eq(ms, 1795341600000LL);
+    /* +08:00 is eight hours earlier in UTC */
+    ck_assert_int_eq(sb_time_parse_rfc3339("2026-11-22T18:00:00+08:00", &ms), 0);
+    ck_assert_int_eq(ms, 1795341600000LL);
+    ck_assert_int_eq(sb_time_parse_rfc3339("2026-11-22T05:30:00-04:30", &ms), 0);
+    ck_assert_int_eq(ms, 1795341600000LL);
+    ck_assert_int_eq(sb_time_parse_rfc3339("2026-11-22T10:00:00.123456Z", &ms), 0);
+    ck_assert_int_eq(ms, 1795341600123LL);
+    ck_assert_int_eq(sb_time_parse_rfc3339("2026-11-22t10:00:00.5z", &ms), 0);
+    ck_assert_int_eq(ms, 1795341600500LL);
+    ck_assert_int_eq(sb_time_parse_rfc3339("1970-01-01T00:00:00Z", &ms), 0);
+    ck_assert_int_eq(ms, 0);
+    ck_assert_int_eq(sb_time_parse_rfc3339("2024-02-29T00:00:00Z", &ms), 0); /* leap year */
+    ck_assert_int_eq(sb_time_parse_rfc3339("2026-02-29T00:00:00Z", &ms), -1);
+    ck_assert_int_eq(sb_time_parse_rfc3339("2100-02-29T00:00:00Z", &ms), -1); /* not leap */
+    ck_assert_int_eq(sb_time_parse_rfc3339("2026-11-22T10:00:00", &ms), -1);  /* no zone */
+    ck_assert_int_eq(sb_time_parse_rfc3339("2026-11-22 10:00:00Z", &ms), 0);
+    ck_assert_int_eq(sb_time_parse_rfc3339("2026-13-01T00:00:00Z", &ms), -1);
+    ck_assert_int_eq(sb_time_parse_rfc3339("2026-11-22T24:00:00Z", &ms), -1);
+    ck_assert_int_eq(sb_time_parse_rfc3339("2026-11-22T10:00:00Zjunk", &ms), -1);
+    ck_assert_int_eq(sb_time_parse_rfc3339("2026-11-22T10:00:00.Z", &ms), -1);
+    ck_assert_int_eq(sb_time_parse_rfc3339("", &ms), -1);
+    ck_assert_int_eq(sb_time_parse_rfc3339("yesterday", &ms), -1);
+}
+END_TEST
+
+START_TEST(time_format_round_trip)
+{
+    char buf[32];
+    sb_time_format(1795341600123LL, buf);
+    ck_assert_str_eq(buf, "2026-11-22T10:00:00.123Z");
+    sb_time_format(0, buf);
+    ck_assert_str_eq(buf, "1970-01-01T00:00:00.000Z");
+    sb_time_format(-1, buf); /* one ms before the epoch */
+    ck_assert_str_eq(buf, "1969-12-31T23:59:59.999Z");
+    for (int64_t t = 946684800000LL; t < 4102444800000LL; t += 987654321987LL) {
+        int64_t back;
+        sb_time_format(t, buf);
+        ck_assert_int_eq(sb_time_parse_rfc3339(buf, &back), 0);
+        ck_assert_int_eq(back, t);
+    }
+}
+END_TEST
+
+START_TEST(problems_and_fail)
+{
+    sb_problems_t p = {0};
+    for (int i = 0; i < 20; i++) sb_problems_add(&p, "problem %d", i);
+    ck_assert_uint_eq(p.n, 20);
+    ck_assert_str_eq(p.msg[19], "problem 19");
+    sb_problems_clear(&p);
+    ck_assert_uint_eq(p.n, 0);
+    char err[16];
+    ck_assert_int_eq(sb_fail(err, sizeof err, "too_large: %d", 70000), -1);
+    ck_assert_str_eq(err, "too_large: 7000");  /* truncated to the buffer */
+    ck_assert_int_eq(sb_fail(NULL, 0, "x"), -1);
+}
+END_TEST
+
+START_TEST(log_levels)
+{
+    ck_assert_int_eq(sb_log_level_parse("debug"), SB_LOG_DEBUG);
+    ck_assert_int_eq(sb_log_level_parse("error"), SB_LOG_ERROR);
+    ck_assert_int_eq(sb_log_level_parse("loud"), -1);
+    ck_assert_int_eq(sb_log_level_parse(NULL), -1);
+    sb_log_init("test", SB_LOG_OFF);
+    sb_info("not printed key=%d", 1);
+    ck_assert_int_eq(sb_log_level(), SB_LOG_OFF);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("util");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, utf8_accepts_valid);
+    tcase_add_test(tc, utf8_rejects_invalid);
+    tcase_add_test(tc, topic_safety);
+    tcase_add_test(tc, durations);
+    tcase_add_test(tc, rfc3339_parse);
+    tcase_add_test(tc, time_format_round_trip);
+    tcase_add_test(tc, problems_and_fail);
+    tcase_add_test(tc, log_levels);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
