@@ -33,7 +33,7 @@ INT_SUPPORT := $(B)/tests/integration/harness.o
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/tests/fuzz/replay_%)
 
-.PHONY: all deps test unit integration fuzz-replay fuzz demo bench clean format
+.PHONY: all deps test unit integration fuzz-replay fuzz clean format
 all: $(BINS)
 
 deps:
