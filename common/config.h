@@ -192,6 +192,10 @@ void sb_config_free(sb_config_t *cfg);
 sb_config_t *sb_config_load(const char *path, const char *const *overrides, size_t n_overrides,
                             sb_problems_t *probs);
 
+/* Like sb_config_load with no file, environment or overrides: defaults, then the JSON text
+ * json[0..len) (need not be NUL-terminated), then validation. Used by tests and fuzzing. */
+sb_config_t *sb_config_load_string(const char *json, size_t len, sb_problems_t *probs);
+
 /* The JSON text of a config (all keys, effective values, secret masked). Caller frees. */
 char *sb_config_dump(const sb_config_t *cfg);
 

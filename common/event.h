@@ -27,10 +27,28 @@ typedef struct sb_event {
     int64_t transfers;   /* >= 0 */
 } sb_event_t;
 
-/* Parses and validates one event (SPEC §4, §7). device_id, when not NULL, is the device id
- * taken from an MQTT topic: it fills val[SB_F_DEVICE_ID] and makes an absent type mean
- * visit.completed. Returns 0, or -1 with a reason "code: detail" in err. */
+/* Parses and validates one event (SPEC §4, §7). mapping[f] is the JSON Pointer of field f in
+ * the user's document (NULL or "" = not mapped). A JSON null or "" counts as absent. Id-like
+ * text fields (the topic-safe ones but locale) also take a JSON integer, as its decimal text.
+ * device_id, when not NULL, is the device id taken from an MQTT topic: it wins over the
+ * payload, fills val[SB_F_DEVICE_ID] and makes an absent type mean visit.completed.
+ * Returns 0, or -1 with a reason in err: too_large, nul_byte, invalid_utf8, invalid_json,
+ * bad_mapping, missing_field, wrong_type, too_long, unsafe_chars, bad_time, bad_type, bad_tz,
+ * bad_locale, bad_kpi (each "code: field[: detail]" where there is a field). */
 int sb_event_parse(const char *buf, size_t len, char *const mapping[SB_F__N],
                    const char *device_id, sb_event_t *out, char *err, size_t errlen);
+
+/* The wire name of a type ("interaction.completed", ...), or NULL when out of range. */
+const char *sb_event_type_name(sb_event_type_t type);
+/* The type for a wire name, or -1. */
+int sb_event_type_parse(const char *name);
+
+/* True when s looks like an IANA zone name ("Asia/Shanghai", "Etc/GMT+8", "UTC"): 1..64
+ * bytes of letters, digits, '/', '_', '-', '+', no "..", no empty level. Whether the zone
+ * exists is for the tz module to say. */
+bool sb_event_tz_plausible(const char *s);
+/* True when s is a BCP 47-like language tag: 1..35 bytes of [A-Za-z0-9-], starting with a
+ * letter, no empty subtag ("zh-CN", "en", "sr-Latn-RS"). */
+bool sb_event_locale_valid(const char *s);
 
 #endif

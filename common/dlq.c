@@ -1,0 +1,197 @@
+/* Dead letters: shared input checks, reason helpers and the dead-letter envelope; see dlq.h. */
+#include "dlq.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+#define QUOTE_MAX 64
+#define ENVELOPE_TEXT_MAX 1024 /* bytes kept of reason and source */
+
+/* Length of the well-formed UTF-8 sequence at s[0..avail), or 0 when it is malformed. */
+static size_t utf8_seq(const unsigned char *s, size_t avail)
+{
+    size_t n;
+    if (s[0] < 0x80) return 1;
+    if ((s[0] & 0xE0) == 0xC0)
+        n = 2;
+    else if ((s[0] & 0xF0) == 0xE0)
+        n = 3;
+    else if ((s[0] & 0xF8) == 0xF0)
+        n = 4;
+    else
+        return 0;
+    if (n > avail || !sb_utf8_valid((const char *)s, n)) return 0;
+    return n;
+}
+
+/* Copies at most max bytes of s into out, cut at a UTF-8 boundary with "..." appended when
+ * cut; control characters and malformed bytes become '?'. */
+static void sanitize(char *out, size_t outlen, const char *s, size_t len, size_t max)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0, o = 0;
+    bool cut = false;
+    if (outlen == 0) return;
+    size_t room = outlen > 4 ? outlen - 4 : 0; /* leaves room for "..." and NUL */
+    if (max > room) max = room;
+    while (i < len) {
+        size_t n = utf8_seq(u + i, len - i);
+        size_t w = n ? n : 1;
+        if (o + w > max) {
+            cut = true;
+            break;
+        }
+        if (n == 0 || (n == 1 && (u[i] < 0x20 || u[i] == 0x7F))) {
+            out[o++] = '?';
+        } else {
+            memcpy(out + o, u + i, n);
+            o += n;
+        }
+        i += w;
+    }
+    if (cut && outlen - o > 3) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o] = '\0';
+}
+
+void sb_dlq_quote(char *out, size_t outlen, const char *s, size_t len)
+{
+    sanitize(out, outlen, s, len, QUOTE_MAX);
+}
+
+json_t *sb_dlq_load(const char *buf, size_t len, char *err, size_t errlen)
+{
+    if (len > SB_MSG_MAX) {
+        sb_fail(err, errlen, "too_large");
+        return NULL;
+    }
+    if (len > 0 && memchr(buf, '\0', len)) {
+        sb_fail(err, errlen, "nul_byte");
+        return NULL;
+    }
+    if (!sb_utf8_valid(buf, len)) {
+        sb_fail(err, errlen, "invalid_utf8");
+        return NULL;
+    }
+    /* Duplicate keys are rejected: parsers disagree on which one wins (first, last, error),
+     * so a message like {"score":10,"score":0} could be read differently by a gateway that
+     * checked it and by us; an ambiguous message is a dead letter, not a guess. */
+    json_error_t je;
+    json_t *doc = json_loadb(len ? buf : "", len, JSON_REJECT_DUPLICATES, &je);
+    if (!doc) {
+        char text[JSON_ERROR_TEXT_LENGTH + 4];
+        sanitize(text, sizeof text, je.text, strnlen(je.text, JSON_ERROR_TEXT_LENGTH - 1),
+                 JSON_ERROR_TEXT_LENGTH - 1);
+        if (json_error_code(&je) == json_error_null_character)
+            sb_fail(err, errlen, "nul_byte: \\u0000 escape (line %d, column %d)", je.line,
+                    je.column);
+        else
+            sb_fail(err, errlen, "invalid_json: %s (line %d, column %d)", text, je.line, je.column);
+        return NULL;
+    }
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        sb_fail(err, errlen, "invalid_json: not an object");
+        return NULL;
+    }
+    return doc;
+}
+
+int sb_dlq_time(const json_t *v, const char *name, int64_t *ms, char *err, size_t errlen)
+{
+    int64_t t;
+    if (json_is_integer(v)) {
+        t = (int64_t)json_integer_value(v);
+    } else if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        size_t n = strspn(s, "0123456789");
+        if (n > 0 && s[n] == '\0') {
+            if (n > 15) return sb_fail(err, errlen, "bad_time: %s: out of range", name);
+            t = strtoll(s, NULL, 10);
+        } else if (sb_time_parse_rfc3339(s, &t) != 0) {
+            return sb_fail(err, errlen, "bad_time: %s: not RFC 3339 or epoch milliseconds", name);
+        }
+    } else if (json_is_real(v)) {
+        return sb_fail(err, errlen, "bad_time: %s: epoch milliseconds must be an integer", name);
+    } else {
+        return sb_fail(err, errlen, "bad_time: %s: not a string or integer", name);
+    }
+    if (t < SB_TIME_MIN_MS || t >= SB_TIME_MAX_MS)
+        return sb_fail(err, errlen, "bad_time: %s: out of range", name);
+    *ms = t;
+    return 0;
+}
+
+/* Repairs bytes into a JSON string value: malformed UTF-8 bytes become U+FFFD; at most max
+ * input bytes are used, cut at a sequence boundary. *cut tells whether input was left out. */
+static json_t *repaired_string(const char *s, size_t len, size_t max, bool *cut)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t lim = len < max ? len : max, i = 0, o = 0;
+    char *buf = malloc(lim * 3 + 1);
+    if (!buf) return NULL;
+    while (i < len) {
+        size_t n = utf8_seq(u + i, len - i);
+        size_t w = n ? n : 1;
+        if (i + w > lim) break;
+        if (n) {
+            memcpy(buf + o, u + i, n);
+            o += n;
+        } else {
+            memcpy(buf + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+        }
+        i += w;
+    }
+    if (cut) *cut = i < len;
+    json_t *str = json_stringn(buf, o); /* NUL bytes are kept and encoded as \u0000 */
+    free(buf);
+    return str;
+}
+
+char *sb_dlq_encode(const char *reason, const char *source, const char *payload, size_t len)
+{
+    char *text = NULL;
+    bool cut = false;
+    json_t *o = json_object();
+    if (!o) goto fail;
+    if (!reason) reason = "";
+    if (!source) source = "";
+    if (!payload) len = 0;
+    if (json_object_set_new(o, "error",
+                            repaired_string(reason, strlen(reason), ENVELOPE_TEXT_MAX, NULL)) ||
+        json_object_set_new(o, "source",
+                            repaired_string(source, strlen(source), ENVELOPE_TEXT_MAX, NULL)) ||
+        json_object_set_new(o, "payload",
+                            repaired_string(payload ? payload : "", len, SB_DLQ_PAYLOAD_MAX, &cut)))
+        goto fail;
+    if (cut && json_object_set_new(o, "truncated", json_true())) goto fail;
+    text = json_dumps(o, JSON_COMPACT);
+fail:
+    json_decref(o);
+    return text;
+}
+
+int sb_reason_code(const char *reason, char *out, size_t outlen)
+{
+    size_t n = reason ? strcspn(reason, ":") : 0;
+    while (n > 0 && reason[n - 1] == ' ')
+        n--;
+    bool ok = n > 0 && n < outlen;
+    for (size_t i = 0; ok && i < n; i++) {
+        char c = reason[i];
+        ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+    }
+    if (!ok) {
+        if (outlen) snprintf(out, outlen, "unknown");
+        return -1;
+    }
+    memcpy(out, reason, n);
+    out[n] = '\0';
+    return 0;
+}

@@ -1,0 +1,46 @@
+/* Dead letters: the checks every message from outside passes before its fields are read
+ * (size, NUL, UTF-8, JSON object), the "code: detail" reasons they produce, and the
+ * envelope published on the dead-letter topic (SPEC §4, §7). Pure. */
+#ifndef SB_DLQ_H
+#define SB_DLQ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+/* Earliest and latest (exclusive) plausible event time: 2000-01-01 and 2100-01-01 UTC. */
+#define SB_TIME_MIN_MS 946684800000LL
+#define SB_TIME_MAX_MS 4102444800000LL
+
+/* Loads raw outside input as a JSON object. Rejects, in this order: len > SB_MSG_MAX
+ * ("too_large"), a NUL byte or a \u0000 escape ("nul_byte"), malformed UTF-8
+ * ("invalid_utf8"), anything jansson rejects, duplicate keys included, or a document that
+ * is not an object ("invalid_json: <detail> (line L, column C)").
+ * Returns a new reference (caller json_decref's) or NULL with the reason in err. */
+json_t *sb_dlq_load(const char *buf, size_t len, char *err, size_t errlen);
+
+/* Reads a time value: an RFC 3339 string, or epoch milliseconds as a JSON integer or a
+ * string of digits; it must lie in [SB_TIME_MIN_MS, SB_TIME_MAX_MS). Returns 0 and *ms, or
+ * -1 with "bad_time: <name>: <why>" in err. */
+int sb_dlq_time(const json_t *v, const char *name, int64_t *ms, char *err, size_t errlen);
+
+/* Copies untrusted text into a reason detail: at most 64 bytes of s, cut at a UTF-8
+ * boundary, "..." appended when cut, control characters and malformed bytes shown as '?'.
+ * out is always NUL-terminated (outlen > 0). */
+void sb_dlq_quote(char *out, size_t outlen, const char *s, size_t len);
+
+/* The dead-letter message, compact JSON:
+ * {"error":reason,"source":source,"payload":text[,"truncated":true]}. text is the payload
+ * cut to at most SB_DLQ_PAYLOAD_MAX input bytes at a UTF-8 boundary, each malformed byte
+ * replaced by U+FFFD, so the result is valid JSON for any input bytes ("truncated" says it
+ * was cut). reason and source get the same repair; NULL counts as "". Caller frees. */
+char *sb_dlq_encode(const char *reason, const char *source, const char *payload, size_t len);
+
+/* The stable code of a reason, the part before ':' ("missing_field: x" -> "missing_field"),
+ * used as a counter name. Returns 0; or -1 with "unknown" in out when reason is NULL or its
+ * code is empty, not [a-z0-9_] or does not fit in outlen. */
+int sb_reason_code(const char *reason, char *out, size_t outlen);
+
+#endif
