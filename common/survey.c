@@ -1,0 +1,289 @@
+/* Survey requests and responses: encoding for the bus and strict decoding of what comes
+ * back from it; every rejection is a "code: detail" dead-letter reason. Pure. */
+#include "survey.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "dlq.h"
+#include "event.h"
+
+/* ---- field readers: 1 present, 0 absent (missing, null or ""), -1 error ---- */
+
+static int get_text(json_t *doc, const char *key, char *dst, size_t max, char *err, size_t errlen)
+{
+    json_t *v = json_object_get(doc, key);
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_string(v)) return sb_fail(err, errlen, "wrong_type: %s", key);
+    size_t n = json_string_length(v);
+    if (n == 0) return 0;
+    if (n > max) return sb_fail(err, errlen, "too_long: %s", key);
+    memcpy(dst, json_string_value(v), n + 1);
+    return 1;
+}
+
+/* A text used in topics and keys. */
+static int get_id(json_t *doc, const char *key, bool required, char *dst, char *err, size_t errlen)
+{
+    int rc = get_text(doc, key, dst, SB_STR_MAX, err, errlen);
+    if (rc < 0) return -1;
+    if (rc == 0) return required ? sb_fail(err, errlen, "missing_field: %s", key) : 0;
+    if (!sb_str_topic_safe(dst, strlen(dst))) return sb_fail(err, errlen, "unsafe_chars: %s", key);
+    return 1;
+}
+
+static bool token_ok(const char *s, size_t n)
+{
+    if (n == 0 || n > SB_TOKEN_MAX) return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < '!' || s[i] > '~') return false;
+    return true;
+}
+
+static int get_token(json_t *doc, char *dst, char *err, size_t errlen)
+{
+    json_t *v = json_object_get(doc, "token");
+    if (!v || json_is_null(v)) return sb_fail(err, errlen, "missing_field: token");
+    if (!json_is_string(v)) return sb_fail(err, errlen, "wrong_type: token");
+    size_t n = json_string_length(v);
+    if (n == 0) return sb_fail(err, errlen, "missing_field: token");
+    if (!token_ok(json_string_value(v), n)) return sb_fail(err, errlen, "bad_token_format");
+    memcpy(dst, json_string_value(v), n + 1);
+    return 1;
+}
+
+static int get_time(json_t *doc, const char *key, bool required, int64_t *ms, char *err,
+                    size_t errlen)
+{
+    json_t *v = json_object_get(doc, key);
+    if (!v || json_is_null(v) || (json_is_string(v) && json_string_length(v) == 0))
+        return required ? sb_fail(err, errlen, "missing_field: %s", key) : 0;
+    return sb_dlq_time(v, key, ms, err, errlen) == 0 ? 1 : -1;
+}
+
+static int get_int(json_t *obj, const char *key, const char *name, int *out, char *err,
+                   size_t errlen)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v)) return sb_fail(err, errlen, "missing_field: %s", name);
+    if (!json_is_integer(v)) return sb_fail(err, errlen, "wrong_type: %s", name);
+    json_int_t n = json_integer_value(v);
+    if (n < INT_MIN || n > INT_MAX) return sb_fail(err, errlen, "bad_scale: %s", name);
+    *out = (int)n;
+    return 1;
+}
+
+/* ---- requests ---- */
+
+char *sb_survey_request_encode(const sb_survey_request_t *r)
+{
+    char issued[32], expires[32], *text = NULL;
+    if ((unsigned)r->kind >= SB_KIND__N) return NULL;
+    sb_time_format(r->issued_ms, issued);
+    sb_time_format(r->expires_ms, expires);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:{s:i, s:i}, s:s, s:s, s:s}",
+                          "survey_id", r->survey_id, "kind", sb_kind_names[r->kind], "journey",
+                          r->journey, "customer_id", r->customer_id, "interaction_id",
+                          r->interaction_id, "channel", r->channel, "locale", r->locale, "question",
+                          r->question, "scale", "min", r->scale_min, "max", r->scale_max,
+                          "issued_at", issued, "expires_at", expires, "token", r->token);
+    if (!o) goto fail;
+    if (r->device_id[0] && json_object_set_new(o, "device_id", json_string(r->device_id)))
+        goto fail;
+    if (r->reminder && json_object_set_new(o, "reminder", json_true())) goto fail;
+    text = json_dumps(o, JSON_COMPACT);
+fail:
+    json_decref(o);
+    return text;
+}
+
+int sb_survey_request_decode(const char *buf, size_t len, sb_survey_request_t *out, char *err,
+                             size_t errlen)
+{
+    int rc = -1;
+    char q[96], kind[SB_STR_MAX + 1];
+    memset(out, 0, sizeof *out);
+    json_t *doc = sb_dlq_load(buf, len, err, errlen);
+    if (!doc) goto fail;
+    if (get_id(doc, "survey_id", true, out->survey_id, err, errlen) < 0) goto fail;
+
+    int k = get_text(doc, "kind", kind, SB_STR_MAX, err, errlen);
+    if (k < 0) goto fail;
+    if (k == 0) {
+        sb_fail(err, errlen, "missing_field: kind");
+        goto fail;
+    }
+    if ((k = sb_kind_parse(kind)) < 0) {
+        sb_dlq_quote(q, sizeof q, kind, strlen(kind));
+        sb_fail(err, errlen, "bad_kind: %s", q);
+        goto fail;
+    }
+    out->kind = (sb_kind_t)k;
+
+    if (get_id(doc, "journey", true, out->journey, err, errlen) < 0 ||
+        get_id(doc, "customer_id", true, out->customer_id, err, errlen) < 0 ||
+        get_id(doc, "interaction_id", true, out->interaction_id, err, errlen) < 0 ||
+        get_id(doc, "channel", true, out->channel, err, errlen) < 0)
+        goto fail;
+
+    int lr = get_text(doc, "locale", out->locale, SB_STR_MAX, err, errlen);
+    if (lr < 0) goto fail;
+    if (lr > 0 && !sb_event_locale_valid(out->locale)) {
+        sb_dlq_quote(q, sizeof q, out->locale, strlen(out->locale));
+        sb_fail(err, errlen, "bad_locale: %s", q);
+        goto fail;
+    }
+
+    int qr = get_text(doc, "question", out->question, SB_QUESTION_MAX, err, errlen);
+    if (qr < 0) goto fail;
+    if (qr == 0) {
+        sb_fail(err, errlen, "missing_field: question");
+        goto fail;
+    }
+    for (const unsigned char *p = (const unsigned char *)out->question; *p; p++) {
+        if ((*p < 0x20 && *p != '\n' && *p != '\t') || *p == 0x7F) {
+            sb_fail(err, errlen, "bad_chars: question");
+            goto fail;
+        }
+    }
+
+    json_t *scale = json_object_get(doc, "scale");
+    if (!scale || json_is_null(scale)) {
+        sb_fail(err, errlen, "missing_field: scale");
+        goto fail;
+    }
+    if (!json_is_object(scale)) {
+        sb_fail(err, errlen, "wrong_type: scale");
+        goto fail;
+    }
+    if (get_int(scale, "min", "scale.min", &out->scale_min, err, errlen) < 0 ||
+        get_int(scale, "max", "scale.max", &out->scale_max, err, errlen) < 0)
+        goto fail;
+    if (out->scale_min < 0 || out->scale_min >= out->scale_max || out->scale_max > SB_SCORE_MAX) {
+        sb_fail(err, errlen, "bad_scale: %d..%d", out->scale_min, out->scale_max);
+        goto fail;
+    }
+
+    if (get_time(doc, "issued_at", true, &out->issued_ms, err, errlen) < 0 ||
+        get_time(doc, "expires_at", true, &out->expires_ms, err, errlen) < 0)
+        goto fail;
+    if (out->expires_ms <= out->issued_ms) {
+        sb_fail(err, errlen, "bad_time: expires_at: not after issued_at");
+        goto fail;
+    }
+    if (get_token(doc, out->token, err, errlen) < 0) goto fail;
+    if (get_id(doc, "device_id", false, out->device_id, err, errlen) < 0) goto fail;
+
+    json_t *rem = json_object_get(doc, "reminder");
+    if (rem && !json_is_null(rem)) {
+        if (!json_is_boolean(rem)) {
+            sb_fail(err, errlen, "wrong_type: reminder");
+            goto fail;
+        }
+        out->reminder = json_is_true(rem);
+    }
+    rc = 0;
+fail:
+    json_decref(doc);
+    return rc;
+}
+
+/* ---- responses ---- */
+
+/* Checks and copies a comment, CR LF and lone CR made LF. Returns 1, 0 (empty) or -1. */
+static int read_comment(const json_t *v, sb_survey_response_t *out, char *err, size_t errlen)
+{
+    if (!json_is_string(v)) return sb_fail(err, errlen, "wrong_type: comment");
+    size_t n = json_string_length(v), o = 0;
+    if (n > SB_COMMENT_MAX) return sb_fail(err, errlen, "comment_too_long");
+    const unsigned char *s = (const unsigned char *)json_string_value(v);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        if (c == '\r') {
+            if (i + 1 < n && s[i + 1] == '\n') i++;
+            c = '\n';
+        } else if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7F) {
+            return sb_fail(err, errlen, "bad_comment: control character");
+        }
+        out->comment[o++] = (char)c;
+    }
+    out->comment[o] = '\0';
+    out->has_comment = o > 0;
+    return o > 0;
+}
+
+int sb_survey_response_decode(const char *buf, size_t len, const char *device_id,
+                              sb_survey_response_t *out, char *err, size_t errlen)
+{
+    int rc = -1;
+    memset(out, 0, sizeof *out);
+    json_t *doc = sb_dlq_load(buf, len, err, errlen);
+    if (!doc) goto fail;
+    if (get_id(doc, "survey_id", true, out->survey_id, err, errlen) < 0) goto fail;
+    if (get_token(doc, out->token, err, errlen) < 0) goto fail;
+
+    json_t *score = json_object_get(doc, "score");
+    if (!score || json_is_null(score)) {
+        sb_fail(err, errlen, "missing_field: score");
+        goto fail;
+    }
+    if (json_is_real(score)) {
+        sb_fail(err, errlen, "score_not_integer");
+        goto fail;
+    }
+    if (!json_is_integer(score)) {
+        sb_fail(err, errlen, "wrong_type: score");
+        goto fail;
+    }
+    json_int_t s = json_integer_value(score);
+    if (s < INT_MIN || s > INT_MAX) {
+        sb_fail(err, errlen, "score_out_of_range");
+        goto fail;
+    }
+    out->score = (int)s;
+
+    json_t *comment = json_object_get(doc, "comment");
+    if (comment && !json_is_null(comment) && read_comment(comment, out, err, errlen) < 0) goto fail;
+
+    int tr = get_time(doc, "answered_at", false, &out->answered_ms, err, errlen);
+    if (tr < 0) goto fail;
+    out->has_answered = tr > 0;
+
+    if (device_id) {
+        size_t n = strlen(device_id);
+        if (n > SB_STR_MAX) {
+            sb_fail(err, errlen, "too_long: device_id");
+            goto fail;
+        }
+        if (!sb_str_topic_safe(device_id, n)) {
+            sb_fail(err, errlen, "unsafe_chars: device_id");
+            goto fail;
+        }
+        memcpy(out->device_id, device_id, n + 1);
+    }
+    rc = 0;
+fail:
+    json_decref(doc);
+    return rc;
+}
+
+char *sb_survey_response_encode(const sb_survey_response_t *r)
+{
+    char *text = NULL, when[32];
+    json_t *o = json_pack("{s:s, s:s, s:i}", "survey_id", r->survey_id, "token", r->token, "score",
+                          r->score);
+    if (!o) goto fail;
+    if (r->has_comment && json_object_set_new(o, "comment", json_string(r->comment))) goto fail;
+    if (r->has_answered) {
+        sb_time_format(r->answered_ms, when);
+        if (json_object_set_new(o, "answered_at", json_string(when))) goto fail;
+    }
+    text = json_dumps(o, JSON_COMPACT);
+fail:
+    json_decref(o);
+    return text;
+}
