@@ -200,7 +200,7 @@ int sb_h_mqtt_start(sb_h_t *h)
     FILE *f = fopen(conf, "w");
     if (!f) return -1;
     fprintf(f,
-            "listener %d 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            "listener %d 127.0.0.1\nuser root\nallow_anonymous true\npersistence true\n"
             "persistence_location %s\nautosave_interval 1\nmax_queued_messages 0\n"
             "max_inflight_messages 0\nlog_dest stderr\nlog_type error\nlog_type warning\n",
             h->mqtt_port, data);

@@ -1,0 +1,241 @@
+/* Unit tests of the pure MQTT topic helpers: filter matching with '+' extraction and
+ * template rendering with topic-safety checks. */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mqtt.h"
+
+/* ---------------------------------------------------------------- match */
+
+START_TEST(match_device_id)
+{
+    char dev[64];
+    const char *f = "fieldservice/+/visit/completed";
+    ck_assert_int_eq(sb_mqtt_topic_match(f, "fieldservice/dev-7/visit/completed", dev, sizeof dev),
+                     1);
+    ck_assert_str_eq(dev, "dev-7");
+    ck_assert_int_eq(sb_mqtt_topic_match(f, "fieldservice/设备-1/visit/completed", dev, sizeof dev),
+                     1);
+    ck_assert_str_eq(dev, "设备-1");
+    /* an empty level is a level: the caller rejects the empty device id */
+    ck_assert_int_eq(sb_mqtt_topic_match(f, "fieldservice//visit/completed", dev, sizeof dev), 1);
+    ck_assert_str_eq(dev, "");
+}
+END_TEST
+
+START_TEST(match_rejects_other_topics)
+{
+    char dev[64] = "junk";
+    const char *f = "fieldservice/+/visit/completed";
+    ck_assert_int_eq(sb_mqtt_topic_match(f, "fieldservice/dev-7/visit/started", dev, sizeof dev),
+                     0);
+    ck_assert_str_eq(dev, "");
+    ck_assert_int_eq(sb_mqtt_topic_match(f, "fieldservice/dev-7/visit", dev, sizeof dev), 0);
+    ck_assert_int_eq(
+        sb_mqtt_topic_match(f, "fieldservice/dev-7/visit/completed/x", dev, sizeof dev), 0);
+    ck_assert_int_eq(sb_mqtt_topic_match(f, "Fieldservice/dev-7/visit/completed", dev, sizeof dev),
+                     0);
+    ck_assert_int_eq(sb_mqtt_topic_match(f, "fieldservice/a/b/visit/completed", dev, sizeof dev),
+                     0);
+    ck_assert_int_eq(sb_mqtt_topic_match(f, "", dev, sizeof dev), 0);
+}
+END_TEST
+
+START_TEST(match_first_plus_of_several)
+{
+    char v[16];
+    ck_assert_int_eq(sb_mqtt_topic_match("a/+/+/d", "a/b/c/d", v, sizeof v), 1);
+    ck_assert_str_eq(v, "b");
+    ck_assert_int_eq(sb_mqtt_topic_match("+/x/#", "tenant-9/x/y/z", v, sizeof v), 1);
+    ck_assert_str_eq(v, "tenant-9");
+}
+END_TEST
+
+START_TEST(match_hash)
+{
+    char v[16] = "junk";
+    ck_assert_int_eq(sb_mqtt_topic_match("fieldservice/#", "fieldservice", v, sizeof v), 1);
+    ck_assert_str_eq(v, "");
+    ck_assert_int_eq(sb_mqtt_topic_match("fieldservice/#", "fieldservice/a/b/c", v, sizeof v), 1);
+    ck_assert_int_eq(sb_mqtt_topic_match("fieldservice/#", "fieldservicex/a", v, sizeof v), 0);
+    ck_assert_int_eq(sb_mqtt_topic_match("#", "metrics/nps/24h/all/all", v, sizeof v), 1);
+    ck_assert_int_eq(sb_mqtt_topic_match("a/+/#", "a/b", v, sizeof v), 1);
+    ck_assert_str_eq(v, "b");
+}
+END_TEST
+
+START_TEST(match_dollar_topics)
+{
+    ck_assert_int_eq(sb_mqtt_topic_match("#", "$SYS/broker/uptime", NULL, 0), 0);
+    ck_assert_int_eq(sb_mqtt_topic_match("+/broker/uptime", "$SYS/broker/uptime", NULL, 0), 0);
+    ck_assert_int_eq(sb_mqtt_topic_match("$SYS/#", "$SYS/broker/uptime", NULL, 0), 1);
+}
+END_TEST
+
+START_TEST(match_exact_without_plus)
+{
+    char v[8] = "junk";
+    ck_assert_int_eq(sb_mqtt_topic_match("alerts/detractor", "alerts/detractor", v, sizeof v), 1);
+    ck_assert_str_eq(v, "");
+    ck_assert_int_eq(sb_mqtt_topic_match("alerts/detractor", "alerts/detractors", v, sizeof v), 0);
+    /* plus_out may be NULL */
+    ck_assert_int_eq(sb_mqtt_topic_match("a/+", "a/b", NULL, 0), 1);
+}
+END_TEST
+
+START_TEST(match_bad_filters)
+{
+    char v[8];
+    ck_assert_int_eq(sb_mqtt_topic_match("a/#/b", "a/x/b", v, sizeof v), -1);
+    ck_assert_int_eq(sb_mqtt_topic_match("a+/b", "a+/b", v, sizeof v), -1);
+    ck_assert_int_eq(sb_mqtt_topic_match("a/b#", "a/b#", v, sizeof v), -1);
+    ck_assert_int_eq(sb_mqtt_topic_match("a/+b", "a/+b", v, sizeof v), -1);
+    ck_assert_int_eq(sb_mqtt_topic_match("", "a", v, sizeof v), -1);
+    ck_assert_int_eq(sb_mqtt_topic_match(NULL, "a", v, sizeof v), -1);
+}
+END_TEST
+
+START_TEST(match_plus_buffer_bound)
+{
+    char v[5];
+    /* "abcd" needs 5 bytes with its NUL */
+    ck_assert_int_eq(sb_mqtt_topic_match("d/+", "d/abcd", v, 5), 1);
+    ck_assert_str_eq(v, "abcd");
+    ck_assert_int_eq(sb_mqtt_topic_match("d/+", "d/abcde", v, 5), -1);
+    ck_assert_int_eq(sb_mqtt_topic_match("d/+", "d/abcd", v, 4), -1);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- render */
+
+static const char *const mkeys[] = {"metric", "window", "dimension", "value"};
+
+START_TEST(render_metrics)
+{
+    char out[128];
+    const char *vals[] = {"nps", "24h", "region", "east"};
+    ck_assert_int_eq(sb_mqtt_topic_render("metrics/{metric}/{window}/{dimension}/{value}", mkeys,
+                                          vals, 4, out, sizeof out),
+                     0);
+    ck_assert_str_eq(out, "metrics/nps/24h/region/east");
+    const char *vals2[] = {"csat", "7d", "all", "all"};
+    ck_assert_int_eq(sb_mqtt_topic_render("metrics/{metric}/{window}/{dimension}/{value}", mkeys,
+                                          vals2, 4, out, sizeof out),
+                     0);
+    ck_assert_str_eq(out, "metrics/csat/7d/all/all");
+}
+END_TEST
+
+START_TEST(render_device_request_round_trip)
+{
+    char out[128], dev[64];
+    const char *k[] = {"device_id"}, *v[] = {"van 12 (north)"};
+    ck_assert_int_eq(
+        sb_mqtt_topic_render("fieldservice/{device_id}/survey/request", k, v, 1, out, sizeof out),
+        0);
+    ck_assert_str_eq(out, "fieldservice/van 12 (north)/survey/request");
+    ck_assert_int_eq(sb_mqtt_topic_match("fieldservice/+/survey/request", out, dev, sizeof dev), 1);
+    ck_assert_str_eq(dev, "van 12 (north)");
+}
+END_TEST
+
+START_TEST(render_other_shapes)
+{
+    char out[64];
+    const char *k[] = {"channel", "customer_id", "unused"}, *v[] = {"sms", "c-42", "x"};
+    ck_assert_int_eq(
+        sb_mqtt_topic_render("surveys/{channel}/{customer_id}", k, v, 3, out, sizeof out), 0);
+    ck_assert_str_eq(out, "surveys/sms/c-42");
+    ck_assert_int_eq(sb_mqtt_topic_render("{customer_id}/{customer_id}", k, v, 3, out, sizeof out),
+                     0);
+    ck_assert_str_eq(out, "c-42/c-42");
+    ck_assert_int_eq(sb_mqtt_topic_render("alerts/detractor", NULL, NULL, 0, out, sizeof out), 0);
+    ck_assert_str_eq(out, "alerts/detractor");
+}
+END_TEST
+
+START_TEST(render_unsafe_values)
+{
+    char out[64];
+    const char *k[] = {"type"};
+    const char *bad[] = {"a/b", "a+b", "#", "a|b", "", "tab\there", "\xff\xfe"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        const char *v[] = {bad[i]};
+        ck_assert_int_eq(sb_mqtt_topic_render("alerts/{type}", k, v, 1, out, sizeof out),
+                         SB_MQTT_TOPIC_EUNSAFE);
+        ck_assert_str_eq(out, "");
+    }
+    /* 256 bytes is the limit of a topic-safe value */
+    char big[258], topic[400];
+    memset(big, 'x', 257);
+    big[257] = '\0';
+    const char *v257[] = {big};
+    ck_assert_int_eq(sb_mqtt_topic_render("alerts/{type}", k, v257, 1, topic, sizeof topic),
+                     SB_MQTT_TOPIC_EUNSAFE);
+    big[256] = '\0';
+    ck_assert_int_eq(sb_mqtt_topic_render("alerts/{type}", k, v257, 1, topic, sizeof topic), 0);
+    ck_assert_uint_eq(strlen(topic), 7 + 256);
+}
+END_TEST
+
+START_TEST(render_bad_templates)
+{
+    char out[64];
+    const char *k[] = {"type"}, *v[] = {"detractor"};
+    ck_assert_int_eq(sb_mqtt_topic_render("alerts/{kind}", k, v, 1, out, sizeof out),
+                     SB_MQTT_TOPIC_EBAD);
+    ck_assert_int_eq(sb_mqtt_topic_render("alerts/{type", k, v, 1, out, sizeof out),
+                     SB_MQTT_TOPIC_EBAD);
+    ck_assert_int_eq(sb_mqtt_topic_render("alerts/{}", k, v, 1, out, sizeof out),
+                     SB_MQTT_TOPIC_EBAD);
+    ck_assert_int_eq(sb_mqtt_topic_render("alerts/type}", k, v, 1, out, sizeof out),
+                     SB_MQTT_TOPIC_EBAD);
+    ck_assert_str_eq(out, "");
+}
+END_TEST
+
+START_TEST(render_length_bound)
+{
+    char out[16];
+    const char *k[] = {"x"}, *v[] = {"bc"};
+    ck_assert_int_eq(sb_mqtt_topic_render("a/{x}", k, v, 1, out, 5), 0); /* "a/bc" + NUL */
+    ck_assert_str_eq(out, "a/bc");
+    ck_assert_int_eq(sb_mqtt_topic_render("a/{x}", k, v, 1, out, 4), SB_MQTT_TOPIC_ELONG);
+    ck_assert_str_eq(out, "");
+    ck_assert_int_eq(sb_mqtt_topic_render("abcd", k, v, 1, out, 4), SB_MQTT_TOPIC_ELONG);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("mqtt_topic");
+    TCase *m = tcase_create("match");
+    tcase_add_test(m, match_device_id);
+    tcase_add_test(m, match_rejects_other_topics);
+    tcase_add_test(m, match_first_plus_of_several);
+    tcase_add_test(m, match_hash);
+    tcase_add_test(m, match_dollar_topics);
+    tcase_add_test(m, match_exact_without_plus);
+    tcase_add_test(m, match_bad_filters);
+    tcase_add_test(m, match_plus_buffer_bound);
+    suite_add_tcase(s, m);
+    TCase *r = tcase_create("render");
+    tcase_add_test(r, render_metrics);
+    tcase_add_test(r, render_device_request_round_trip);
+    tcase_add_test(r, render_other_shapes);
+    tcase_add_test(r, render_unsafe_values);
+    tcase_add_test(r, render_bad_templates);
+    tcase_add_test(r, render_length_bound);
+    suite_add_tcase(s, r);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
