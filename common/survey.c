@@ -38,7 +38,7 @@ static int get_id(json_t *doc, const char *key, bool required, char *dst, char *
 
 static bool token_ok(const char *s, size_t n)
 {
-    if (n == 0 || n > SB_TOKEN_MAX) return false;
+    if (n == 0 || n > SB_TOKEN_TEXT_MAX) return false;
     for (size_t i = 0; i < n; i++)
         if (s[i] < '!' || s[i] > '~') return false;
     return true;

@@ -9,8 +9,8 @@
 
 #include "config.h"
 
-#define SB_TOKEN_MAX 127     /* bytes in a token (printable ASCII) */
-#define SB_QUESTION_MAX 1024 /* bytes in a question text */
+#define SB_TOKEN_TEXT_MAX 127     /* bytes in a token (printable ASCII) */
+#define SB_QUESTION_MAX 2000 /* bytes in a question text */
 
 typedef struct sb_survey_request {
     char survey_id[SB_STR_MAX + 1];
@@ -24,13 +24,13 @@ typedef struct sb_survey_request {
     sb_kind_t kind;
     int scale_min, scale_max;
     int64_t issued_ms, expires_ms;
-    char token[SB_TOKEN_MAX + 1];
+    char token[SB_TOKEN_TEXT_MAX + 1];
     bool reminder;
 } sb_survey_request_t;
 
 typedef struct sb_survey_response {
     char survey_id[SB_STR_MAX + 1];
-    char token[SB_TOKEN_MAX + 1];
+    char token[SB_TOKEN_TEXT_MAX + 1];
     int score; /* integral; the scale check is the aggregator's, against the survey */
     bool has_comment;
     char comment[SB_COMMENT_MAX + 1];

@@ -173,12 +173,13 @@ START_TEST(request_rejections)
     ck_assert_str_eq(req_with("extra", "\"reminder\":\"yes\""), "wrong_type: reminder");
     ck_assert_str_eq(req_with("extra", "\"reminder\":false"), "");
 
-    char q[1200], kv[1300];
-    memset(q, 'q', 1024);
-    q[1024] = '\0';
+    /* the limit matches the config's: questions up to 2000 bytes */
+    char q[2100], kv[2200];
+    memset(q, 'q', 2000);
+    q[2000] = '\0';
     snprintf(kv, sizeof kv, "\"question\":\"%s\"", q);
     ck_assert_str_eq(req_with("question", kv), "");
-    q[1024] = 'q', q[1025] = '\0';
+    q[2000] = 'q', q[2001] = '\0';
     snprintf(kv, sizeof kv, "\"question\":\"%s\"", q);
     ck_assert_str_eq(req_with("question", kv), "too_long: question");
 
