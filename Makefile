@@ -34,36 +34,42 @@ FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/tests/fuzz/replay_%)
 
 .PHONY: all deps test unit integration fuzz-replay fuzz clean format
+.SECONDARY:
 all: $(BINS)
 
 deps:
 	@scripts/deps.sh
 
-$(B)/%.o: %.c $(wildcard common/*.h)
+# V=1 shows the full commands
+Q := $(if $(V),,@)
+
+$(B)/%.o: %.c $(wildcard common/*.h) $(wildcard services/*/*.h) $(wildcard tests/integration/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
 $(LIB): $(COMMON_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(Q)ar rcs $@ $^
 
 define SERVICE_RULE
 bin/$(call bin_name,$1): $(patsubst %.c,$(B)/%.o,$(wildcard services/$1/*.c)) $(LIB)
 	@mkdir -p bin
-	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+	@$$(if $$(Q),echo "  LINK    $$@")
+	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 endef
 $(foreach s,$(SERVICE_DIRS),$(eval $(call SERVICE_RULE,$s)))
 
 $(B)/tests/unit/%: $(B)/tests/unit/%.o $(LIB)
-	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
 
 $(B)/tests/integration/%: $(B)/tests/integration/%.o $(INT_SUPPORT) $(LIB)
-	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
 
 # Fuzz targets are also linked with a plain main() that replays a corpus, so `make test`
 # exercises them with gcc while `make fuzz` runs them under libFuzzer (clang).
 $(B)/tests/fuzz/replay_%: $(B)/tests/fuzz/%.o $(B)/tests/fuzz/replay_main.o $(LIB)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 unit: $(UNIT_BIN)
 	@tests/run-tests.sh unit $(UNIT_BIN)

@@ -465,3 +465,82 @@ const char *sb_store_prefix(const sb_store_t *s)
 {
     return s->prefix;
 }
+
+/* ---------------------------------------------------------------- argument vectors */
+
+struct sb_store_arena {
+    struct sb_store_arena *next;
+    size_t used, cap;
+    char buf[];
+};
+
+static void args_grow(sb_store_args_t *a)
+{
+    if (a->argc < a->cap) return;
+    int cap = a->cap ? a->cap * 2 : 64;
+    const char **argv = realloc(a->argv, (size_t)cap * sizeof *argv);
+    size_t *lens = realloc(a->lens, (size_t)cap * sizeof *lens);
+    if (!argv || !lens) abort();
+    a->argv = argv, a->lens = lens, a->cap = cap;
+}
+
+void sb_store_args_add(sb_store_args_t *a, const char *str, size_t len)
+{
+    args_grow(a);
+    a->argv[a->argc] = str;
+    a->lens[a->argc++] = len;
+}
+
+void sb_store_args_str(sb_store_args_t *a, const char *str)
+{
+    sb_store_args_add(a, str, strlen(str));
+}
+
+void sb_store_args_copy(sb_store_args_t *a, const char *str, size_t len)
+{
+    struct sb_store_arena *ar = a->arena;
+    if (!ar || ar->cap - ar->used < len + 1) {
+        size_t cap = len + 1 > 65536 ? len + 1 : 65536;
+        struct sb_store_arena *n = malloc(sizeof *n + cap);
+        if (!n) abort();
+        n->next = ar, n->used = 0, n->cap = cap;
+        a->arena = ar = n;
+    }
+    char *dst = ar->buf + ar->used;
+    memcpy(dst, str, len);
+    dst[len] = '\0';
+    ar->used += len + 1;
+    sb_store_args_add(a, dst, len);
+}
+
+void sb_store_args_int(sb_store_args_t *a, int64_t v)
+{
+    char tmp[24];
+    int n = snprintf(tmp, sizeof tmp, "%lld", (long long)v);
+    sb_store_args_copy(a, tmp, (size_t)n);
+}
+
+void sb_store_args_reset(sb_store_args_t *a)
+{
+    a->argc = 0;
+    /* keep the newest chunk, free older ones */
+    if (a->arena) {
+        struct sb_store_arena *old = a->arena->next;
+        a->arena->next = NULL;
+        a->arena->used = 0;
+        while (old) {
+            struct sb_store_arena *n = old->next;
+            free(old);
+            old = n;
+        }
+    }
+}
+
+void sb_store_args_free(sb_store_args_t *a)
+{
+    sb_store_args_reset(a);
+    free(a->arena);
+    free(a->argv);
+    free(a->lens);
+    memset(a, 0, sizeof *a);
+}

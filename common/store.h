@@ -101,4 +101,23 @@ int sb_store_key(const sb_store_t *s, char *buf, size_t len, const char *fmt, ..
 /* The key prefix ("sb:"), e.g. to pass to a Lua script that builds keys. Borrowed. */
 const char *sb_store_prefix(const sb_store_t *s);
 
+/* A growable argument vector for sb_store_eval / sb_store_cmdargv. Strings added with
+ * sb_store_args_add are borrowed (must outlive the call); numbers and copies live in the
+ * vector's own arena, whose addresses never move. */
+typedef struct sb_store_args {
+    const char **argv;
+    size_t *lens;
+    int argc, cap;
+    struct sb_store_arena *arena;
+} sb_store_args_t;
+
+void sb_store_args_add(sb_store_args_t *a, const char *s, size_t len); /* borrowed */
+void sb_store_args_str(sb_store_args_t *a, const char *s);             /* borrowed C string */
+void sb_store_args_copy(sb_store_args_t *a, const char *s, size_t len); /* copied */
+void sb_store_args_int(sb_store_args_t *a, int64_t v);
+/* Empties the vector (keeps its memory for reuse). */
+void sb_store_args_reset(sb_store_args_t *a);
+/* Releases everything; the struct may be reused after (zeroed). */
+void sb_store_args_free(sb_store_args_t *a);
+
 #endif

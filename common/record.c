@@ -1,0 +1,172 @@
+/* Survey records: compact 0x1F-separated strings in Redis; see record.h. */
+#include "record.h"
+#include "event.h"
+
+#include <errno.h>
+#include <openssl/sha.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SEP '\x1f'
+#define NFIELDS 19
+
+void sb_record_survey_id(const char *interaction_id, const char *journey, char *out)
+{
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    char buf[2 * SB_STR_MAX + 2];
+    int n = snprintf(buf, sizeof buf, "%s|%s", interaction_id, journey);
+    SHA256((const unsigned char *)buf, n < 0 ? 0 : (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1, md);
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < SB_SURVEY_ID_LEN / 2; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[SB_SURVEY_ID_LEN] = '\0';
+}
+
+static void copy(char *dst, const char *src)
+{
+    snprintf(dst, SB_STR_MAX + 1, "%s", src ? src : "");
+}
+
+void sb_record_from_event(sb_record_t *r, const sb_event_t *ev, const sb_journey_t *j,
+                          int64_t due_ms, int64_t expires_ms)
+{
+    memset(r, 0, sizeof *r);
+    r->state = SB_REC_PENDING;
+    r->kind = j->survey;
+    copy(r->journey, j->name);
+    copy(r->customer_id, ev->val[SB_F_CUSTOMER_ID]);
+    copy(r->interaction_id, ev->val[SB_F_INTERACTION_ID]);
+    copy(r->channel, j->channel && *j->channel ? j->channel : ev->val[SB_F_CHANNEL]);
+    copy(r->locale, ev->val[SB_F_LOCALE]);
+    copy(r->device_id, ev->val[SB_F_DEVICE_ID]);
+    copy(r->dim[SB_DIM_ALL], "all");
+    copy(r->dim[SB_DIM_CHANNEL], r->channel);
+    copy(r->dim[SB_DIM_AGENT], ev->val[SB_F_AGENT]);
+    copy(r->dim[SB_DIM_TEAM], ev->val[SB_F_TEAM]);
+    copy(r->dim[SB_DIM_REGION], ev->val[SB_F_REGION]);
+    copy(r->dim[SB_DIM_PRODUCT], ev->val[SB_F_PRODUCT]);
+    copy(r->dim[SB_DIM_STAGE], ev->val[SB_F_STAGE]);
+    copy(r->dim[SB_DIM_JOURNEY], j->name);
+    copy(r->dim[SB_DIM_KIND], ev->val[SB_F_KIND]);
+    copy(r->dim[SB_DIM_LOCALE], r->locale);
+    copy(r->dim[SB_DIM_DEVICE], r->device_id);
+    r->due_ms = due_ms;
+    r->expires_ms = expires_ms;
+    r->remind_after_ms = j->remind_after_ms;
+}
+
+/* Writes v >= 0 in base 36 (lowercase); returns the length. */
+static int b36(char *out, int64_t v)
+{
+    char tmp[16];
+    int n = 0;
+    do {
+        tmp[n++] = "0123456789abcdefghijklmnopqrstuvwxyz"[v % 36];
+        v /= 36;
+    } while (v > 0);
+    for (int i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+    out[n] = '\0';
+    return n;
+}
+
+char *sb_record_encode(const sb_record_t *r, size_t *len)
+{
+    if ((unsigned)r->kind >= SB_KIND__N || r->due_ms < 0 || r->expires_ms < 0 ||
+        r->remind_after_ms < 0)
+        return NULL;
+    char due[16], exp[16], rem[16];
+    b36(due, r->due_ms), b36(exp, r->expires_ms), b36(rem, r->remind_after_ms);
+    char *buf = NULL;
+    int n = asprintf(&buf,
+                     "%c%c1%c%s%c%s%c%s%c%s%c%s%c%s%c%s%c%s%c%s%c%s%c%s%c%s%c%s%c%s%c%s%c%s%c%s",
+                     r->state, SEP, SEP, sb_kind_names[r->kind], SEP, r->journey, SEP,
+                     r->customer_id, SEP, r->interaction_id, SEP, r->channel, SEP, r->locale,
+                     SEP, r->device_id, SEP, r->dim[SB_DIM_AGENT], SEP, r->dim[SB_DIM_TEAM], SEP,
+                     r->dim[SB_DIM_REGION], SEP, r->dim[SB_DIM_PRODUCT], SEP,
+                     r->dim[SB_DIM_STAGE], SEP, r->dim[SB_DIM_KIND], SEP, due, SEP, exp, SEP,
+                     rem, SEP, r->reason);
+    if (n < 0) return NULL;
+    if (len) *len = (size_t)n;
+    return buf;
+}
+
+static int field_str(char *dst, size_t cap, const char *s, size_t n)
+{
+    if (n >= cap) return -1;
+    memcpy(dst, s, n);
+    dst[n] = '\0';
+    return 0;
+}
+
+/* Parses 1..13 base-36 digits (lowercase) up to INT64_MAX, the encoding of a time. */
+static int field_int(int64_t *dst, const char *s, size_t n)
+{
+    if (n == 0 || n > 13) return -1;
+    int64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'z' ? c - 'a' + 10 : -1;
+        if (d < 0 || v > (INT64_MAX - d) / 36) return -1; /* not a digit, or beyond int64 */
+        v = v * 36 + d;
+    }
+    *dst = v;
+    return 0;
+}
+
+int sb_record_decode(const char *buf, size_t len, sb_record_t *out, char *err, size_t errlen)
+{
+    const char *f[NFIELDS];
+    size_t fl[NFIELDS];
+    size_t nf = 0;
+    const char *p = buf, *end = buf + len;
+    memset(out, 0, sizeof *out);
+    bool more = true; /* a separator follows the last field split off */
+    while (more && nf < NFIELDS) {
+        const char *q = memchr(p, SEP, (size_t)(end - p));
+        more = q != NULL;
+        if (!q) q = end;
+        f[nf] = p, fl[nf] = (size_t)(q - p), nf++;
+        if (more) p = q + 1;
+    }
+    if (nf != NFIELDS || more) return sb_fail(err, errlen, "bad_record: %zu fields", nf);
+    if (fl[0] != 1 || fl[1] != 1 || f[1][0] != '1') return sb_fail(err, errlen, "bad_record: version");
+    out->state = f[0][0];
+    char kind[16];
+    int k = -1; /* sb_kind_t is unsigned: test the parse result before storing it */
+    if (field_str(kind, sizeof kind, f[2], fl[2]) == 0) k = sb_kind_parse(kind);
+    if (k < 0) return sb_fail(err, errlen, "bad_record: kind");
+    out->kind = (sb_kind_t)k;
+    char *str[] = {out->journey, out->customer_id, out->interaction_id, out->channel,
+                   out->locale, out->device_id, out->dim[SB_DIM_AGENT], out->dim[SB_DIM_TEAM], out->dim[SB_DIM_REGION],
+                   out->dim[SB_DIM_PRODUCT], out->dim[SB_DIM_STAGE], out->dim[SB_DIM_KIND]};
+    for (size_t i = 0; i < sizeof str / sizeof str[0]; i++)
+        if (field_str(str[i], SB_STR_MAX + 1, f[3 + i], fl[3 + i]))
+            return sb_fail(err, errlen, "bad_record: field %zu too long", 3 + i);
+    if (field_int(&out->due_ms, f[15], fl[15]) || field_int(&out->expires_ms, f[16], fl[16]) ||
+        field_int(&out->remind_after_ms, f[17], fl[17]))
+        return sb_fail(err, errlen, "bad_record: time");
+    if (field_str(out->reason, sizeof out->reason, f[18], fl[18]))
+        return sb_fail(err, errlen, "bad_record: reason");
+    snprintf(out->dim[SB_DIM_ALL], SB_STR_MAX + 1, "all");
+    memcpy(out->dim[SB_DIM_CHANNEL], out->channel, sizeof out->channel);
+    memcpy(out->dim[SB_DIM_JOURNEY], out->journey, sizeof out->journey);
+    memcpy(out->dim[SB_DIM_LOCALE], out->locale, sizeof out->locale);
+    memcpy(out->dim[SB_DIM_DEVICE], out->device_id, sizeof out->device_id);
+    return 0;
+}
+
+const char *sb_record_state_name(char state)
+{
+    switch (state) {
+    case SB_REC_PENDING: return "pending";
+    case SB_REC_FIRED: return "fired";
+    case SB_REC_CANCELLED: return "cancelled";
+    case SB_REC_SUPPRESSED: return "suppressed";
+    case SB_REC_EXPIRED: return "expired";
+    default: return "unknown";
+    }
+}

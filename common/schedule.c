@@ -1,0 +1,507 @@
+/* Durable survey timers: Lua scripts over a sorted set of due times, a lease set for
+ * claimed timers, compact survey records and per-customer fatigue history. See schedule.h. */
+#include "schedule.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define DAY_MS 86400000LL
+
+/* Shared Lua helpers: split a record, rewrite its state byte, and the counters hash. */
+#define LUA_PRELUDE                                                                             \
+    "local P = ARGV[1]\n"                                                                       \
+    "local now = tonumber(ARGV[2])\n"                                                           \
+    "local stats = P .. 'stats:dispatcher'\n"                                                   \
+    "local sched = P .. 'sched'\n"                                                              \
+    "local infl = P .. 'inflight'\n"                                                            \
+    "local function split(v)\n"                                                                 \
+    "  local t, i = {}, 1\n"                                                                    \
+    "  while true do\n"                                                                         \
+    "    local j = string.find(v, '\\31', i, true)\n"                                           \
+    "    if not j then t[#t + 1] = string.sub(v, i) return t end\n"                             \
+    "    t[#t + 1] = string.sub(v, i, j - 1)\n"                                                 \
+    "    i = j + 1\n"                                                                           \
+    "  end\n"                                                                                   \
+    "end\n"                                                                                     \
+    "local function setstate(key, v, st, reason, exp)\n"                                        \
+    "  local keep = math.max(exp, now) + 86400000\n"                                            \
+    "  redis.call('SET', key, st .. string.sub(v, 2) .. (reason or ''), 'PXAT',\n"              \
+    "             string.format('%d', keep))\n"                                                 \
+    "end\n"                                                                                     \
+    "local function ms(b36) return tonumber(b36, 36) end\n"                                                                                     \
+    "local function count(field, n) redis.call('HINCRBY', stats, field, n or 1) end\n"
+
+/* ARGV: prefix now nops {op...} ncounts {field n}...
+ * op ADD:    'a' id value due journey   (no expiry while pending: set when it settles)
+ * op CANCEL: 'c' id                      (the journey is read from the record) */
+static const char LUA_APPLY[] = LUA_PRELUDE
+    "local i = 4\n"
+    "local res = {}\n"
+    "for k = 1, tonumber(ARGV[3]) do\n"
+    "  local op, id = ARGV[i], ARGV[i + 1]\n"
+    "  local key = P .. 's:' .. id\n"
+    "  if op == 'a' then\n"
+    "    if redis.call('SET', key, ARGV[i + 2], 'NX') then\n"
+    "      redis.call('ZADD', sched, ARGV[i + 3], id)\n"
+    "      count('scheduled|' .. ARGV[i + 4])\n"
+    "      res[k] = 1\n"
+    "    else\n"
+    "      count('duplicate')\n"
+    "      res[k] = 0\n"
+    "    end\n"
+    "    i = i + 5\n"
+    "  else\n"
+    "    res[k] = 0\n"
+    "    local v = redis.call('GET', key)\n"
+    "    if v and string.sub(v, 1, 1) == 'p' and redis.call('ZREM', sched, id) == 1 then\n"
+    "      local f = split(v)\n"
+    "      setstate(key, v, 'x', nil, ms(f[17]))\n"
+    "      count('cancelled|' .. f[4])\n"
+    "      res[k] = 1\n"
+    "    end\n"
+    "    i = i + 2\n"
+    "  end\n"
+    "end\n"
+    "local nc = tonumber(ARGV[i])\n"
+    "i = i + 1\n"
+    "for k = 1, nc do\n"
+    "  count(ARGV[i], tonumber(ARGV[i + 1]))\n"
+    "  i = i + 2\n"
+    "end\n"
+    "return res\n";
+
+/* ARGV: prefix now max lease_deadline min_gap gap_csat gap_ces gap_nps max30 horizon
+ * Returns {{member, record}..., settled, next_due}. Record fields (1-based): 1 state,
+ * 3 kind, 4 journey, 5 customer, 16 due, 17 expires, 18 remind_after (base 36). */
+static const char LUA_CLAIM[] = LUA_PRELUDE
+    "local max, deadline = tonumber(ARGV[3]), ARGV[4]\n"
+    "local min_gap = tonumber(ARGV[5])\n"
+    "local gap_kind = {csat = tonumber(ARGV[6]), ces = tonumber(ARGV[7]), nps = tonumber(ARGV[8])}\n"
+    "local max30, horizon = tonumber(ARGV[9]), tonumber(ARGV[10])\n"
+    "local function fatigue(id, kind, customer)\n"
+    "  if horizon <= 0 then return nil end\n"
+    "  local fh = P .. 'fh:' .. customer\n"
+    "  local h = redis.call('ZRANGEBYSCORE', fh, now - horizon, '+inf', 'WITHSCORES')\n"
+    "  local by_kind, gap, n30 = false, false, 0\n"
+    "  local gk = gap_kind[kind] or -1\n"
+    "  for j = 1, #h, 2 do\n"
+    "    local sep = string.find(h[j], '|', 1, true)\n"
+    "    local hid, hkind = string.sub(h[j], 1, sep - 1), string.sub(h[j], sep + 1)\n"
+    "    if hid ~= id then\n"
+    "      local t = tonumber(h[j + 1])\n"
+    "      if gk >= 0 and hkind == kind and now - t < gk then by_kind = true end\n"
+    "      if min_gap > 0 and now - t < min_gap then gap = true end\n"
+    "      if t > now - 2592000000 and t <= now then n30 = n30 + 1 end\n"
+    "    end\n"
+    "  end\n"
+    "  if by_kind then return 'min_gap_by_kind' end\n"
+    "  if gap then return 'min_gap' end\n"
+    "  if max30 > 0 and n30 >= max30 then return 'max_per_30d' end\n"
+    "  redis.call('ZADD', fh, now, id .. '|' .. kind)\n"
+    "  redis.call('ZREMRANGEBYSCORE', fh, '-inf', now - horizon)\n"
+    "  redis.call('PEXPIRE', fh, horizon)\n"
+    "  return nil\n"
+    "end\n"
+    "local out, settled = {}, 0\n"
+    "for _, m in ipairs(redis.call('ZRANGEBYSCORE', sched, '-inf', now, 'LIMIT', 0, max)) do\n"
+    "  redis.call('ZREM', sched, m)\n"
+    "  local id, typ = m, 'f'\n"
+    "  local sfx = string.sub(m, -2)\n"
+    "  if sfx == ':r' or sfx == ':x' then id, typ = string.sub(m, 1, -3), string.sub(m, -1) end\n"
+    "  local key = P .. 's:' .. id\n"
+    "  local v = redis.call('GET', key)\n"
+    "  local publish = false\n"
+    "  if v then\n"
+    "    local f = split(v)\n"
+    "    local st, journey, exp = f[1], f[4], ms(f[17])\n"
+    "    local answered = redis.call('EXISTS', P .. 'a:' .. id) == 1\n"
+    "    if typ == 'x' then\n"
+    "      if st == 'f' and not answered then\n"
+    "        setstate(key, v, 'e', nil, exp)\n"
+    "        count('expired|' .. journey)\n"
+    "      end\n"
+    "    elseif typ == 'r' then\n"
+    "      publish = st == 'f' and not answered and now <= exp\n"
+    "    elseif st == 'p' then\n"
+    "      if now > exp then\n"
+    "        setstate(key, v, 'e', nil, exp)\n"
+    "        count('expired|' .. journey)\n"
+    "      else\n"
+    "        local why = fatigue(id, f[3], f[5])\n"
+    "        if why then\n"
+    "          setstate(key, v, 's', why, exp)\n"
+    "          count('suppressed|' .. journey .. '|' .. why)\n"
+    "        else\n"
+    "          publish = true\n"
+    "        end\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "  if publish then\n"
+    "    redis.call('ZADD', infl, deadline, m)\n"
+    "    out[#out + 1] = m\n"
+    "    out[#out + 1] = v\n"
+    "  else\n"
+    "    settled = settled + 1\n"
+    "  end\n"
+    "end\n"
+    "local first = redis.call('ZRANGE', sched, 0, 0, 'WITHSCORES')\n"
+    "out[#out + 1] = settled\n"
+    "out[#out + 1] = first[2] or ''\n"
+    "return out\n";
+
+/* ARGV: prefix now members... Returns one 0/1 per member. */
+static const char LUA_ACK[] = LUA_PRELUDE
+    "local res = {}\n"
+    "for k = 3, #ARGV do\n"
+    "  local m = ARGV[k]\n"
+    "  res[k - 2] = 0\n"
+    "  if redis.call('ZREM', infl, m) == 1 then\n"
+    "    res[k - 2] = 1\n"
+    "    local id, typ = m, 'f'\n"
+    "    local sfx = string.sub(m, -2)\n"
+    "    if sfx == ':r' or sfx == ':x' then id, typ = string.sub(m, 1, -3), string.sub(m, -1) end\n"
+    "    local key = P .. 's:' .. id\n"
+    "    local v = redis.call('GET', key)\n"
+    "    if v then\n"
+    "      local f = split(v)\n"
+    "      if typ == 'r' then\n"
+    "        count('reminded|' .. f[4])\n"
+    "      elseif f[1] == 'p' then\n"
+    "        local exp, remind = ms(f[17]), ms(f[18])\n"
+    "        setstate(key, v, 'f', nil, exp)\n"
+    "        count('fired|' .. f[4])\n"
+    "        if remind > 0 and now + remind < exp then\n"
+    "          redis.call('ZADD', sched, string.format('%d', now + remind), id .. ':r')\n"
+    "        end\n"
+    "        redis.call('ZADD', sched, string.format('%d', exp + 1), id .. ':x')\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return res\n";
+
+/* ARGV: prefix at members... */
+static const char LUA_RELEASE[] =
+    "local infl, sched = ARGV[1] .. 'inflight', ARGV[1] .. 'sched'\n"
+    "local n = 0\n"
+    "for k = 3, #ARGV do\n"
+    "  if redis.call('ZREM', infl, ARGV[k]) == 1 then\n"
+    "    redis.call('ZADD', sched, ARGV[2], ARGV[k])\n"
+    "    n = n + 1\n"
+    "  end\n"
+    "end\n"
+    "return n\n";
+
+struct sb_sched {
+    sb_store_t *store;
+    const sb_config_t *cfg;
+    sb_store_script_t *apply, *claim, *ack, *release;
+    sb_store_args_t args;
+};
+
+sb_sched_t *sb_sched_new(sb_store_t *store, const sb_config_t *cfg)
+{
+    sb_sched_t *s = calloc(1, sizeof *s);
+    if (!s) abort();
+    s->store = store;
+    s->cfg = cfg;
+    s->apply = sb_store_script_new(LUA_APPLY);
+    s->claim = sb_store_script_new(LUA_CLAIM);
+    s->ack = sb_store_script_new(LUA_ACK);
+    s->release = sb_store_script_new(LUA_RELEASE);
+    if (!s->apply || !s->claim || !s->ack || !s->release) abort();
+    return s;
+}
+
+void sb_sched_free(sb_sched_t *s)
+{
+    if (!s) return;
+    sb_store_script_free(s->apply);
+    sb_store_script_free(s->claim);
+    sb_store_script_free(s->ack);
+    sb_store_script_free(s->release);
+    sb_store_args_free(&s->args);
+    free(s);
+}
+
+/* Starts an argument vector with the prefix and now. */
+static sb_store_args_t *args_begin(sb_sched_t *s, int64_t now_ms)
+{
+    sb_store_args_reset(&s->args);
+    sb_store_args_str(&s->args, sb_store_prefix(s->store));
+    sb_store_args_int(&s->args, now_ms);
+    return &s->args;
+}
+
+static redisReply *run(sb_sched_t *s, const sb_store_script_t *sc, const char *what)
+{
+    redisReply *r = sb_store_eval(s->store, sc, 0, s->args.argc, s->args.argv, s->args.lens);
+    if (r && r->type == REDIS_REPLY_ERROR) {
+        sb_error("redis script failed op=%s err=\"%s\"", what, r->str);
+        freeReplyObject(r);
+        return NULL;
+    }
+    return r;
+}
+
+int sb_sched_apply(sb_sched_t *s, const sb_sched_op_t *ops, size_t n, const sb_sched_count_t *counts,
+                   size_t n_counts, int *status, int64_t now_ms)
+{
+    /* Encode first: a record that cannot be encoded is logged and skipped (status 0) rather
+     * than failing, and so blocking, the whole batch. A cancel expands to one script op per
+     * configured journey: survey ids derive from (interaction, journey), so no index is kept. */
+    char **values = calloc(n ? n : 1, sizeof *values);
+    size_t *lens = calloc(n ? n : 1, sizeof *lens);
+    if (!values || !lens) abort();
+    size_t nops = 0;
+    int rc = -1;
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i].op != SB_SCHED_ADD) {
+            nops += s->cfg->n_journeys;
+            continue;
+        }
+        values[i] = sb_record_encode(ops[i].rec, &lens[i]);
+        if (values[i])
+            nops++;
+        else
+            sb_error("cannot encode survey record, skipped interaction=%s journey=%s",
+                     ops[i].rec->interaction_id, ops[i].rec->journey);
+    }
+    sb_store_args_t *a = args_begin(s, now_ms);
+    sb_store_args_int(a, (int64_t)nops);
+    char id[SB_SURVEY_ID_LEN + 1];
+    for (size_t i = 0; i < n; i++) {
+        const sb_record_t *rec = ops[i].rec;
+        if (ops[i].op == SB_SCHED_ADD) {
+            if (!values[i]) continue;
+            sb_record_survey_id(rec->interaction_id, rec->journey, id);
+            sb_store_args_str(a, "a");
+            sb_store_args_copy(a, id, SB_SURVEY_ID_LEN);
+            sb_store_args_add(a, values[i], lens[i]);
+            sb_store_args_int(a, rec->due_ms);
+            sb_store_args_str(a, rec->journey);
+        } else {
+            for (size_t j = 0; j < s->cfg->n_journeys; j++) {
+                sb_record_survey_id(rec->interaction_id, s->cfg->journeys[j].name, id);
+                sb_store_args_str(a, "c");
+                sb_store_args_copy(a, id, SB_SURVEY_ID_LEN);
+            }
+        }
+    }
+    sb_store_args_int(a, (int64_t)n_counts);
+    for (size_t i = 0; i < n_counts; i++) {
+        sb_store_args_str(a, counts[i].field);
+        sb_store_args_int(a, counts[i].n);
+    }
+    redisReply *r = run(s, s->apply, "apply");
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == nops) {
+        rc = 0;
+        for (size_t i = 0, k = 0; i < n; i++) {
+            size_t cnt = ops[i].op == SB_SCHED_ADD ? (values[i] ? 1 : 0) : s->cfg->n_journeys;
+            int v = 0;
+            for (size_t e = 0; e < cnt; e++, k++) v += (int)r->element[k]->integer;
+            if (status) status[i] = v;
+        }
+    }
+    if (r) freeReplyObject(r);
+    for (size_t i = 0; i < n; i++) free(values[i]);
+    free(values);
+    free(lens);
+    return rc;
+}
+
+static int64_t fatigue_horizon(const sb_fatigue_t *f)
+{
+    int64_t h = f->min_gap_ms;
+    for (int k = 0; k < SB_KIND__N; k++)
+        if (f->min_gap_by_kind_ms[k] > h) h = f->min_gap_by_kind_ms[k];
+    if (f->max_per_30d > 0 && h < 30 * DAY_MS) h = 30 * DAY_MS;
+    /* a by-kind gap of 0 still forbids a survey of that kind after one sent "in the future"
+     * (clock skew between instances): the rules must run, so the horizon cannot be 0 */
+    for (int k = 0; k < SB_KIND__N; k++)
+        if (f->min_gap_by_kind_ms[k] >= 0 && h < 1) h = 1;
+    return h;
+}
+
+/* Splits a claimed member "<id>[:r]" into the output slot. */
+static int fill_claimed(sb_claimed_t *c, const redisReply *m, const redisReply *v)
+{
+    char err[128];
+    if (m->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
+        m->len >= sizeof c->member || m->len < SB_SURVEY_ID_LEN)
+        return -1;
+    memcpy(c->member, m->str, m->len);
+    c->member[m->len] = '\0';
+    memcpy(c->survey_id, m->str, SB_SURVEY_ID_LEN);
+    c->survey_id[SB_SURVEY_ID_LEN] = '\0';
+    c->reminder = m->len == SB_SURVEY_ID_LEN + 2 && m->str[m->len - 1] == 'r';
+    if (sb_record_decode(v->str, v->len, &c->rec, err, sizeof err)) {
+        sb_error("bad survey record member=%s err=\"%s\"", c->member, err);
+        return -1;
+    }
+    return 0;
+}
+
+int sb_sched_claim(sb_sched_t *s, int64_t now_ms, size_t max, sb_claimed_t *out,
+                   int64_t *next_due_ms, size_t *settled)
+{
+    const sb_fatigue_t *f = &s->cfg->fatigue;
+    sb_store_args_t *a = args_begin(s, now_ms);
+    sb_store_args_int(a, (int64_t)max);
+    sb_store_args_int(a, now_ms + s->cfg->tuning.lease_ms);
+    sb_store_args_int(a, f->min_gap_ms);
+    sb_store_args_int(a, f->min_gap_by_kind_ms[SB_KIND_CSAT]);
+    sb_store_args_int(a, f->min_gap_by_kind_ms[SB_KIND_CES]);
+    sb_store_args_int(a, f->min_gap_by_kind_ms[SB_KIND_NPS]);
+    sb_store_args_int(a, f->max_per_30d);
+    sb_store_args_int(a, fatigue_horizon(f));
+    redisReply *r = run(s, s->claim, "claim");
+    if (!r) return -1;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 || r->elements % 2) {
+        freeReplyObject(r);
+        return -1;
+    }
+    size_t pairs = (r->elements - 2) / 2, n = 0;
+    for (size_t i = 0; i < pairs && n < max; i++)
+        if (fill_claimed(&out[n], r->element[2 * i], r->element[2 * i + 1]) == 0) n++;
+    if (settled) *settled = (size_t)r->element[r->elements - 2]->integer;
+    if (next_due_ms) {
+        const redisReply *nd = r->element[r->elements - 1];
+        *next_due_ms = nd->type == REDIS_REPLY_STRING && nd->len ? strtoll(nd->str, NULL, 10)
+                                                                 : INT64_MAX;
+    }
+    freeReplyObject(r);
+    return (int)n;
+}
+
+int sb_sched_ack(sb_sched_t *s, const char *const *members, size_t n, int64_t now_ms, int *done)
+{
+    sb_store_args_t *a = args_begin(s, now_ms);
+    for (size_t i = 0; i < n; i++) sb_store_args_str(a, members[i]);
+    redisReply *r = run(s, s->ack, "ack");
+    if (!r) return -1;
+    int rc = r->type == REDIS_REPLY_ARRAY && r->elements == n ? 0 : -1;
+    for (size_t i = 0; done && rc == 0 && i < n; i++) done[i] = (int)r->element[i]->integer;
+    freeReplyObject(r);
+    return rc;
+}
+
+int sb_sched_release(sb_sched_t *s, const char *const *members, size_t n, int64_t at_ms)
+{
+    sb_store_args_t *a = args_begin(s, at_ms);
+    for (size_t i = 0; i < n; i++) sb_store_args_str(a, members[i]);
+    redisReply *r = run(s, s->release, "release");
+    if (!r) return -1;
+    int rc = r->type == REDIS_REPLY_INTEGER ? 0 : -1;
+    freeReplyObject(r);
+    return rc;
+}
+
+int sb_sched_expired_leases(sb_sched_t *s, int64_t now_ms, char (*members)[SB_SCHED_MEMBER_MAX],
+                            size_t max, int64_t *claimed_since_ms)
+{
+    char key[300], nowb[24], maxb[24];
+    sb_store_key(s->store, key, sizeof key, "inflight");
+    snprintf(nowb, sizeof nowb, "%lld", (long long)now_ms);
+    snprintf(maxb, sizeof maxb, "%zu", max);
+    const char *argv[] = {"ZRANGEBYSCORE", key, "-inf", nowb, "WITHSCORES", "LIMIT", "0", maxb};
+    redisReply *r = sb_store_cmdargv(s->store, 8, argv, NULL);
+    if (!r) return -1;
+    if (r->type != REDIS_REPLY_ARRAY) {
+        freeReplyObject(r);
+        return -1;
+    }
+    size_t n = 0;
+    int64_t oldest = INT64_MAX;
+    for (size_t i = 0; i + 1 < r->elements && n < max; i += 2) {
+        const redisReply *m = r->element[i];
+        if (m->len >= SB_SCHED_MEMBER_MAX) continue;
+        memcpy(members[n], m->str, m->len);
+        members[n][m->len] = '\0';
+        int64_t claimed = strtoll(r->element[i + 1]->str, NULL, 10) - s->cfg->tuning.lease_ms;
+        if (claimed < oldest) oldest = claimed;
+        n++;
+    }
+    freeReplyObject(r);
+    if (claimed_since_ms) *claimed_since_ms = oldest;
+    return (int)n;
+}
+
+int sb_sched_get(sb_sched_t *s, const char *survey_id, sb_record_t *out)
+{
+    char key[300], err[128];
+    sb_store_key(s->store, key, sizeof key, "s:%s", survey_id);
+    redisReply *r = sb_store_cmd(s->store, "GET %s", key);
+    if (!r) return -1;
+    int rc = 0;
+    if (r->type == REDIS_REPLY_STRING)
+        rc = sb_record_decode(r->str, r->len, out, err, sizeof err) == 0 ? 1 : -1;
+    else if (r->type != REDIS_REPLY_NIL)
+        rc = -1;
+    freeReplyObject(r);
+    return rc;
+}
+
+int sb_sched_cancel_id(sb_sched_t *s, const char *survey_id, int64_t now_ms)
+{
+    if (strlen(survey_id) != SB_SURVEY_ID_LEN) return 0;
+    sb_store_args_t *a = args_begin(s, now_ms);
+    sb_store_args_int(a, 1);
+    sb_store_args_str(a, "c");
+    sb_store_args_str(a, survey_id);
+    sb_store_args_int(a, 0);
+    redisReply *r = run(s, s->apply, "cancel");
+    if (!r) return -1;
+    int rc = r->type == REDIS_REPLY_ARRAY && r->elements == 1 ? (int)r->element[0]->integer : -1;
+    freeReplyObject(r);
+    return rc;
+}
+
+int sb_sched_pending(sb_sched_t *s, const char *customer, sb_record_t *out, size_t max)
+{
+    char key[300];
+    sb_store_key(s->store, key, sizeof key, "sched");
+    size_t n = 0;
+    const long chunk = 500;
+    for (long start = 0; n < max; start += chunk) {
+        redisReply *r = sb_store_cmd(s->store, "ZRANGE %s %ld %ld", key, start, start + chunk - 1);
+        if (!r) return -1;
+        if (r->type != REDIS_REPLY_ARRAY) {
+            freeReplyObject(r);
+            return -1;
+        }
+        size_t got = r->elements;
+        for (size_t i = 0; i < got && n < max; i++) {
+            const redisReply *m = r->element[i];
+            if (m->len != SB_SURVEY_ID_LEN) continue; /* reminders and expiry checks */
+            sb_record_t rec;
+            if (sb_sched_get(s, m->str, &rec) != 1 || rec.state != SB_REC_PENDING) continue;
+            if (customer && strcmp(customer, rec.customer_id) != 0) continue;
+            out[n++] = rec;
+        }
+        freeReplyObject(r);
+        if (got < (size_t)chunk) break;
+    }
+    return (int)n;
+}
+
+int sb_sched_depth(sb_sched_t *s, int64_t *scheduled, int64_t *inflight)
+{
+    char k1[300], k2[300];
+    sb_store_key(s->store, k1, sizeof k1, "sched");
+    sb_store_key(s->store, k2, sizeof k2, "inflight");
+    const char *a1[] = {"ZCARD", k1}, *a2[] = {"ZCARD", k2};
+    redisReply *rep[2] = {NULL, NULL};
+    if (sb_store_append_argv(s->store, 2, a1, NULL) || sb_store_append_argv(s->store, 2, a2, NULL) ||
+        sb_store_pipeline_get(s->store, rep, 2))
+        return -1;
+    *scheduled = rep[0]->type == REDIS_REPLY_INTEGER ? rep[0]->integer : -1;
+    *inflight = rep[1]->type == REDIS_REPLY_INTEGER ? rep[1]->integer : -1;
+    freeReplyObject(rep[0]);
+    freeReplyObject(rep[1]);
+    return *scheduled >= 0 && *inflight >= 0 ? 0 : -1;
+}

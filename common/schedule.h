@@ -1,0 +1,109 @@
+/* Durable survey timers in Redis, shared by the dispatcher (schedule, cancel, claim, ack)
+ * and surveybusctl (pending, show, cancel). Every state change is one atomic Lua script, so
+ * several dispatcher instances can share one Redis and each survey is claimed once.
+ *
+ * Keys (P = redis.prefix): P"s:"<id> survey record (record.h), without expiry while pending
+ * and kept until max(expires, settle time) + 1 day once settled;
+ * P"sched" sorted set of timers scored by due ms, members "<id>" (fire), "<id>:r" (reminder),
+ * "<id>:x" (expiry check after firing); P"inflight" sorted set of claimed timers scored by
+ * their lease deadline; P"fh:"<customer> fatigue history (members "<id>|<kind>", scored by
+ * fire time); P"stats:dispatcher" hash of counters ("scheduled|<journey>", "fired|<journey>",
+ * "suppressed|<journey>|<reason>", "cancelled|<journey>", "expired|<journey>",
+ * "reminded|<journey>", "duplicate", "consumed", "dlq|<reason>", ...). */
+#ifndef SB_SCHEDULE_H
+#define SB_SCHEDULE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "record.h"
+#include "store.h"
+
+#define SB_SCHED_MEMBER_MAX (SB_SURVEY_ID_LEN + 3) /* "<id>:r" + NUL */
+
+typedef struct sb_sched sb_sched_t;
+
+/* Borrows store and cfg (both must outlive the handle). Never NULL (aborts on OOM). */
+sb_sched_t *sb_sched_new(sb_store_t *store, const sb_config_t *cfg);
+void sb_sched_free(sb_sched_t *s);
+
+/* ---- ingest ---- */
+
+enum { SB_SCHED_ADD = 1, SB_SCHED_CANCEL = 2 };
+
+/* One ingest operation. ADD: schedule rec under its survey id unless a record already
+ * exists (then it is a duplicate). CANCEL: cancel the pending survey of every journey for
+ * rec->interaction_id (only interaction_id is read). */
+typedef struct sb_sched_op {
+    int op;
+    const sb_record_t *rec;
+} sb_sched_op_t;
+
+/* A counter increment applied in the same atomic call ("consumed", "dlq|too_large", ...). */
+typedef struct sb_sched_count {
+    const char *field;
+    int64_t n;
+} sb_sched_count_t;
+
+/* Applies a batch of operations and counter increments in one atomic script. status[i]
+ * (may be NULL) becomes 1 when op i changed something (scheduled / number of surveys
+ * cancelled) and 0 when not (duplicate / nothing pending). Returns 0, or -1 when Redis is
+ * unreachable or refused (nothing or everything applied: the script is atomic, and every
+ * operation is idempotent, so the caller retries the same batch). */
+int sb_sched_apply(sb_sched_t *s, const sb_sched_op_t *ops, size_t n, const sb_sched_count_t *counts,
+                   size_t n_counts, int *status, int64_t now_ms);
+
+/* ---- firing ---- */
+
+typedef struct sb_claimed {
+    char member[SB_SCHED_MEMBER_MAX];
+    char survey_id[SB_SURVEY_ID_LEN + 1];
+    bool reminder;
+    sb_record_t rec;
+} sb_claimed_t;
+
+/* Claims up to max timers due at now_ms: each moves from P"sched" to P"inflight" with a lease
+ * of cfg->tuning.lease_ms. Timers that need no publishing are settled inside the script and
+ * counted: cancelled or missing records are dropped, surveys past their expiry become
+ * expired, fatigue rules (cfg->fatigue; reminders exempt) suppress with their reason,
+ * reminders of answered surveys are dropped, expiry checks mark unanswered fired surveys
+ * expired. Only surveys and reminders to publish are returned in out. *next_due_ms (may be
+ * NULL) gets the due time of the earliest remaining timer, or INT64_MAX. Returns the count
+ * returned, or -1 (Redis unreachable). *settled (may be NULL) gets the number of timers
+ * settled without publishing. */
+int sb_sched_claim(sb_sched_t *s, int64_t now_ms, size_t max, sb_claimed_t *out,
+                   int64_t *next_due_ms, size_t *settled);
+
+/* Confirms that the claimed members were published: removes them from P"inflight", marks
+ * surveys fired (counted), schedules the reminder (when the journey has remind_after) and
+ * the expiry check. A member whose lease was already taken over is skipped. done[i] (may be
+ * NULL) is 1 when member i was acknowledged here. Returns 0 or -1. */
+int sb_sched_ack(sb_sched_t *s, const char *const *members, size_t n, int64_t now_ms, int *done);
+
+/* Puts claimed members back in the schedule at at_ms (publishing failed). Returns 0 or -1. */
+int sb_sched_release(sb_sched_t *s, const char *const *members, size_t n, int64_t at_ms);
+
+/* Lists up to max members whose lease expired before now_ms (their claimer died or hung),
+ * without moving them, and the earliest claim time among them in *claimed_since_ms
+ * (lease deadline - lease). Returns the count or -1. */
+int sb_sched_expired_leases(sb_sched_t *s, int64_t now_ms, char (*members)[SB_SCHED_MEMBER_MAX],
+                            size_t max, int64_t *claimed_since_ms);
+
+/* ---- inspection (surveybusctl) ---- */
+
+/* Reads one survey record. Returns 1 found, 0 not found, -1 error. */
+int sb_sched_get(sb_sched_t *s, const char *survey_id, sb_record_t *out);
+
+/* Cancels one pending survey by id. Returns 1 cancelled, 0 not pending, -1 error. */
+int sb_sched_cancel_id(sb_sched_t *s, const char *survey_id, int64_t now_ms);
+
+/* Lists pending surveys (timers of kind "fire" in P"sched", earliest first), at most max,
+ * optionally only one customer's (customer may be NULL). Returns the count or -1. */
+int sb_sched_pending(sb_sched_t *s, const char *customer, sb_record_t *out, size_t max);
+
+/* Number of timers in P"sched" and P"inflight". Returns 0 or -1. */
+int sb_sched_depth(sb_sched_t *s, int64_t *scheduled, int64_t *inflight);
+
+#endif

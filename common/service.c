@@ -1,0 +1,112 @@
+/* Shared start-up of the surveybus services; see service.h. */
+#include "service.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+
+volatile sig_atomic_t sb_service_stop;
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    sb_service_stop = 1;
+}
+
+static void usage(FILE *out, const char *name)
+{
+    fprintf(out,
+            "usage: surveybus-%s [-c FILE] [--set path=value]...\n"
+            "       surveybus-%s -h | --version\n"
+            "  -c, --config FILE   configuration file (default %s)\n"
+            "  --set path=value    override one configuration value, e.g. --set log.level=debug\n"
+            "Runs until SIGTERM or SIGINT, then finishes in-flight work and exits 0.\n",
+            name, name, SB_DEFAULT_CONFIG);
+}
+
+int sb_service_init(sb_service_t *svc, const char *name, int argc, char **argv)
+{
+    memset(svc, 0, sizeof *svc);
+    svc->name = name;
+    const char *path = SB_DEFAULT_CONFIG;
+    const char **sets = calloc((size_t)argc + 1, sizeof *sets);
+    size_t n_sets = 0;
+    if (!sets) abort();
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout, name);
+            free(sets);
+            return 1;
+        } else if (!strcmp(a, "--version")) {
+            printf("surveybus-%s %s\n", name, SB_VERSION);
+            free(sets);
+            return 1;
+        } else if ((!strcmp(a, "-c") || !strcmp(a, "--config")) && i + 1 < argc) {
+            path = argv[++i];
+        } else if (!strcmp(a, "--set") && i + 1 < argc) {
+            sets[n_sets++] = argv[++i];
+        } else {
+            fprintf(stderr, "surveybus-%s: unknown or incomplete option '%s' (see -h)\n", name, a);
+            free(sets);
+            return -1;
+        }
+    }
+    sb_problems_t probs = {0};
+    svc->cfg = sb_config_load(path, sets, n_sets, &probs);
+    free(sets);
+    for (size_t i = 0; i < probs.n; i++)
+        fprintf(stderr, "surveybus-%s: %s: %s\n", name, path, probs.msg[i]);
+    sb_problems_clear(&probs);
+    if (!svc->cfg) return -1;
+    sb_log_init(name, svc->cfg->log_level);
+
+    char host[64] = "localhost";
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    if (svc->cfg->mqtt.client_id && *svc->cfg->mqtt.client_id)
+        snprintf(svc->client_id, sizeof svc->client_id, "%s", svc->cfg->mqtt.client_id);
+    else
+        snprintf(svc->client_id, sizeof svc->client_id, "surveybus-%s-%s", name, host);
+    snprintf(svc->instance, sizeof svc->instance, "%s-%ld", host, (long)getpid());
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
+void sb_service_fini(sb_service_t *svc)
+{
+    sb_config_free(svc->cfg);
+    svc->cfg = NULL;
+}
+
+void sb_service_sleep(int ms)
+{
+    while (ms > 0 && !sb_service_stop) {
+        int step = ms < 50 ? ms : 50;
+        struct timespec ts = {0, (long)step * 1000000L};
+        nanosleep(&ts, NULL);
+        ms -= step;
+    }
+}
+
+void sb_service_source_kafka(char *out, size_t len, const sb_kafka_msg_t *m)
+{
+    snprintf(out, len, "kafka:%s/%d@%lld", m->topic, (int)m->partition, (long long)m->offset);
+}
+
+void sb_service_source_mqtt(char *out, size_t len, const char *topic)
+{
+    snprintf(out, len, "mqtt:%s", topic);
+}

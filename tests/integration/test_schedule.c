@@ -1,0 +1,1103 @@
+/* Integration tests of common/schedule.c against a real redis-server: idempotent scheduling,
+ * cancel by interaction, claim / ack / reminder / expiry, leases, the Lua fatigue rules
+ * checked against the C reference (sb_rules_fatigue) on random histories, four processes
+ * claiming one schedule, Redis memory per pending survey, and a Redis restart. A pending
+ * record never expires in Redis; once settled it is kept until max(expiry, now) + 1 day. */
+#include <check.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "record.h"
+#include "rules.h"
+#include "schedule.h"
+#include "store.h"
+#include "util.h"
+
+#define SEC 1000LL
+#define HOUR (3600 * SEC)
+#define DAY (24 * HOUR)
+/* "now" of every test: the wall clock at start, whole seconds (records expire in server time) */
+#define NOW now0
+static int64_t now0;
+
+static sb_h_t h;
+
+/* One test's world: a config, a store and a schedule over a flushed database. */
+static struct {
+    sb_config_t *cfg;
+    sb_store_t *st;
+    sb_sched_t *s;
+} E;
+
+static const char JOURNEYS[] =
+    "[{\"name\":\"support-csat\",\"survey\":\"csat\",\"delay\":\"1h\",\"expires\":\"72h\","
+    "\"remind_after\":\"24h\",\"channel\":\"email\"},"
+    "{\"name\":\"onboarding-nps\",\"survey\":\"nps\",\"delay\":\"0s\",\"expires\":\"7d\"},"
+    "{\"name\":\"self-service-ces\",\"survey\":\"ces\",\"delay\":\"5m\",\"expires\":\"7d\"}]";
+static const char NO_FATIGUE[] = "{\"min_gap\":\"0s\",\"min_gap_by_kind\":{},\"max_per_30d\":0}";
+
+static void setup(void)
+{
+    now0 = sb_now_ms() / SEC * SEC;
+    if (sb_h_start(&h, SB_H_REDIS, 0, NULL) != 0) {
+        fprintf(stderr, "cannot start redis-server\n");
+        exit(1);
+    }
+}
+
+static void teardown(void)
+{
+    sb_h_stop(&h);
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+static redisReply *cmdv(sb_store_t *st, const char *a0, va_list ap)
+{
+    const char *argv[16];
+    int argc = 0;
+    for (const char *a = a0; a && argc < 16; a = va_arg(ap, const char *)) argv[argc++] = a;
+    redisReply *r = sb_store_cmdargv(st, argc, argv, NULL);
+    ck_assert_msg(r != NULL, "%s failed: %s", a0, st->errstr);
+    ck_assert_msg(r->type != REDIS_REPLY_ERROR, "%s: %s", a0, r->str);
+    return r;
+}
+
+/* Runs a command (NULL-terminated C-string arguments); the reply belongs to the caller. */
+static redisReply *cmd(const char *a0, ...)
+{
+    va_list ap;
+    va_start(ap, a0);
+    redisReply *r = cmdv(E.st, a0, ap);
+    va_end(ap);
+    return r;
+}
+
+/* Runs a command answering an integer, or a number as a string; nil gives -1. */
+static long long num(const char *a0, ...)
+{
+    va_list ap;
+    va_start(ap, a0);
+    redisReply *r = cmdv(E.st, a0, ap);
+    va_end(ap);
+    long long v = -1;
+    if (r->type == REDIS_REPLY_INTEGER)
+        v = r->integer;
+    else if (r->type == REDIS_REPLY_STRING)
+        v = atoll(r->str);
+    else
+        ck_assert_int_eq(r->type, REDIS_REPLY_NIL);
+    freeReplyObject(r);
+    return v;
+}
+
+/* A dispatcher counter (0 when absent). */
+static long long counter(const char *field)
+{
+    long long v = num("HGET", "sbt:stats:dispatcher", field, NULL);
+    return v < 0 ? 0 : v;
+}
+
+static long long zscore(const char *key, const char *member)
+{
+    return num("ZSCORE", key, member, NULL);
+}
+
+static void env_open(const char *journeys, const char *fatigue)
+{
+    char json[4096];
+    snprintf(json, sizeof json,
+             "{\"dev\":true,\"redis\":{\"url\":\"%s\",\"prefix\":\"sbt:\"},"
+             "\"journeys\":%s,\"fatigue\":%s,\"tuning\":{\"lease\":\"30s\"}}",
+             h.redis_url, journeys, fatigue);
+    sb_problems_t probs = {0};
+    E.cfg = sb_config_load_string(json, strlen(json), &probs);
+    ck_assert_msg(E.cfg != NULL, "config: %s", probs.n ? probs.msg[0] : "?");
+    sb_problems_clear(&probs);
+    ck_assert_int_eq(E.cfg->tuning.lease_ms, 30 * SEC);
+    char err[256] = "";
+    E.st = sb_store_new(E.cfg, err, sizeof err);
+    ck_assert_msg(E.st != NULL, "store: %s", err);
+    ck_assert_int_eq(sb_store_wait_up(E.st, NULL), 0);
+    freeReplyObject(cmd("FLUSHDB", NULL));
+    E.s = sb_sched_new(E.st, E.cfg);
+}
+
+static void env_close(void)
+{
+    sb_sched_free(E.s);
+    sb_store_free(E.st);
+    sb_config_free(E.cfg);
+    memset(&E, 0, sizeof E);
+}
+
+/* A pending record of the given journey (its kind and reminder from the config). */
+static void mk_rec(sb_record_t *r, const char *interaction, const char *journey, const char *customer,
+                   int64_t due, int64_t expires)
+{
+    const sb_journey_t *j = sb_config_journey(E.cfg, journey);
+    ck_assert_ptr_nonnull(j);
+    memset(r, 0, sizeof *r);
+    r->state = SB_REC_PENDING;
+    r->kind = j->survey;
+    snprintf(r->journey, sizeof r->journey, "%s", journey);
+    snprintf(r->customer_id, sizeof r->customer_id, "%s", customer);
+    snprintf(r->interaction_id, sizeof r->interaction_id, "%s", interaction);
+    snprintf(r->channel, sizeof r->channel, "%s", j->channel ? j->channel : "web");
+    strcpy(r->locale, "zh-CN");
+    strcpy(r->dim[SB_DIM_ALL], "all");
+    strcpy(r->dim[SB_DIM_CHANNEL], r->channel);
+    strcpy(r->dim[SB_DIM_AGENT], "王小明");
+    strcpy(r->dim[SB_DIM_TEAM], "sh-1");
+    strcpy(r->dim[SB_DIM_JOURNEY], journey);
+    strcpy(r->dim[SB_DIM_KIND], "support_ticket");
+    strcpy(r->dim[SB_DIM_LOCALE], "zh-CN");
+    r->due_ms = due;
+    r->expires_ms = expires;
+    r->remind_after_ms = j->remind_after_ms;
+}
+
+/* The record key's absolute expiry (PEXPIRETIME: -1 none, -2 no key). */
+static long long expire_at(const char *id)
+{
+    char key[64];
+    snprintf(key, sizeof key, "sbt:s:%s", id);
+    return num("PEXPIRETIME", key, NULL);
+}
+
+/* A pending record has no expiry at all. */
+static void assert_no_ttl(const char *id)
+{
+    char key[64];
+    snprintf(key, sizeof key, "sbt:s:%s", id);
+    ck_assert_int_eq(num("PTTL", key, NULL), -1);
+    ck_assert_int_eq(num("PEXPIRETIME", key, NULL), -1);
+}
+
+/* A settled record expires exactly at at_ms (max(expires, now of the settling call) + 1 day),
+ * and its remaining TTL in server time agrees with the wall clock. */
+static void assert_ttl(const char *id, int64_t at_ms)
+{
+    char key[64];
+    snprintf(key, sizeof key, "sbt:s:%s", id);
+    ck_assert_int_eq(num("PEXPIRETIME", key, NULL), at_ms);
+    int64_t t0 = sb_now_ms();
+    long long pttl = num("PTTL", key, NULL);
+    int64_t t1 = sb_now_ms();
+    ck_assert_msg(pttl >= at_ms - t1 - 50 && pttl <= at_ms - t0 + 50,
+                  "PTTL %lld, want about %lld", pttl, (long long)(at_ms - t0));
+}
+
+static void id_of(const sb_record_t *r, char *id)
+{
+    sb_record_survey_id(r->interaction_id, r->journey, id);
+}
+
+/* Schedules one record; returns its status. */
+static int add1(const sb_record_t *r)
+{
+    sb_sched_op_t op = {SB_SCHED_ADD, r};
+    int st = -1;
+    ck_assert_int_eq(sb_sched_apply(E.s, &op, 1, NULL, 0, &st, NOW), 0);
+    return st;
+}
+
+static int cancel1(const char *interaction)
+{
+    sb_record_t r;
+    memset(&r, 0, sizeof r);
+    snprintf(r.interaction_id, sizeof r.interaction_id, "%s", interaction);
+    sb_sched_op_t op = {SB_SCHED_CANCEL, &r};
+    int st = -1;
+    ck_assert_int_eq(sb_sched_apply(E.s, &op, 1, NULL, 0, &st, NOW), 0);
+    return st;
+}
+
+static char state_of(const char *id)
+{
+    sb_record_t r;
+    ck_assert_int_eq(sb_sched_get(E.s, id, &r), 1);
+    return r.state;
+}
+
+static sb_claimed_t *claim_buf(size_t n)
+{
+    sb_claimed_t *c = calloc(n, sizeof *c);
+    ck_assert_ptr_nonnull(c);
+    return c;
+}
+
+/* ---------------------------------------------------------------- a. add is idempotent */
+
+START_TEST(add_batch_and_duplicates)
+{
+    enum { N = 1000 };
+    env_open(JOURNEYS, NO_FATIGUE);
+    static sb_record_t recs[N];
+    static sb_sched_op_t ops[N];
+    static int status[N];
+    char inter[32], cust[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(inter, sizeof inter, "t-%d", i);
+        snprintf(cust, sizeof cust, "c-%d", i % 37);
+        mk_rec(&recs[i], inter, "support-csat", cust, NOW + HOUR + i * SEC, NOW + 73 * HOUR + i * SEC);
+        ops[i].op = SB_SCHED_ADD;
+        ops[i].rec = &recs[i];
+    }
+    sb_sched_count_t counts[] = {{"consumed", N}, {"dlq|too_large", 2}};
+    ck_assert_int_eq(sb_sched_apply(E.s, ops, N, counts, 2, status, NOW), 0);
+    for (int i = 0; i < N; i++) ck_assert_int_eq(status[i], 1);
+    ck_assert_int_eq(num("ZCARD", "sbt:sched", NULL), N);
+    ck_assert_int_eq(counter("scheduled|support-csat"), N);
+    ck_assert_int_eq(counter("consumed"), N);
+    ck_assert_int_eq(counter("dlq|too_large"), 2);
+    ck_assert_int_eq(counter("duplicate"), 0);
+
+    /* the stored record, its timer, and no expiry while it is pending */
+    char id[SB_SURVEY_ID_LEN + 1], key[64];
+    id_of(&recs[7], id);
+    sb_record_t got;
+    ck_assert_int_eq(sb_sched_get(E.s, id, &got), 1);
+    ck_assert_int_eq(got.state, SB_REC_PENDING);
+    ck_assert_str_eq(got.interaction_id, "t-7");
+    ck_assert_str_eq(got.customer_id, "c-7");
+    ck_assert_str_eq(got.dim[SB_DIM_AGENT], "王小明");
+    ck_assert_int_eq(got.due_ms, NOW + HOUR + 7 * SEC);
+    ck_assert_int_eq(got.remind_after_ms, DAY);
+    ck_assert_int_eq(zscore("sbt:sched", id), NOW + HOUR + 7 * SEC);
+    snprintf(key, sizeof key, "sbt:s:%s", id);
+    assert_no_ttl(id);
+    /* the stored value: 19 fields, times in base 36, no event id, zone or occurrence time */
+    redisReply *raw = cmd("GET", key, NULL);
+    ck_assert_int_eq(raw->type, REDIS_REPLY_STRING);
+    int seps = 0;
+    for (size_t i = 0; i < raw->len; i++) seps += raw->str[i] == '\x1f';
+    ck_assert_int_eq(seps, 18);
+    char due36[16] = "", want_tail[64];
+    int nd = 8; /* times from mid-1972 to mid-2059 have 8 base-36 digits */
+    for (int64_t v = NOW + HOUR + 7 * SEC; nd > 0; v /= 36)
+        due36[--nd] = "0123456789abcdefghijklmnopqrstuvwxyz"[v % 36];
+    ck_assert_int_eq(zscore("sbt:sched", id), strtoll(due36, NULL, 36));
+    snprintf(want_tail, sizeof want_tail, "\x1f%s\x1f", due36);
+    ck_assert_ptr_nonnull(memmem(raw->str, raw->len, want_tail, strlen(want_tail)));
+    ck_assert_ptr_null(memmem(raw->str, raw->len, "evt-", 4));
+    ck_assert_ptr_null(memmem(raw->str, raw->len, "Asia/", 5));
+    freeReplyObject(raw);
+    ck_assert_int_eq(sb_sched_get(E.s, "000000000000000000000000", &got), 0);
+    int64_t sched, infl;
+    ck_assert_int_eq(sb_sched_depth(E.s, &sched, &infl), 0);
+    ck_assert_int_eq(sched, N);
+    ck_assert_int_eq(infl, 0);
+
+    /* pending listing: earliest first, optionally one customer's */
+    static sb_record_t pend[N];
+    ck_assert_int_eq(sb_sched_pending(E.s, NULL, pend, 3), 3);
+    ck_assert_str_eq(pend[0].interaction_id, "t-0");
+    ck_assert_str_eq(pend[2].interaction_id, "t-2");
+    ck_assert_int_eq(sb_sched_pending(E.s, "c-5", pend, N), 27); /* 5, 42, ..., 967 */
+    ck_assert_str_eq(pend[1].interaction_id, "t-42");
+    ck_assert_int_eq(sb_sched_pending(E.s, NULL, pend, N), N);
+
+    /* the same batch again: all duplicates, nothing else changes */
+    redisReply *before = cmd("GET", key, NULL);
+    ck_assert_int_eq(sb_sched_apply(E.s, ops, N, counts, 1, status, NOW + 5 * SEC), 0);
+    for (int i = 0; i < N; i++) ck_assert_int_eq(status[i], 0);
+    ck_assert_int_eq(counter("duplicate"), N);
+    ck_assert_int_eq(counter("scheduled|support-csat"), N);
+    ck_assert_int_eq(counter("consumed"), 2 * N); /* counts are applied with every batch */
+    ck_assert_int_eq(counter("dlq|too_large"), 2);
+    ck_assert_int_eq(num("ZCARD", "sbt:sched", NULL), N);
+    ck_assert_int_eq(num("DBSIZE", NULL), N + 2); /* records, sched, stats */
+    ck_assert_int_eq(zscore("sbt:sched", id), NOW + HOUR + 7 * SEC);
+    redisReply *after = cmd("GET", key, NULL);
+    ck_assert_int_eq(before->len, after->len);
+    ck_assert_int_eq(memcmp(before->str, after->str, before->len), 0);
+    freeReplyObject(before);
+    freeReplyObject(after);
+    assert_no_ttl(id); /* a duplicate gives the record no expiry either */
+
+    /* an empty batch with counters only */
+    ck_assert_int_eq(sb_sched_apply(E.s, NULL, 0, counts, 1, NULL, NOW), 0);
+    ck_assert_int_eq(counter("consumed"), 3 * N);
+    env_close();
+}
+END_TEST
+
+/* ---------------------------------------------------------------- b. cancel */
+
+START_TEST(cancel_by_interaction)
+{
+    env_open(JOURNEYS, NO_FATIGUE);
+    sb_record_t a, b, c, d;
+    char ida[25], idb[25], idc[25], idd[25];
+    mk_rec(&a, "t-1", "support-csat", "c-1", NOW + HOUR, NOW + 73 * HOUR);
+    mk_rec(&b, "t-1", "onboarding-nps", "c-1", NOW, NOW + 7 * DAY);
+    mk_rec(&c, "t-2", "support-csat", "c-2", NOW + HOUR, NOW + 73 * HOUR);
+    mk_rec(&d, "t-3", "onboarding-nps", "c-3", NOW - 10, NOW + 7 * DAY);
+    id_of(&a, ida), id_of(&b, idb), id_of(&c, idc), id_of(&d, idd);
+    ck_assert_str_ne(ida, idb);
+    ck_assert_int_eq(add1(&a), 1);
+    ck_assert_int_eq(add1(&b), 1);
+    ck_assert_int_eq(add1(&c), 1);
+    ck_assert_int_eq(add1(&d), 1);
+
+    /* both journeys' surveys of t-1 */
+    ck_assert_int_eq(cancel1("t-1"), 2);
+    ck_assert_int_eq(state_of(ida), SB_REC_CANCELLED);
+    ck_assert_int_eq(state_of(idb), SB_REC_CANCELLED);
+    ck_assert_int_eq(state_of(idc), SB_REC_PENDING);
+    assert_no_ttl(idc);
+    ck_assert_int_eq(zscore("sbt:sched", ida), -1);
+    ck_assert_int_eq(zscore("sbt:sched", idb), -1);
+    ck_assert_int_eq(num("ZCARD", "sbt:sched", NULL), 2);
+    ck_assert_int_eq(counter("cancelled|support-csat"), 1);
+    ck_assert_int_eq(counter("cancelled|onboarding-nps"), 1);
+    /* a cancelled record is kept until a day after its expiry */
+    assert_ttl(ida, NOW + 73 * HOUR + DAY);
+    assert_ttl(idb, NOW + 7 * DAY + DAY);
+
+    /* again, and an interaction never seen: nothing */
+    ck_assert_int_eq(cancel1("t-1"), 0);
+    ck_assert_int_eq(cancel1("t-unknown"), 0);
+    ck_assert_int_eq(counter("cancelled|support-csat"), 1);
+    /* a scheduled survey added after a cancel is a duplicate (one survey per interaction) */
+    ck_assert_int_eq(add1(&a), 0);
+    ck_assert_int_eq(state_of(ida), SB_REC_CANCELLED);
+
+    /* a fired survey is not cancelled */
+    sb_claimed_t *cl = claim_buf(4);
+    ck_assert_int_eq(sb_sched_claim(E.s, NOW, 4, cl, NULL, NULL), 1);
+    ck_assert_str_eq(cl[0].survey_id, idd);
+    /* while claimed (in flight) it cannot be cancelled either */
+    ck_assert_int_eq(cancel1("t-3"), 0);
+    ck_assert_int_eq(state_of(idd), SB_REC_PENDING);
+    assert_no_ttl(idd);
+    const char *m[] = {cl[0].member};
+    ck_assert_int_eq(sb_sched_ack(E.s, m, 1, NOW, NULL), 0);
+    ck_assert_int_eq(state_of(idd), SB_REC_FIRED);
+    assert_ttl(idd, NOW + 7 * DAY + DAY);
+    ck_assert_int_eq(cancel1("t-3"), 0);
+    ck_assert_int_eq(state_of(idd), SB_REC_FIRED);
+    ck_assert_int_eq(counter("cancelled|onboarding-nps"), 1);
+    char x[32];
+    snprintf(x, sizeof x, "%s:x", idd);
+    ck_assert_int_eq(zscore("sbt:sched", x), NOW + 7 * DAY + 1);
+
+    /* add and cancel in one batch apply in order */
+    sb_record_t e;
+    mk_rec(&e, "t-5", "self-service-ces", "c-5", NOW + 5 * 60 * SEC, NOW + 7 * DAY);
+    sb_sched_op_t ops[] = {{SB_SCHED_ADD, &e}, {SB_SCHED_CANCEL, &e}, {SB_SCHED_CANCEL, &c}};
+    int st[3];
+    ck_assert_int_eq(sb_sched_apply(E.s, ops, 3, NULL, 0, st, NOW), 0);
+    ck_assert_int_eq(st[0], 1);
+    ck_assert_int_eq(st[1], 1);
+    ck_assert_int_eq(st[2], 1);
+    ck_assert_int_eq(counter("cancelled|self-service-ces"), 1);
+    ck_assert_int_eq(counter("cancelled|support-csat"), 2);
+
+    /* by id (surveybusctl) */
+    sb_record_t f;
+    char idf[25];
+    mk_rec(&f, "t-6", "support-csat", "c-6", NOW + HOUR, NOW + 73 * HOUR);
+    id_of(&f, idf);
+    ck_assert_int_eq(add1(&f), 1);
+    assert_no_ttl(idf);
+    ck_assert_int_eq(sb_sched_cancel_id(E.s, idf, NOW + 2 * SEC), 1);
+    assert_ttl(idf, NOW + 73 * HOUR + DAY);
+    ck_assert_int_eq(sb_sched_cancel_id(E.s, idf, NOW), 0);
+    ck_assert_int_eq(sb_sched_cancel_id(E.s, idd, NOW), 0); /* fired */
+    ck_assert_int_eq(sb_sched_cancel_id(E.s, "abc", NOW), 0);
+    ck_assert_int_eq(state_of(idf), SB_REC_CANCELLED);
+    ck_assert_int_eq(counter("cancelled|support-csat"), 3);
+    free(cl);
+    env_close();
+}
+END_TEST
+
+/* ---------------------------------------------------------------- c. claim, ack, reminder, expiry */
+
+START_TEST(claim_ack_remind_expire)
+{
+    env_open(JOURNEYS, NO_FATIGUE);
+    /* due offsets from NOW; the first four are due at NOW */
+    const int64_t off[] = {-3000, -1000, -2000, 0, 1, 5000};
+    enum { N = 6 };
+    sb_record_t r[N];
+    char id[N][25];
+    for (int i = 0; i < N; i++) {
+        char inter[16];
+        snprintf(inter, sizeof inter, "t-%d", i);
+        mk_rec(&r[i], inter, "support-csat", inter, NOW + off[i], NOW + off[i] + 72 * HOUR);
+        id_of(&r[i], id[i]);
+        ck_assert_int_eq(add1(&r[i]), 1);
+    }
+    sb_claimed_t *cl = claim_buf(10);
+    int64_t next = 0;
+    size_t settled = 99;
+    ck_assert_int_eq(sb_sched_claim(E.s, NOW, 10, cl, &next, &settled), 4);
+    ck_assert_int_eq(settled, 0);
+    ck_assert_int_eq(next, NOW + 1);
+    /* ordered by due */
+    const int order[] = {0, 2, 1, 3};
+    for (int k = 0; k < 4; k++) {
+        int i = order[k];
+        ck_assert_str_eq(cl[k].survey_id, id[i]);
+        ck_assert_str_eq(cl[k].member, id[i]);
+        ck_assert(!cl[k].reminder);
+        ck_assert_int_eq(cl[k].rec.state, SB_REC_PENDING);
+        ck_assert_str_eq(cl[k].rec.interaction_id, r[i].interaction_id);
+        ck_assert_str_eq(cl[k].rec.channel, "email");
+        ck_assert_int_eq(cl[k].rec.due_ms, NOW + off[i]);
+        ck_assert_int_eq(zscore("sbt:inflight", id[i]), NOW + 30 * SEC);
+        ck_assert_int_eq(zscore("sbt:sched", id[i]), -1);
+        assert_no_ttl(id[i]); /* claimed is still pending */
+    }
+    /* claimed once: a second claim gets nothing of them */
+    ck_assert_int_eq(sb_sched_claim(E.s, NOW, 10, cl, &next, &settled), 0);
+    ck_assert_int_eq(next, NOW + 1);
+    ck_assert_int_eq(settled, 0);
+    int64_t sched, infl;
+    ck_assert_int_eq(sb_sched_depth(E.s, &sched, &infl), 0);
+    ck_assert_int_eq(sched, 2);
+    ck_assert_int_eq(infl, 4);
+    /* max limits a claim */
+    ck_assert_int_eq(sb_sched_claim(E.s, NOW + 10 * SEC, 1, cl, &next, NULL), 1);
+    ck_assert_str_eq(cl[0].survey_id, id[4]);
+    ck_assert_int_eq(next, NOW + 5000);
+
+    /* ack t-0 and t-2 at NOW+100 */
+    const char *acks[] = {id[0], id[2], "ffffffffffffffffffffffff"};
+    int done[3] = {-1, -1, -1};
+    ck_assert_int_eq(sb_sched_ack(E.s, acks, 3, NOW + 100, done), 0);
+    ck_assert_int_eq(done[0], 1);
+    ck_assert_int_eq(done[1], 1);
+    ck_assert_int_eq(done[2], 0);
+    ck_assert_int_eq(state_of(id[0]), SB_REC_FIRED);
+    ck_assert_int_eq(state_of(id[2]), SB_REC_FIRED);
+    ck_assert_int_eq(state_of(id[1]), SB_REC_PENDING);
+    /* fired: kept until a day after its expiry; the unacknowledged one has no expiry */
+    assert_ttl(id[0], NOW - 3000 + 72 * HOUR + DAY);
+    assert_ttl(id[2], NOW - 2000 + 72 * HOUR + DAY);
+    assert_no_ttl(id[1]);
+    ck_assert_int_eq(counter("fired|support-csat"), 2);
+    ck_assert_int_eq(zscore("sbt:inflight", id[0]), -1);
+    char mx[N][64], m[N][64]; /* expiry checks and reminders */
+    for (int i = 0; i < N; i++) {
+        snprintf(mx[i], sizeof mx[i], "%.24s:x", id[i]);
+        snprintf(m[i], sizeof m[i], "%.24s:r", id[i]);
+        bool acked = i == 0 || i == 2;
+        ck_assert_int_eq(zscore("sbt:sched", mx[i]), acked ? NOW + off[i] + 72 * HOUR + 1 : -1);
+        ck_assert_int_eq(zscore("sbt:sched", m[i]), acked ? NOW + 100 + DAY : -1);
+    }
+    /* a repeated ack changes nothing */
+    ck_assert_int_eq(sb_sched_ack(E.s, acks, 2, NOW + 200, done), 0);
+    ck_assert_int_eq(done[0], 0);
+    ck_assert_int_eq(counter("fired|support-csat"), 2);
+    ck_assert_int_eq(zscore("sbt:sched", m[0]), NOW + 100 + DAY);
+
+    /* t-0 is answered (the aggregator's marker); at the reminder time only t-2 is reminded,
+     * together with t-5, due long ago and not yet claimed */
+    char akey[64];
+    snprintf(akey, sizeof akey, "sbt:a:%s", id[0]);
+    freeReplyObject(cmd("SET", akey, "1", NULL));
+    int64_t t = NOW + 100 + DAY;
+    ck_assert_int_eq(sb_sched_claim(E.s, t, 10, cl, &next, &settled), 2);
+    ck_assert_int_eq(settled, 1);
+    ck_assert_str_eq(cl[0].survey_id, id[5]);
+    ck_assert(!cl[0].reminder);
+    ck_assert_str_eq(cl[1].member, m[2]);
+    ck_assert_str_eq(cl[1].survey_id, id[2]);
+    ck_assert(cl[1].reminder);
+    ck_assert_int_eq(cl[1].rec.state, SB_REC_FIRED);
+    ck_assert_int_eq(zscore("sbt:inflight", m[2]), t + 30 * SEC);
+    ck_assert_int_eq(zscore("sbt:sched", m[0]), -1); /* dropped */
+    ck_assert_int_eq(next, NOW - 3000 + 72 * HOUR + 1); /* t-0's expiry check */
+    const char *rm[] = {m[2]};
+    ck_assert_int_eq(sb_sched_ack(E.s, rm, 1, t, done), 0);
+    ck_assert_int_eq(done[0], 1);
+    ck_assert_int_eq(counter("reminded|support-csat"), 1);
+    ck_assert_int_eq(counter("fired|support-csat"), 2);
+    ck_assert_int_eq(state_of(id[2]), SB_REC_FIRED);
+    assert_ttl(id[2], NOW - 2000 + 72 * HOUR + DAY); /* a reminder changes no expiry */
+    ck_assert_int_eq(num("ZCARD", "sbt:sched", NULL), 2); /* the two expiry checks */
+
+    /* after expiry: the unanswered fired survey expires, the answered one does not */
+    ck_assert_int_eq(sb_sched_claim(E.s, NOW + 10 * DAY, 10, cl, &next, &settled), 0);
+    ck_assert_int_eq(settled, 2);
+    ck_assert_int_eq(next, INT64_MAX);
+    ck_assert_int_eq(state_of(id[0]), SB_REC_FIRED);
+    ck_assert_int_eq(state_of(id[2]), SB_REC_EXPIRED);
+    /* settled after its expiry: kept a day after the settling time (the later of the two) */
+    assert_ttl(id[2], NOW + 10 * DAY + DAY);
+    assert_ttl(id[0], NOW - 3000 + 72 * HOUR + DAY);
+    ck_assert_int_eq(counter("expired|support-csat"), 1);
+    ck_assert_int_eq(num("ZCARD", "sbt:sched", NULL), 0);
+    free(cl);
+    env_close();
+}
+END_TEST
+
+/* ---------------------------------------------------------------- d. expired before firing */
+
+START_TEST(claim_after_expiry)
+{
+    env_open(JOURNEYS, NO_FATIGUE);
+    sb_record_t a, b, c;
+    char ida[25], idb[25], idc[25];
+    /* due before its expiry, but claimed after it */
+    mk_rec(&a, "t-late", "onboarding-nps", "c-1", NOW - 10, NOW - 5);
+    /* an event from 1969: negative times cannot be stored; that record is skipped (status
+     * 0) and the rest of its batch, counters included, is applied */
+    mk_rec(&b, "t-1969", "onboarding-nps", "c-2", -3 * DAY, -2 * DAY);
+    /* a survey reminded too late: fired at NOW, its reminder is claimed after expiry */
+    mk_rec(&c, "t-slow", "support-csat", "c-3", NOW, NOW + 72 * HOUR);
+    id_of(&a, ida), id_of(&b, idb), id_of(&c, idc);
+    sb_sched_op_t bad[] = {{SB_SCHED_ADD, &b}, {SB_SCHED_ADD, &a}};
+    sb_sched_count_t cnt[] = {{"consumed", 2}};
+    int st[2] = {7, 7};
+    ck_assert_int_eq(sb_sched_apply(E.s, bad, 2, cnt, 1, st, NOW), 0);
+    ck_assert_int_eq(st[0], 0);
+    ck_assert_int_eq(st[1], 1);
+    ck_assert_int_eq(counter("consumed"), 2);
+    b.due_ms = 0, b.expires_ms = 0; /* the epoch itself is a time */
+    b.remind_after_ms = -1;
+    ck_assert_int_eq(sb_sched_apply(E.s, bad, 1, NULL, 0, st, NOW), 0);
+    ck_assert_int_eq(st[0], 0);
+    b.remind_after_ms = 0;
+    ck_assert_int_eq(add1(&a), 0); /* already there */
+    ck_assert_int_eq(add1(&b), 1);
+    ck_assert_int_eq(add1(&c), 1);
+    assert_no_ttl(ida);
+    assert_no_ttl(idb);
+
+    sb_claimed_t *cl = claim_buf(4);
+    size_t settled = 0;
+    ck_assert_int_eq(sb_sched_claim(E.s, NOW, 4, cl, NULL, &settled), 1);
+    ck_assert_int_eq(settled, 2);
+    ck_assert_str_eq(cl[0].survey_id, idc);
+    ck_assert_int_eq(state_of(ida), SB_REC_EXPIRED);
+    ck_assert_int_eq(state_of(idb), SB_REC_EXPIRED);
+    /* expired at NOW, after their expiry: kept a day from NOW */
+    assert_ttl(ida, NOW + DAY);
+    assert_ttl(idb, NOW + DAY);
+    assert_no_ttl(idc);
+    ck_assert_int_eq(counter("expired|onboarding-nps"), 2);
+    ck_assert_int_eq(num("ZCARD", "sbt:inflight", NULL), 1);
+    /* an expired survey is never fired */
+    const char *am[] = {ida};
+    int done = -1;
+    ck_assert_int_eq(sb_sched_ack(E.s, am, 1, NOW, &done), 0);
+    ck_assert_int_eq(done, 0);
+    ck_assert_int_eq(counter("fired|onboarding-nps"), 0);
+
+    const char *cm[] = {idc};
+    ck_assert_int_eq(sb_sched_ack(E.s, cm, 1, NOW, NULL), 0);
+    assert_ttl(idc, NOW + 72 * HOUR + DAY);
+    ck_assert_int_eq(sb_sched_claim(E.s, NOW + 80 * HOUR, 4, cl, NULL, &settled), 0);
+    ck_assert_int_eq(settled, 2); /* the late reminder and the expiry check */
+    ck_assert_int_eq(state_of(idc), SB_REC_EXPIRED);
+    assert_ttl(idc, NOW + 80 * HOUR + DAY);
+    ck_assert_int_eq(counter("reminded|support-csat"), 0);
+    ck_assert_int_eq(counter("expired|support-csat"), 1);
+
+    /* a timer whose record is gone (retention passed) is dropped */
+    freeReplyObject(cmd("ZADD", "sbt:sched", "1", "0123456789abcdef01234567", NULL));
+    ck_assert_int_eq(sb_sched_claim(E.s, NOW, 4, cl, NULL, &settled), 0);
+    ck_assert_int_eq(settled, 1);
+    ck_assert_int_eq(num("ZCARD", "sbt:sched", NULL), 0);
+    free(cl);
+    env_close();
+}
+END_TEST
+
+/* ---------------------------------------------------------------- e. leases */
+
+START_TEST(release_and_expired_leases)
+{
+    env_open(JOURNEYS, NO_FATIGUE);
+    sb_record_t r[3];
+    char id[3][25];
+    for (int i = 0; i < 3; i++) {
+        char inter[16];
+        snprintf(inter, sizeof inter, "t-%d", i);
+        mk_rec(&r[i], inter, "onboarding-nps", inter, NOW - 100 + i, NOW + 7 * DAY);
+        id_of(&r[i], id[i]);
+        ck_assert_int_eq(add1(&r[i]), 1);
+    }
+    sb_claimed_t *cl = claim_buf(4);
+    ck_assert_int_eq(sb_sched_claim(E.s, NOW, 1, cl, NULL, NULL), 1);
+    ck_assert_int_eq(sb_sched_claim(E.s, NOW + 500, 4, cl + 1, NULL, NULL), 2);
+
+    char lm[4][SB_SCHED_MEMBER_MAX];
+    int64_t since = 0;
+    ck_assert_int_eq(sb_sched_expired_leases(E.s, NOW + 30 * SEC - 1, lm, 4, &since), 0);
+    ck_assert_int_eq(since, INT64_MAX);
+    ck_assert_int_eq(sb_sched_expired_leases(E.s, NOW + 30 * SEC + 200, lm, 4, &since), 1);
+    ck_assert_str_eq(lm[0], id[0]);
+    ck_assert_int_eq(since, NOW);
+    ck_assert_int_eq(sb_sched_expired_leases(E.s, NOW + 31 * SEC, lm, 4, &since), 3);
+    ck_assert_int_eq(since, NOW);
+    ck_assert_int_eq(sb_sched_expired_leases(E.s, NOW + 31 * SEC, lm, 2, &since), 2);
+    ck_assert_str_eq(lm[0], id[0]);
+    ck_assert_str_eq(lm[1], id[1]);
+    /* listing moves nothing */
+    ck_assert_int_eq(num("ZCARD", "sbt:inflight", NULL), 3);
+
+    /* release the ones whose lease expired (and one never claimed): claimable again */
+    const char *rel[] = {id[1], id[2], "ffffffffffffffffffffffff"};
+    ck_assert_int_eq(sb_sched_release(E.s, rel, 3, NOW + 40 * SEC), 0);
+    ck_assert_int_eq(num("ZCARD", "sbt:inflight", NULL), 1);
+    ck_assert_int_eq(zscore("sbt:sched", id[1]), NOW + 40 * SEC);
+    ck_assert_int_eq(zscore("sbt:sched", "ffffffffffffffffffffffff"), -1);
+    int64_t next = 0;
+    ck_assert_int_eq(sb_sched_claim(E.s, NOW + 40 * SEC - 1, 4, cl, &next, NULL), 0);
+    ck_assert_int_eq(next, NOW + 40 * SEC);
+    /* an ack of a released member is not an ack */
+    const char *late[] = {id[1]};
+    int done = -1;
+    ck_assert_int_eq(sb_sched_ack(E.s, late, 1, NOW + 40 * SEC, &done), 0);
+    ck_assert_int_eq(done, 0);
+    ck_assert_int_eq(state_of(id[1]), SB_REC_PENDING);
+    assert_no_ttl(id[1]);
+    ck_assert_int_eq(sb_sched_claim(E.s, NOW + 40 * SEC, 4, cl, &next, NULL), 2);
+    ck_assert_str_eq(cl[0].survey_id, id[1]);
+    ck_assert_str_eq(cl[1].survey_id, id[2]);
+    ck_assert_int_eq(next, INT64_MAX);
+    ck_assert_int_eq(zscore("sbt:inflight", id[1]), NOW + 70 * SEC);
+    /* the new claim's lease: not expired at the old deadline */
+    ck_assert_int_eq(sb_sched_expired_leases(E.s, NOW + 31 * SEC, lm, 4, &since), 1);
+    const char *all[] = {id[0], id[1], id[2]};
+    ck_assert_int_eq(sb_sched_ack(E.s, all, 3, NOW + 41 * SEC, NULL), 0);
+    ck_assert_int_eq(counter("fired|onboarding-nps"), 3);
+    ck_assert_int_eq(num("ZCARD", "sbt:inflight", NULL), 0);
+    ck_assert_int_eq(sb_sched_expired_leases(E.s, NOW + DAY, lm, 4, &since), 0);
+    free(cl);
+    env_close();
+}
+END_TEST
+
+/* ---------------------------------------------------------------- f. fatigue vs C reference */
+
+static uint64_t rng = 0x9e3779b97f4a7c15ULL;
+static uint64_t rnd(uint64_t n)
+{
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return n ? rng % n : 0;
+}
+
+static int64_t pick(const int64_t *v, size_t n)
+{
+    return v[rnd(n)];
+}
+
+START_TEST(fatigue_matches_c_reference)
+{
+    enum { CASES = 300, HMAX = 10 };
+    static const char *const jname[SB_KIND__N] = {"j-csat", "j-ces", "j-nps"};
+    env_open("[{\"name\":\"j-csat\",\"survey\":\"csat\",\"expires\":\"7d\"},"
+             "{\"name\":\"j-ces\",\"survey\":\"ces\",\"expires\":\"7d\"},"
+             "{\"name\":\"j-nps\",\"survey\":\"nps\",\"expires\":\"7d\"}]",
+             NO_FATIGUE);
+    static const int64_t gaps[] = {0, 0, 0, HOUR, 7 * DAY, 12345678};
+    static const int64_t kgaps[] = {-1, -1, -1, 0, HOUR, 14 * DAY, 90 * DAY, 3 * DAY + 17};
+    static const int64_t maxes[] = {0, 0, 1, 2, 3, 5};
+    int outcome[4] = {0}; /* sent, min_gap_by_kind, min_gap, max_per_30d */
+    static const char *const reasons[] = {NULL, "min_gap_by_kind", "min_gap", "max_per_30d"};
+    long long want_supp[SB_KIND__N][4] = {{0}};
+    sb_claimed_t *cl = claim_buf(4);
+
+    for (int c = 0; c < CASES; c++) {
+        sb_fatigue_t *f = &E.cfg->fatigue; /* the schedule reads the config at every claim */
+        f->min_gap_ms = pick(gaps, 6);
+        if (f->min_gap_ms == 12345678) f->min_gap_ms = 1 + (int64_t)rnd(10 * DAY);
+        for (int k = 0; k < SB_KIND__N; k++) f->min_gap_by_kind_ms[k] = pick(kgaps, 8);
+        f->max_per_30d = (int)pick(maxes, 6);
+        if (c % 5 == 0) {
+            /* by-kind gaps alone, often 0: only a survey sent "in the future" (another
+             * instance's clock ahead) blocks its kind then */
+            static const int64_t zgaps[] = {-1, 0, 0, HOUR};
+            f->min_gap_ms = 0, f->max_per_30d = 0;
+            for (int k = 0; k < SB_KIND__N; k++) f->min_gap_by_kind_ms[k] = pick(zgaps, 4);
+        }
+        int64_t now = NOW + c * 1000;
+
+        /* interesting instants: each limit exactly, one ms inside and outside, now, the
+         * future, and anywhere in the last 60 days */
+        int64_t lim[8];
+        size_t nl = 0;
+        lim[nl++] = 30 * DAY;
+        if (f->min_gap_ms > 0) lim[nl++] = f->min_gap_ms;
+        for (int k = 0; k < SB_KIND__N; k++)
+            if (f->min_gap_by_kind_ms[k] >= 0) lim[nl++] = f->min_gap_by_kind_ms[k];
+
+        sb_sent_t hist[HMAX];
+        size_t n = rnd(HMAX + 1);
+        char cust[32], fh[64];
+        snprintf(cust, sizeof cust, "cust-%d", c);
+        snprintf(fh, sizeof fh, "sbt:fh:%s", cust);
+        for (size_t i = 0; i < n; i++) {
+            int64_t at;
+            switch (rnd(5)) {
+            case 0:
+            case 1: at = now - lim[rnd(nl)] + (int64_t)rnd(3) - 1; break;
+            case 2: at = now + (rnd(2) ? 1 + (int64_t)rnd(2 * DAY) : 0); break;
+            default: at = now - (int64_t)rnd(60 * DAY); break;
+            }
+            hist[i].at_ms = at;
+            hist[i].kind = (sb_kind_t)rnd(SB_KIND__N);
+            char member[64], score[24];
+            snprintf(member, sizeof member, "h%d-%zu|%s", c, i, sb_kind_names[hist[i].kind]);
+            snprintf(score, sizeof score, "%lld", (long long)at);
+            freeReplyObject(cmd("ZADD", fh, score, member, NULL));
+        }
+
+        sb_kind_t kind = (sb_kind_t)rnd(SB_KIND__N);
+        const char *want = sb_rules_fatigue(f, kind, now, hist, n);
+        sb_record_t r;
+        char inter[32], id[25];
+        snprintf(inter, sizeof inter, "f-%d", c);
+        mk_rec(&r, inter, jname[kind], cust, now - 1, now + 7 * DAY);
+        id_of(&r, id);
+        ck_assert_int_eq(add1(&r), 1);
+        size_t settled = 0;
+        int got = sb_sched_claim(E.s, now, 4, cl, NULL, &settled);
+        sb_record_t after;
+        ck_assert_int_eq(sb_sched_get(E.s, id, &after), 1);
+        char self[64];
+        snprintf(self, sizeof self, "%s|%s", id, sb_kind_names[kind]);
+        if (!want) {
+            ck_assert_msg(got == 1 && settled == 0,
+                          "case %d: C sends, Lua suppressed (%s) min_gap=%lld by_kind=%lld,%lld,%lld "
+                          "max30=%d kind=%s n=%zu",
+                          c, after.reason, (long long)f->min_gap_ms,
+                          (long long)f->min_gap_by_kind_ms[0], (long long)f->min_gap_by_kind_ms[1],
+                          (long long)f->min_gap_by_kind_ms[2], f->max_per_30d, sb_kind_names[kind], n);
+            ck_assert_str_eq(cl[0].survey_id, id);
+            ck_assert_int_eq(after.state, SB_REC_PENDING);
+            if (c % 10 == 0) assert_no_ttl(id);
+            /* the send is recorded in the history when a rule looks back (the history key
+             * lives as long as the longest rule, in server time) */
+            bool rules = f->min_gap_ms >= 60 * SEC || f->max_per_30d > 0 ||
+                         f->min_gap_by_kind_ms[0] >= 60 * SEC ||
+                         f->min_gap_by_kind_ms[1] >= 60 * SEC ||
+                         f->min_gap_by_kind_ms[2] >= 60 * SEC;
+            if (rules) ck_assert_int_eq(zscore(fh, self), now);
+            outcome[0]++;
+        } else {
+            ck_assert_msg(got == 0 && settled == 1,
+                          "case %d: C says %s, Lua sent; min_gap=%lld by_kind=%lld,%lld,%lld "
+                          "max30=%d kind=%s n=%zu",
+                          c, want, (long long)f->min_gap_ms, (long long)f->min_gap_by_kind_ms[0],
+                          (long long)f->min_gap_by_kind_ms[1], (long long)f->min_gap_by_kind_ms[2],
+                          f->max_per_30d, sb_kind_names[kind], n);
+            ck_assert_int_eq(after.state, SB_REC_SUPPRESSED);
+            if (c % 10 == 0) ck_assert_int_eq(expire_at(id), now + 7 * DAY + DAY);
+            ck_assert_msg(strcmp(after.reason, want) == 0, "case %d: reason %s, C says %s", c,
+                          after.reason, want);
+            ck_assert_int_eq(zscore(fh, self), -1);
+            int w = 1;
+            while (strcmp(reasons[w], want) != 0) w++;
+            outcome[w]++;
+            want_supp[kind][w]++;
+        }
+    }
+    /* every outcome was exercised, and the counters add up */
+    fprintf(stderr, "fatigue: %d sent, %d min_gap_by_kind, %d min_gap, %d max_per_30d\n",
+            outcome[0], outcome[1], outcome[2], outcome[3]);
+    for (int w = 0; w < 4; w++) ck_assert_int_ge(outcome[w], 20);
+    for (int k = 0; k < SB_KIND__N; k++)
+        for (int w = 1; w < 4; w++) {
+            char field[64];
+            snprintf(field, sizeof field, "suppressed|%s|%s", jname[k], reasons[w]);
+            ck_assert_int_eq(counter(field), want_supp[k][w]);
+        }
+    free(cl);
+    env_close();
+}
+END_TEST
+
+/* ---------------------------------------------------------------- g. concurrent claimers */
+
+/* Claims and acks until nothing is due, appending each claimed survey id to path. Runs in a
+ * forked child: no Check assertions here, the exit status tells. */
+static int claimer(const char *path)
+{
+    char err[256];
+    sb_store_t *st = sb_store_new(E.cfg, err, sizeof err);
+    if (!st) return 2;
+    sb_sched_t *s = sb_sched_new(st, E.cfg);
+    FILE *f = fopen(path, "w");
+    sb_claimed_t *cl = calloc(200, sizeof *cl);
+    int rc = 0;
+    if (!f || !cl) rc = 3;
+    while (rc == 0) {
+        size_t settled = 0;
+        int n = sb_sched_claim(s, NOW, 200, cl, NULL, &settled);
+        if (n < 0) rc = 4;
+        if (n <= 0) break;
+        const char *m[200];
+        int done[200];
+        for (int i = 0; i < n; i++) {
+            fprintf(f, "%s\n", cl[i].survey_id);
+            m[i] = cl[i].member;
+        }
+        if (sb_sched_ack(s, m, (size_t)n, NOW, done) != 0) rc = 5;
+        for (int i = 0; i < n && rc == 0; i++)
+            if (done[i] != 1) rc = 6;
+    }
+    if (f && fclose(f) != 0) rc = 7;
+    free(cl);
+    sb_sched_free(s);
+    sb_store_free(st);
+    return rc;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+    return strcmp((const char *)a, (const char *)b);
+}
+
+START_TEST(four_processes_claim_each_survey_once)
+{
+    enum { N = 10000, KIDS = 4, BATCH = 1000 };
+    env_open(JOURNEYS, NO_FATIGUE);
+    static sb_record_t recs[BATCH];
+    static sb_sched_op_t ops[BATCH];
+    static char want[N][25], got[N + 1][25];
+    for (int b = 0; b < N / BATCH; b++) {
+        for (int i = 0; i < BATCH; i++) {
+            int k = b * BATCH + i;
+            char inter[32];
+            snprintf(inter, sizeof inter, "t-%d", k);
+            mk_rec(&recs[i], inter, "onboarding-nps", inter, NOW - k % 1000, NOW + 7 * DAY);
+            id_of(&recs[i], want[k]);
+            ops[i].op = SB_SCHED_ADD, ops[i].rec = &recs[i];
+        }
+        ck_assert_int_eq(sb_sched_apply(E.s, ops, BATCH, NULL, 0, NULL, NOW), 0);
+    }
+    ck_assert_int_eq(num("ZCARD", "sbt:sched", NULL), N);
+
+    int64_t t0 = sb_mono_ms();
+    pid_t pid[KIDS];
+    char path[KIDS][320];
+    for (int k = 0; k < KIDS; k++) {
+        snprintf(path[k], sizeof path[k], "%s/claims.%d", h.dir, k);
+        pid[k] = fork();
+        ck_assert_int_ge(pid[k], 0);
+        if (pid[k] == 0) _exit(claimer(path[k]));
+    }
+    for (int k = 0; k < KIDS; k++) {
+        int status = 0;
+        ck_assert_int_eq(waitpid(pid[k], &status, 0), pid[k]);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "claimer %d: status %d", k,
+                      status);
+    }
+    int64_t ms = sb_mono_ms() - t0;
+
+    size_t n = 0;
+    int per[KIDS];
+    for (int k = 0; k < KIDS; k++) {
+        FILE *f = fopen(path[k], "r");
+        ck_assert_ptr_nonnull(f);
+        char line[64];
+        per[k] = 0;
+        while (fgets(line, sizeof line, f)) {
+            ck_assert_uint_lt(n, N + 1);
+            ck_assert_uint_eq(strlen(line), 25);
+            line[24] = '\0';
+            memcpy(got[n++], line, 25);
+            per[k]++;
+        }
+        fclose(f);
+    }
+    fprintf(stderr, "concurrency: %d surveys claimed+acked by %d processes in %lld ms "
+            "(%.0f/s; per process %d %d %d %d)\n", N, KIDS, (long long)ms,
+            ms > 0 ? N * 1000.0 / ms : 0.0, per[0], per[1], per[2], per[3]);
+    /* every survey exactly once */
+    ck_assert_uint_eq(n, N);
+    qsort(want, N, sizeof want[0], cmp_id);
+    qsort(got, N, sizeof got[0], cmp_id);
+    for (int i = 0; i < N; i++) ck_assert_str_eq(got[i], want[i]);
+    ck_assert_int_eq(counter("fired|onboarding-nps"), N);
+    ck_assert_int_eq(num("ZCARD", "sbt:inflight", NULL), 0);
+    ck_assert_int_eq(num("ZCARD", "sbt:sched", NULL), N); /* the expiry checks */
+    ck_assert_int_eq(state_of(want[0]), SB_REC_FIRED);
+    ck_assert_int_eq(state_of(want[N - 1]), SB_REC_FIRED);
+    /* the work was shared */
+    for (int k = 0; k < KIDS; k++) ck_assert_int_gt(per[k], 0);
+    env_close();
+}
+END_TEST
+
+/* ---------------------------------------------------------------- h. memory */
+
+static long long used_memory(void)
+{
+    redisReply *r = cmd("INFO", "memory", NULL);
+    const char *p = strstr(r->str, "used_memory:");
+    ck_assert_ptr_nonnull(p);
+    long long v = atoll(p + strlen("used_memory:"));
+    freeReplyObject(r);
+    return v;
+}
+
+static void rnd_word(char *out, const char *prefix, int min, int max)
+{
+    static const char an[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+    int n = min + (int)rnd((uint64_t)(max - min + 1));
+    int p = sprintf(out, "%s", prefix);
+    for (int i = p; i < n; i++) out[i] = an[rnd(36)];
+    out[n > p ? n : p] = '\0';
+}
+
+START_TEST(memory_per_pending_survey)
+{
+    enum { N = 100000, BATCH = 1000 };
+    env_open(JOURNEYS, NO_FATIGUE);
+    static const char *const teams[] = {"sh-care-1", "bj-care-2", "gz-vip", "remote-07"};
+    static const char *const regions[] = {"cn-east", "cn-north", "cn-south", "intl"};
+    static const char *const products[] = {"broadband", "mobile-5g", "iptv", "fiber-pro"};
+    static const char *const stages[] = {"onboarding", "in-life", "renewal"};
+    static sb_record_t recs[BATCH];
+    static sb_sched_op_t ops[BATCH];
+    long long before = used_memory();
+    size_t value_bytes = 0;
+    for (int b = 0; b < N / BATCH; b++) {
+        for (int i = 0; i < BATCH; i++) {
+            int k = b * BATCH + i;
+            sb_record_t *r = &recs[i];
+            char inter[32], cust[16];
+            snprintf(inter, sizeof inter, "TCK-%08d", 20000000 + k);
+            rnd_word(cust, "c", 8, 12);
+            mk_rec(r, inter, "support-csat", cust, NOW + (int64_t)rnd(2 * DAY), 0);
+            r->expires_ms = r->due_ms + 72 * HOUR;
+            rnd_word(r->dim[SB_DIM_AGENT], "a", 8, 12);
+            strcpy(r->dim[SB_DIM_TEAM], teams[rnd(4)]);
+            strcpy(r->dim[SB_DIM_REGION], regions[rnd(4)]);
+            strcpy(r->dim[SB_DIM_PRODUCT], products[rnd(4)]);
+            strcpy(r->dim[SB_DIM_STAGE], stages[rnd(3)]);
+            ops[i].op = SB_SCHED_ADD, ops[i].rec = r;
+            size_t len;
+            char *v = sb_record_encode(r, &len);
+            value_bytes += len;
+            free(v);
+        }
+        ck_assert_int_eq(sb_sched_apply(E.s, ops, BATCH, NULL, 0, NULL, NOW), 0);
+    }
+    long long after = used_memory();
+    ck_assert_int_eq(num("ZCARD", "sbt:sched", NULL), N);
+    double per = (double)(after - before) / N;
+    fprintf(stderr, "memory: %.1f bytes per pending survey (%lld bytes for %d; record value %.1f bytes)\n",
+            per, after - before, N, (double)value_bytes / N);
+    ck_assert_msg(per < 400, "%.1f bytes per pending survey", per);
+    /* where it goes: the timer set, and the records (one key's own usage as a sample) */
+    char id[SB_SURVEY_ID_LEN + 1], key[64];
+    id_of(&recs[0], id);
+    snprintf(key, sizeof key, "sbt:s:%s", id);
+    assert_no_ttl(id); /* no expiry: no entry in the expires table either */
+    long long one = num("MEMORY", "USAGE", key, NULL);
+    freeReplyObject(cmd("DEL", "sbt:sched", NULL));
+    long long zset = after - used_memory();
+    fprintf(stderr, "memory: timer set %.1f bytes per survey, records %.1f (MEMORY USAGE of "
+            "one record %lld)\n", (double)zset / N, (double)(after - before - zset) / N, one);
+    freeReplyObject(cmd("FLUSHDB", NULL));
+    env_close();
+}
+END_TEST
+
+/* ---------------------------------------------------------------- i. restart */
+
+START_TEST(redis_restart_keeps_schedule)
+{
+    env_open(JOURNEYS, NO_FATIGUE);
+    enum { N = 10 };
+    sb_record_t r[N];
+    char id[N][25];
+    for (int i = 0; i < N; i++) {
+        char inter[16];
+        snprintf(inter, sizeof inter, "t-%d", i);
+        /* five due now, five in an hour */
+        mk_rec(&r[i], inter, "support-csat", inter, NOW - 10 + i + (i >= 5) * HOUR, NOW + 72 * HOUR);
+        id_of(&r[i], id[i]);
+        ck_assert_int_eq(add1(&r[i]), 1);
+    }
+    sb_claimed_t *cl = claim_buf(N);
+    ck_assert_int_eq(sb_sched_claim(E.s, NOW, 2, cl, NULL, NULL), 2);
+
+    ck_assert_int_eq(sb_h_redis_stop(&h), 0);
+    ck_assert_int_eq(sb_sched_claim(E.s, NOW, N, cl, NULL, NULL), -1);
+    ck_assert_int_eq(sb_h_redis_start(&h), 0);
+    ck_assert_int_eq(sb_store_wait_up(E.st, NULL), 0);
+    /* the server knows no script now: every call below loads its script itself */
+    redisReply *sx = cmd("SCRIPT", "FLUSH", NULL);
+    freeReplyObject(sx);
+
+    int64_t sched, infl;
+    ck_assert_int_eq(sb_sched_depth(E.s, &sched, &infl), 0);
+    ck_assert_int_eq(sched, 8);
+    ck_assert_int_eq(infl, 2);
+    ck_assert_int_eq(zscore("sbt:inflight", id[0]), NOW + 30 * SEC);
+    ck_assert_int_eq(state_of(id[9]), SB_REC_PENDING);
+    ck_assert_int_eq(counter("scheduled|support-csat"), N);
+
+    int64_t next = 0;
+    ck_assert_int_eq(sb_sched_claim(E.s, NOW, N, cl + 2, &next, NULL), 3);
+    ck_assert_str_eq(cl[2].survey_id, id[2]);
+    ck_assert_str_eq(cl[4].survey_id, id[4]);
+    ck_assert_int_eq(next, NOW - 10 + 5 + HOUR);
+    const char *m[5];
+    for (int i = 0; i < 5; i++) m[i] = cl[i].member;
+    int done[5];
+    ck_assert_int_eq(sb_sched_ack(E.s, m, 5, NOW, done), 0);
+    for (int i = 0; i < 5; i++) ck_assert_int_eq(done[i], 1);
+    ck_assert_int_eq(counter("fired|support-csat"), 5);
+    ck_assert_int_eq(cancel1("t-7"), 1);
+    ck_assert_int_eq(add1(&r[7]), 0);
+    const char *rel[] = {id[0]};
+    ck_assert_int_eq(sb_sched_release(E.s, rel, 1, NOW), 0);
+    ck_assert_int_eq(state_of(id[0]), SB_REC_FIRED);
+
+    /* once more, with a new handle after the restart */
+    ck_assert_int_eq(sb_h_redis_stop(&h), 0);
+    ck_assert_int_eq(sb_h_redis_start(&h), 0);
+    sb_sched_t *s2 = sb_sched_new(E.st, E.cfg);
+    int rc = sb_sched_claim(s2, NOW + HOUR, N, cl, NULL, NULL);
+    if (rc < 0) rc = sb_sched_claim(s2, NOW + HOUR, N, cl, NULL, NULL); /* loss noticed */
+    ck_assert_int_eq(rc, 4); /* t-5, t-6, t-8, t-9 */
+    ck_assert_str_eq(cl[0].survey_id, id[5]);
+    ck_assert_str_eq(cl[2].survey_id, id[8]);
+    sb_sched_free(s2);
+    free(cl);
+    env_close();
+}
+END_TEST
+
+int main(void)
+{
+    Suite *su = suite_create("schedule");
+    TCase *tc = tcase_create("redis");
+    tcase_add_unchecked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, add_batch_and_duplicates);
+    tcase_add_test(tc, cancel_by_interaction);
+    tcase_add_test(tc, claim_ack_remind_expire);
+    tcase_add_test(tc, claim_after_expiry);
+    tcase_add_test(tc, release_and_expired_leases);
+    tcase_add_test(tc, fatigue_matches_c_reference);
+    tcase_add_test(tc, four_processes_claim_each_survey_once);
+    tcase_add_test(tc, redis_restart_keeps_schedule);
+    tcase_add_test(tc, memory_per_pending_survey);
+    suite_add_tcase(su, tc);
+    SRunner *sr = srunner_create(su);
+    /* The tests restart servers and fork claimers: harness state must live in this process. */
+    srunner_set_fork_status(sr, CK_NOFORK);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
