@@ -1,0 +1,100 @@
+/* surveybus-dispatcher: interaction events in, durable timed surveys, survey requests out.
+ * Shared state of its three parts: ingest.c (events -> schedule), fire.c (due surveys ->
+ * requests, with delivery-confirmed acknowledgement and crash recovery), main.c (loops). */
+#ifndef SB_DISPATCHER_H
+#define SB_DISPATCHER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "kafka.h"
+#include "mqtt.h"
+#include "schedule.h"
+#include "service.h"
+#include "store.h"
+
+/* Tags on the opaque pointer of every produced Kafka message. */
+enum { TAG_DLQ = 1, TAG_FIRE = 2 };
+
+/* One raw inbound message and where it came from. */
+typedef struct in_msg {
+    const void *payload;
+    size_t len;
+    const char *source;    /* dead-letter source text */
+    const char *device_id; /* from the MQTT topic's '+', NULL otherwise */
+} in_msg_t;
+
+/* Outstanding dead letters of one ingest batch (the opaque of their produce calls). */
+typedef struct dlq_wait {
+    int tag; /* TAG_DLQ */
+    int outstanding, failed;
+} dlq_wait_t;
+
+/* What one ingesting thread owns: its Redis connection, schedule handle and DLQ producer. */
+typedef struct ingest_ctx {
+    const sb_config_t *cfg;
+    sb_store_t *store;
+    sb_sched_t *sched;
+    sb_kafka_producer_t *producer; /* NULL when Kafka is off */
+    dlq_wait_t wait;
+} ingest_ctx_t;
+
+/* Processes a batch: parse + validate each event (dead letters for bad ones), match journeys,
+ * schedule / cancel in one atomic Redis call with the batch's counters, then publish the dead
+ * letters and wait for their delivery. Returns 0 once every effect is durable (the caller may
+ * then commit the batch), -1 when Redis or Kafka failed or a stop was requested (the caller
+ * retries the same batch; every step is idempotent). */
+int ingest_batch(ingest_ctx_t *ic, const in_msg_t *msgs, size_t n);
+
+/* Kafka delivery callback shared by every producer of the dispatcher (dispatches on tag). */
+void dispatcher_delivery(void *opaque, void *msg_opaque, int ok, const char *errstr);
+
+/* ---- firing (fire.c) ---- */
+
+typedef struct fire_entry {
+    int tag; /* TAG_FIRE */
+    char member[SB_SCHED_MEMBER_MAX];
+    int waiting;  /* deliveries not yet confirmed */
+    int mid;      /* MQTT message id, 0 when none pending */
+    bool failed;
+    int64_t due_ms;
+    struct fire_entry *next;
+} fire_entry_t;
+
+typedef struct firer {
+    const sb_config_t *cfg;
+    sb_sched_t *sched;
+    sb_store_t *store;
+    sb_kafka_producer_t *producer; /* NULL when Kafka is off */
+    sb_mqtt_t *mqtt_pub;           /* NULL when MQTT is off */
+    fire_entry_t *head;            /* published, awaiting confirmation */
+    size_t inflight;
+    sb_claimed_t *claimed;         /* claim buffer, cfg->tuning.batch entries */
+    int64_t next_due_ms;           /* earliest known timer, INT64_MAX when none */
+    int64_t next_recovery_ms;
+    int64_t last_claim_ms;
+    /* due-to-confirmed latency samples of the current reporting period (ms) */
+    uint32_t *lat;
+    size_t n_lat, cap_lat;
+    uint64_t published, confirmed, released;
+} firer_t;
+
+void firer_init(firer_t *f, const sb_config_t *cfg, sb_sched_t *sched, sb_store_t *store,
+                sb_kafka_producer_t *producer, sb_mqtt_t *mqtt_pub);
+void firer_free(firer_t *f);
+/* Claims and publishes due surveys (at most max_inflight awaiting confirmation). Returns the
+ * number published, or -1 when Redis is unreachable. */
+int firer_fire(firer_t *f, int64_t now_ms, size_t max_inflight);
+/* Settles confirmed deliveries: acknowledges them in Redis, or puts failed ones back in the
+ * schedule. Returns the number settled, or -1 when Redis is unreachable (retried later). */
+int firer_settle(firer_t *f, int64_t now_ms);
+/* Finds claims whose lease expired (a dispatcher died mid-firing): when Kafka is on, reads
+ * the requests topic back from the claim time and acknowledges the ones found there, so that
+ * nothing is published twice; the rest return to the schedule. Returns 0 or -1. */
+int firer_recover(firer_t *f, int64_t now_ms);
+/* Logs and resets the latency samples (p50/p99 of due-to-confirmed). */
+void firer_report(firer_t *f);
+
+#endif

@@ -1,0 +1,323 @@
+/* Dispatcher firing: claim due surveys, publish their requests (Kafka requests topic and the
+ * channel's MQTT topic), acknowledge them in Redis only once every delivery is confirmed, and
+ * recover the claims of a dispatcher that died mid-firing without publishing twice. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dispatcher.h"
+#include "log.h"
+#include "survey.h"
+#include "token.h"
+
+#define CLAIM_POLL_MS 100 /* claim at least this often even if no timer is known to be due */
+
+void firer_init(firer_t *f, const sb_config_t *cfg, sb_sched_t *sched, sb_store_t *store,
+                sb_kafka_producer_t *producer, sb_mqtt_t *mqtt_pub)
+{
+    memset(f, 0, sizeof *f);
+    f->cfg = cfg;
+    f->sched = sched;
+    f->store = store;
+    f->producer = producer;
+    f->mqtt_pub = mqtt_pub;
+    f->claimed = calloc((size_t)cfg->tuning.batch, sizeof *f->claimed);
+    if (!f->claimed) abort();
+    f->next_due_ms = 0;
+}
+
+void firer_free(firer_t *f)
+{
+    fire_entry_t *e = f->head;
+    while (e) {
+        fire_entry_t *n = e->next;
+        free(e);
+        e = n;
+    }
+    free(f->claimed);
+    free(f->lat);
+    memset(f, 0, sizeof *f);
+}
+
+/* The MQTT topic of a request, or -1 when the survey has no MQTT destination. */
+static int mqtt_topic(const sb_config_t *cfg, const sb_record_t *r, char *out, size_t len)
+{
+    if (!strcmp(r->channel, "device")) {
+        const char *k[] = {"device_id"}, *v[] = {r->device_id};
+        return sb_mqtt_topic_render(cfg->mqtt_topics.device_requests, k, v, 1, out, len);
+    }
+    const char *k[] = {"channel", "customer_id"}, *v[] = {r->channel, r->customer_id};
+    return sb_mqtt_topic_render(cfg->mqtt_topics.requests, k, v, 2, out, len);
+}
+
+/* Builds the request JSON of a claimed survey (caller frees), NULL on failure. */
+static char *build_request(const sb_config_t *cfg, const sb_claimed_t *c, int64_t now_ms)
+{
+    const sb_record_t *r = &c->rec;
+    sb_survey_request_t *q = calloc(1, sizeof *q);
+    if (!q) abort();
+    snprintf(q->survey_id, sizeof q->survey_id, "%s", c->survey_id);
+    snprintf(q->journey, sizeof q->journey, "%s", r->journey);
+    snprintf(q->customer_id, sizeof q->customer_id, "%s", r->customer_id);
+    snprintf(q->interaction_id, sizeof q->interaction_id, "%s", r->interaction_id);
+    snprintf(q->channel, sizeof q->channel, "%s", r->channel);
+    snprintf(q->locale, sizeof q->locale, "%s", r->locale);
+    if (!strcmp(r->channel, "device"))
+        snprintf(q->device_id, sizeof q->device_id, "%s", r->device_id);
+    snprintf(q->question, sizeof q->question, "%s",
+             sb_config_question(cfg, r->kind, r->locale[0] ? r->locale : "en"));
+    q->kind = r->kind;
+    q->scale_min = cfg->scales[r->kind].min;
+    q->scale_max = cfg->scales[r->kind].max;
+    q->issued_ms = now_ms;
+    q->expires_ms = r->expires_ms;
+    q->reminder = c->reminder;
+    char *json = NULL;
+    if (sb_token_sign(cfg->token.secret, c->survey_id, r->expires_ms, q->token, sizeof q->token) == 0)
+        json = sb_survey_request_encode(q);
+    free(q);
+    return json;
+}
+
+/* Publishes one claimed survey. Returns 0 (an entry now awaits confirmation) or -1 (nothing
+ * was sent; the caller releases the claim). */
+static int publish(firer_t *f, const sb_claimed_t *c, int64_t now_ms)
+{
+    char *json = build_request(f->cfg, c, now_ms);
+    if (!json) {
+        sb_error("cannot build survey request member=%s", c->member);
+        return -1;
+    }
+    size_t len = strlen(json);
+    fire_entry_t *e = calloc(1, sizeof *e);
+    if (!e) abort();
+    e->tag = TAG_FIRE;
+    snprintf(e->member, sizeof e->member, "%s", c->member);
+    e->due_ms = c->reminder ? now_ms : c->rec.due_ms;
+    if (f->producer) {
+        const char *key = c->rec.customer_id;
+        if (sb_kafka_produce(f->producer, f->cfg->topics.requests, key, strlen(key), json, len,
+                             e) != 0) {
+            sb_warn("kafka produce failed member=%s err=\"%s\"", c->member,
+                    sb_kafka_producer_error(f->producer));
+            free(json);
+            free(e);
+            return -1;
+        }
+        e->waiting++;
+    }
+    char topic[1024];
+    if (f->mqtt_pub && mqtt_topic(f->cfg, &c->rec, topic, sizeof topic) == 0) {
+        int mid = 0;
+        if (sb_mqtt_publish(f->mqtt_pub, topic, json, len, false, &mid) == 0) {
+            e->mid = mid;
+            e->waiting++;
+        } else {
+            /* the Kafka copy (if any) is on its way: the claim is released once it settles */
+            e->failed = true;
+            sb_warn("mqtt publish failed member=%s topic=%s err=\"%s\"", c->member, topic,
+                    sb_mqtt_errstr(f->mqtt_pub));
+        }
+    }
+    free(json);
+    e->next = f->head;
+    f->head = e;
+    f->inflight++;
+    f->published++;
+    return 0;
+}
+
+int firer_fire(firer_t *f, int64_t now_ms, size_t max_inflight)
+{
+    if (now_ms < f->next_due_ms && now_ms - f->last_claim_ms < CLAIM_POLL_MS) return 0;
+    f->last_claim_ms = now_ms;
+    int total = 0;
+    while (f->inflight < max_inflight && !sb_service_stop) {
+        size_t want = max_inflight - f->inflight;
+        if (want > (size_t)f->cfg->tuning.batch) want = (size_t)f->cfg->tuning.batch;
+        int n = sb_sched_claim(f->sched, now_ms, want, f->claimed, &f->next_due_ms, NULL);
+        if (n < 0) return -1;
+        const char *rel[64];
+        size_t nrel = 0;
+        for (int i = 0; i < n; i++) {
+            if (publish(f, &f->claimed[i], now_ms) != 0) {
+                rel[nrel++] = f->claimed[i].member;
+                if (nrel == 64) {
+                    sb_sched_release(f->sched, rel, nrel, now_ms + 1000);
+                    nrel = 0;
+                }
+            }
+        }
+        if (nrel) sb_sched_release(f->sched, rel, nrel, now_ms + 1000);
+        total += n;
+        if ((size_t)n < want) break;
+        if (f->producer) sb_kafka_producer_poll(f->producer, 0);
+    }
+    return total;
+}
+
+static void latency_sample(firer_t *f, int64_t ms)
+{
+    if (f->n_lat == f->cap_lat) {
+        if (f->cap_lat >= 1 << 20) return; /* bounded; report resets it */
+        f->cap_lat = f->cap_lat ? f->cap_lat * 2 : 1024;
+        f->lat = realloc(f->lat, f->cap_lat * sizeof *f->lat);
+        if (!f->lat) abort();
+    }
+    f->lat[f->n_lat++] = ms < 0 ? 0 : ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+}
+
+int firer_settle(firer_t *f, int64_t now_ms)
+{
+    if (f->producer) sb_kafka_producer_poll(f->producer, 0);
+    if (!f->head) return 0;
+    size_t cap = f->inflight, nack = 0, nrel = 0;
+    const char **ack = malloc((cap + 1) * sizeof *ack);
+    const char **rel = malloc((cap + 1) * sizeof *rel);
+    fire_entry_t **done = malloc((cap + 1) * sizeof *done);
+    if (!ack || !rel || !done) abort();
+    size_t ndone = 0;
+    for (fire_entry_t *e = f->head; e; e = e->next) {
+        if (e->mid && !sb_mqtt_is_pending(f->mqtt_pub, e->mid)) {
+            e->mid = 0;
+            e->waiting--;
+        }
+        if (e->waiting > 0) continue;
+        done[ndone++] = e;
+        if (e->failed)
+            rel[nrel++] = e->member;
+        else
+            ack[nack++] = e->member;
+    }
+    int rc = 0;
+    if (ndone) {
+        if ((nack && sb_sched_ack(f->sched, ack, nack, now_ms, NULL) != 0) ||
+            (nrel && sb_sched_release(f->sched, rel, nrel, now_ms + 1000) != 0)) {
+            rc = -1; /* keep the entries; settle again once Redis is back */
+        } else {
+            for (size_t i = 0; i < ndone; i++) {
+                fire_entry_t *e = done[i];
+                if (!e->failed) latency_sample(f, now_ms - e->due_ms);
+            }
+            /* unlink settled entries */
+            fire_entry_t **pp = &f->head;
+            while (*pp) {
+                fire_entry_t *e = *pp;
+                if (e->waiting <= 0) {
+                    *pp = e->next;
+                    free(e);
+                    f->inflight--;
+                } else {
+                    pp = &e->next;
+                }
+            }
+            f->confirmed += nack;
+            f->released += nrel;
+            rc = (int)ndone;
+        }
+    }
+    free(ack);
+    free(rel);
+    free(done);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- crash recovery */
+
+typedef struct scan_ctx {
+    char (*members)[SB_SCHED_MEMBER_MAX];
+    bool *found;
+    size_t n;
+} scan_ctx_t;
+
+static int scan_cb(void *opaque, const sb_kafka_msg_t *m)
+{
+    scan_ctx_t *sc = opaque;
+    sb_survey_request_t *q = malloc(sizeof *q);
+    char err[64];
+    if (!q) abort();
+    if (sb_survey_request_decode(m->payload, m->len, q, err, sizeof err) == 0) {
+        char member[SB_SCHED_MEMBER_MAX];
+        snprintf(member, sizeof member, "%.*s%s", SB_SURVEY_ID_LEN, q->survey_id,
+                 q->reminder ? ":r" : "");
+        for (size_t i = 0; i < sc->n; i++)
+            if (!sc->found[i] && !strcmp(sc->members[i], member)) sc->found[i] = true;
+    }
+    free(q);
+    return 0;
+}
+
+static bool ours(const firer_t *f, const char *member)
+{
+    for (const fire_entry_t *e = f->head; e; e = e->next)
+        if (!strcmp(e->member, member)) return true;
+    return false;
+}
+
+int firer_recover(firer_t *f, int64_t now_ms)
+{
+    if (now_ms < f->next_recovery_ms) return 0;
+    int64_t every = f->cfg->tuning.lease_ms / 4;
+    f->next_recovery_ms = now_ms + (every < 1000 ? 1000 : every);
+    enum { MAX = 1000 };
+    char(*members)[SB_SCHED_MEMBER_MAX] = malloc(MAX * sizeof *members);
+    bool *found = calloc(MAX, sizeof *found);
+    if (!members || !found) abort();
+    int64_t since = 0;
+    int n = sb_sched_expired_leases(f->sched, now_ms, members, MAX, &since);
+    int rc = n < 0 ? -1 : 0;
+    size_t keep = 0;
+    for (int i = 0; i < n; i++) /* our own slow deliveries are not someone else's crash */
+        if (!ours(f, members[i])) memmove(members[keep++], members[i], SB_SCHED_MEMBER_MAX);
+    if (keep > 0 && f->producer) {
+        scan_ctx_t sc = {members, found, keep};
+        char err[256];
+        int scanned = sb_kafka_scan(f->cfg, f->cfg->topics.requests, since - 10000, scan_cb, &sc,
+                                    10000, err, sizeof err);
+        if (scanned < 0) {
+            sb_warn("recovery scan failed, will retry err=\"%s\"", err);
+            rc = -1;
+            goto out;
+        }
+        sb_info("recovering expired claims count=%zu scanned=%d", keep, scanned);
+    }
+    if (keep > 0) {
+        const char **ack = malloc(keep * sizeof *ack), **rel = malloc(keep * sizeof *rel);
+        if (!ack || !rel) abort();
+        size_t na = 0, nr = 0;
+        for (size_t i = 0; i < keep; i++) {
+            if (found[i])
+                ack[na++] = members[i];
+            else
+                rel[nr++] = members[i];
+        }
+        if ((na && sb_sched_ack(f->sched, ack, na, now_ms, NULL)) ||
+            (nr && sb_sched_release(f->sched, rel, nr, now_ms)))
+            rc = -1;
+        else
+            sb_info("recovered expired claims already_published=%zu requeued=%zu", na, nr);
+        f->next_due_ms = 0;
+        free(ack);
+        free(rel);
+    }
+out:
+    free(members);
+    free(found);
+    return rc;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+void firer_report(firer_t *f)
+{
+    if (f->n_lat == 0) return;
+    qsort(f->lat, f->n_lat, sizeof *f->lat, cmp_u32);
+    size_t p50 = (f->n_lat * 50 + 99) / 100, p99 = (f->n_lat * 99 + 99) / 100;
+    sb_info("fired count=%zu due_to_confirmed_p50_ms=%u p99_ms=%u inflight=%zu", f->n_lat,
+            f->lat[p50 ? p50 - 1 : 0], f->lat[p99 ? p99 - 1 : 0], f->inflight);
+    f->n_lat = 0;
+}

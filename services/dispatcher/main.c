@@ -1,0 +1,230 @@
+/* surveybus-dispatcher: consumes interaction events (Kafka and/or MQTT), schedules surveys
+ * durably in Redis, and publishes survey requests when they fall due. One main thread runs
+ * Kafka ingest and firing; libmosquitto's callback thread ingests MQTT events with its own
+ * Redis connection and producer. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dispatcher.h"
+#include "log.h"
+#include "tz.h"
+
+typedef struct disp {
+    sb_service_t svc;
+    const sb_config_t *cfg;
+    sb_store_t *store;            /* main thread */
+    sb_sched_t *sched;
+    sb_kafka_producer_t *producer; /* requests + dead letters of Kafka ingest */
+    sb_kafka_consumer_t *consumer;
+    sb_mqtt_t *mqtt_sub, *mqtt_pub;
+    ingest_ctx_t kin;              /* Kafka ingest (main thread) */
+    ingest_ctx_t min;              /* MQTT ingest (callback thread) */
+    firer_t fire;
+} disp_t;
+
+/* MQTT callback: one event, processed synchronously so that the broker's acknowledgement
+ * follows the durable effect. */
+static int on_mqtt(void *opaque, const char *topic, const void *payload, size_t len)
+{
+    disp_t *d = opaque;
+    char device[SB_STR_MAX + 1] = "", source[1100];
+    for (size_t i = 0; i < d->cfg->mqtt_topics.n_interactions; i++)
+        if (sb_mqtt_topic_match(d->cfg->mqtt_topics.interactions[i], topic, device,
+                                sizeof device) == 1)
+            break;
+    sb_service_source_mqtt(source, sizeof source, topic);
+    in_msg_t m = {payload, len, source, device[0] ? device : NULL};
+    return ingest_batch(&d->min, &m, 1);
+}
+
+static int open_ingest_ctx(disp_t *d, ingest_ctx_t *ic, bool own_producer, char *err, size_t el)
+{
+    ic->cfg = d->cfg;
+    ic->store = sb_store_new(d->cfg, err, el);
+    if (!ic->store) return -1;
+    ic->sched = sb_sched_new(ic->store, d->cfg);
+    if (own_producer && d->cfg->kafka.brokers && *d->cfg->kafka.brokers) {
+        char cid[400];
+        snprintf(cid, sizeof cid, "%s-mqtt-ingest", d->svc.client_id);
+        ic->producer = sb_kafka_producer_new(d->cfg, cid, dispatcher_delivery, d, err, el);
+        if (!ic->producer) return -1;
+    }
+    return 0;
+}
+
+static void close_ingest_ctx(ingest_ctx_t *ic, bool own_producer)
+{
+    if (own_producer && ic->producer) {
+        sb_kafka_producer_flush(ic->producer, 3000);
+        sb_kafka_producer_free(ic->producer);
+    }
+    sb_sched_free(ic->sched);
+    sb_store_free(ic->store);
+    memset(ic, 0, sizeof *ic);
+}
+
+static int start(disp_t *d)
+{
+    const sb_config_t *cfg = d->cfg;
+    char err[512];
+    bool kafka = cfg->kafka.brokers && *cfg->kafka.brokers;
+    bool mqtt = cfg->mqtt.url && *cfg->mqtt.url;
+    if (!cfg->n_journeys) sb_warn("no journeys configured: events will schedule nothing");
+
+    if (open_ingest_ctx(d, &d->kin, false, err, sizeof err)) goto fail;
+    d->store = d->kin.store;
+    d->sched = d->kin.sched;
+    if (kafka) {
+        d->producer = sb_kafka_producer_new(cfg, d->svc.client_id, dispatcher_delivery, d, err,
+                                            sizeof err);
+        if (!d->producer) goto fail;
+        d->kin.producer = d->producer;
+        char group[600];
+        snprintf(group, sizeof group, "%s.dispatcher", cfg->kafka.group);
+        const char *topics[] = {cfg->topics.interactions};
+        d->consumer = sb_kafka_consumer_new(cfg, group, topics, 1, err, sizeof err);
+        if (!d->consumer) goto fail;
+    }
+    if (mqtt) {
+        char cid[400];
+        snprintf(cid, sizeof cid, "%s-pub", d->svc.client_id);
+        d->mqtt_pub = sb_mqtt_new(cfg, cid, NULL, 0, NULL, NULL, err, sizeof err);
+        if (!d->mqtt_pub) goto fail;
+        if (cfg->mqtt_topics.n_interactions) {
+            if (open_ingest_ctx(d, &d->min, true, err, sizeof err)) goto fail;
+            d->mqtt_sub = sb_mqtt_new(cfg, d->svc.client_id,
+                                      (const char *const *)cfg->mqtt_topics.interactions,
+                                      cfg->mqtt_topics.n_interactions, on_mqtt, d, err, sizeof err);
+            if (!d->mqtt_sub) goto fail;
+        }
+    }
+    firer_init(&d->fire, cfg, d->sched, d->store, d->producer, d->mqtt_pub);
+    sb_info("started kafka=%s mqtt=%s journeys=%zu lease_ms=%lld", kafka ? "on" : "off",
+            mqtt ? "on" : "off", cfg->n_journeys, (long long)cfg->tuning.lease_ms);
+    return 0;
+fail:
+    sb_error("cannot start: %s", err);
+    return -1;
+}
+
+/* Waits for Redis with the Kafka consumer paused (back-pressure, no loss). */
+static void wait_redis(disp_t *d)
+{
+    sb_warn("redis unavailable, pausing consumption err=\"%s\"", d->store->errstr);
+    if (d->consumer) sb_kafka_pause(d->consumer);
+    if (sb_store_wait_up(d->store, &sb_service_stop) == 0) sb_info("redis back, resuming");
+    if (d->consumer) sb_kafka_resume(d->consumer);
+}
+
+static void consume_once(disp_t *d, int timeout_ms)
+{
+    sb_kafka_msg_t *msgs = NULL;
+    int n = sb_kafka_consume_batch(d->consumer, &msgs, (size_t)d->cfg->tuning.batch, timeout_ms);
+    if (n < 0) {
+        sb_error("kafka consumer failed err=\"%s\"", sb_kafka_consumer_error(d->consumer));
+        sb_service_sleep(1000);
+        return;
+    }
+    if (n == 0) return;
+    in_msg_t *in = malloc((size_t)n * sizeof *in);
+    char(*src)[512] = malloc((size_t)n * sizeof *src);
+    if (!in || !src) abort();
+    for (int i = 0; i < n; i++) {
+        sb_service_source_kafka(src[i], sizeof src[i], &msgs[i]);
+        in[i] = (in_msg_t){msgs[i].payload, msgs[i].len, src[i], NULL};
+    }
+    /* the same batch again until its effect is durable; offsets only after that */
+    int rc;
+    while ((rc = ingest_batch(&d->kin, in, (size_t)n)) != 0 && !sb_service_stop) wait_redis(d);
+    if (rc == 0)
+        if (sb_kafka_store_offsets(d->consumer, msgs, (size_t)n) != 0)
+            sb_warn("storing offsets failed err=\"%s\"", sb_kafka_consumer_error(d->consumer));
+    sb_kafka_msgs_free(msgs, (size_t)n);
+    free(in);
+    free(src);
+    d->fire.next_due_ms = 0; /* new surveys may be due now */
+}
+
+static void run(disp_t *d)
+{
+    const size_t max_inflight = (size_t)d->cfg->tuning.batch * 10;
+    int64_t next_report = sb_mono_ms() + 10000;
+    while (!sb_service_stop) {
+        int64_t now = sb_now_ms();
+        int fired = firer_fire(&d->fire, now, max_inflight);
+        if (fired < 0) {
+            wait_redis(d);
+            continue;
+        }
+        if (firer_settle(&d->fire, now) < 0 || firer_recover(&d->fire, now) < 0) {
+            wait_redis(d);
+            continue;
+        }
+        /* sleep in the consumer (or plainly) unless there is firing work in hand */
+        int64_t idle = d->fire.next_due_ms - sb_now_ms();
+        int timeout = fired > 0 || d->fire.inflight ? 0 : idle < 0 ? 0 : idle > 50 ? 50 : (int)idle;
+        if (d->consumer) {
+            if (d->fire.inflight < max_inflight) consume_once(d, timeout);
+        } else if (timeout > 0) {
+            sb_service_sleep(timeout);
+        }
+        if (d->fire.inflight && d->producer) sb_kafka_producer_poll(d->producer, fired ? 0 : 5);
+        if (sb_mono_ms() >= next_report) {
+            firer_report(&d->fire);
+            next_report = sb_mono_ms() + 10000;
+        }
+    }
+}
+
+/* SIGTERM: stop taking work, confirm what is in flight (bounded), commit, close. */
+static void shutdown_all(disp_t *d)
+{
+    int64_t deadline = sb_mono_ms() + 7000;
+    if (d->producer) sb_kafka_producer_flush(d->producer, 5000);
+    while (d->fire.inflight && sb_mono_ms() < deadline) {
+        if (d->mqtt_pub) sb_mqtt_wait_published(d->mqtt_pub, 100);
+        if (firer_settle(&d->fire, sb_now_ms()) < 0) break;
+        if (d->fire.inflight && d->producer) sb_kafka_producer_poll(d->producer, 50);
+    }
+    if (d->fire.inflight)
+        sb_warn("stopping with %zu unconfirmed requests; their claims recover after the lease",
+                d->fire.inflight);
+    firer_report(&d->fire);
+    if (d->consumer) {
+        sb_kafka_commit(d->consumer);
+        sb_kafka_consumer_close(d->consumer);
+    }
+    sb_mqtt_free(d->mqtt_sub); /* unacknowledged MQTT events are redelivered */
+    close_ingest_ctx(&d->min, true);
+    if (d->mqtt_pub) sb_mqtt_wait_published(d->mqtt_pub, 1000);
+    sb_mqtt_free(d->mqtt_pub);
+    firer_free(&d->fire);
+    if (d->producer) {
+        sb_kafka_producer_flush(d->producer, 1000);
+        sb_kafka_producer_free(d->producer);
+    }
+    d->kin.producer = NULL;
+    close_ingest_ctx(&d->kin, false);
+}
+
+int main(int argc, char **argv)
+{
+    disp_t d;
+    memset(&d, 0, sizeof d);
+    int rc = sb_service_init(&d.svc, "dispatcher", argc, argv);
+    if (rc != 0) return rc > 0 ? 0 : 1;
+    d.cfg = d.svc.cfg;
+    if (start(&d) == 0) {
+        run(&d);
+        sb_info("stopping");
+        rc = 0;
+    } else {
+        rc = 1;
+    }
+    shutdown_all(&d);
+    sb_tz_cache_free();
+    sb_service_fini(&d.svc);
+    if (rc == 0) sb_info("stopped");
+    return rc;
+}
