@@ -1,6 +1,6 @@
 /* surveybusctl: the operator's command line. Global options (-c, --set, --json) are parsed
  * here; each subcommand is one function in the table below, called with its own arguments. */
-#include "config.h"
+#include "ctl.h"
 #include "log.h"
 #include "util.h"
 
@@ -10,32 +10,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DEFAULT_CONFIG "config/surveybus.json"
-
-/* What every subcommand gets: the global options. */
-typedef struct ctl {
-    const char *config_path;
-    const char **sets; /* "path=value" overrides, in order */
-    size_t n_sets;
-    bool json; /* machine-readable output */
-} ctl_t;
-
-/* A subcommand: argv[0] is its name, the rest its own arguments. Returns the exit status. */
-typedef int (*ctl_cmd_fn)(ctl_t *ctl, int argc, char **argv);
-
-typedef struct ctl_cmd {
-    const char *name;
-    const char *args; /* synopsis of its own arguments, "" for none */
-    const char *help; /* one line */
-    ctl_cmd_fn run;
-} ctl_cmd_t;
-
 static int cmd_check_config(ctl_t *ctl, int argc, char **argv);
 
-/* To add a command, write its ctl_cmd_fn (here, or in services/ctl/<name>.c with ctl_t and
- * ctl_load_config moved to a shared services/ctl/ctl.h) and add one row here. */
+/* To add a command, write its ctl_cmd_fn in services/ctl/<name>.c (declared in ctl.h) and add
+ * one row here. */
 static const ctl_cmd_t commands[] = {
     {"check-config", "", "validate the configuration and print every problem", cmd_check_config},
+    {"surveys", "pending [--customer C] [--limit N] | show ID | cancel ID",
+     "list, inspect or cancel scheduled surveys", ctl_cmd_surveys},
+    {"stats", "", "counters of every service and the schedule depth", ctl_cmd_stats},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -71,7 +54,8 @@ sb_config_t *ctl_load_config(const ctl_t *ctl)
     for (size_t i = 0; i < probs.n; i++)
         fprintf(stderr, "surveybusctl: %s: %s\n", ctl->config_path, probs.msg[i]);
     sb_problems_clear(&probs);
-    if (cfg) sb_log_set_level(cfg->log_level);
+    /* a command-line tool: only warnings and errors unless debug is asked for */
+    if (cfg) sb_log_set_level(cfg->log_level > SB_LOG_WARN ? cfg->log_level : cfg->log_level == SB_LOG_DEBUG ? SB_LOG_DEBUG : SB_LOG_WARN);
     return cfg;
 }
 

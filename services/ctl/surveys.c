@@ -1,0 +1,157 @@
+/* surveybusctl surveys: list pending surveys, show one, cancel one. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+#include "record.h"
+#include "schedule.h"
+#include "util.h"
+
+int ctl_open_store(const ctl_t *ctl, sb_config_t **cfg, sb_store_t **store)
+{
+    char err[256];
+    *store = NULL;
+    if (!(*cfg = ctl_load_config(ctl))) return -1;
+    *store = sb_store_new(*cfg, err, sizeof err);
+    if (*store && sb_store_up(*store)) return 0;
+    fprintf(stderr, "surveybusctl: cannot reach redis at %s: %s\n", (*cfg)->redis.url,
+            *store ? (*store)->errstr : err);
+    sb_store_free(*store);
+    sb_config_free(*cfg);
+    *store = NULL, *cfg = NULL;
+    return -1;
+}
+
+static json_t *record_json(const char *id, const sb_record_t *r)
+{
+    char due[32], exp[32];
+    sb_time_format(r->due_ms, due);
+    sb_time_format(r->expires_ms, exp);
+    json_t *dims = json_object();
+    for (int d = 1; d < SB_DIM__N; d++)
+        if (r->dim[d][0]) json_object_set_new(dims, sb_dim_names[d], json_string(r->dim[d]));
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:o}", "survey_id", id, "state",
+                          sb_record_state_name(r->state), "kind", sb_kind_names[r->kind],
+                          "journey", r->journey, "customer_id", r->customer_id, "interaction_id",
+                          r->interaction_id, "channel", r->channel, "due_at", due, "expires_at",
+                          exp, "dims", dims);
+    if (r->reason[0]) json_object_set_new(o, "reason", json_string(r->reason));
+    if (r->device_id[0]) json_object_set_new(o, "device_id", json_string(r->device_id));
+    return o;
+}
+
+static void print_json(json_t *o)
+{
+    char *s = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII * 0);
+    if (s) printf("%s\n", s);
+    free(s);
+    json_decref(o);
+}
+
+static int pending(ctl_t *ctl, sb_sched_t *sched, int argc, char **argv)
+{
+    const char *customer = NULL;
+    long limit = 50;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--customer") && i + 1 < argc)
+            customer = argv[++i];
+        else if (!strcmp(argv[i], "--limit") && i + 1 < argc && (limit = atol(argv[++i])) > 0)
+            continue;
+        else {
+            fprintf(stderr, "surveybusctl: surveys pending [--customer C] [--limit N]\n");
+            return 2;
+        }
+    }
+    sb_record_t *recs = calloc((size_t)limit, sizeof *recs);
+    if (!recs) return 1;
+    int n = sb_sched_pending(sched, customer, recs, (size_t)limit);
+    if (n < 0) {
+        fprintf(stderr, "surveybusctl: reading the schedule failed\n");
+        free(recs);
+        return 1;
+    }
+    json_t *list = ctl->json ? json_array() : NULL;
+    if (!ctl->json)
+        printf("%-24s  %-4s  %-18s  %-16s  %-16s  %s\n", "SURVEY", "KIND", "JOURNEY", "CUSTOMER",
+               "CHANNEL", "DUE (UTC)");
+    for (int i = 0; i < n; i++) {
+        char id[SB_SURVEY_ID_LEN + 1], due[32];
+        sb_record_survey_id(recs[i].interaction_id, recs[i].journey, id);
+        if (list) {
+            json_array_append_new(list, record_json(id, &recs[i]));
+            continue;
+        }
+        sb_time_format(recs[i].due_ms, due);
+        printf("%-24s  %-4s  %-18.18s  %-16.16s  %-16.16s  %.19s\n", id,
+               sb_kind_names[recs[i].kind], recs[i].journey, recs[i].customer_id,
+               recs[i].channel, due);
+    }
+    if (list)
+        print_json(list);
+    else
+        printf("%d pending%s\n", n, n == limit ? " (limit reached: --limit N for more)" : "");
+    free(recs);
+    return 0;
+}
+
+int ctl_cmd_surveys(ctl_t *ctl, int argc, char **argv)
+{
+    const char *what = argc > 1 ? argv[1] : "";
+    bool needs_id = !strcmp(what, "show") || !strcmp(what, "cancel");
+    if (!(needs_id && argc == 3) && strcmp(what, "pending") != 0) {
+        fprintf(stderr, "usage: surveybusctl surveys pending [--customer C] [--limit N] | "
+                        "show ID | cancel ID\n");
+        return 2;
+    }
+    sb_config_t *cfg;
+    sb_store_t *store;
+    if (ctl_open_store(ctl, &cfg, &store)) return 1;
+    sb_sched_t *sched = sb_sched_new(store, cfg);
+    int rc = 0;
+    if (!strcmp(what, "pending")) {
+        rc = pending(ctl, sched, argc, argv);
+    } else if (!strcmp(what, "show")) {
+        sb_record_t r;
+        int found = sb_sched_get(sched, argv[2], &r);
+        if (found == 1) {
+            json_t *o = record_json(argv[2], &r);
+            if (ctl->json) {
+                print_json(o);
+            } else {
+                const char *key;
+                json_t *v;
+                json_object_foreach(o, key, v)
+                {
+                    if (json_is_string(v))
+                        printf("%-15s %s\n", key, json_string_value(v));
+                    else if (json_is_object(v)) {
+                        const char *k2;
+                        json_t *v2;
+                        json_object_foreach(v, k2, v2)
+                        printf("%-15s %s\n", k2, json_string_value(v2));
+                    }
+                }
+                json_decref(o);
+            }
+        } else {
+            fprintf(stderr, "surveybusctl: survey %s %s\n", argv[2],
+                    found == 0 ? "not found" : "could not be read");
+            rc = 1;
+        }
+    } else {
+        int c = sb_sched_cancel_id(sched, argv[2], sb_now_ms());
+        if (ctl->json)
+            print_json(json_pack("{s:s,s:b}", "survey_id", argv[2], "cancelled", c == 1));
+        else if (c == 1)
+            printf("cancelled %s\n", argv[2]);
+        else
+            fprintf(stderr, "surveybusctl: %s is not pending (nothing cancelled)\n", argv[2]);
+        rc = c == 1 ? 0 : 1;
+    }
+    sb_sched_free(sched);
+    sb_store_free(store);
+    sb_config_free(cfg);
+    return rc;
+}
