@@ -2,6 +2,7 @@
  * environment and the overrides are merged into it, and a single schema-checking walk turns
  * the result into sb_config_t, naming every problem by its JSON path. */
 #include "config.h"
+#include "jsonptr.h"
 #include "log.h"
 
 #include <errno.h>
@@ -861,14 +862,6 @@ static void walk_mqtt_topics(walker_t *w, json_t *v, sb_config_t *c)
 }
 
 /* RFC 6901: "" or "/..." where every '~' is followed by '0' or '1'. */
-static bool json_pointer_valid(const char *s)
-{
-    if (*s && *s != '/') return false;
-    for (const char *p = s; *p; p++)
-        if (*p == '~' && p[1] != '0' && p[1] != '1') return false;
-    return true;
-}
-
 static void walk_mapping(walker_t *w, json_t *v, sb_config_t *c)
 {
     if (!json_is_object(v)) {
@@ -886,7 +879,7 @@ static void walk_mapping(walker_t *w, json_t *v, sb_config_t *c)
         }
         size_t mark = w_push(w, k);
         char q[96];
-        if (str_value(w, x, &c->mapping[f], 0, 1024) > 0 && !json_pointer_valid(c->mapping[f]))
+        if (str_value(w, x, &c->mapping[f], 0, 1024) > 0 && !sb_jsonptr_valid(c->mapping[f]))
             w_problem(w, "not a JSON Pointer (\"\" or starting with \"/\"): %s",
                       quote(c->mapping[f], q, sizeof q));
         w_pop(w, mark);

@@ -319,6 +319,17 @@ static void *net_main(void *arg)
 
 /* ---------------------------------------------------------------- lifecycle */
 
+/* Frees the copied settings and the handle itself. */
+static void free_fields(sb_mqtt_t *m)
+{
+    for (size_t i = 0; i < m->n_subs; i++)
+        free(m->subs[i]);
+    free(m->subs);
+    free(m->client_id);
+    free(m->host);
+    free(m);
+}
+
 sb_mqtt_t *sb_mqtt_new(const sb_config_t *cfg, const char *client_id, const char *const *subs,
                        size_t n_subs, sb_mqtt_msg_cb cb, void *opaque, char *err, size_t errlen)
 {
@@ -418,12 +429,7 @@ fail:
         if (lib) lib_release();
         if (cv) pthread_cond_destroy(&m->cv);
         if (mu) pthread_mutex_destroy(&m->mu);
-        for (size_t i = 0; i < m->n_subs; i++)
-            free(m->subs[i]);
-        free(m->subs);
-        free(m->client_id);
-        free(m->host);
-        free(m);
+        free_fields(m);
     }
     return NULL;
 }
@@ -440,12 +446,7 @@ void sb_mqtt_free(sb_mqtt_t *m)
     lib_release();
     pthread_cond_destroy(&m->cv);
     pthread_mutex_destroy(&m->mu);
-    for (size_t i = 0; i < m->n_subs; i++)
-        free(m->subs[i]);
-    free(m->subs);
-    free(m->client_id);
-    free(m->host);
-    free(m);
+    free_fields(m);
 }
 
 /* ---------------------------------------------------------------- publishing */
