@@ -33,7 +33,7 @@ INT_SUPPORT := $(B)/tests/integration/harness.o
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/tests/fuzz/replay_%)
 
-.PHONY: all deps test unit integration fuzz-replay fuzz clean format
+.PHONY: all deps test unit integration fuzz-replay fuzz clean format bench bench-dispatcher
 .SECONDARY:
 all: $(BINS)
 
@@ -90,6 +90,17 @@ FUZZ_SECONDS ?= 30
 FUZZ_CC ?= clang
 fuzz: deps
 	@scripts/fuzz.sh $(FUZZ_SECONDS)
+
+# Benchmarks print throughput and latency beside the raw ceilings measured in the same run.
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
+$(B)/bench/%: $(B)/bench/%.o $(LIB)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+bench: bench-dispatcher
+
+bench-dispatcher: deps all $(BENCH_BIN)
+	@bench/bench_dispatcher.sh
 
 clean:
 	rm -rf $(B) bin
