@@ -679,6 +679,12 @@ bool sb_kafka_consumer_up(sb_kafka_consumer_t *c)
 void sb_kafka_consumer_close(sb_kafka_consumer_t *c)
 {
     if (!c) return;
+    /* librdkafka before 2.3.0 aborts (assertion in rd_kafka_sticky_assignor_state_destroy,
+     * confluentinc/librdkafka#4312) when a cooperative-sticky consumer is destroyed after its
+     * first JoinGroup but before its first assignment, e.g. on a SIGTERM during the join. Such
+     * a consumer owns no partitions and no stored offsets: it leaves the group below, but its
+     * handle is not destroyed (it goes with the process). */
+    bool keep = !atomic_load(&c->assigned_once) && rd_kafka_version() < 0x020300ff;
     int flags = 0;
     c->close_deadline = sb_mono_ms() + CLOSE_TIMEOUT_MS;
     if (!atomic_load(&c->health.fatal) && health_up(c->rk, &c->health)) {
@@ -711,6 +717,12 @@ void sb_kafka_consumer_close(sb_kafka_consumer_t *c)
                 "redelivered",
                 c->group);
         flags = RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE;
+    }
+    if (keep) {
+        sb_info("kafka consumer closed before its first assignment group=%s: handle left to "
+                "process exit (librdkafka %s)",
+                c->group, rd_kafka_version_str());
+        return; /* c stays too: it is the handle's opaque */
     }
     rd_kafka_destroy_flags(c->rk, flags);
     free(c->group);

@@ -120,7 +120,9 @@ const char *sb_kafka_consumer_error(const sb_kafka_consumer_t *c);
 
 /* Commits the stored offsets, leaves the group (stored offsets committed on revoke) and
  * destroys the handle. Gives up on the broker after 4 s; with the brokers unreachable it skips
- * the commit and librdkafka may still block up to session.timeout.ms. NULL is a no-op. */
+ * the commit and librdkafka may still block up to session.timeout.ms. A consumer that never
+ * received an assignment is closed but, with librdkafka < 2.3.0, not destroyed (that would
+ * abort the process: librdkafka#4312); its memory goes with the process. NULL is a no-op. */
 void sb_kafka_consumer_close(sb_kafka_consumer_t *c);
 
 /* ---- Scan ----------------------------------------------------------------------------- */

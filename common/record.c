@@ -40,7 +40,12 @@ void sb_record_from_event(sb_record_t *r, const sb_event_t *ev, const sb_journey
     copy(r->journey, j->name);
     copy(r->customer_id, ev->val[SB_F_CUSTOMER_ID]);
     copy(r->interaction_id, ev->val[SB_F_INTERACTION_ID]);
-    copy(r->channel, j->channel && *j->channel ? j->channel : ev->val[SB_F_CHANNEL]);
+    /* the journey's channel, else the event's, else the event's device: an MQTT visit names
+     * its device in the topic and usually carries no channel */
+    copy(r->channel, j->channel && *j->channel    ? j->channel
+                     : ev->val[SB_F_CHANNEL][0]   ? ev->val[SB_F_CHANNEL]
+                     : ev->val[SB_F_DEVICE_ID][0] ? "device"
+                                                  : "");
     copy(r->locale, ev->val[SB_F_LOCALE]);
     copy(r->device_id, ev->val[SB_F_DEVICE_ID]);
     copy(r->dim[SB_DIM_ALL], "all");

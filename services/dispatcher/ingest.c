@@ -150,7 +150,7 @@ int ingest_batch(ingest_ctx_t *ic, const in_msg_t *msgs, size_t n)
             continue;
         }
         size_t nc = sb_rules_match(cfg, ev, cand, cfg->n_journeys);
-        const char *no_device = NULL;
+        const char *no_device = NULL, *no_channel = NULL;
         for (size_t k = 0; k < nc; k++) {
             const sb_journey_t *j = &cfg->journeys[cand[k].journey];
             sb_record_t *r = &recs[nops];
@@ -159,14 +159,23 @@ int ingest_batch(ingest_ctx_t *ic, const in_msg_t *msgs, size_t n)
                 no_device = j->name; /* a device survey needs a device to go to */
                 continue;
             }
+            if (!r->channel[0]) {
+                no_channel = j->name; /* a request without a channel is not a valid request */
+                continue;
+            }
             ops[nops].op = SB_SCHED_ADD;
             ops[nops].rec = r;
             nops++;
         }
-        if (no_device) {
+        if (no_device || no_channel) {
             dead[nd].msg = i;
-            snprintf(dead[nd].reason, sizeof dead[nd].reason,
-                     "missing_field: device_id (journey %s sends to the device)", no_device);
+            if (no_device)
+                snprintf(dead[nd].reason, sizeof dead[nd].reason,
+                         "missing_field: device_id (journey %s sends to the device)", no_device);
+            else
+                snprintf(dead[nd].reason, sizeof dead[nd].reason,
+                         "missing_field: channel (journey %s uses the event's channel)",
+                         no_channel);
             count(&cs, "dlq|missing_field", 1);
             nd++;
         }

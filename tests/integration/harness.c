@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 static sb_h_t *active;     /* the harness torn down at exit or on a signal */
+static pid_t children[64]; /* service processes started with sb_h_spawn, 0 when reaped */
 static pid_t owner;        /* the process that started it (not Check's forked children) */
 static int partitions_arg = 4;
 static char topics_arg[1024];
@@ -317,6 +318,12 @@ static void rm_rf(const char *dir)
 
 void sb_h_stop(sb_h_t *h)
 {
+    for (size_t i = 0; i < sizeof children / sizeof children[0]; i++)
+        if (children[i] > 0) {
+            kill(children[i], SIGKILL);
+            waitpid(children[i], NULL, 0);
+            children[i] = 0;
+        }
     reap(&h->kafka_pid);
     reap(&h->mqtt_pid);
     reap(&h->redis_pid);
@@ -377,4 +384,45 @@ int sb_h_run(const char *cmd, char **out)
     else
         free(buf);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* ---------------------------------------------------------------- service processes */
+
+pid_t sb_h_spawn(sb_h_t *h, const char *const argv[], const char *logname)
+{
+    char log[600];
+    if (logname[0] == '/')
+        snprintf(log, sizeof log, "%s", logname);
+    else
+        snprintf(log, sizeof log, "%s/%s", h->dir, logname);
+    pid_t pid = spawn(argv, log);
+    if (pid <= 0) return -1;
+    for (size_t i = 0; i < sizeof children / sizeof children[0]; i++)
+        if (children[i] == 0) {
+            children[i] = pid;
+            break;
+        }
+    return pid;
+}
+
+int sb_h_kill(pid_t pid, int sig)
+{
+    return pid > 0 ? kill(pid, sig) : -1;
+}
+
+int sb_h_wait_exit(pid_t pid, int timeout_ms, int *status)
+{
+    long deadline = now_ms() + timeout_ms;
+    for (;;) {
+        int st = 0;
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid) {
+            for (size_t i = 0; i < sizeof children / sizeof children[0]; i++)
+                if (children[i] == pid) children[i] = 0;
+            if (status) *status = st;
+            return 0;
+        }
+        if (r < 0 || now_ms() >= deadline) return -1;
+        msleep(10);
+    }
 }

@@ -47,4 +47,15 @@ int sb_h_run(const char *cmd, char **out);
 /* Path of a built binary ("bin/surveybus-dispatcher"), resolved from the repo root. */
 const char *sb_h_bin(const char *name);
 
+/* Starts argv (argv[0] a path or a name on $PATH) as a child process in its own process
+ * group, stdout and stderr appended to the file logname inside h->dir (or to logname itself
+ * when it starts with '/'), stdin from /dev/null. The child gets SIGKILL when the spawning
+ * thread ends, and sb_h_stop kills any spawned child still running. Returns the pid or -1. */
+pid_t sb_h_spawn(sb_h_t *h, const char *const argv[], const char *logname);
+/* Sends sig to a spawned child. Returns 0 or -1. */
+int sb_h_kill(pid_t pid, int sig);
+/* Waits up to timeout_ms for a spawned child to exit and reaps it; *status (may be NULL)
+ * gets its waitpid status. Returns 0 when it exited, -1 on timeout (it is still running). */
+int sb_h_wait_exit(pid_t pid, int timeout_ms, int *status);
+
 #endif

@@ -472,6 +472,11 @@ START_TEST(from_event_fills_dimensions)
     j.channel = empty;
     sb_record_from_event(&r, &ev, &j, 1, 2);
     ck_assert_str_eq(r.channel, "phone");
+    /* no channel on either side, but a device (an MQTT visit): the device */
+    ev_set(&ev, SB_F_CHANNEL, "");
+    sb_record_from_event(&r, &ev, &j, 1, 2);
+    ck_assert_str_eq(r.channel, "device");
+    ck_assert_str_eq(r.dim[SB_DIM_CHANNEL], "device");
 
     /* absent fields stay "" */
     memset(&ev, 0, sizeof ev);

@@ -1,0 +1,1353 @@
+/* The real bin/surveybus-dispatcher, run as a child process against the harness's
+ * redis-server, mosquitto and devkafka: events in on Kafka and MQTT, survey requests out on
+ * Kafka and MQTT (routing, tokens, locale, scale), duplicates, two instances sharing one
+ * schedule, kill -9 and Redis restarts without loss or double publishing, fatigue,
+ * cancellation by a reopened interaction, dead letters, and a clean SIGTERM.
+ * Each test has its own topics, Redis prefix, consumer group and MQTT client ids. */
+#include <check.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "harness.h"
+#include "kafka.h"
+#include "log.h"
+#include "mqtt.h"
+#include "record.h"
+#include "store.h"
+#include "survey.h"
+#include "token.h"
+#include "util.h"
+
+#define SEC 1000LL
+#define DAY (86400 * SEC)
+
+static sb_h_t h;
+
+/* (devkafka takes up to a second per few topics to create them: only what is needed) */
+static const char TOPICS[] = "t1.in,t1.req,t2.in,t2.req,t3.in,t3.req,t4.in,t4.req,t5.in,t5.req,"
+                             "t6.in,t6.req,t7.in,t7.req,t8.in,t8.req,t8.dlq,t9.in,t9.req";
+
+static void setup(void)
+{
+    sb_log_init("test_dispatcher", SB_LOG_WARN);
+    if (sb_h_start(&h, SB_H_ALL, 4, TOPICS) != 0) {
+        fprintf(stderr, "cannot start the servers\n");
+        exit(1);
+    }
+}
+
+static void teardown(void)
+{
+    sb_h_stop(&h);
+}
+
+/* Dispatchers started and not yet stopped: killed after each test whatever its outcome
+ * (which also brings Redis back should a test have failed while it was stopped). */
+static pid_t running[8];
+
+static void forget(pid_t pid)
+{
+    for (size_t i = 0; i < sizeof running / sizeof running[0]; i++)
+        if (running[i] == pid) running[i] = 0;
+}
+
+static void kill_leftovers(void)
+{
+    for (size_t i = 0; i < sizeof running / sizeof running[0]; i++)
+        if (running[i] > 0) {
+            sb_h_kill(running[i], SIGKILL);
+            sb_h_wait_exit(running[i], 5000, NULL);
+            running[i] = 0;
+        }
+    if (h.redis_pid == 0 && sb_h_redis_start(&h) != 0) fprintf(stderr, "redis did not restart\n");
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* ---------------------------------------------------------------- one test's world */
+
+typedef struct env {
+    char name[16];  /* "t1": topics <name>.in/.req, prefix "<name>:", group, client ids */
+    char path[512]; /* the dispatcher's config file */
+    char in[32], req[32], dlq[32];
+    sb_config_t *cfg; /* the same file, loaded for the test's own clients */
+    sb_store_t *st;
+    sb_kafka_producer_t *prod;
+    int delivered, failed;
+} env_t;
+
+static void on_dr(void *opaque, void *msg_opaque, int ok, const char *errstr)
+{
+    env_t *e = opaque;
+    (void)msg_opaque;
+    (void)errstr;
+    if (ok)
+        e->delivered++;
+    else
+        e->failed++;
+}
+
+/* Writes the config (per-test names merged with `extra`), loads it, connects to Redis and
+ * creates a Kafka producer. */
+static void env_open(env_t *e, const char *name, const char *extra)
+{
+    memset(e, 0, sizeof *e);
+    snprintf(e->name, sizeof e->name, "%s", name);
+    snprintf(e->in, sizeof e->in, "%s.in", name);
+    snprintf(e->req, sizeof e->req, "%s.req", name);
+    char prefix[32], cid[32];
+    snprintf(prefix, sizeof prefix, "%s:", name);
+    snprintf(cid, sizeof cid, "%s-disp", name);
+    json_t *base =
+        json_pack("{s:{s:s, s:{s:s}}, s:{s:s}, s:{s:s, s:s}, s:{s:s}}", "kafka", "group", name,
+                  "properties", "reconnect.backoff.max.ms", "1000", "redis", "prefix", prefix,
+                  "topics", "interactions", e->in, "requests", e->req, "mqtt", "client_id", cid);
+    ck_assert_ptr_nonnull(base);
+    if (extra) {
+        json_error_t je;
+        json_t *x = json_loads(extra, 0, &je);
+        ck_assert_msg(x != NULL, "bad extra config: %s", je.text);
+        json_object_update_recursive(base, x);
+        json_decref(x);
+    }
+    char *text = json_dumps(base, JSON_COMPACT);
+    json_decref(base);
+    const char *p = sb_h_write_config(&h, name, text);
+    free(text);
+    ck_assert_ptr_nonnull(p);
+    snprintf(e->path, sizeof e->path, "%s", p);
+
+    sb_problems_t probs = {0};
+    e->cfg = sb_config_load(e->path, NULL, 0, &probs);
+    ck_assert_msg(e->cfg != NULL, "config: %s", probs.n ? probs.msg[0] : "?");
+    sb_problems_clear(&probs);
+    snprintf(e->dlq, sizeof e->dlq, "%s", e->cfg->topics.dlq);
+    char err[256];
+    e->st = sb_store_new(e->cfg, err, sizeof err);
+    ck_assert_msg(e->st != NULL, "store: %s", err);
+    char pid[40];
+    snprintf(pid, sizeof pid, "%s-test-producer", name);
+    e->prod = sb_kafka_producer_new(e->cfg, pid, on_dr, e, err, sizeof err);
+    ck_assert_msg(e->prod != NULL, "producer: %s", err);
+}
+
+static void env_close(env_t *e)
+{
+    sb_kafka_producer_flush(e->prod, 5000);
+    sb_kafka_producer_free(e->prod);
+    sb_store_free(e->st);
+    sb_config_free(e->cfg);
+}
+
+/* ---------------------------------------------------------------- dispatcher processes */
+
+/* Starts bin/surveybus-dispatcher (or $SB_DISPATCHER, e.g. a sanitizer build) with e's
+ * config; `cid` (may be NULL) overrides the MQTT client id (two instances must not share
+ * one). Log: <dir>/<log>. */
+static pid_t disp_start(env_t *e, const char *cid, const char *log)
+{
+    char set[80];
+    snprintf(set, sizeof set, "mqtt.client_id=%s", cid ? cid : "");
+    const char *argv[] = {getenv("SB_DISPATCHER") ? getenv("SB_DISPATCHER")
+                                                  : sb_h_bin("surveybus-dispatcher"),
+                          "-c",
+                          e->path,
+                          cid ? "--set" : NULL,
+                          set,
+                          NULL};
+    pid_t pid = sb_h_spawn(&h, argv, log);
+    ck_assert_int_gt(pid, 0);
+    for (size_t i = 0; i < sizeof running / sizeof running[0]; i++)
+        if (running[i] == 0) {
+            running[i] = pid;
+            break;
+        }
+    return pid;
+}
+
+static bool disp_alive(pid_t pid)
+{
+    return waitpid(pid, NULL, WNOHANG) == 0;
+}
+
+/* SIGTERM: the dispatcher must exit with status 0 within 10 s. */
+static void disp_stop(pid_t pid)
+{
+    int64_t t0 = sb_mono_ms();
+    ck_assert_int_eq(sb_h_kill(pid, SIGTERM), 0);
+    int st = 0;
+    int rc = sb_h_wait_exit(pid, 10000, &st);
+    if (rc == 0) forget(pid);
+    ck_assert_msg(rc == 0, "dispatcher %d still running 10 s after SIGTERM", (int)pid);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                  "dispatcher exited with status 0x%x after SIGTERM", st);
+    ck_assert_int_lt(sb_mono_ms() - t0, 10000);
+}
+
+/* kill -9 and reap. */
+static void disp_kill9(pid_t pid)
+{
+    ck_assert_int_eq(sb_h_kill(pid, SIGKILL), 0);
+    int st = 0;
+    ck_assert_int_eq(sb_h_wait_exit(pid, 5000, &st), 0);
+    forget(pid);
+    ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+}
+
+/* Sum of N over the lines "... <pattern>N ..." of a log file in the harness dir. */
+static long log_sum(const char *log, const char *pattern, int *lines)
+{
+    char path[600], line[4096];
+    snprintf(path, sizeof path, "%s/%s", h.dir, log);
+    FILE *f = fopen(path, "r");
+    long sum = 0;
+    if (lines) *lines = 0;
+    if (!f) return 0;
+    while (fgets(line, sizeof line, f)) {
+        char *p = strstr(line, pattern);
+        if (!p) continue;
+        sum += strtol(p + strlen(pattern), NULL, 10);
+        if (lines) (*lines)++;
+    }
+    fclose(f);
+    return sum;
+}
+
+/* Waits until a log file in the harness dir has a line containing pattern. */
+static bool log_wait(const char *log, const char *pattern, int timeout_ms)
+{
+    int64_t end = sb_mono_ms() + timeout_ms;
+    int lines = 0;
+    for (;;) {
+        log_sum(log, pattern, &lines);
+        if (lines > 0) return true;
+        if (sb_mono_ms() > end) return false;
+        sleep_ms(50);
+    }
+}
+
+/* ---------------------------------------------------------------- Redis */
+
+static long long stat_get(env_t *e, const char *field)
+{
+    char key[128];
+    sb_store_key(e->st, key, sizeof key, "stats:dispatcher");
+    redisReply *r = sb_store_cmd(e->st, "HGET %s %s", key, field);
+    ck_assert_msg(r != NULL, "HGET: %s", e->st->errstr);
+    long long v = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
+    freeReplyObject(r);
+    return v;
+}
+
+/* Waits until the counter reaches want; returns its last value. Redis may be down for a
+ * while (test 5): failed reads count as 0. */
+static long long stat_wait(env_t *e, const char *field, long long want, int timeout_ms)
+{
+    int64_t end = sb_mono_ms() + timeout_ms;
+    char key[128];
+    sb_store_key(e->st, key, sizeof key, "stats:dispatcher");
+    for (;;) {
+        long long v = 0;
+        redisReply *r = sb_store_cmd(e->st, "HGET %s %s", key, field);
+        if (r && r->type == REDIS_REPLY_STRING) v = strtoll(r->str, NULL, 10);
+        if (r) freeReplyObject(r);
+        if (v >= want || sb_mono_ms() > end) return v;
+        sleep_ms(20);
+    }
+}
+
+static long long zcard(env_t *e, const char *what)
+{
+    char key[128];
+    sb_store_key(e->st, key, sizeof key, "%s", what);
+    redisReply *r = sb_store_cmd(e->st, "ZCARD %s", key);
+    ck_assert_msg(r != NULL && r->type == REDIS_REPLY_INTEGER, "ZCARD %s", key);
+    long long v = r->integer;
+    freeReplyObject(r);
+    return v;
+}
+
+/* Reads the survey record of (interaction, journey); returns 1 found, 0 not. */
+static int record_get(env_t *e, const char *interaction, const char *journey, sb_record_t *out)
+{
+    char id[SB_SURVEY_ID_LEN + 1], key[128], err[128];
+    sb_record_survey_id(interaction, journey, id);
+    sb_store_key(e->st, key, sizeof key, "s:%s", id);
+    redisReply *r = sb_store_cmd(e->st, "GET %s", key);
+    ck_assert_ptr_nonnull(r);
+    int found = r->type == REDIS_REPLY_STRING;
+    if (found)
+        ck_assert_msg(sb_record_decode(r->str, r->len, out, err, sizeof err) == 0, "%s", err);
+    freeReplyObject(r);
+    return found;
+}
+
+/* ---------------------------------------------------------------- Kafka in */
+
+/* One interaction event, default mapping; `more` is appended inside the object (may be "").
+ * type NULL leaves the field out. */
+static int event_json(char *buf, size_t len, const char *event_id, const char *type,
+                      int64_t occurred_ms, const char *customer, const char *interaction,
+                      const char *kind, const char *more)
+{
+    char t[64] = "";
+    if (type) snprintf(t, sizeof t, "\"type\":\"%s\",", type);
+    int n = snprintf(buf, len,
+                     "{\"event_id\":\"%s\",%s\"occurred_at\":%lld,\"customer_id\":\"%s\","
+                     "\"interaction_id\":\"%s\",\"kind\":\"%s\"%s}",
+                     event_id, t, (long long)occurred_ms, customer, interaction, kind, more);
+    ck_assert(n > 0 && (size_t)n < len);
+    return n;
+}
+
+static void produce(env_t *e, const char *key, const void *val, size_t len)
+{
+    ck_assert_msg(sb_kafka_produce(e->prod, e->in, key, key ? strlen(key) : 0, val, len, NULL) == 0,
+                  "produce: %s", sb_kafka_producer_error(e->prod));
+}
+
+/* Produces a completion keyed by its interaction id. */
+static void send_event(env_t *e, const char *event_id, const char *type, int64_t occurred_ms,
+                       const char *customer, const char *interaction, const char *kind,
+                       const char *more)
+{
+    char buf[2048];
+    int n =
+        event_json(buf, sizeof buf, event_id, type, occurred_ms, customer, interaction, kind, more);
+    produce(e, interaction, buf, (size_t)n);
+}
+
+static void flush_all(env_t *e)
+{
+    ck_assert_msg(sb_kafka_producer_flush(e->prod, 30000) == 0, "flush: %s",
+                  sb_kafka_producer_error(e->prod));
+    ck_assert_int_eq(e->failed, 0);
+}
+
+/* Sends an event no journey matches and waits until the dispatcher counted it: its
+ * consumer has joined and ingest works. */
+static void wait_ready(env_t *e, int timeout_ms)
+{
+    send_event(e, "probe", NULL, sb_now_ms(), "probe", "probe", "probe-kind", "");
+    flush_all(e);
+    ck_assert_msg(stat_wait(e, "unmatched", 1, timeout_ms) >= 1,
+                  "dispatcher did not consume within %d ms", timeout_ms);
+}
+
+/* ---------------------------------------------------------------- Kafka out */
+
+typedef struct out_msg {
+    char key[SB_STR_MAX + 1];
+    char survey_id[SB_STR_MAX + 1];
+    char *json; /* the payload, NUL-terminated */
+    size_t len;
+} out_msg_t;
+
+typedef struct outs {
+    out_msg_t *v;
+    size_t n, cap;
+    bool decode; /* survey requests: survey_id from the decoded request (must decode) */
+    int bad;     /* requests that did not decode */
+} outs_t;
+
+static int on_out(void *opaque, const sb_kafka_msg_t *m)
+{
+    outs_t *o = opaque;
+    if (o->n == o->cap) {
+        o->cap = o->cap ? o->cap * 2 : 256;
+        o->v = realloc(o->v, o->cap * sizeof *o->v);
+        ck_assert_ptr_nonnull(o->v);
+    }
+    out_msg_t *x = &o->v[o->n++];
+    memset(x, 0, sizeof *x);
+    snprintf(x->key, sizeof x->key, "%.*s", m->key ? (int)m->keylen : 0,
+             m->key ? (const char *)m->key : "");
+    x->json = malloc(m->len + 1);
+    ck_assert_ptr_nonnull(x->json);
+    memcpy(x->json, m->payload, m->len);
+    x->json[m->len] = '\0';
+    x->len = m->len;
+    if (o->decode) {
+        static sb_survey_request_t q;
+        char err[128];
+        if (sb_survey_request_decode(x->json, x->len, &q, err, sizeof err) == 0)
+            snprintf(x->survey_id, sizeof x->survey_id, "%s", q.survey_id);
+        else
+            o->bad++;
+    }
+    return 0;
+}
+
+/* Everything on `topic` from the beginning. */
+static void read_topic(env_t *e, const char *topic, bool requests, outs_t *o)
+{
+    char err[256];
+    memset(o, 0, sizeof *o);
+    o->decode = requests;
+    int n = sb_kafka_scan(e->cfg, topic, 0, on_out, o, 30000, err, sizeof err);
+    ck_assert_msg(n >= 0, "scan %s: %s", topic, err);
+    ck_assert_int_eq((size_t)n, o->n);
+    ck_assert_int_eq(o->bad, 0);
+}
+
+static void outs_free(outs_t *o)
+{
+    for (size_t i = 0; i < o->n; i++)
+        free(o->v[i].json);
+    free(o->v);
+    memset(o, 0, sizeof *o);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Checks that o holds exactly the requests of the given survey ids, each once. */
+static void expect_exactly(const outs_t *o, char (*ids)[SB_SURVEY_ID_LEN + 1], size_t n)
+{
+    const char **got = malloc((o->n + 1) * sizeof *got), **want = malloc((n + 1) * sizeof *want);
+    ck_assert(got && want);
+    for (size_t i = 0; i < o->n; i++)
+        got[i] = o->v[i].survey_id;
+    for (size_t i = 0; i < n; i++)
+        want[i] = ids[i];
+    qsort(got, o->n, sizeof *got, cmp_str);
+    qsort(want, n, sizeof *want, cmp_str);
+    size_t twice = 0;
+    for (size_t i = 1; i < o->n; i++)
+        if (!strcmp(got[i], got[i - 1])) twice++;
+    ck_assert_msg(twice == 0, "%zu requests published more than once", twice);
+    ck_assert_msg(o->n == n, "%zu requests published, %zu expected", o->n, n);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(!strcmp(got[i], want[i]), "unexpected survey %s (expected %s)", got[i],
+                      want[i]);
+    free(got);
+    free(want);
+}
+
+static const out_msg_t *find_key(const outs_t *o, const char *key)
+{
+    for (size_t i = 0; i < o->n; i++)
+        if (!strcmp(o->v[i].key, key)) return &o->v[i];
+    return NULL;
+}
+
+static size_t count_key(const outs_t *o, const char *key)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < o->n; i++)
+        c += !strcmp(o->v[i].key, key);
+    return c;
+}
+
+/* ---------------------------------------------------------------- MQTT */
+
+typedef struct mq {
+    pthread_mutex_t mu;
+    size_t n, cap;
+    char (*topic)[256];
+    char **payload;
+} mq_t;
+
+static int on_mq(void *opaque, const char *topic, const void *payload, size_t len)
+{
+    mq_t *q = opaque;
+    pthread_mutex_lock(&q->mu);
+    if (q->n == q->cap) {
+        q->cap = q->cap ? q->cap * 2 : 64;
+        q->topic = realloc(q->topic, q->cap * sizeof *q->topic);
+        q->payload = realloc(q->payload, q->cap * sizeof *q->payload);
+        if (!q->topic || !q->payload) abort();
+    }
+    snprintf(q->topic[q->n], sizeof q->topic[0], "%s", topic);
+    q->payload[q->n] = strndup(payload, len);
+    q->n++;
+    pthread_mutex_unlock(&q->mu);
+    return 0;
+}
+
+static sb_mqtt_t *mq_open(env_t *e, mq_t *q, const char *cid, const char *const *subs, size_t n)
+{
+    memset(q, 0, sizeof *q);
+    pthread_mutex_init(&q->mu, NULL);
+    char err[256];
+    sb_mqtt_t *m = sb_mqtt_new(e->cfg, cid, subs, n, subs ? on_mq : NULL, q, err, sizeof err);
+    ck_assert_msg(m != NULL, "mqtt: %s", err);
+    ck_assert_int_eq(sb_mqtt_wait_up(m, 10000), 0);
+    return m;
+}
+
+static void mq_close(sb_mqtt_t *m, mq_t *q)
+{
+    sb_mqtt_free(m);
+    for (size_t i = 0; i < q->n; i++)
+        free(q->payload[i]);
+    free(q->topic);
+    free(q->payload);
+    pthread_mutex_destroy(&q->mu);
+}
+
+/* Number of messages received on topic (waits up to timeout_ms for at least want). */
+static size_t mq_wait(mq_t *q, const char *topic, size_t want, int timeout_ms)
+{
+    int64_t end = sb_mono_ms() + timeout_ms;
+    for (;;) {
+        size_t c = 0;
+        pthread_mutex_lock(&q->mu);
+        for (size_t i = 0; i < q->n; i++)
+            c += !strcmp(q->topic[i], topic);
+        pthread_mutex_unlock(&q->mu);
+        if (c >= want || sb_mono_ms() > end) return c;
+        sleep_ms(20);
+    }
+}
+
+/* The first payload received on topic (borrowed), or NULL. */
+static const char *mq_payload(mq_t *q, const char *topic)
+{
+    const char *p = NULL;
+    pthread_mutex_lock(&q->mu);
+    for (size_t i = 0; i < q->n && !p; i++)
+        if (!strcmp(q->topic[i], topic)) p = q->payload[i];
+    pthread_mutex_unlock(&q->mu);
+    return p;
+}
+
+/* Creates the persistent MQTT session the dispatcher will use (its client id, subscribed to
+ * filter) and leaves it, so that the broker keeps events published before the dispatcher
+ * has connected and subscribed, and hands them over when it does. */
+static void mq_presubscribe(env_t *e, const char *filter)
+{
+    char cid[40];
+    snprintf(cid, sizeof cid, "%s-disp", e->name);
+    mq_t q;
+    const char *subs[] = {filter};
+    sb_mqtt_t *m = mq_open(e, &q, cid, subs, 1);
+    mq_close(m, &q);
+}
+
+static void mq_publish(sb_mqtt_t *m, const char *topic, const void *payload, size_t len)
+{
+    ck_assert_int_eq(sb_mqtt_publish(m, topic, payload, len, false, NULL), 0);
+}
+
+/* ================================================================ 1. routing */
+
+/* Decodes a request and checks what every request must carry: a token valid for its survey
+ * id with the config's secret, and the expiry it was issued with. */
+static void check_request(env_t *e, const char *json, sb_survey_request_t *q)
+{
+    char err[128];
+    ck_assert_msg(sb_survey_request_decode(json, strlen(json), q, err, sizeof err) == 0,
+                  "request %s: %s", json, err);
+    int64_t exp = 0;
+    ck_assert_str_eq(e->cfg->token.secret, "integration-test-secret");
+    ck_assert_int_eq(
+        sb_token_verify(e->cfg->token.secret, q->survey_id, q->token, sb_now_ms(), &exp),
+        SB_TOKEN_OK);
+    ck_assert_int_eq(exp, q->expires_ms);
+    ck_assert_int_eq(sb_token_verify("another-secret", q->survey_id, q->token, sb_now_ms(), NULL),
+                     SB_TOKEN_BAD);
+    ck_assert_int_eq(
+        sb_token_verify(e->cfg->token.secret, q->survey_id, q->token, q->expires_ms + 1, NULL),
+        SB_TOKEN_EXPIRED);
+}
+
+START_TEST(kafka_and_mqtt_events_become_routed_requests)
+{
+    env_t e;
+    env_open(&e, "t1",
+             "{\"journeys\":["
+             "{\"name\":\"t1-support\",\"on\":{\"kind\":\"support_ticket\"},\"survey\":\"csat\","
+             "\"delay\":\"0s\",\"expires\":\"3d\",\"channel\":\"email\"},"
+             "{\"name\":\"t1-self\",\"on\":{\"kind\":\"self_service\"},\"survey\":\"ces\"},"
+             "{\"name\":\"t1-visit\",\"on\":{\"type\":\"visit.completed\"},\"survey\":\"csat\"}],"
+             "\"scales\":{\"csat\":{\"min\":1,\"max\":7,\"satisfied_min\":6}}}");
+    mq_t rx;
+    const char *subs[] = {"surveys/#", "fieldservice/+/survey/request"};
+    sb_mqtt_t *sub = mq_open(&e, &rx, "t1-test-sub", subs, 2);
+    mq_t txq;
+    sb_mqtt_t *pub = mq_open(&e, &txq, "t1-test-pub", NULL, 0);
+    mq_presubscribe(&e, "fieldservice/+/visit/completed");
+
+    pid_t d = disp_start(&e, NULL, "t1.log");
+    int64_t t0 = sb_now_ms() / SEC * SEC;
+    /* A: Chinese support ticket -> csat by e-mail; B: self-service with an integer customer id
+     * and its own channel -> ces on "chat"; C: a field visit on MQTT -> csat to the device. */
+    send_event(&e, "e-a", "interaction.completed", t0, "c-1088", "t1-55120", "support_ticket",
+               ",\"locale\":\"zh-CN\",\"customer_tz\":\"Asia/Shanghai\",\"channel\":\"phone\"");
+    char b[512];
+    int bl =
+        snprintf(b, sizeof b,
+                 "{\"event_id\":\"e-b\",\"occurred_at\":%lld,\"customer_id\":42,"
+                 "\"interaction_id\":\"t1-77\",\"kind\":\"self_service\",\"channel\":\"chat\"}",
+                 (long long)t0);
+    produce(&e, "t1-77", b, (size_t)bl);
+    flush_all(&e);
+    char c[512];
+    int cl = event_json(c, sizeof c, "v-5521", NULL, t0, "c-3", "w-3", "field_visit",
+                        ",\"region\":\"east\",\"device_id\":\"ignored-dev\"");
+    mq_publish(pub, "fieldservice/dev-17/visit/completed", c, (size_t)cl);
+
+    ck_assert_int_eq(stat_wait(&e, "fired|t1-support", 1, 30000), 1);
+    ck_assert_int_eq(stat_wait(&e, "fired|t1-self", 1, 10000), 1);
+    ck_assert_int_eq(stat_wait(&e, "fired|t1-visit", 1, 10000), 1);
+    ck_assert_uint_eq(mq_wait(&rx, "surveys/email/c-1088", 1, 5000), 1);
+    ck_assert_uint_eq(mq_wait(&rx, "surveys/chat/42", 1, 5000), 1);
+    ck_assert_uint_eq(mq_wait(&rx, "fieldservice/dev-17/survey/request", 1, 5000), 1);
+
+    outs_t o;
+    read_topic(&e, e.req, true, &o);
+    ck_assert_uint_eq(o.n, 3);
+    sb_survey_request_t *q = malloc(sizeof *q);
+    ck_assert_ptr_nonnull(q);
+    char id[SB_SURVEY_ID_LEN + 1];
+
+    /* A */
+    const out_msg_t *m = find_key(&o, "c-1088");
+    ck_assert_ptr_nonnull(m);
+    check_request(&e, m->json, q);
+    sb_record_survey_id("t1-55120", "t1-support", id);
+    ck_assert_str_eq(q->survey_id, id);
+    ck_assert_int_eq(q->kind, SB_KIND_CSAT);
+    ck_assert_str_eq(q->journey, "t1-support");
+    ck_assert_str_eq(q->customer_id, "c-1088");
+    ck_assert_str_eq(q->interaction_id, "t1-55120");
+    ck_assert_str_eq(q->channel, "email"); /* the journey's channel wins over the event's */
+    ck_assert_str_eq(q->locale, "zh-CN");
+    ck_assert_str_eq(q->question, "您对本次服务满意吗?");
+    ck_assert_int_eq(q->scale_min, 1);
+    ck_assert_int_eq(q->scale_max, 7);
+    ck_assert_int_eq(q->expires_ms, t0 + 3 * DAY);
+    ck_assert_str_eq(q->device_id, "");
+    ck_assert(!q->reminder);
+    ck_assert_str_eq(mq_payload(&rx, "surveys/email/c-1088"), m->json); /* same bytes */
+
+    /* B */
+    m = find_key(&o, "42");
+    ck_assert_ptr_nonnull(m);
+    check_request(&e, m->json, q);
+    sb_record_survey_id("t1-77", "t1-self", id);
+    ck_assert_str_eq(q->survey_id, id);
+    ck_assert_int_eq(q->kind, SB_KIND_CES);
+    ck_assert_str_eq(q->channel, "chat");
+    ck_assert_str_eq(q->locale, "");
+    ck_assert_str_eq(q->question, "How easy was it to get what you needed today?");
+    ck_assert_int_eq(q->scale_min, 1);
+    ck_assert_int_eq(q->scale_max, 7);
+    ck_assert_int_eq(q->expires_ms, t0 + 7 * DAY);
+    ck_assert_str_eq(mq_payload(&rx, "surveys/chat/42"), m->json);
+
+    /* C: the device id comes from the topic, not the payload */
+    m = find_key(&o, "c-3");
+    ck_assert_ptr_nonnull(m);
+    check_request(&e, m->json, q);
+    sb_record_survey_id("w-3", "t1-visit", id);
+    ck_assert_str_eq(q->survey_id, id);
+    ck_assert_str_eq(q->journey, "t1-visit");
+    ck_assert_str_eq(q->channel, "device");
+    ck_assert_str_eq(q->device_id, "dev-17");
+    ck_assert_str_eq(q->question, "How satisfied were you with this service?");
+    ck_assert_int_eq(q->scale_max, 7);
+    ck_assert_str_eq(mq_payload(&rx, "fieldservice/dev-17/survey/request"), m->json);
+    ck_assert_uint_eq(mq_wait(&rx, "fieldservice/ignored-dev/survey/request", 1, 0), 0);
+
+    sb_record_t *r = malloc(sizeof *r);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(record_get(&e, "w-3", "t1-visit", r), 1);
+    ck_assert_int_eq(r->state, SB_REC_FIRED);
+    ck_assert_str_eq(r->dim[SB_DIM_REGION], "east");
+    ck_assert_int_eq(stat_get(&e, "consumed"), 3);
+    ck_assert_int_eq(stat_get(&e, "scheduled|t1-support"), 1);
+    free(r);
+    free(q);
+    outs_free(&o);
+    disp_stop(d);
+    mq_close(pub, &txq);
+    mq_close(sub, &rx);
+    env_close(&e);
+}
+END_TEST
+
+/* ================================================================ 2. duplicates */
+
+#define DUP_N 5000
+#define DUP_D 500
+
+START_TEST(duplicates_schedule_one_survey_each)
+{
+    env_t e;
+    env_open(&e, "t2",
+             "{\"journeys\":[{\"name\":\"t2-csat\",\"on\":{\"kind\":\"support_ticket\"},"
+             "\"survey\":\"csat\",\"channel\":\"email\"}]}");
+    pid_t d = disp_start(&e, NULL, "t2.log");
+    static char ids[DUP_N][SB_SURVEY_ID_LEN + 1];
+    int64_t t0 = sb_now_ms();
+    char buf[512], eid[32], iid[32], cust[32];
+    unsigned seed = 2;
+    int dups = 0;
+    for (int i = 0; i < DUP_N; i++) {
+        snprintf(eid, sizeof eid, "t2-e%d", i);
+        snprintf(iid, sizeof iid, "t2-i%d", i);
+        snprintf(cust, sizeof cust, "t2-c%d", i % 700);
+        send_event(&e, eid, NULL, t0 + i, cust, iid, "support_ticket", "");
+        sb_record_survey_id(iid, "t2-csat", ids[i]);
+        if (i % 10 == 9) { /* the same payload of an earlier event again */
+            int j = (int)(rand_r(&seed) % (unsigned)(i + 1));
+            snprintf(eid, sizeof eid, "t2-e%d", j);
+            snprintf(iid, sizeof iid, "t2-i%d", j);
+            snprintf(cust, sizeof cust, "t2-c%d", j % 700);
+            int n = event_json(buf, sizeof buf, eid, NULL, t0 + j, cust, iid, "support_ticket", "");
+            produce(&e, iid, buf, (size_t)n);
+            dups++;
+        }
+    }
+    ck_assert_int_eq(dups, DUP_D);
+    flush_all(&e);
+    ck_assert_int_eq(e.delivered, DUP_N + DUP_D);
+
+    ck_assert_int_eq(stat_wait(&e, "consumed", DUP_N + DUP_D, 30000), DUP_N + DUP_D);
+    ck_assert_int_eq(stat_wait(&e, "fired|t2-csat", DUP_N, 30000), DUP_N);
+    sleep_ms(500); /* anything extra would show by now */
+    ck_assert_int_eq(stat_get(&e, "duplicate"), DUP_D);
+    ck_assert_int_eq(stat_get(&e, "scheduled|t2-csat"), DUP_N);
+    ck_assert_int_eq(stat_get(&e, "fired|t2-csat"), DUP_N);
+    outs_t o;
+    read_topic(&e, e.req, true, &o);
+    expect_exactly(&o, ids, DUP_N);
+    outs_free(&o);
+    disp_stop(d);
+    env_close(&e);
+}
+END_TEST
+
+/* ================================================================ 3. two instances */
+
+#define TWO_N 10000
+
+START_TEST(two_instances_publish_each_due_survey_once)
+{
+    env_t e;
+    env_open(&e, "t3",
+             "{\"journeys\":[{\"name\":\"t3-csat\",\"on\":{\"kind\":\"support_ticket\"},"
+             "\"survey\":\"csat\",\"channel\":\"email\"}],"
+             "\"tuning\":{\"batch\":200},\"log\":{\"level\":\"info\"}}");
+    pid_t a = disp_start(&e, "t3-a", "t3-a.log");
+    pid_t b = disp_start(&e, "t3-b", "t3-b.log");
+    /* both in the group with their share of the partitions (no rebalance to come) */
+    ck_assert(log_wait("t3-a.log", "kafka assigned", 30000));
+    ck_assert(log_wait("t3-b.log", "kafka assigned", 30000));
+    wait_ready(&e, 30000);
+    static char ids[TWO_N][SB_SURVEY_ID_LEN + 1];
+    /* every survey due at the same instant, a few seconds from now */
+    int64_t due = sb_now_ms() + 5 * SEC;
+    char eid[32], iid[32], cust[32];
+    for (int i = 0; i < TWO_N; i++) {
+        snprintf(eid, sizeof eid, "t3-e%d", i);
+        snprintf(iid, sizeof iid, "t3-i%d", i);
+        snprintf(cust, sizeof cust, "t3-c%d", i);
+        send_event(&e, eid, NULL, due, cust, iid, "support_ticket", "");
+        sb_record_survey_id(iid, "t3-csat", ids[i]);
+    }
+    flush_all(&e);
+    ck_assert_int_eq(stat_wait(&e, "scheduled|t3-csat", TWO_N, 30000), TWO_N);
+    ck_assert_msg(sb_now_ms() < due, "ingest took until %lld ms past the due time",
+                  (long long)(sb_now_ms() - due));
+    ck_assert_int_eq(zcard(&e, "sched"), TWO_N);
+    ck_assert_int_eq(stat_get(&e, "fired|t3-csat"), 0);
+
+    ck_assert_int_eq(stat_wait(&e, "fired|t3-csat", TWO_N, 30000), TWO_N);
+    sleep_ms(500);
+    ck_assert_int_eq(stat_get(&e, "fired|t3-csat"), TWO_N);
+    ck_assert_int_eq(zcard(&e, "inflight"), 0);
+    outs_t o;
+    read_topic(&e, e.req, true, &o);
+    expect_exactly(&o, ids, TWO_N);
+    outs_free(&o);
+    disp_stop(a);
+    disp_stop(b);
+    /* both took part: their own confirmed counts (logged on report and at exit) add up */
+    int la, lb;
+    long fa = log_sum("t3-a.log", "fired count=", &la),
+         fb = log_sum("t3-b.log", "fired count=", &lb);
+    ck_assert_msg(fa > 0 && fb > 0, "instance a fired %ld, b fired %ld", fa, fb);
+    ck_assert_int_eq(fa + fb, TWO_N);
+    env_close(&e);
+}
+END_TEST
+
+/* ================================================================ 4. kill -9 */
+
+#define KILL_N 3000
+
+/* Produces events [from, to) of a stream, keyed by interaction, all due at once. */
+static void stream(env_t *e, const char *name, const char *kind, int from, int to, int64_t t0)
+{
+    char eid[48], iid[48], cust[48];
+    for (int i = from; i < to; i++) {
+        snprintf(eid, sizeof eid, "%s-e%d", name, i);
+        snprintf(iid, sizeof iid, "%s-i%d", name, i);
+        snprintf(cust, sizeof cust, "%s-c%d", name, i % 997);
+        send_event(e, eid, NULL, t0, cust, iid, kind, "");
+    }
+    sb_kafka_producer_poll(e->prod, 0);
+}
+
+/* Of the claims in flight, how many are already on the requests topic (published and
+ * confirmed by Kafka, not yet acknowledged in Redis). *n_inflight gets the claim count. */
+static size_t inflight_published(env_t *e, size_t *n_inflight)
+{
+    char key[128];
+    sb_store_key(e->st, key, sizeof key, "inflight");
+    redisReply *r = sb_store_cmd(e->st, "ZRANGE %s 0 -1", key);
+    ck_assert(r != NULL && r->type == REDIS_REPLY_ARRAY);
+    outs_t o;
+    read_topic(e, e->req, true, &o);
+    size_t found = 0;
+    for (size_t i = 0; i < r->elements; i++)
+        for (size_t k = 0; k < o.n; k++)
+            if (!strcmp(o.v[k].survey_id, r->element[i]->str)) {
+                found++;
+                break;
+            }
+    *n_inflight = r->elements;
+    freeReplyObject(r);
+    outs_free(&o);
+    return found;
+}
+
+START_TEST(kill9_mid_firing_and_ingest_loses_nothing_and_repeats_nothing)
+{
+    env_t e;
+    env_open(&e, "t4",
+             "{\"journeys\":[{\"name\":\"t4-csat\",\"on\":{\"kind\":\"support_ticket\"},"
+             "\"survey\":\"csat\",\"channel\":\"email\"}],"
+             "\"tuning\":{\"lease\":\"3s\",\"batch\":100},\"log\":{\"level\":\"info\"},"
+             /* the group notices the dead member sooner, so the restarted one joins sooner */
+             "\"kafka\":{\"properties\":{\"session.timeout.ms\":\"3000\","
+             "\"heartbeat.interval.ms\":\"1000\"}}}");
+    static char ids[KILL_N][SB_SURVEY_ID_LEN + 1];
+    char iid[48];
+    for (int i = 0; i < KILL_N; i++) {
+        snprintf(iid, sizeof iid, "t4-i%d", i);
+        sb_record_survey_id(iid, "t4-csat", ids[i]);
+    }
+    pid_t d = disp_start(&e, NULL, "t4-1.log");
+    wait_ready(&e, 30000);
+    int64_t t0 = sb_now_ms();
+
+    /* a steady stream (40 events every 20 ms); once firing is under way, freeze the
+     * dispatcher until it is caught holding claims of which some are already on Kafka (the
+     * window between Kafka's confirmation and the Redis acknowledgement), and kill it there */
+    int sent = 0, kills = 0, tries = 0;
+    long long consumed_at_kill = 0, fired_at_kill = 0;
+    size_t inflight_at_kill = 0, published_at_kill = 0;
+    int sent_at_kill = 0;
+    while (sent < KILL_N) {
+        int to = sent + 40 > KILL_N ? KILL_N : sent + 40;
+        stream(&e, "t4", "support_ticket", sent, to, t0);
+        sent = to;
+        sleep_ms(20);
+        if (kills == 0 && sent >= KILL_N / 5 && stat_get(&e, "fired|t4-csat") > 100) {
+            ck_assert_int_eq(sb_h_kill(d, SIGSTOP), 0);
+            sleep_ms(5);
+            size_t infl = 0, publ = inflight_published(&e, &infl);
+            tries++;
+            if (infl > 0 && (publ > 0 || sent >= KILL_N - 400)) {
+                inflight_at_kill = infl;
+                published_at_kill = publ;
+                consumed_at_kill = stat_get(&e, "consumed");
+                fired_at_kill = stat_get(&e, "fired|t4-csat");
+                sent_at_kill = sent;
+                disp_kill9(d);
+                kills++;
+            } else {
+                ck_assert_int_eq(sb_h_kill(d, SIGCONT), 0);
+            }
+        }
+        if (kills == 1 && (sent >= sent_at_kill + 400 || sent == KILL_N)) {
+            d = disp_start(&e, NULL, "t4-2.log"); /* restart while the stream goes on */
+            kills++;
+        }
+    }
+    flush_all(&e);
+    ck_assert_msg(kills == 2, "never caught the dispatcher with claims in flight");
+    ck_assert_int_lt(fired_at_kill, KILL_N);
+    ck_assert_int_lt(sent_at_kill, KILL_N); /* events kept coming after the kill */
+
+    ck_assert_int_eq(stat_wait(&e, "fired|t4-csat", KILL_N, 40000), KILL_N);
+    sleep_ms(500);
+    ck_assert_int_eq(stat_get(&e, "fired|t4-csat"), KILL_N);
+    ck_assert_int_eq(stat_get(&e, "scheduled|t4-csat"), KILL_N);
+    ck_assert_int_eq(zcard(&e, "inflight"), 0);
+    ck_assert_int_eq(zcard(&e, "sched"), KILL_N); /* the expiry checks, nothing else */
+    /* every event was ingested; those redelivered after the kill count as duplicates */
+    long long consumed = stat_get(&e, "consumed"), dup = stat_get(&e, "duplicate");
+    ck_assert_int_eq(consumed - dup - stat_get(&e, "unmatched"), KILL_N); /* probe: unmatched */
+    outs_t o;
+    read_topic(&e, e.req, true, &o);
+    expect_exactly(&o, ids, KILL_N);
+    outs_free(&o);
+    /* the claims the dead one held were recovered by the new one: those already on Kafka
+     * acknowledged, the others published again */
+    int lines = 0;
+    long acked = log_sum("t4-2.log", "recovered expired claims already_published=", &lines);
+    long requeued = log_sum("t4-2.log", " requeued=", NULL);
+    fprintf(stderr,
+            "t4: killed after %d tries with %zu claims in flight (%zu of them already on Kafka), "
+            "%lld consumed, %lld fired; recovery: %ld already published, %ld requeued; %lld "
+            "events redelivered after the restart\n",
+            tries, inflight_at_kill, published_at_kill, consumed_at_kill, fired_at_kill, acked,
+            requeued, dup);
+    ck_assert_msg(published_at_kill > 0, "never caught a claim published but not acknowledged");
+    ck_assert_int_gt(lines, 0);
+    ck_assert_int_eq(acked + requeued, (long)inflight_at_kill);
+    ck_assert_int_ge(acked, (long)published_at_kill);
+    disp_stop(d);
+    env_close(&e);
+}
+END_TEST
+
+/* ================================================================ 5. Redis restart */
+
+#define RR_N 2000
+#define RR_M 20
+
+START_TEST(redis_restart_mid_stream_loses_nothing)
+{
+    env_t e;
+    env_open(&e, "t5",
+             "{\"journeys\":[{\"name\":\"t5-csat\",\"on\":{\"kind\":\"support_ticket\"},"
+             "\"survey\":\"csat\",\"channel\":\"email\"},"
+             "{\"name\":\"t5-visit\",\"on\":{\"type\":\"visit.completed\"},\"survey\":\"csat\"}],"
+             "\"mqtt_topics\":{\"interactions\":[\"t5/+/visit\"]},"
+             "\"tuning\":{\"lease\":\"3s\"}}");
+    static char ids[RR_N + RR_M][SB_SURVEY_ID_LEN + 1];
+    char iid[48];
+    for (int i = 0; i < RR_N; i++) {
+        snprintf(iid, sizeof iid, "t5-i%d", i);
+        sb_record_survey_id(iid, "t5-csat", ids[i]);
+    }
+    for (int i = 0; i < RR_M; i++) {
+        snprintf(iid, sizeof iid, "t5-v%d", i);
+        sb_record_survey_id(iid, "t5-visit", ids[RR_N + i]);
+    }
+    mq_t rx, txq;
+    const char *subs[] = {"fieldservice/+/survey/request"};
+    sb_mqtt_t *sub = mq_open(&e, &rx, "t5-test-sub", subs, 1);
+    sb_mqtt_t *pub = mq_open(&e, &txq, "t5-test-pub", NULL, 0);
+    mq_presubscribe(&e, "t5/+/visit");
+    pid_t d = disp_start(&e, NULL, "t5.log");
+    wait_ready(&e, 30000);
+    int64_t t0 = sb_now_ms();
+
+    int sent = 0;
+    while (sent < RR_N / 3) {
+        stream(&e, "t5", "support_ticket", sent, sent + 50, t0);
+        sent += 50;
+        sleep_ms(25);
+    }
+    ck_assert_int_eq(sb_h_redis_stop(&h), 0);
+    /* while Redis is down: more Kafka events, and MQTT visits */
+    char buf[512], topic[64], cust[32];
+    for (int i = 0; i < RR_M; i++) {
+        snprintf(iid, sizeof iid, "t5-v%d", i);
+        snprintf(cust, sizeof cust, "t5-vc%d", i);
+        snprintf(topic, sizeof topic, "t5/dev-%d/visit", i);
+        int n = event_json(buf, sizeof buf, iid, NULL, t0, cust, iid, "field_visit", "");
+        mq_publish(pub, topic, buf, (size_t)n);
+    }
+    while (sent < 2 * RR_N / 3) {
+        stream(&e, "t5", "support_ticket", sent, sent + 50, t0);
+        sent += 50;
+        sleep_ms(25);
+    }
+    sleep_ms(1000);
+    ck_assert_int_eq(sb_h_redis_start(&h), 0);
+    while (sent < RR_N) {
+        int to = sent + 50 > RR_N ? RR_N : sent + 50;
+        stream(&e, "t5", "support_ticket", sent, to, t0);
+        sent = to;
+        sleep_ms(25);
+    }
+    flush_all(&e);
+
+    ck_assert_int_eq(stat_wait(&e, "fired|t5-csat", RR_N, 40000), RR_N);
+    int outages = 0;
+    log_sum("t5.log", "redis unavailable, pausing consumption", &outages);
+    ck_assert_int_gt(outages, 0); /* it did notice */
+    ck_assert_int_eq(stat_wait(&e, "fired|t5-visit", RR_M, 20000), RR_M);
+    sleep_ms(500);
+    ck_assert(disp_alive(d));
+    ck_assert_int_eq(stat_get(&e, "fired|t5-csat"), RR_N);
+    ck_assert_int_eq(stat_get(&e, "fired|t5-visit"), RR_M);
+    ck_assert_int_eq(zcard(&e, "inflight"), 0);
+    outs_t o;
+    read_topic(&e, e.req, true, &o);
+    expect_exactly(&o, ids, RR_N + RR_M);
+    outs_free(&o);
+    for (int i = 0; i < RR_M; i++) {
+        snprintf(topic, sizeof topic, "fieldservice/dev-%d/survey/request", i);
+        ck_assert_uint_ge(mq_wait(&rx, topic, 1, 5000), 1);
+    }
+    disp_stop(d);
+    mq_close(pub, &txq);
+    mq_close(sub, &rx);
+    env_close(&e);
+}
+END_TEST
+
+/* ================================================================ 6. fatigue */
+
+START_TEST(fatigue_min_gap_keeps_one_survey_a_day)
+{
+    env_t e;
+    env_open(&e, "t6",
+             "{\"journeys\":[{\"name\":\"t6-csat\",\"on\":{\"kind\":\"support_ticket\"},"
+             "\"survey\":\"csat\",\"channel\":\"email\"}],"
+             "\"fatigue\":{\"min_gap\":\"1d\"}}");
+    pid_t d = disp_start(&e, NULL, "t6.log");
+    wait_ready(&e, 30000);
+    int64_t now = sb_now_ms();
+    /* three completions of one customer within three hours, keyed by the customer so that
+     * they arrive in order; another customer's one survey is not affected */
+    const char *iids[] = {"t6-a", "t6-b", "t6-c"};
+    char buf[512];
+    for (int i = 0; i < 3; i++) {
+        char eid[16];
+        snprintf(eid, sizeof eid, "t6-e%d", i);
+        int n = event_json(buf, sizeof buf, eid, NULL, now - (2 - i) * 3600 * SEC, "t6-cust",
+                           iids[i], "support_ticket", "");
+        produce(&e, "t6-cust", buf, (size_t)n);
+    }
+    send_event(&e, "t6-e9", NULL, now, "t6-other", "t6-z", "support_ticket", "");
+    flush_all(&e);
+
+    ck_assert_int_eq(stat_wait(&e, "suppressed|t6-csat|min_gap", 2, 20000), 2);
+    ck_assert_int_eq(stat_wait(&e, "fired|t6-csat", 2, 10000), 2);
+    sleep_ms(500);
+    ck_assert_int_eq(stat_get(&e, "fired|t6-csat"), 2);
+    ck_assert_int_eq(stat_get(&e, "suppressed|t6-csat|min_gap"), 2);
+    ck_assert_int_eq(stat_get(&e, "scheduled|t6-csat"), 4);
+    outs_t o;
+    read_topic(&e, e.req, true, &o);
+    ck_assert_uint_eq(o.n, 2);
+    ck_assert_uint_eq(count_key(&o, "t6-cust"), 1);
+    ck_assert_uint_eq(count_key(&o, "t6-other"), 1);
+    /* the earliest completion was surveyed, the two later ones suppressed */
+    sb_survey_request_t *q = malloc(sizeof *q);
+    sb_record_t *r = malloc(sizeof *r);
+    ck_assert(q && r);
+    char err[128];
+    ck_assert_int_eq(sb_survey_request_decode(find_key(&o, "t6-cust")->json,
+                                              find_key(&o, "t6-cust")->len, q, err, sizeof err),
+                     0);
+    ck_assert_str_eq(q->interaction_id, "t6-a");
+    ck_assert_int_eq(record_get(&e, "t6-a", "t6-csat", r), 1);
+    ck_assert_int_eq(r->state, SB_REC_FIRED);
+    for (int i = 1; i < 3; i++) {
+        ck_assert_int_eq(record_get(&e, iids[i], "t6-csat", r), 1);
+        ck_assert_int_eq(r->state, SB_REC_SUPPRESSED);
+        ck_assert_str_eq(r->reason, "min_gap");
+    }
+    free(q);
+    free(r);
+    outs_free(&o);
+    disp_stop(d);
+    env_close(&e);
+}
+END_TEST
+
+/* ================================================================ 7. reopened */
+
+START_TEST(reopened_interaction_cancels_its_pending_survey)
+{
+    env_t e;
+    env_open(&e, "t7",
+             "{\"journeys\":[{\"name\":\"t7-csat\",\"on\":{\"kind\":\"support_ticket\"},"
+             "\"survey\":\"csat\",\"delay\":\"3s\",\"channel\":\"email\"}]}");
+    mq_t rx;
+    const char *subs[] = {"surveys/#"};
+    sb_mqtt_t *sub = mq_open(&e, &rx, "t7-test-sub", subs, 1);
+    pid_t d = disp_start(&e, NULL, "t7.log");
+    wait_ready(&e, 30000);
+    int64_t now = sb_now_ms();
+    send_event(&e, "t7-e1", "interaction.completed", now, "t7-c1", "t7-i1", "support_ticket", "");
+    send_event(&e, "t7-e2", "interaction.reopened", now + 100, "t7-c1", "t7-i1", "support_ticket",
+               "");
+    send_event(&e, "t7-e3", "interaction.completed", now, "t7-c2", "t7-i2", "support_ticket", "");
+    flush_all(&e);
+    int64_t due = now + 3 * SEC;
+
+    ck_assert_int_eq(stat_wait(&e, "cancelled|t7-csat", 1, 10000), 1);
+    ck_assert_int_eq(stat_wait(&e, "fired|t7-csat", 1, 10000), 1); /* the other one */
+    while (sb_now_ms() < due + 3 * SEC)
+        sleep_ms(50);
+    ck_assert_int_eq(stat_get(&e, "fired|t7-csat"), 1);
+    ck_assert_int_eq(stat_get(&e, "cancelled|t7-csat"), 1);
+    ck_assert_int_eq(stat_get(&e, "reopened"), 1);
+    ck_assert_int_eq(stat_get(&e, "scheduled|t7-csat"), 2);
+    outs_t o;
+    read_topic(&e, e.req, true, &o);
+    ck_assert_uint_eq(o.n, 1);
+    ck_assert_ptr_nonnull(find_key(&o, "t7-c2"));
+    ck_assert_uint_eq(mq_wait(&rx, "surveys/email/t7-c2", 1, 2000), 1);
+    ck_assert_uint_eq(mq_wait(&rx, "surveys/email/t7-c1", 1, 0), 0);
+    sb_record_t *r = malloc(sizeof *r);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(record_get(&e, "t7-i1", "t7-csat", r), 1);
+    ck_assert_int_eq(r->state, SB_REC_CANCELLED);
+    ck_assert_int_eq(record_get(&e, "t7-i2", "t7-csat", r), 1);
+    ck_assert_int_eq(r->state, SB_REC_FIRED);
+    free(r);
+    outs_free(&o);
+    disp_stop(d);
+    mq_close(sub, &rx);
+    env_close(&e);
+}
+END_TEST
+
+/* ================================================================ 8. dead letters */
+
+/* The dead letter whose payload starts with `start` (its first bytes), or NULL. */
+static json_t *dead_letter(const outs_t *o, const char *start)
+{
+    for (size_t i = 0; i < o->n; i++) {
+        json_t *j = json_loadb(o->v[i].json, o->v[i].len, JSON_ALLOW_NUL, NULL);
+        ck_assert_msg(j != NULL, "dead letter is not JSON: %s", o->v[i].json);
+        const char *p = json_string_value(json_object_get(j, "payload"));
+        if (p && !strncmp(p, start, strlen(start))) return j;
+        json_decref(j);
+    }
+    return NULL;
+}
+
+static void expect_dead(const outs_t *o, const char *start, const char *error, const char *source)
+{
+    json_t *j = dead_letter(o, start);
+    ck_assert_msg(j != NULL, "no dead letter for payload %s", start);
+    const char *err = json_string_value(json_object_get(j, "error"));
+    const char *src = json_string_value(json_object_get(j, "source"));
+    ck_assert_ptr_nonnull(err);
+    ck_assert_ptr_nonnull(src);
+    ck_assert_msg(!strncmp(err, error, strlen(error)), "error \"%s\", expected \"%s...\"", err,
+                  error);
+    ck_assert_msg(!strncmp(src, source, strlen(source)), "source \"%s\", expected \"%s...\"", src,
+                  source);
+    json_decref(j);
+}
+
+START_TEST(bad_events_become_dead_letters_and_the_service_goes_on)
+{
+    env_t e;
+    env_open(&e, "t8",
+             "{\"journeys\":[{\"name\":\"t8-csat\",\"on\":{\"kind\":\"support_ticket\"},"
+             "\"survey\":\"csat\",\"channel\":\"email\"},"
+             "{\"name\":\"t8-visit\",\"on\":{\"type\":\"visit.completed\"},\"survey\":\"csat\"},"
+             "{\"name\":\"t8-any\",\"on\":{\"kind\":\"chat_session\"},\"survey\":\"ces\"}],"
+             "\"mqtt_topics\":{\"interactions\":[\"t8/+/visit\"]},"
+             "\"topics\":{\"dlq\":\"t8.dlq\"}}");
+    mq_t txq;
+    sb_mqtt_t *pub = mq_open(&e, &txq, "t8-test-pub", NULL, 0);
+    mq_presubscribe(&e, "t8/+/visit");
+    pid_t d = disp_start(&e, NULL, "t8.log");
+    int64_t now = sb_now_ms();
+
+    /* garbage */
+    produce(&e, "g", "garbage: not json at all", 24);
+    /* over 64 KiB (otherwise a fine event) */
+    size_t big_len = SB_MSG_MAX + 100;
+    char *big = malloc(big_len + 1);
+    ck_assert_ptr_nonnull(big);
+    int n = snprintf(big, big_len,
+                     "{\"event_id\":\"big\",\"occurred_at\":%lld,\"customer_id\":"
+                     "\"t8-c\",\"interaction_id\":\"t8-big\",\"kind\":"
+                     "\"support_ticket\",\"pad\":\"",
+                     (long long)now);
+    memset(big + n, 'x', big_len - (size_t)n - 2);
+    memcpy(big + big_len - 2, "\"}", 2);
+    produce(&e, "big", big, big_len);
+    free(big);
+    /* a raw NUL byte inside a string */
+    char nul[256];
+    n = event_json(nul, sizeof nul, "nul-1", NULL, now, "t8-c", "t8-nulX", "support_ticket", "");
+    char *x = strchr(nul, 'X');
+    *x = '\0';
+    produce(&e, "nul", nul, (size_t)n);
+    /* malformed UTF-8 */
+    char utf[256];
+    n = event_json(utf, sizeof utf, "utf-1", NULL, now, "t8-c", "t8-utfX", "support_ticket", "");
+    *strchr(utf, 'X') = (char)0xff;
+    produce(&e, "utf", utf, (size_t)n);
+    /* customer ids that would be MQTT wildcards or topic levels */
+    send_event(&e, "plus-1", NULL, now, "c+1", "t8-plus", "support_ticket", "");
+    send_event(&e, "slash-1", NULL, now, "a/b", "t8-slash", "support_ticket", "");
+    /* a journey that takes the event's channel, and an event without one: nowhere to send */
+    send_event(&e, "nochan-1", NULL, now, "t8-nc", "t8-nochan", "chat_session", "");
+    /* then a good one */
+    send_event(&e, "good-1", NULL, now, "t8-good", "t8-good", "support_ticket", "");
+    flush_all(&e);
+    /* MQTT: garbage, a wildcard customer, then a good visit */
+    mq_publish(pub, "t8/dev-9/visit", "{\"event_id\":", 12);
+    char buf[512];
+    n = event_json(buf, sizeof buf, "mq-plus", NULL, now, "c#2", "t8-mq-plus", "field_visit", "");
+    mq_publish(pub, "t8/dev-9/visit", buf, (size_t)n);
+    n = event_json(buf, sizeof buf, "mq-good", NULL, now, "t8-mc", "t8-mq-good", "field_visit", "");
+    mq_publish(pub, "t8/dev-9/visit", buf, (size_t)n);
+
+    ck_assert_int_eq(stat_wait(&e, "fired|t8-csat", 1, 30000), 1);
+    ck_assert_int_eq(stat_wait(&e, "fired|t8-visit", 1, 10000), 1);
+    ck_assert_int_eq(stat_wait(&e, "dlq|unsafe_chars", 3, 5000), 3);
+    ck_assert(disp_alive(d));
+    ck_assert_int_eq(stat_get(&e, "dlq|invalid_json"), 2);
+    ck_assert_int_eq(stat_get(&e, "dlq|too_large"), 1);
+    ck_assert_int_eq(stat_get(&e, "dlq|nul_byte"), 1);
+    ck_assert_int_eq(stat_get(&e, "dlq|invalid_utf8"), 1);
+    ck_assert_int_eq(stat_get(&e, "dlq|missing_field"), 1);
+    ck_assert_int_eq(stat_get(&e, "consumed"), 11);
+    ck_assert_int_eq(stat_get(&e, "scheduled|t8-csat"), 1);
+    ck_assert_int_eq(stat_get(&e, "scheduled|t8-visit"), 1);
+
+    outs_t o;
+    read_topic(&e, e.req, true, &o);
+    ck_assert_uint_eq(o.n, 2);
+    ck_assert_ptr_nonnull(find_key(&o, "t8-good"));
+    ck_assert_ptr_nonnull(find_key(&o, "t8-mc"));
+    outs_free(&o);
+
+    /* the dead letters are on Kafka by the time they are counted */
+    ck_assert_str_eq(e.dlq, "t8.dlq");
+    read_topic(&e, e.dlq, false, &o);
+    ck_assert_uint_eq(o.n, 9);
+    expect_dead(&o, "garbage", "invalid_json", "kafka:t8.in/");
+    expect_dead(&o, "{\"event_id\":\"big\"", "too_large", "kafka:t8.in/");
+    expect_dead(&o, "{\"event_id\":\"nul-1\"", "nul_byte", "kafka:t8.in/");
+    expect_dead(&o, "{\"event_id\":\"utf-1\"", "invalid_utf8", "kafka:t8.in/");
+    expect_dead(&o, "{\"event_id\":\"plus-1\"", "unsafe_chars: customer_id", "kafka:t8.in/");
+    expect_dead(&o, "{\"event_id\":\"slash-1\"", "unsafe_chars: customer_id", "kafka:t8.in/");
+    expect_dead(&o, "{\"event_id\":\"nochan-1\"", "missing_field: channel", "kafka:t8.in/");
+    expect_dead(&o, "{\"event_id\":\"mq-plus\"", "unsafe_chars: customer_id",
+                "mqtt:t8/dev-9/visit");
+    json_t *j = dead_letter(&o, "{\"event_id\":\"big\"");
+    ck_assert(json_is_true(json_object_get(j, "truncated")));
+    ck_assert_uint_eq(strlen(json_string_value(json_object_get(j, "payload"))), 4096);
+    json_decref(j);
+    /* the MQTT garbage: payload is exactly what was sent */
+    bool mq_garbage = false;
+    for (size_t i = 0; i < o.n; i++) {
+        json_t *k = json_loadb(o.v[i].json, o.v[i].len, JSON_ALLOW_NUL, NULL);
+        const char *p = json_string_value(json_object_get(k, "payload"));
+        if (p && !strcmp(p, "{\"event_id\":")) {
+            mq_garbage = true;
+            ck_assert_str_eq(json_string_value(json_object_get(k, "source")),
+                             "mqtt:t8/dev-9/visit");
+            ck_assert(
+                !strncmp(json_string_value(json_object_get(k, "error")), "invalid_json: ", 14));
+        }
+        json_decref(k);
+    }
+    ck_assert(mq_garbage);
+    outs_free(&o);
+    disp_stop(d);
+    mq_close(pub, &txq);
+    env_close(&e);
+}
+END_TEST
+
+/* ================================================================ 9. SIGTERM */
+
+#define TERM_N 2000
+
+START_TEST(sigterm_mid_firing_and_with_redis_down_exits_zero_and_loses_nothing)
+{
+    env_t e;
+    env_open(&e, "t9",
+             "{\"journeys\":[{\"name\":\"t9-csat\",\"on\":{\"kind\":\"support_ticket\"},"
+             "\"survey\":\"csat\",\"delay\":\"3s\",\"channel\":\"email\"}],"
+             "\"tuning\":{\"lease\":\"3s\",\"batch\":50}}");
+    static char ids[TERM_N][SB_SURVEY_ID_LEN + 1];
+    char iid[48];
+    for (int i = 0; i < TERM_N; i++) {
+        snprintf(iid, sizeof iid, "t9-i%d", i);
+        sb_record_survey_id(iid, "t9-csat", ids[i]);
+    }
+    /* 1: SIGTERM while firing a backlog (all scheduled, due 3 s after the events): the
+     * dispatcher finishes what it has in flight and exits 0 */
+    pid_t d = disp_start(&e, NULL, "t9-1.log");
+    wait_ready(&e, 30000);
+    stream(&e, "t9", "support_ticket", 0, TERM_N, sb_now_ms());
+    flush_all(&e);
+    ck_assert_int_eq(stat_wait(&e, "scheduled|t9-csat", TERM_N, 20000), TERM_N);
+    ck_assert_int_ge(stat_wait(&e, "fired|t9-csat", 100, 20000), 100);
+    disp_stop(d);
+    long long after1 = stat_get(&e, "fired|t9-csat");
+    ck_assert_int_lt(after1, TERM_N);
+    ck_assert_int_eq(zcard(&e, "inflight"), 0);
+
+    /* 2: SIGTERM while Redis is down (claims in flight cannot be acknowledged) */
+    d = disp_start(&e, NULL, "t9-2.log");
+    ck_assert_int_gt(stat_wait(&e, "fired|t9-csat", after1 + 100, 20000), after1 + 50);
+    ck_assert_int_eq(sb_h_redis_stop(&h), 0);
+    sleep_ms(500);
+    disp_stop(d);
+    ck_assert_int_eq(sb_h_redis_start(&h), 0);
+
+    /* 3: a new instance finishes the work: everything published, once */
+    d = disp_start(&e, NULL, "t9-3.log");
+    ck_assert_int_eq(stat_wait(&e, "fired|t9-csat", TERM_N, 30000), TERM_N);
+    sleep_ms(500);
+    ck_assert_int_eq(stat_get(&e, "fired|t9-csat"), TERM_N);
+    ck_assert_int_eq(zcard(&e, "inflight"), 0);
+    outs_t o;
+    read_topic(&e, e.req, true, &o);
+    expect_exactly(&o, ids, TERM_N);
+    outs_free(&o);
+    disp_stop(d);
+    env_close(&e);
+}
+END_TEST
+
+/* SB_TEST_ONLY=<substring> runs only the tests whose name contains it. */
+#define ADD(tc, t)                                                                                 \
+    do {                                                                                           \
+        const char *only = getenv("SB_TEST_ONLY");                                                 \
+        if (!only || strstr(#t, only)) tcase_add_test(tc, t);                                      \
+    } while (0)
+
+int main(void)
+{
+    Suite *s = suite_create("dispatcher");
+    TCase *tc = tcase_create("real binary");
+    tcase_add_unchecked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, NULL, kill_leftovers);
+    tcase_set_timeout(tc, 90);
+    ADD(tc, kafka_and_mqtt_events_become_routed_requests);
+    ADD(tc, duplicates_schedule_one_survey_each);
+    ADD(tc, two_instances_publish_each_due_survey_once);
+    ADD(tc, kill9_mid_firing_and_ingest_loses_nothing_and_repeats_nothing);
+    ADD(tc, redis_restart_mid_stream_loses_nothing);
+    ADD(tc, fatigue_min_gap_keeps_one_survey_a_day);
+    ADD(tc, reopened_interaction_cancels_its_pending_survey);
+    ADD(tc, bad_events_become_dead_letters_and_the_service_goes_on);
+    ADD(tc, sigterm_mid_firing_and_with_redis_down_exits_zero_and_loses_nothing);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    /* one process: the Redis restart of one test must leave a Redis the next tests can use
+     * (a server restarted in a forked test process would die with it) */
+    srunner_set_fork_status(sr, CK_NOFORK);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
