@@ -162,8 +162,8 @@ static void run(disp_t *d)
             continue;
         }
         /* sleep in the consumer (or plainly) unless there is firing work in hand */
-        int64_t idle = d->fire.next_due_ms - sb_now_ms();
-        int timeout = fired > 0 || d->fire.inflight ? 0 : idle < 0 ? 0 : idle > 50 ? 50 : (int)idle;
+        int64_t idle = d->fire.next_due_ms - sb_now_ms(), cap = d->cfg->tuning.batch_ms;
+        int timeout = fired > 0 || d->fire.inflight ? 0 : idle < 0 ? 0 : idle > cap ? (int)cap : (int)idle;
         if (d->consumer) {
             if (d->fire.inflight < max_inflight) consume_once(d, timeout);
         } else if (timeout > 0) {
