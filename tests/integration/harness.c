@@ -38,7 +38,7 @@ static long now_ms(void)
     return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
-static int free_port(void)
+int sb_h_free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -284,12 +284,12 @@ int sb_h_start(sb_h_t *h, unsigned what, int partitions, const char *extra_topic
         hooked = true;
     }
     if (what & SB_H_REDIS) {
-        h->redis_port = free_port();
+        h->redis_port = sb_h_free_port();
         snprintf(h->redis_url, sizeof h->redis_url, "redis://127.0.0.1:%d/0", h->redis_port);
         if (sb_h_redis_start(h)) goto fail;
     }
     if (what & SB_H_MQTT) {
-        h->mqtt_port = free_port();
+        h->mqtt_port = sb_h_free_port();
         snprintf(h->mqtt_url, sizeof h->mqtt_url, "mqtt://127.0.0.1:%d", h->mqtt_port);
         if (sb_h_mqtt_start(h)) goto fail;
     }

@@ -52,6 +52,8 @@ const char *sb_h_bin(const char *name);
  * when it starts with '/'), stdin from /dev/null. The child gets SIGKILL when the spawning
  * thread ends, and sb_h_stop kills any spawned child still running. Returns the pid or -1. */
 pid_t sb_h_spawn(sb_h_t *h, const char *const argv[], const char *logname);
+/* A loopback TCP port that was free a moment ago, or -1. */
+int sb_h_free_port(void);
 /* Sends sig to a spawned child. Returns 0 or -1. */
 int sb_h_kill(pid_t pid, int sig);
 /* Waits up to timeout_ms for a spawned child to exit and reaps it; *status (may be NULL)
