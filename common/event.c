@@ -101,7 +101,9 @@ bool sb_event_locale_valid(const char *s)
 /* Shortest decimal text that reads back as the same double. */
 static void format_real(double d, char *out, size_t outlen)
 {
-    for (int prec = 1; prec <= 17; prec++) {
+    /* 15 significant digits always give the shortest text when any precision up to 15 would
+     * round-trip (%g drops the trailing zeros), so the search starts there */
+    for (int prec = 15; prec <= 17; prec++) {
         snprintf(out, outlen, "%.*g", prec, d);
         if (strtod(out, NULL) == d) return;
     }

@@ -39,7 +39,14 @@ typedef struct ingest_ctx {
     sb_sched_t *sched;
     sb_kafka_producer_t *producer; /* NULL when Kafka is off */
     dlq_wait_t wait;
+    /* work buffers reused from batch to batch (records are a few KiB each) */
+    struct sb_record *recs;
+    sb_sched_op_t *ops;
+    size_t cap; /* entries in recs and ops */
 } ingest_ctx_t;
+
+/* Releases an ingest context's work buffers. */
+void ingest_ctx_free_buffers(ingest_ctx_t *ic);
 
 /* Processes a batch: parse + validate each event (dead letters for bad ones), match journeys,
  * schedule / cancel in one atomic Redis call with the batch's counters, then publish the dead

@@ -112,12 +112,28 @@ static int publish_dead(ingest_ctx_t *ic, const in_msg_t *msgs, const dead_t *de
     }
 }
 
+void ingest_ctx_free_buffers(ingest_ctx_t *ic)
+{
+    free(ic->recs);
+    free(ic->ops);
+    ic->recs = NULL, ic->ops = NULL, ic->cap = 0;
+}
+
 int ingest_batch(ingest_ctx_t *ic, const in_msg_t *msgs, size_t n)
 {
     const sb_config_t *cfg = ic->cfg;
+    size_t need = n * cfg->n_journeys + n + 1;
+    if (need > ic->cap) {
+        free(ic->recs);
+        free(ic->ops);
+        ic->recs = malloc(need * sizeof *ic->recs);
+        ic->ops = malloc(need * sizeof *ic->ops);
+        if (!ic->recs || !ic->ops) abort();
+        ic->cap = need;
+    }
+    sb_record_t *recs = ic->recs;
+    sb_sched_op_t *ops = ic->ops;
     sb_event_t *ev = malloc(sizeof *ev);
-    sb_record_t *recs = malloc((n * cfg->n_journeys + n + 1) * sizeof *recs);
-    sb_sched_op_t *ops = malloc((n * cfg->n_journeys + n + 1) * sizeof *ops);
     sb_candidate_t *cand = malloc((cfg->n_journeys + 1) * sizeof *cand);
     dead_t *dead = malloc((n + 1) * sizeof *dead);
     if (!ev || !recs || !ops || !cand || !dead) abort();
@@ -191,8 +207,6 @@ int ingest_batch(ingest_ctx_t *ic, const in_msg_t *msgs, size_t n)
     free(cs.c);
     free(cs.names);
     free(ev);
-    free(recs);
-    free(ops);
     free(cand);
     free(dead);
     return rc;

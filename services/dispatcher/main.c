@@ -59,6 +59,7 @@ static void close_ingest_ctx(ingest_ctx_t *ic, bool own_producer)
         sb_kafka_producer_flush(ic->producer, 3000);
         sb_kafka_producer_free(ic->producer);
     }
+    ingest_ctx_free_buffers(ic);
     sb_sched_free(ic->sched);
     sb_store_free(ic->store);
     memset(ic, 0, sizeof *ic);
