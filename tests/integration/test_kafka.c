@@ -344,7 +344,12 @@ START_TEST(pause_stops_and_resume_continues)
 }
 END_TEST
 
-/* ---- (e) a member joining takes partitions over exactly after the stored work ---------- */
+/* ---- (e) a member joining takes partitions over without losing stored work ------------ */
+/* Kafka itself gives at-least-once across a rebalance: a message whose offset commit the
+ * broker refuses while the group re-forms is delivered again to its new owner (devkafka's
+ * mock refuses commits during the whole join, so repeats are common there). Exactly-once
+ * effect is the services' job (Redis idempotency, tested in test_dispatcher); here the
+ * transport must lose nothing. */
 
 #define RB_N 1000
 
@@ -363,7 +368,14 @@ static int work(sb_kafka_consumer_t *c, int *seen, int *mine, size_t max, int ti
     return r;
 }
 
-START_TEST(rebalance_hands_over_without_loss_or_repeat)
+static int distinct(const int *seen, int n)
+{
+    int d = 0;
+    for (int i = 0; i < n; i++) d += seen[i] > 0;
+    return d;
+}
+
+START_TEST(rebalance_hands_over_without_loss)
 {
     tally_t t;
     tally_init(&t, RB_N);
@@ -386,16 +398,17 @@ START_TEST(rebalance_hands_over_without_loss_or_repeat)
     /* B joins; A goes on slowly (about ten messages a second) until B owns some partitions,
      * then both drain the rest. */
     b = consumer("g.rebalance", "t.rebalance");
-    while (by_a + by_b < RB_N && sb_mono_ms() < deadline + 15000) {
+    while (distinct(seen, RB_N) < RB_N && sb_mono_ms() < deadline + 15000) {
         work(a, seen, &by_a, by_b ? 50 : 1, 0);
         work(b, seen, &by_b, 50, 100);
     }
     work(a, seen, &by_a, 50, 500);
     work(b, seen, &by_b, 50, 500);
     ck_assert_int_gt(by_b, 0);
-    ck_assert_int_eq(by_a + by_b, RB_N);
     for (int i = 0; i < RB_N; i++)
-        ck_assert_msg(seen[i] == 1, "message %d seen %d times", i, seen[i]);
+        ck_assert_msg(seen[i] >= 1, "message %d lost in the rebalance", i);
+    fprintf(stderr, "rebalance: %d messages, %d deliveries (a %d, b %d), %d repeated\n", RB_N,
+            by_a + by_b, by_a, by_b, by_a + by_b - RB_N);
     sb_kafka_consumer_close(b);
     sb_kafka_consumer_close(a);
     sb_kafka_producer_free(p);
@@ -480,7 +493,7 @@ int main(void)
     tcase_add_test(tc, restart_resumes_after_stored_offsets);
     tcase_add_test(tc, outage_queues_then_delivers_exactly_once);
     tcase_add_test(tc, pause_stops_and_resume_continues);
-    tcase_add_test(tc, rebalance_hands_over_without_loss_or_repeat);
+    tcase_add_test(tc, rebalance_hands_over_without_loss);
     tcase_add_test(tc, scan_reads_from_a_point_in_time);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
