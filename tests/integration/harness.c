@@ -426,3 +426,13 @@ int sb_h_wait_exit(pid_t pid, int timeout_ms, int *status)
         msleep(10);
     }
 }
+
+int sb_h_run_suite(Suite *s, bool nofork)
+{
+    SRunner *sr = srunner_create(s);
+    if (nofork) srunner_set_fork_status(sr, CK_NOFORK);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

@@ -4,6 +4,7 @@
 #ifndef SB_HARNESS_H
 #define SB_HARNESS_H
 
+#include <check.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
@@ -59,5 +60,10 @@ int sb_h_kill(pid_t pid, int sig);
 /* Waits up to timeout_ms for a spawned child to exit and reaps it; *status (may be NULL)
  * gets its waitpid status. Returns 0 when it exited, -1 on timeout (it is still running). */
 int sb_h_wait_exit(pid_t pid, int timeout_ms, int *status);
+
+/* Runs every test of s (in this process when nofork: the tests restart servers or keep
+ * harness state that a forked test process would take with it), frees the runner and
+ * returns the process exit status: 0 when all passed. */
+int sb_h_run_suite(Suite *s, bool nofork);
 
 #endif

@@ -133,10 +133,5 @@ int main(void)
     tcase_add_test(tc, device_publishes_only_its_own_topics);
     tcase_add_test(tc, device_reads_only_its_own_requests);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return sb_h_run_suite(s, true);
 }

@@ -191,10 +191,5 @@ int main(void)
     tcase_add_test(tc, surveys_and_stats);
     tcase_add_test(tc, check_config_exit_codes);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return sb_h_run_suite(s, true);
 }

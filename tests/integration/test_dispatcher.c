@@ -1342,12 +1342,7 @@ int main(void)
     ADD(tc, bad_events_become_dead_letters_and_the_service_goes_on);
     ADD(tc, sigterm_mid_firing_and_with_redis_down_exits_zero_and_loses_nothing);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
     /* one process: the Redis restart of one test must leave a Redis the next tests can use
      * (a server restarted in a forked test process would die with it) */
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return sb_h_run_suite(s, true);
 }

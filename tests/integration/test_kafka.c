@@ -496,9 +496,5 @@ int main(void)
     tcase_add_test(tc, rebalance_hands_over_without_loss);
     tcase_add_test(tc, scan_reads_from_a_point_in_time);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return sb_h_run_suite(s, false);
 }

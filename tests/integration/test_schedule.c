@@ -1093,11 +1093,6 @@ int main(void)
     tcase_add_test(tc, redis_restart_keeps_schedule);
     tcase_add_test(tc, memory_per_pending_survey);
     suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
     /* The tests restart servers and fork claimers: harness state must live in this process. */
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return sb_h_run_suite(su, true);
 }

@@ -370,11 +370,6 @@ int main(void)
     tcase_add_test(tc, evalsha_with_noscript_fallback);
     tcase_add_test(tc, restart_fail_fast_and_reconnect);
     suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
     /* The tests restart servers: harness state must live in this process, not a fork. */
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return sb_h_run_suite(su, true);
 }
