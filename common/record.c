@@ -172,6 +172,7 @@ const char *sb_record_state_name(char state)
     case SB_REC_CANCELLED: return "cancelled";
     case SB_REC_SUPPRESSED: return "suppressed";
     case SB_REC_EXPIRED: return "expired";
+    case SB_REC_ANSWERED: return "answered";
     default: return "unknown";
     }
 }

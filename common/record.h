@@ -22,6 +22,7 @@ enum {
     SB_REC_CANCELLED = 'x', /* interaction reopened before it fired */
     SB_REC_SUPPRESSED = 's',/* fatigue rule at fire time */
     SB_REC_EXPIRED = 'e',   /* due passed its expiry before firing, or never answered */
+    SB_REC_ANSWERED = 'a',  /* a response was counted (set by the aggregator, final) */
 };
 
 typedef struct sb_record {

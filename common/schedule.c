@@ -32,7 +32,16 @@
     "             string.format('%d', keep))\n"                                                 \
     "end\n"                                                                                     \
     "local function ms(b36) return tonumber(b36, 36) end\n"                                                                                     \
-    "local function count(field, n) redis.call('HINCRBY', stats, field, n or 1) end\n"
+    "local function count(field, n) redis.call('HINCRBY', stats, field, n or 1) end\n"      \
+    "-- A survey answered while still pending (the response overtook the acknowledgement, or\n" \
+    "-- its claimer died after publishing) was sent: count it fired once and give the record\n"  \
+    "-- the lifetime of a settled one (the aggregator keeps the pending record's: none).\n"     \
+    "local function settle_answered(key, f)\n"                                                  \
+    "  if f[1] == 'a' and redis.call('PTTL', key) == -1 then\n"                                \
+    "    count('fired|' .. f[4])\n"                                                            \
+    "    redis.call('PEXPIREAT', key, string.format('%d', math.max(ms(f[17]), now) + 86400000))\n" \
+    "  end\n"                                                                                  \
+    "end\n"
 
 /* ARGV: prefix now nops {op...} ncounts {field n}...
  * op ADD:    'a' id value due journey   (no expiry while pending: set when it settles)
@@ -117,14 +126,15 @@ static const char LUA_CLAIM[] = LUA_PRELUDE
     "  if v then\n"
     "    local f = split(v)\n"
     "    local st, journey, exp = f[1], f[4], ms(f[17])\n"
-    "    local answered = redis.call('EXISTS', P .. 'a:' .. id) == 1\n"
     "    if typ == 'x' then\n"
-    "      if st == 'f' and not answered then\n"
+    "      if st == 'f' then\n"
     "        setstate(key, v, 'e', nil, exp)\n"
     "        count('expired|' .. journey)\n"
     "      end\n"
     "    elseif typ == 'r' then\n"
-    "      publish = st == 'f' and not answered and now <= exp\n"
+    "      publish = st == 'f' and now <= exp\n"
+    "    elseif st == 'a' then\n"
+    "      settle_answered(key, f)\n"
     "    elseif st == 'p' then\n"
     "      if now > exp then\n"
     "        setstate(key, v, 'e', nil, exp)\n"
@@ -178,6 +188,8 @@ static const char LUA_ACK[] = LUA_PRELUDE
     "          redis.call('ZADD', sched, string.format('%d', now + remind), id .. ':r')\n"
     "        end\n"
     "        redis.call('ZADD', sched, string.format('%d', exp + 1), id .. ':x')\n"
+    "      else\n"
+    "        settle_answered(key, f)\n"
     "      end\n"
     "    end\n"
     "  end\n"

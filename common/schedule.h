@@ -68,7 +68,9 @@ typedef struct sb_claimed {
  * of cfg->tuning.lease_ms. Timers that need no publishing are settled inside the script and
  * counted: cancelled or missing records are dropped, surveys past their expiry become
  * expired, fatigue rules (cfg->fatigue; reminders exempt) suppress with their reason,
- * reminders of answered surveys are dropped, expiry checks mark unanswered fired surveys
+ * reminders of answered surveys (state 'a', written by the aggregator) are dropped, a
+ * survey answered before its acknowledgement is settled as fired, expiry checks mark
+ * unanswered fired surveys
  * expired. Only surveys and reminders to publish are returned in out. *next_due_ms (may be
  * NULL) gets the due time of the earliest remaining timer, or INT64_MAX. Returns the count
  * returned, or -1 (Redis unreachable). *settled (may be NULL) gets the number of timers

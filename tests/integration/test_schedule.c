@@ -500,11 +500,12 @@ START_TEST(claim_ack_remind_expire)
     ck_assert_int_eq(counter("fired|support-csat"), 2);
     ck_assert_int_eq(zscore("sbt:sched", m[0]), NOW + 100 + DAY);
 
-    /* t-0 is answered (the aggregator's marker); at the reminder time only t-2 is reminded,
-     * together with t-5, due long ago and not yet claimed */
+    /* t-0 is answered (the aggregator rewrites the state byte, keeping the TTL); at the
+     * reminder time only t-2 is reminded, together with t-5, due long ago and not yet
+     * claimed */
     char akey[64];
-    snprintf(akey, sizeof akey, "sbt:a:%s", id[0]);
-    freeReplyObject(cmd("SET", akey, "1", NULL));
+    snprintf(akey, sizeof akey, "sbt:s:%s", id[0]);
+    freeReplyObject(cmd("SETRANGE", akey, "0", "a", NULL));
     int64_t t = NOW + 100 + DAY;
     ck_assert_int_eq(sb_sched_claim(E.s, t, 10, cl, &next, &settled), 2);
     ck_assert_int_eq(settled, 1);
@@ -530,13 +531,57 @@ START_TEST(claim_ack_remind_expire)
     ck_assert_int_eq(sb_sched_claim(E.s, NOW + 10 * DAY, 10, cl, &next, &settled), 0);
     ck_assert_int_eq(settled, 2);
     ck_assert_int_eq(next, INT64_MAX);
-    ck_assert_int_eq(state_of(id[0]), SB_REC_FIRED);
+    ck_assert_int_eq(state_of(id[0]), SB_REC_ANSWERED);
     ck_assert_int_eq(state_of(id[2]), SB_REC_EXPIRED);
     /* settled after its expiry: kept a day after the settling time (the later of the two) */
     assert_ttl(id[2], NOW + 10 * DAY + DAY);
     assert_ttl(id[0], NOW - 3000 + 72 * HOUR + DAY);
     ck_assert_int_eq(counter("expired|support-csat"), 1);
     ck_assert_int_eq(num("ZCARD", "sbt:sched", NULL), 0);
+    free(cl);
+    env_close();
+}
+END_TEST
+
+/* A response can overtake the acknowledgement (a device answers within milliseconds): the
+ * aggregator marks the still pending record answered. The ack then counts it fired, gives
+ * the record a settled lifetime and schedules neither reminder nor expiry check; a claim
+ * that meets such a record (a lease recovered after a crash) settles it the same way. */
+START_TEST(answered_before_ack)
+{
+    env_open(JOURNEYS, NO_FATIGUE);
+    sb_record_t r[2];
+    char id[2][25], key[2][64];
+    for (int i = 0; i < 2; i++) {
+        char inter[16];
+        snprintf(inter, sizeof inter, "t-ans-%d", i);
+        mk_rec(&r[i], inter, "support-csat", inter, NOW, NOW + 72 * HOUR);
+        id_of(&r[i], id[i]);
+        ck_assert_int_eq(add1(&r[i]), 1);
+        snprintf(key[i], sizeof key[i], "sbt:s:%s", id[i]);
+    }
+    sb_claimed_t *cl = claim_buf(10);
+    ck_assert_int_eq(sb_sched_claim(E.s, NOW, 10, cl, NULL, NULL), 2);
+    for (int i = 0; i < 2; i++) freeReplyObject(cmd("SETRANGE", key[i], "0", "a", NULL));
+    assert_no_ttl(id[0]);
+    /* survey 0 is acknowledged; survey 1's claimer "dies" and its timer is put back */
+    const char *ack[] = {id[0]}, *rel[] = {id[1]};
+    int done[1] = {-1};
+    ck_assert_int_eq(sb_sched_ack(E.s, ack, 1, NOW + 100, done), 0);
+    ck_assert_int_eq(done[0], 1);
+    ck_assert_int_eq(sb_sched_release(E.s, rel, 1, NOW + 200), 0);
+    ck_assert_int_eq(sb_sched_claim(E.s, NOW + 300, 10, cl, NULL, NULL), 0);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(state_of(id[i]), SB_REC_ANSWERED);
+        assert_ttl(id[i], NOW + 72 * HOUR + DAY); /* max(expiry, settle time) + 1 day */
+    }
+    ck_assert_int_eq(counter("fired|support-csat"), 2);
+    ck_assert_int_eq(num("ZCARD", "sbt:sched", NULL), 0); /* no reminder, no expiry check */
+    ck_assert_int_eq(num("ZCARD", "sbt:inflight", NULL), 0);
+    /* nothing counts twice: a stray second ack finds nothing in flight */
+    ck_assert_int_eq(sb_sched_ack(E.s, ack, 1, NOW + 400, done), 0);
+    ck_assert_int_eq(done[0], 0);
+    ck_assert_int_eq(counter("fired|support-csat"), 2);
     free(cl);
     env_close();
 }
@@ -1087,6 +1132,7 @@ int main(void)
     tcase_add_test(tc, cancel_by_interaction);
     tcase_add_test(tc, claim_ack_remind_expire);
     tcase_add_test(tc, claim_after_expiry);
+    tcase_add_test(tc, answered_before_ack);
     tcase_add_test(tc, release_and_expired_leases);
     tcase_add_test(tc, fatigue_matches_c_reference);
     tcase_add_test(tc, four_processes_claim_each_survey_once);
