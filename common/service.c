@@ -110,3 +110,44 @@ void sb_service_source_mqtt(char *out, size_t len, const char *topic)
 {
     snprintf(out, len, "mqtt:%s", topic);
 }
+
+void sb_wait_delivered(sb_wait_t *w, int ok, const char *errstr)
+{
+    w->outstanding--;
+    if (!ok) {
+        w->failed++;
+        sb_warn("message not delivered err=\"%s\"", errstr ? errstr : "");
+    }
+}
+
+int sb_service_produce_all(sb_kafka_producer_t *p, sb_wait_t *w, const sb_outmsg_t *msgs,
+                           size_t n)
+{
+    if (n == 0) return 0;
+    for (int attempt = 0;; attempt++) {
+        w->tag = SB_WAIT_TAG;
+        w->outstanding = 0;
+        w->failed = 0;
+        for (size_t i = 0; i < n; i++) {
+            const sb_outmsg_t *m = &msgs[i];
+            while (sb_kafka_produce(p, m->topic, m->key, m->keylen, m->payload, m->len, w) != 0) {
+                if (sb_service_stop) goto drain;
+                sb_kafka_producer_poll(p, 100); /* queue full: let deliveries drain it */
+            }
+            w->outstanding++;
+        }
+    drain:
+        while (w->outstanding > 0) {
+            sb_kafka_producer_poll(p, 50);
+            if (sb_service_stop && w->outstanding > 0) {
+                /* give what is in flight a moment, then leave it to redelivery */
+                sb_kafka_producer_flush(p, 2000);
+                if (w->outstanding > 0) return -1;
+            }
+        }
+        if (sb_service_stop) return -1;
+        if (w->failed == 0) return 0;
+        sb_warn("retrying undelivered messages attempt=%d failed=%d", attempt + 1, w->failed);
+        sb_service_sleep(attempt < 5 ? 200 << attempt : 5000);
+    }
+}

@@ -37,4 +37,30 @@ void sb_service_sleep(int ms);
 void sb_service_source_kafka(char *out, size_t len, const sb_kafka_msg_t *m);
 void sb_service_source_mqtt(char *out, size_t len, const char *topic);
 
+/* ---- producing a set of Kafka messages and waiting until every one is stored ----
+ * The wait is the opaque of each produce call; its tag comes first so that a delivery
+ * callback that also sees other opaques can recognise it. */
+#define SB_WAIT_TAG 1
+typedef struct sb_wait {
+    int tag; /* SB_WAIT_TAG */
+    int outstanding, failed;
+} sb_wait_t;
+
+/* To be called by the producer's delivery callback for an opaque tagged SB_WAIT_TAG. */
+void sb_wait_delivered(sb_wait_t *w, int ok, const char *errstr);
+
+typedef struct sb_outmsg {
+    const char *topic;
+    const char *key; /* NULL: none */
+    size_t keylen;
+    const char *payload;
+    size_t len;
+} sb_outmsg_t;
+
+/* Produces msgs[0..n) and waits for every delivery report, producing the whole set again
+ * (with a growing pause) while any failed. Returns 0 once all are stored, -1 when a stop was
+ * requested first (the caller then leaves its input uncommitted, to be redelivered). */
+int sb_service_produce_all(sb_kafka_producer_t *p, sb_wait_t *w, const sb_outmsg_t *msgs,
+                           size_t n);
+
 #endif

@@ -16,7 +16,7 @@
 #include "store.h"
 
 /* Tags on the opaque pointer of every produced Kafka message. */
-enum { TAG_DLQ = 1, TAG_FIRE = 2 };
+enum { TAG_FIRE = 2 }; /* and SB_WAIT_TAG (service.h) for dead letters */
 
 /* One raw inbound message and where it came from. */
 typedef struct in_msg {
@@ -26,19 +26,13 @@ typedef struct in_msg {
     const char *device_id; /* from the MQTT topic's '+', NULL otherwise */
 } in_msg_t;
 
-/* Outstanding dead letters of one ingest batch (the opaque of their produce calls). */
-typedef struct dlq_wait {
-    int tag; /* TAG_DLQ */
-    int outstanding, failed;
-} dlq_wait_t;
-
 /* What one ingesting thread owns: its Redis connection, schedule handle and DLQ producer. */
 typedef struct ingest_ctx {
     const sb_config_t *cfg;
     sb_store_t *store;
     sb_sched_t *sched;
     sb_kafka_producer_t *producer; /* NULL when Kafka is off */
-    dlq_wait_t wait;
+    sb_wait_t wait; /* dead letters of the current batch */
     /* work buffers reused from batch to batch (records are a few KiB each) */
     struct sb_record *recs;
     sb_sched_op_t *ops;

@@ -48,13 +48,8 @@ void dispatcher_delivery(void *opaque, void *msg_opaque, int ok, const char *err
     (void)opaque;
     if (!msg_opaque) return;
     int tag = *(int *)msg_opaque;
-    if (tag == TAG_DLQ) {
-        dlq_wait_t *w = msg_opaque;
-        w->outstanding--;
-        if (!ok) {
-            w->failed++;
-            sb_warn("dead letter not delivered err=\"%s\"", errstr ? errstr : "");
-        }
+    if (tag == SB_WAIT_TAG) {
+        sb_wait_delivered(msg_opaque, ok, errstr);
     } else if (tag == TAG_FIRE) {
         fire_entry_t *e = msg_opaque;
         e->waiting--;
@@ -77,39 +72,18 @@ static int publish_dead(ingest_ctx_t *ic, const in_msg_t *msgs, const dead_t *de
                     dead[i].reason);
         return 0;
     }
-    for (int attempt = 0;; attempt++) {
-        ic->wait.tag = TAG_DLQ;
-        ic->wait.outstanding = 0;
-        ic->wait.failed = 0;
-        for (size_t i = 0; i < nd; i++) {
-            const in_msg_t *m = &msgs[dead[i].msg];
-            char *env = sb_dlq_encode(dead[i].reason, m->source, m->payload, m->len);
-            if (!env) abort();
-            while (sb_kafka_produce(ic->producer, ic->cfg->topics.dlq, NULL, 0, env, strlen(env),
-                                    &ic->wait) != 0) {
-                if (sb_service_stop) {
-                    free(env);
-                    goto drain;
-                }
-                sb_kafka_producer_poll(ic->producer, 100);
-            }
-            ic->wait.outstanding++;
-            free(env);
-        }
-    drain:
-        while (ic->wait.outstanding > 0) {
-            sb_kafka_producer_poll(ic->producer, 50);
-            if (sb_service_stop && ic->wait.outstanding > 0) {
-                /* give in-flight dead letters a moment, then leave them to redelivery */
-                sb_kafka_producer_flush(ic->producer, 2000);
-                if (ic->wait.outstanding > 0) return -1;
-            }
-        }
-        if (ic->wait.failed == 0 && !sb_service_stop) return 0;
-        if (sb_service_stop) return -1;
-        sb_warn("retrying dead letters attempt=%d failed=%d", attempt + 1, ic->wait.failed);
-        sb_service_sleep(attempt < 5 ? 200 << attempt : 5000);
+    sb_outmsg_t *out = calloc(nd, sizeof *out);
+    if (!out) abort();
+    for (size_t i = 0; i < nd; i++) {
+        const in_msg_t *m = &msgs[dead[i].msg];
+        char *env = sb_dlq_encode(dead[i].reason, m->source, m->payload, m->len);
+        if (!env) abort();
+        out[i] = (sb_outmsg_t){ic->cfg->topics.dlq, NULL, 0, env, strlen(env)};
     }
+    int rc = sb_service_produce_all(ic->producer, &ic->wait, out, nd);
+    for (size_t i = 0; i < nd; i++) free((char *)out[i].payload);
+    free(out);
+    return rc;
 }
 
 void ingest_ctx_free_buffers(ingest_ctx_t *ic)

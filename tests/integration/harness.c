@@ -238,7 +238,8 @@ static int kafka_start(sb_h_t *h)
     const char *argv[] = {sb_h_bin("surveybus-devkafka"), "--brokers", "1", "--partitions",
                     parts, "--topics", topics_arg, "--bootstrap-file", boot, NULL};
     h->kafka_pid = spawn(argv, log);
-    for (long deadline = now_ms() + 15000; now_ms() < deadline; msleep(20)) {
+    /* topics are created one by one before the bootstrap file appears: allow for many */
+    for (long deadline = now_ms() + 60000; now_ms() < deadline; msleep(20)) {
         FILE *f = fopen(boot, "r");
         if (f) {
             bool ok = fgets(h->kafka_bootstrap, sizeof h->kafka_bootstrap, f) != NULL;

@@ -1,0 +1,74 @@
+/* surveybus-aggregator: survey responses, requests sent and interaction KPIs in; rolling
+ * window metrics and alerts out. ingest.c counts a batch exactly once (tally.h does the
+ * Redis side), publish.c publishes the metric updates of the changed slices, main.c runs
+ * the loops. */
+#ifndef SB_AGGREGATOR_H
+#define SB_AGGREGATOR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "kafka.h"
+#include "mqtt.h"
+#include "service.h"
+#include "store.h"
+#include "tally.h"
+
+/* Which stream a message came from. */
+enum { STREAM_RESPONSE = 'r', STREAM_REQUEST = 'q', STREAM_INTERACTION = 'k' };
+
+typedef struct in_msg {
+    const void *payload;
+    size_t len;
+    const char *source;    /* dead-letter source text */
+    const char *device_id; /* from the MQTT topic's '+', NULL otherwise */
+    char stream;
+} in_msg_t;
+
+/* What one ingesting thread owns. */
+typedef struct ingest {
+    const sb_config_t *cfg;
+    sb_store_t *store;
+    sb_tally_t *tally;
+    sb_kafka_producer_t *producer; /* dead letters and alerts; NULL when Kafka is off */
+    sb_mqtt_t *mqtt_pub;           /* alerts; NULL when MQTT is off (shared, thread-safe) */
+    sb_wait_t wait;
+} ingest_t;
+
+/* Counts a batch: every response is verified (token, survey, state, scale, expiry, time)
+ * and, with the requests and KPI events, counted in one atomic Redis call; dead letters
+ * and alerts are then published and confirmed. Returns 0 once every effect is durable (the
+ * caller may commit), -1 to retry the same batch (Redis or Kafka failed, or stopping). */
+int ingest_batch(ingest_t *ig, const in_msg_t *msgs, size_t n);
+
+/* Kafka delivery callback of the aggregator's producers. */
+void aggregator_delivery(void *opaque, void *msg_opaque, int ok, const char *errstr);
+
+/* ---- publication (publish.c) ---- */
+
+typedef struct publisher {
+    const sb_config_t *cfg;
+    sb_tally_t *tally;
+    sb_kafka_producer_t *producer;
+    sb_mqtt_t *mqtt_pub;
+    char token[200];   /* this instance's leader token */
+    bool leader;
+    /* last published state per (slice, window, metric): a hash of the update without its
+     * time, 0 for "nothing to show" (count 0 and never published otherwise) */
+    uint64_t *last;
+    size_t n_slices;   /* rows in last */
+    int64_t next_republish_ms, next_alert_sweep_ms;
+    uint64_t published, failed;
+} publisher_t;
+
+void publisher_init(publisher_t *p, const sb_config_t *cfg, sb_tally_t *tally,
+                    sb_kafka_producer_t *producer, sb_mqtt_t *mqtt_pub, const char *instance);
+void publisher_free(publisher_t *p);
+/* One publication round: takes or renews the lease, reads every window, publishes what
+ * changed (and everything that has a value when the republish period is up), and
+ * republishes alerts whose instance died. Returns the number of updates published, or -1
+ * (Redis). */
+int publisher_tick(publisher_t *p, int64_t now_ms);
+
+#endif

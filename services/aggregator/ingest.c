@@ -1,0 +1,489 @@
+/* Aggregator ingest: raw responses, requests and interaction events -> verified items ->
+ * one atomic tally call per batch -> dead letters and alerts, confirmed before the caller
+ * commits. */
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aggregator.h"
+#include "dlq.h"
+#include "event.h"
+#include "log.h"
+#include "record.h"
+#include "stats.h"
+#include "survey.h"
+#include "token.h"
+
+/* Counter fields of a batch, merged by name. */
+typedef struct counts {
+    sb_sched_count_t c[64];
+    char names[64][96];
+    size_t n;
+} counts_t;
+
+static void count(counts_t *cs, const char *field)
+{
+    for (size_t i = 0; i < cs->n; i++)
+        if (!strcmp(cs->names[i], field)) {
+            cs->c[i].n++;
+            return;
+        }
+    if (cs->n == sizeof cs->c / sizeof cs->c[0]) return; /* reason codes are a short list */
+    snprintf(cs->names[cs->n], sizeof cs->names[0], "%s", field);
+    cs->c[cs->n] = (sb_sched_count_t){cs->names[cs->n], 1};
+    cs->n++;
+}
+
+static void countf(counts_t *cs, const char *prefix, const char *what)
+{
+    char f[96];
+    snprintf(f, sizeof f, "%s%.80s", prefix, what);
+    count(cs, f);
+}
+
+/* Per message working state. */
+typedef struct work {
+    char state;   /* 0 pending; 'd' dead; 's' skipped (counted in counters); 'i' an item */
+    char reason[240];
+    sb_survey_response_t resp;
+    char survey_id[SB_STR_MAX + 1];
+    int64_t ts;
+    sb_record_t rec;
+    char *claim; /* owned */
+    size_t claim_len;
+    char *alert; /* owned */
+    int item;    /* index into items when state 'i' */
+} work_t;
+
+static void dead(work_t *w, counts_t *cs, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void dead(work_t *w, counts_t *cs, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(w->reason, sizeof w->reason, fmt, ap);
+    va_end(ap);
+    char code[64];
+    sb_reason_code(w->reason, code, sizeof code);
+    countf(cs, "dlq|", code);
+    w->state = 'd';
+}
+
+void aggregator_delivery(void *opaque, void *msg_opaque, int ok, const char *errstr)
+{
+    (void)opaque;
+    if (msg_opaque && *(int *)msg_opaque == SB_WAIT_TAG)
+        sb_wait_delivered(msg_opaque, ok, errstr);
+    else if (!ok)
+        sb_warn("metric update not delivered err=\"%s\"", errstr ? errstr : "");
+}
+
+/* The alert of a counted response (SPEC §4), or NULL. */
+static char *alert_json(const sb_config_t *cfg, const work_t *w)
+{
+    const sb_record_t *r = &w->rec;
+    const char *type = sb_stats_alert_type(r->kind);
+    json_t *o = json_object(), *dims = json_object();
+    char when[32];
+    sb_time_format(w->ts, when);
+    json_object_set_new(o, "type", json_string(type));
+    json_object_set_new(o, "survey_id", json_string(w->survey_id));
+    json_object_set_new(o, "customer_id", json_string(r->customer_id));
+    json_object_set_new(o, "interaction_id", json_string(r->interaction_id));
+    json_object_set_new(o, "journey", json_string(r->journey));
+    json_object_set_new(o, "kind", json_string(sb_kind_names[r->kind]));
+    json_object_set_new(o, "score", json_integer(w->resp.score));
+    json_object_set_new(o, "comment",
+                        w->resp.has_comment ? json_string(w->resp.comment) : json_null());
+    json_object_set_new(o, "answered_at", json_string(when));
+    for (size_t i = 0; i < cfg->n_dimensions; i++) {
+        sb_dim_t d = cfg->dimensions[i];
+        if (r->dim[d][0]) json_object_set_new(dims, sb_dim_names[d], json_string(r->dim[d]));
+    }
+    json_object_set_new(o, "dims", dims);
+    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    return s;
+}
+
+/* Resolves the slices of one item from its dimension values. Returns 0 or -1 (Redis). */
+static int slices_of(ingest_t *ig, const char (*vals)[SB_STR_MAX + 1], sb_tally_item_t *it,
+                     counts_t *cs)
+{
+    char names[SB_DIM__N][SB_TALLY_NAME_MAX];
+    const char *ptr[SB_DIM__N];
+    bool capped[SB_DIM__N];
+    size_t n = sb_tally_slice_names(ig->cfg, vals, names);
+    for (size_t i = 0; i < n; i++) ptr[i] = names[i];
+    if (sb_tally_slices(ig->tally, ptr, n, it->slices, capped) != 0) return -1;
+    it->n_slices = n;
+    for (size_t i = 0; i < n; i++)
+        if (capped[i]) {
+            char dim[SB_TALLY_NAME_MAX];
+            snprintf(dim, sizeof dim, "%.*s", (int)strcspn(names[i], "|"), names[i]);
+            countf(cs, "capped|", dim);
+        }
+    return 0;
+}
+
+/* The time an item counts at: ts itself, or now for a time at most the allowed lateness
+ * ahead of this clock (clock skew). Returns 0, SB_WINDOW_LATE or SB_WINDOW_FUTURE. */
+static int place_time(const sb_config_t *cfg, int64_t now, int64_t *ts)
+{
+    sb_window_plan_t plan;
+    int rc = sb_window_plan(cfg->windows_ms, cfg->n_windows, cfg->allowed_lateness_ms, now, *ts,
+                            &plan);
+    if (rc == 0 && *ts > now) *ts = now;
+    return rc;
+}
+
+/* Fills the dimension values of an interaction event (attribution of its KPIs). */
+static void event_dims(const sb_event_t *ev, char (*vals)[SB_STR_MAX + 1])
+{
+    memset(vals, 0, SB_DIM__N * (SB_STR_MAX + 1));
+    snprintf(vals[SB_DIM_ALL], SB_STR_MAX + 1, "all");
+    const char *ch = ev->val[SB_F_CHANNEL][0] ? ev->val[SB_F_CHANNEL]
+                     : ev->val[SB_F_DEVICE_ID][0] ? "device" : "";
+    snprintf(vals[SB_DIM_CHANNEL], SB_STR_MAX + 1, "%s", ch);
+    static const struct { sb_dim_t d; sb_field_t f; } map[] = {
+        {SB_DIM_AGENT, SB_F_AGENT},   {SB_DIM_TEAM, SB_F_TEAM},     {SB_DIM_REGION, SB_F_REGION},
+        {SB_DIM_PRODUCT, SB_F_PRODUCT}, {SB_DIM_STAGE, SB_F_STAGE}, {SB_DIM_KIND, SB_F_KIND},
+        {SB_DIM_LOCALE, SB_F_LOCALE}, {SB_DIM_DEVICE, SB_F_DEVICE_ID},
+    };
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        snprintf(vals[map[i].d], SB_STR_MAX + 1, "%s", ev->val[map[i].f]);
+}
+
+/* Step 1: parse and check what needs no Redis. */
+static void parse_one(ingest_t *ig, const in_msg_t *m, work_t *w, sb_event_t *ev,
+                      sb_tally_item_t *it, counts_t *cs, int64_t now)
+{
+    const sb_config_t *cfg = ig->cfg;
+    char err[200];
+    if (m->stream == STREAM_RESPONSE) {
+        count(cs, "consumed|responses");
+        if (sb_survey_response_decode(m->payload, m->len, m->device_id, &w->resp, err,
+                                      sizeof err) != 0) {
+            dead(w, cs, "%s", err);
+            return;
+        }
+        snprintf(w->survey_id, sizeof w->survey_id, "%s", w->resp.survey_id);
+        w->ts = w->resp.has_answered ? w->resp.answered_ms : now;
+        int64_t exp = 0;
+        int tv = sb_token_verify(cfg->token.secret, w->survey_id, w->resp.token, w->ts, &exp);
+        if (tv == SB_TOKEN_BAD) {
+            dead(w, cs, "bad_token: the token does not belong to survey %s", w->survey_id);
+            return;
+        }
+        if (tv == SB_TOKEN_EXPIRED) {
+            char a[32], e[32];
+            sb_time_format(w->ts, a);
+            sb_time_format(exp, e);
+            dead(w, cs, "expired: answered %s, the survey expired %s", a, e);
+            return;
+        }
+        if (w->resp.score < 0 || w->resp.score > SB_SCORE_MAX) {
+            dead(w, cs, "score_out_of_range: %d is not in 0..%d", w->resp.score, SB_SCORE_MAX);
+            return;
+        }
+        int pt = place_time(cfg, now, &w->ts);
+        if (pt == SB_WINDOW_FUTURE) {
+            dead(w, cs, "bad_time: answered_at is more than the allowed lateness ahead");
+            return;
+        }
+        if (pt == SB_WINDOW_LATE) {
+            count(cs, "late");
+            dead(w, cs, "late: answered_at is older than the longest window and the allowed "
+                        "lateness");
+            return;
+        }
+        w->state = 0; /* needs its record */
+    } else if (m->stream == STREAM_REQUEST) {
+        count(cs, "consumed|requests");
+        sb_survey_request_t *rq = malloc(sizeof *rq);
+        if (!rq) abort();
+        int rc = sb_survey_request_decode(m->payload, m->len, rq, err, sizeof err);
+        if (rc == 0 && rq->reminder) {
+            count(cs, "requests_reminder"); /* a reminder is not another request */
+            w->state = 's';
+        } else if (rc == 0) {
+            snprintf(w->survey_id, sizeof w->survey_id, "%s", rq->survey_id);
+            w->ts = rq->issued_ms;
+            int pt = place_time(cfg, now, &w->ts);
+            if (pt == SB_WINDOW_LATE || pt == SB_WINDOW_FUTURE) {
+                count(cs, pt == SB_WINDOW_LATE ? "requests_late" : "requests_future");
+                w->state = 's';
+            } else {
+                w->state = 0;
+            }
+        } else {
+            dead(w, cs, "%s", err);
+        }
+        free(rq);
+    } else {
+        count(cs, "consumed|interactions");
+        /* bad events are the dispatcher's dead letters; here they are only counted */
+        if (sb_event_parse(m->payload, m->len, cfg->mapping, m->device_id, ev, err,
+                           sizeof err) != 0) {
+            char code[64];
+            sb_reason_code(err, code, sizeof code);
+            countf(cs, "kpi_invalid|", code);
+            w->state = 's';
+            return;
+        }
+        if (ev->type == SB_EV_REOPENED || !(ev->has_frt || ev->has_art || ev->has_fcr ||
+                                            ev->has_transfers)) {
+            count(cs, "kpi_none");
+            w->state = 's';
+            return;
+        }
+        w->ts = ev->occurred_ms;
+        int pt = place_time(cfg, now, &w->ts);
+        if (pt != 0) {
+            count(cs, pt == SB_WINDOW_LATE ? "kpi_late" : "kpi_future");
+            w->state = 's';
+            return;
+        }
+        snprintf(w->survey_id, sizeof w->survey_id, "%s", ev->val[SB_F_EVENT_ID]);
+        memset(it, 0, sizeof *it);
+        it->type = SB_TALLY_KPI;
+        it->ts_ms = w->ts;
+        it->has_frt = ev->has_frt;
+        it->has_art = ev->has_art;
+        if (ev->has_frt) {
+            it->frt_key = sb_stats_kpi_bucket(ev->frt_s);
+            it->frt_ms = llround(ev->frt_s * 1000.0);
+        }
+        if (ev->has_art) {
+            it->art_key = sb_stats_kpi_bucket(ev->art_s);
+            it->art_ms = llround(ev->art_s * 1000.0);
+        }
+        it->fcr = ev->has_fcr ? ev->fcr : -1;
+        it->transferred = ev->has_transfers ? ev->transfers > 0 : -1;
+        event_dims(ev, w->rec.dim);
+        w->state = 'k'; /* an item, slices still to resolve */
+    }
+}
+
+/* Step 2: with its survey record (NULL: none), decide a response or request. */
+static void check_record(ingest_t *ig, const in_msg_t *m, work_t *w, const redisReply *v,
+                         counts_t *cs)
+{
+    char err[200];
+    if (!v || v->type != REDIS_REPLY_STRING) {
+        if (m->stream == STREAM_RESPONSE)
+            dead(w, cs, "unknown_survey: no survey %s (never scheduled, or long expired)",
+                 w->survey_id);
+        else {
+            count(cs, "requests_unknown");
+            w->state = 's';
+        }
+        return;
+    }
+    if (sb_record_decode(v->str, v->len, &w->rec, err, sizeof err) != 0) {
+        sb_error("unreadable survey record id=%s err=\"%s\"", w->survey_id, err);
+        if (m->stream == STREAM_RESPONSE)
+            dead(w, cs, "unknown_survey: the record of survey %s is unreadable", w->survey_id);
+        else
+            w->state = 's';
+        return;
+    }
+    if (m->stream == STREAM_REQUEST) {
+        w->state = 'q';
+        return;
+    }
+    char st = w->rec.state;
+    if (st == SB_REC_ANSWERED) {
+        count(cs, "duplicate");
+        w->state = 's';
+        return;
+    }
+    if (st == SB_REC_CANCELLED || st == SB_REC_SUPPRESSED) {
+        dead(w, cs, "not_sent: survey %s was %s, no request went out", w->survey_id,
+             sb_record_state_name(st));
+        return;
+    }
+    const sb_scale_t *sc = &ig->cfg->scales[w->rec.kind];
+    if (w->resp.score < sc->min || w->resp.score > sc->max) {
+        dead(w, cs, "wrong_scale: %d is outside the %s scale %d..%d", w->resp.score,
+             sb_kind_names[w->rec.kind], sc->min, sc->max);
+        return;
+    }
+    if (w->ts > w->rec.expires_ms) {
+        char a[32], e[32];
+        sb_time_format(w->ts, a);
+        sb_time_format(w->rec.expires_ms, e);
+        dead(w, cs, "expired: answered %s, the survey expired %s", a, e);
+        return;
+    }
+    /* the claim: the same record with state 'a' (answered) */
+    w->claim = malloc(v->len);
+    if (!w->claim) abort();
+    memcpy(w->claim, v->str, v->len);
+    w->claim[0] = SB_REC_ANSWERED;
+    w->claim_len = v->len;
+    const sb_config_t *cfg = ig->cfg;
+    if (sb_stats_is_alert(w->rec.kind, w->resp.score, sc, cfg->alerts.nps_max,
+                          cfg->alerts.csat_max, cfg->alerts.ces_hard_min, cfg->alerts.ces_hard_max))
+        w->alert = alert_json(cfg, w);
+    w->state = 'r';
+}
+
+/* Step 4: dead letters and alerts of the batch, confirmed. Returns 0 or -1 (stopping). */
+static int publish_out(ingest_t *ig, const in_msg_t *msgs, work_t *w, size_t n,
+                       const sb_tally_item_t *items)
+{
+    const sb_config_t *cfg = ig->cfg;
+    size_t nout = 0, nalert = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (w[i].state == 'd') nout++;
+        if (w[i].state == 'r' && items[w[i].item].result == 'c' && w[i].alert) nalert++;
+    }
+    if (nout + nalert == 0) return 0;
+    sb_outmsg_t *out = calloc(nout + nalert, sizeof *out);
+    const char **done = calloc(nalert + 1, sizeof *done);
+    char **env = calloc(nout + 1, sizeof *env);
+    int *mids = calloc(nalert + 1, sizeof *mids);
+    if (!out || !done || !env || !mids) abort();
+    size_t k = 0, ne = 0, na = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (w[i].state == 'd') {
+            if (!ig->producer) {
+                sb_warn("dead letter (kafka off) source=%s reason=\"%s\"", msgs[i].source,
+                        w[i].reason);
+                continue;
+            }
+            env[ne] = sb_dlq_encode(w[i].reason, msgs[i].source, msgs[i].payload, msgs[i].len);
+            if (!env[ne]) abort();
+            out[k++] = (sb_outmsg_t){cfg->topics.dlq, NULL, 0, env[ne], strlen(env[ne])};
+            ne++;
+        } else if (w[i].state == 'r' && items[w[i].item].result == 'c' && w[i].alert) {
+            done[na] = w[i].alert;
+            const char *type = sb_stats_alert_type(w[i].rec.kind);
+            if (ig->producer)
+                out[k++] = (sb_outmsg_t){cfg->topics.alerts, w[i].survey_id,
+                                         strlen(w[i].survey_id), w[i].alert, strlen(w[i].alert)};
+            if (ig->mqtt_pub) {
+                char topic[600];
+                const char *keys[] = {"type"}, *vals[] = {type};
+                if (sb_mqtt_topic_render(cfg->mqtt_topics.alerts, keys, vals, 1, topic,
+                                         sizeof topic) == 0 &&
+                    sb_mqtt_publish(ig->mqtt_pub, topic, w[i].alert, strlen(w[i].alert), false,
+                                    &mids[na]) != 0)
+                    sb_warn("alert not published on mqtt err=\"%s\"", sb_mqtt_errstr(ig->mqtt_pub));
+            }
+            na++;
+        }
+    }
+    int rc = ig->producer ? sb_service_produce_all(ig->producer, &ig->wait, out, k) : 0;
+    if (rc == 0 && ig->mqtt_pub) {
+        /* MQTT alerts: wait (bounded) for the broker's acknowledgement; the outbox keeps
+         * the ones not confirmed, and the publisher sends them again */
+        int64_t until = sb_mono_ms() + 5000;
+        for (size_t i = 0; i < na; i++)
+            while (mids[i] && sb_mqtt_is_pending(ig->mqtt_pub, mids[i]) && sb_mono_ms() < until)
+                sb_service_sleep(2);
+    }
+    if (rc == 0 && na && sb_tally_alerts_done(ig->tally, done, na) != 0)
+        sb_warn("alerts published but still in the outbox (redis); they may be sent again");
+    for (size_t i = 0; i < ne; i++) free(env[i]);
+    free(env);
+    free(out);
+    free(done);
+    free(mids);
+    return rc;
+}
+
+int ingest_batch(ingest_t *ig, const in_msg_t *msgs, size_t n)
+{
+    int64_t now = sb_now_ms();
+    work_t *w = calloc(n ? n : 1, sizeof *w);
+    sb_tally_item_t *items = calloc(n ? n : 1, sizeof *items);
+    sb_tally_item_t *kpi = calloc(n ? n : 1, sizeof *kpi);
+    sb_event_t *ev = malloc(sizeof *ev);
+    counts_t *cs = calloc(1, sizeof *cs);
+    const char **argv = calloc(n + 1, sizeof *argv);
+    char (*keys)[300] = calloc(n ? n : 1, sizeof *keys);
+    if (!w || !items || !kpi || !ev || !cs || !argv || !keys) abort();
+    int rc = -1;
+
+    for (size_t i = 0; i < n; i++) parse_one(ig, &msgs[i], &w[i], ev, &kpi[i], cs, now);
+
+    /* survey records of the responses and requests: one MGET */
+    size_t nk = 0;
+    argv[0] = "MGET";
+    for (size_t i = 0; i < n; i++)
+        if (w[i].state == 0) {
+            sb_store_key(ig->store, keys[nk], sizeof keys[nk], "s:%s", w[i].survey_id);
+            argv[1 + nk] = keys[nk];
+            nk++;
+        }
+    redisReply *recs = NULL;
+    if (nk) {
+        recs = sb_store_cmdargv(ig->store, (int)(1 + nk), argv, NULL);
+        if (!recs || recs->type != REDIS_REPLY_ARRAY || recs->elements != nk) goto out;
+    }
+    for (size_t i = 0, k = 0; i < n; i++)
+        if (w[i].state == 0) check_record(ig, &msgs[i], &w[i], recs->element[k++], cs);
+
+    /* items, with their slices */
+    size_t ni = 0;
+    for (size_t i = 0; i < n; i++) {
+        sb_tally_item_t *it = &items[ni];
+        if (w[i].state == 'r' || w[i].state == 'q') {
+            memset(it, 0, sizeof *it);
+            it->type = w[i].state == 'r' ? SB_TALLY_RESPONSE : SB_TALLY_REQUEST;
+            it->id = w[i].survey_id;
+            it->ts_ms = w[i].ts;
+            it->claim = w[i].claim;
+            it->claim_len = w[i].claim_len;
+            it->kind = w[i].rec.kind;
+            it->score = w[i].resp.score;
+            it->alert = w[i].alert;
+            if (slices_of(ig, (const char(*)[SB_STR_MAX + 1])w[i].rec.dim, it, cs)) goto out;
+        } else if (w[i].state == 'k') {
+            *it = kpi[i];
+            it->id = w[i].survey_id;
+            if (slices_of(ig, (const char(*)[SB_STR_MAX + 1])w[i].rec.dim, it, cs)) goto out;
+        } else {
+            continue;
+        }
+        w[i].item = (int)ni++;
+    }
+
+    if (sb_tally_apply(ig->tally, items, ni, cs->c, cs->n, now) != 0) {
+        sb_warn("tally batch failed, will retry err=\"%s\"", ig->store->errstr);
+        goto out;
+    }
+    /* claims lost to a race since the MGET */
+    for (size_t i = 0; i < n; i++) {
+        if (w[i].state != 'r') continue;
+        char r = items[w[i].item].result;
+        if (r == 'u')
+            snprintf(w[i].reason, sizeof w[i].reason,
+                     "unknown_survey: no survey %s (its record expired)", w[i].survey_id),
+                w[i].state = 'd';
+        else if (r == 'n')
+            snprintf(w[i].reason, sizeof w[i].reason,
+                     "not_sent: survey %s was cancelled or suppressed", w[i].survey_id),
+                w[i].state = 'd';
+    }
+    rc = publish_out(ig, msgs, w, n, items);
+out:
+    if (recs) freeReplyObject(recs);
+    for (size_t i = 0; i < n; i++) {
+        free(w[i].claim);
+        free(w[i].alert);
+    }
+    free(w);
+    free(items);
+    free(kpi);
+    free(ev);
+    free(cs);
+    free(argv);
+    free(keys);
+    return rc;
+}

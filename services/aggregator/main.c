@@ -1,0 +1,211 @@
+/* surveybus-aggregator: consumes survey responses, the survey requests sent and the
+ * interaction events' KPIs (Kafka and/or MQTT), counts them exactly once into Redis rolling
+ * windows, and publishes metric updates and alerts. The main thread runs Kafka ingest and
+ * publication; libmosquitto's callback thread ingests MQTT messages with its own Redis
+ * connection. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aggregator.h"
+#include "log.h"
+
+typedef struct agg {
+    sb_service_t svc;
+    const sb_config_t *cfg;
+    sb_kafka_producer_t *producer;
+    sb_kafka_consumer_t *consumer;
+    sb_mqtt_t *mqtt_sub, *mqtt_pub;
+    ingest_t kin; /* Kafka ingest and publication (main thread) */
+    ingest_t min; /* MQTT ingest (callback thread) */
+    publisher_t pub;
+} agg_t;
+
+static int on_mqtt(void *opaque, const char *topic, const void *payload, size_t len)
+{
+    agg_t *a = opaque;
+    const sb_config_t *cfg = a->cfg;
+    char device[SB_STR_MAX + 1] = "", source[1100];
+    char stream = 0;
+    for (size_t i = 0; !stream && i < cfg->mqtt_topics.n_responses; i++)
+        if (sb_mqtt_topic_match(cfg->mqtt_topics.responses[i], topic, device, sizeof device) == 1)
+            stream = STREAM_RESPONSE;
+    for (size_t i = 0; !stream && i < cfg->mqtt_topics.n_interactions; i++)
+        if (sb_mqtt_topic_match(cfg->mqtt_topics.interactions[i], topic, device, sizeof device) == 1)
+            stream = STREAM_INTERACTION;
+    if (!stream) return 0;
+    sb_service_source_mqtt(source, sizeof source, topic);
+    in_msg_t m = {payload, len, source, device[0] ? device : NULL, stream};
+    return ingest_batch(&a->min, &m, 1);
+}
+
+static int open_ingest(agg_t *a, ingest_t *ig, char *err, size_t el)
+{
+    ig->cfg = a->cfg;
+    ig->store = sb_store_new(a->cfg, err, el);
+    if (!ig->store) return -1;
+    ig->tally = sb_tally_new(ig->store, a->cfg);
+    ig->producer = a->producer;
+    ig->mqtt_pub = a->mqtt_pub;
+    return 0;
+}
+
+static void close_ingest(ingest_t *ig)
+{
+    sb_tally_free(ig->tally);
+    sb_store_free(ig->store);
+    memset(ig, 0, sizeof *ig);
+}
+
+static int start(agg_t *a)
+{
+    const sb_config_t *cfg = a->cfg;
+    char err[512];
+    bool kafka = cfg->kafka.brokers && *cfg->kafka.brokers;
+    bool mqtt = cfg->mqtt.url && *cfg->mqtt.url;
+    if (kafka) {
+        a->producer = sb_kafka_producer_new(cfg, a->svc.client_id, aggregator_delivery, a, err,
+                                            sizeof err);
+        if (!a->producer) goto fail;
+    }
+    if (mqtt) {
+        char cid[400];
+        snprintf(cid, sizeof cid, "%s-pub", a->svc.client_id);
+        a->mqtt_pub = sb_mqtt_new(cfg, cid, NULL, 0, NULL, NULL, err, sizeof err);
+        if (!a->mqtt_pub) goto fail;
+    }
+    if (open_ingest(a, &a->kin, err, sizeof err)) goto fail;
+    publisher_init(&a->pub, cfg, a->kin.tally, a->producer, a->mqtt_pub, a->svc.instance);
+    if (kafka) {
+        char group[600];
+        snprintf(group, sizeof group, "%s.aggregator", cfg->kafka.group);
+        const char *topics[] = {cfg->topics.responses, cfg->topics.requests,
+                                cfg->topics.interactions};
+        a->consumer = sb_kafka_consumer_new(cfg, group, topics, 3, err, sizeof err);
+        if (!a->consumer) goto fail;
+    }
+    if (mqtt && cfg->mqtt_topics.n_responses + cfg->mqtt_topics.n_interactions) {
+        if (open_ingest(a, &a->min, err, sizeof err)) goto fail;
+        size_t n = cfg->mqtt_topics.n_responses + cfg->mqtt_topics.n_interactions;
+        const char **subs = malloc(n * sizeof *subs);
+        if (!subs) abort();
+        for (size_t i = 0; i < cfg->mqtt_topics.n_responses; i++) subs[i] = cfg->mqtt_topics.responses[i];
+        for (size_t i = 0; i < cfg->mqtt_topics.n_interactions; i++)
+            subs[cfg->mqtt_topics.n_responses + i] = cfg->mqtt_topics.interactions[i];
+        a->mqtt_sub = sb_mqtt_new(cfg, a->svc.client_id, subs, n, on_mqtt, a, err, sizeof err);
+        free(subs);
+        if (!a->mqtt_sub) goto fail;
+    }
+    sb_info("started kafka=%s mqtt=%s windows=%zu dimensions=%zu interval_ms=%d",
+            kafka ? "on" : "off", mqtt ? "on" : "off", cfg->n_windows, cfg->n_dimensions,
+            cfg->publish.interval_ms);
+    return 0;
+fail:
+    sb_error("cannot start: %s", err);
+    return -1;
+}
+
+static void wait_redis(agg_t *a)
+{
+    sb_warn("redis unavailable, pausing consumption err=\"%s\"", a->kin.store->errstr);
+    if (a->consumer) sb_kafka_pause(a->consumer);
+    if (sb_store_wait_up(a->kin.store, &sb_service_stop) == 0) sb_info("redis back, resuming");
+    if (a->consumer) sb_kafka_resume(a->consumer);
+}
+
+static char stream_of(const sb_config_t *cfg, const char *topic)
+{
+    if (!strcmp(topic, cfg->topics.responses)) return STREAM_RESPONSE;
+    if (!strcmp(topic, cfg->topics.requests)) return STREAM_REQUEST;
+    return STREAM_INTERACTION;
+}
+
+static void consume_once(agg_t *a, int timeout_ms)
+{
+    sb_kafka_msg_t *msgs = NULL;
+    int n = sb_kafka_consume_batch(a->consumer, &msgs, (size_t)a->cfg->tuning.batch, timeout_ms);
+    if (n < 0) {
+        sb_error("kafka consumer failed err=\"%s\"", sb_kafka_consumer_error(a->consumer));
+        sb_service_sleep(1000);
+        return;
+    }
+    if (n == 0) return;
+    in_msg_t *in = malloc((size_t)n * sizeof *in);
+    char(*src)[512] = malloc((size_t)n * sizeof *src);
+    if (!in || !src) abort();
+    for (int i = 0; i < n; i++) {
+        sb_service_source_kafka(src[i], sizeof src[i], &msgs[i]);
+        in[i] = (in_msg_t){msgs[i].payload, msgs[i].len, src[i], NULL,
+                           stream_of(a->cfg, msgs[i].topic)};
+    }
+    int rc;
+    while ((rc = ingest_batch(&a->kin, in, (size_t)n)) != 0 && !sb_service_stop) wait_redis(a);
+    if (rc == 0 && sb_kafka_store_offsets(a->consumer, msgs, (size_t)n) != 0)
+        sb_warn("storing offsets failed err=\"%s\"", sb_kafka_consumer_error(a->consumer));
+    sb_kafka_msgs_free(msgs, (size_t)n);
+    free(in);
+    free(src);
+}
+
+static void run(agg_t *a)
+{
+    int64_t next_pub = sb_mono_ms(), next_report = sb_mono_ms() + 10000;
+    while (!sb_service_stop) {
+        int64_t wait = next_pub - sb_mono_ms();
+        if (wait < 0) wait = 0;
+        if (wait > a->cfg->tuning.batch_ms) wait = a->cfg->tuning.batch_ms;
+        if (a->consumer)
+            consume_once(a, (int)wait);
+        else
+            sb_service_sleep((int)wait);
+        if (sb_mono_ms() >= next_pub) {
+            if (publisher_tick(&a->pub, sb_now_ms()) < 0) wait_redis(a);
+            next_pub = sb_mono_ms() + a->cfg->publish.interval_ms;
+        }
+        if (a->producer) sb_kafka_producer_poll(a->producer, 0);
+        if (sb_mono_ms() >= next_report) {
+            sb_info("published updates=%llu failed=%llu leader=%s",
+                    (unsigned long long)a->pub.published, (unsigned long long)a->pub.failed,
+                    a->pub.leader ? "yes" : "no");
+            next_report = sb_mono_ms() + 10000;
+        }
+    }
+}
+
+static void shutdown_all(agg_t *a)
+{
+    if (a->consumer) {
+        sb_kafka_commit(a->consumer);
+        sb_kafka_consumer_close(a->consumer);
+    }
+    sb_mqtt_free(a->mqtt_sub); /* unacknowledged MQTT messages are redelivered */
+    close_ingest(&a->min);
+    publisher_free(&a->pub);
+    close_ingest(&a->kin);
+    if (a->mqtt_pub) sb_mqtt_wait_published(a->mqtt_pub, 2000);
+    sb_mqtt_free(a->mqtt_pub);
+    if (a->producer) {
+        sb_kafka_producer_flush(a->producer, 3000);
+        sb_kafka_producer_free(a->producer);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    agg_t a;
+    memset(&a, 0, sizeof a);
+    int rc = sb_service_init(&a.svc, "aggregator", argc, argv);
+    if (rc != 0) return rc > 0 ? 0 : 1;
+    a.cfg = a.svc.cfg;
+    if (start(&a) == 0) {
+        run(&a);
+        sb_info("stopping");
+        rc = 0;
+    } else {
+        rc = 1;
+    }
+    shutdown_all(&a);
+    sb_service_fini(&a.svc);
+    if (rc == 0) sb_info("stopped");
+    return rc;
+}

@@ -1,0 +1,190 @@
+/* Metric publication: one instance at a time (a lease in Redis) reads every window's totals,
+ * computes each slice's metrics and publishes those whose update differs from the last one
+ * it published (and, every republish_s, every slice with a value), to Kafka (key
+ * metric|window|dimension|value) and to retained MQTT topics. It also republishes alerts
+ * whose ingesting instance died before confirming them. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aggregator.h"
+#include "log.h"
+#include "metric.h"
+#include "window.h"
+
+#define ALERT_SWEEP_MS 30000
+#define ALERT_STALE_MS 60000
+
+void publisher_init(publisher_t *p, const sb_config_t *cfg, sb_tally_t *tally,
+                    sb_kafka_producer_t *producer, sb_mqtt_t *mqtt_pub, const char *instance)
+{
+    memset(p, 0, sizeof *p);
+    p->cfg = cfg;
+    p->tally = tally;
+    p->producer = producer;
+    p->mqtt_pub = mqtt_pub;
+    snprintf(p->token, sizeof p->token, "%s-%lld", instance, (long long)sb_now_ms());
+}
+
+void publisher_free(publisher_t *p)
+{
+    free(p->last);
+    p->last = NULL;
+    p->n_slices = 0;
+}
+
+static uint64_t fnv(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h | 1; /* never 0: 0 means "nothing to show" */
+}
+
+static void ensure_rows(publisher_t *p, size_t slices)
+{
+    if (slices <= p->n_slices) return;
+    size_t row = p->cfg->n_windows * SB_METRIC__N;
+    size_t n = slices + 256;
+    uint64_t *l = realloc(p->last, n * row * sizeof *l);
+    if (!l) abort();
+    memset(l + p->n_slices * row, 0, (n - p->n_slices) * row * sizeof *l);
+    p->last = l;
+    p->n_slices = n;
+}
+
+/* Publishes one update on both transports. Returns 0 when every enabled transport took it. */
+static int send_update(publisher_t *p, const sb_metric_update_t *u, const char *json)
+{
+    const sb_config_t *cfg = p->cfg;
+    int rc = 0;
+    if (p->producer) {
+        char key[700];
+        int kl = snprintf(key, sizeof key, "%s|%s|%s|%s", sb_metric_names[u->metric], u->window,
+                          u->dimension, u->value);
+        if (sb_kafka_produce(p->producer, cfg->topics.metrics, key, (size_t)kl, json,
+                             strlen(json), NULL) != 0)
+            rc = -1;
+    }
+    if (p->mqtt_pub) {
+        char topic[700];
+        const char *keys[] = {"metric", "window", "dimension", "value"};
+        const char *vals[] = {sb_metric_names[u->metric], u->window, u->dimension, u->value};
+        int tr = sb_mqtt_topic_render(cfg->mqtt_topics.metrics, keys, vals, 4, topic, sizeof topic);
+        if (tr != 0) {
+            sb_warn("metric topic cannot be rendered dimension=%s value=%s", u->dimension, u->value);
+        } else if (sb_mqtt_publish(p->mqtt_pub, topic, json, strlen(json), true, NULL) != 0) {
+            rc = -1;
+        }
+    }
+    return rc;
+}
+
+static void sweep_alerts(publisher_t *p, int64_t now)
+{
+    char *stale[200];
+    int n = sb_tally_alerts_stale(p->tally, now - ALERT_STALE_MS, stale, 200);
+    if (n <= 0) return;
+    sb_warn("republishing alerts left unconfirmed by a stopped instance count=%d", n);
+    const sb_config_t *cfg = p->cfg;
+    sb_outmsg_t out[200];
+    size_t k = 0;
+    for (int i = 0; i < n; i++) {
+        if (p->producer) out[k++] = (sb_outmsg_t){cfg->topics.alerts, NULL, 0, stale[i], strlen(stale[i])};
+        if (p->mqtt_pub) {
+            json_t *o = json_loads(stale[i], 0, NULL);
+            const char *type = o ? json_string_value(json_object_get(o, "type")) : NULL;
+            char topic[600];
+            const char *keys[] = {"type"}, *vals[] = {type ? type : "detractor"};
+            if (sb_mqtt_topic_render(cfg->mqtt_topics.alerts, keys, vals, 1, topic, sizeof topic) == 0)
+                sb_mqtt_publish(p->mqtt_pub, topic, stale[i], strlen(stale[i]), false, NULL);
+            json_decref(o);
+        }
+    }
+    sb_wait_t wait = {SB_WAIT_TAG, 0, 0};
+    if (!p->producer || sb_service_produce_all(p->producer, &wait, out, k) == 0)
+        sb_tally_alerts_done(p->tally, (const char *const *)stale, (size_t)n);
+    for (int i = 0; i < n; i++) free(stale[i]);
+}
+
+int publisher_tick(publisher_t *p, int64_t now_ms)
+{
+    const sb_config_t *cfg = p->cfg;
+    sb_tally_snapshot_t snap;
+    int64_t lease = cfg->publish.interval_ms * 5 > 5000 ? cfg->publish.interval_ms * 5 : 5000;
+    int rc = sb_tally_read(p->tally, now_ms, p->token, lease, &snap);
+    if (rc < 0) return -1;
+    if (rc == 0) {
+        if (p->leader) sb_info("another instance publishes now");
+        p->leader = false;
+        return 0;
+    }
+    if (!p->leader) {
+        sb_info("publishing metrics token=%s", p->token);
+        p->leader = true;
+        if (p->last) memset(p->last, 0, p->n_slices * cfg->n_windows * SB_METRIC__N * sizeof *p->last);
+        p->next_republish_ms = now_ms + (int64_t)cfg->publish.republish_s * 1000;
+    }
+    bool republish = now_ms >= p->next_republish_ms;
+    if (republish) p->next_republish_ms = now_ms + (int64_t)cfg->publish.republish_s * 1000;
+
+    size_t max_slice = 0;
+    for (size_t k = 0; k < snap.n; k++) {
+        size_t s = snap.w[k].n_cells / SB_TALLY_CELLS;
+        if (s > max_slice) max_slice = s;
+        if (snap.w[k].n_kpi && (size_t)snap.w[k].kpi[snap.w[k].n_kpi - 1].slice + 1 > max_slice)
+            max_slice = (size_t)snap.w[k].kpi[snap.w[k].n_kpi - 1].slice + 1;
+    }
+    if (p->n_slices > max_slice) max_slice = p->n_slices;
+    ensure_rows(p, max_slice);
+
+    int published = 0;
+    char wname[SB_WINDOW_MAX][SB_WINDOW_NAME_MAX];
+    for (size_t k = 0; k < snap.n; k++) sb_window_name(snap.w[k].window_ms, wname[k], sizeof wname[k]);
+    for (size_t slice = 1; slice < max_slice; slice++) {
+        const char *name = NULL;
+        for (size_t k = 0; k < snap.n; k++) {
+            const sb_tally_window_t *w = &snap.w[k];
+            uint64_t *last = &p->last[(slice * cfg->n_windows + k) * SB_METRIC__N];
+            bool active = sb_tally_slice_active(w, (int64_t)slice);
+            for (int m = 0; m < SB_METRIC__N; m++) {
+                if (!active && last[m] == 0) continue;
+                sb_metric_update_t u;
+                memset(&u, 0, sizeof u);
+                u.metric = (sb_metric_t)m;
+                sb_tally_metric(w, (int64_t)slice, u.metric, cfg, &u.v);
+                bool empty = !u.v.has_value && u.v.count == 0 && u.v.num == 0;
+                if (empty && last[m] == 0) continue;
+                if (!name && !(name = sb_tally_slice_name(p->tally, (int64_t)slice))) break;
+                const char *bar = strchr(name, '|');
+                if (!bar) break;
+                snprintf(u.window, sizeof u.window, "%s", wname[k]);
+                snprintf(u.dimension, sizeof u.dimension, "%.*s", (int)(bar - name), name);
+                snprintf(u.value, sizeof u.value, "%s", bar + 1);
+                char *text = sb_metric_update_encode(&u); /* as_of 0: the state, for comparison */
+                if (!text) continue;
+                uint64_t h = empty ? 0 : fnv(text);
+                free(text);
+                if (h == last[m] && !(republish && h)) continue;
+                u.as_of_ms = snap.as_of_ms;
+                char *json = sb_metric_update_encode(&u);
+                if (!json) continue;
+                if (send_update(p, &u, json) == 0) {
+                    last[m] = h;
+                    published++;
+                } else {
+                    p->failed++;
+                }
+                free(json);
+            }
+        }
+    }
+    sb_tally_snapshot_free(&snap);
+    if (p->producer) sb_kafka_producer_poll(p->producer, 0);
+    p->published += (uint64_t)published;
+    if (now_ms >= p->next_alert_sweep_ms) {
+        p->next_alert_sweep_ms = now_ms + ALERT_SWEEP_MS;
+        sweep_alerts(p, now_ms);
+    }
+    return published;
+}

@@ -1,0 +1,1003 @@
+/* The real bin/surveybus-aggregator as a child process against the harness's redis-server,
+ * mosquitto and devkafka. Survey records are written into Redis as the dispatcher writes
+ * them; responses, requests and interaction events go in on Kafka; what comes out (metric
+ * updates on Kafka and retained MQTT topics, alerts, dead letters, Redis counters) is
+ * compared with a brute-force recomputation from the accepted input.
+ * Each test has its own topics, Redis prefix, consumer group and MQTT client ids. */
+#include <check.h>
+#include <jansson.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "harness.h"
+#include "kafka.h"
+#include "log.h"
+#include "metric.h"
+#include "mqtt.h"
+#include "record.h"
+#include "stats.h"
+#include "store.h"
+#include "survey.h"
+#include "token.h"
+#include "util.h"
+#include "window.h"
+
+#define SEC 1000LL
+#define MIN (60 * SEC)
+#define HOUR (60 * MIN)
+#define DAY (24 * HOUR)
+
+static sb_h_t h;
+
+/* Private topics per test where the test reads or must not share them; the rest go to the
+ * shared x.* topics (devkafka creates topics slowly: only what is needed). */
+static const char TOPICS[] = "x.resp,x.req,x.in,x.met,x.alert,x.dlq,o1.resp,o1.met,o2.resp,o2.met,"
+                             "o3.resp,o3.met,o4.resp,o4.met,r5.resp,r5.met,b6.resp,b6.met,"
+                             "b6.alert,b6.dlq,k7.resp,k7.req,k7.in,k7.met";
+
+static void setup(void)
+{
+    sb_log_init("test_aggregator", SB_LOG_WARN);
+    if (sb_h_start(&h, SB_H_ALL, 4, TOPICS) != 0) {
+        fprintf(stderr, "cannot start the servers\n");
+        exit(1);
+    }
+}
+
+static void teardown(void)
+{
+    sb_h_stop(&h);
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* ---------------------------------------------------------------- a test's world */
+
+typedef struct env {
+    char name[16];
+    char path[512];
+    sb_config_t *cfg;
+    sb_store_t *st;
+    sb_kafka_producer_t *prod;
+    int failed;
+    pid_t procs[4];
+} env_t;
+
+static void on_dr(void *opaque, void *msg_opaque, int ok, const char *errstr)
+{
+    (void)msg_opaque, (void)errstr;
+    if (!ok) ((env_t *)opaque)->failed++;
+}
+
+/* own: which of resp, req, in, met, alert, dlq are the test's own (a string of 6 0/1). */
+static void env_open(env_t *e, const char *name, const char *own, const char *extra)
+{
+    memset(e, 0, sizeof *e);
+    snprintf(e->name, sizeof e->name, "%s", name);
+    char t[6][40], prefix[32], cid[32];
+    const char *sfx[] = {"resp", "req", "in", "met", "alert", "dlq"};
+    for (int i = 0; i < 6; i++) snprintf(t[i], sizeof t[i], "%s.%s", own[i] == '1' ? name : "x", sfx[i]);
+    snprintf(prefix, sizeof prefix, "%s:", name);
+    snprintf(cid, sizeof cid, "%s-agg", name);
+    char mt[6][64];
+    snprintf(mt[0], sizeof mt[0], "%s/metrics/{metric}/{window}/{dimension}/{value}", name);
+    snprintf(mt[1], sizeof mt[1], "%s/alerts/{type}", name);
+    snprintf(mt[2], sizeof mt[2], "%s/fieldservice/+/survey/response", name);
+    snprintf(mt[3], sizeof mt[3], "%s/fieldservice/+/visit/completed", name);
+    json_t *base = json_pack(
+        "{s:{s:s, s:{s:s}}, s:{s:s}, s:{s:s, s:s, s:s, s:s, s:s, s:s}, s:{s:s},"
+        " s:{s:s, s:s, s:[s], s:[s]}, s:{s:i, s:i}}",
+        "kafka", "group", name, "properties", "reconnect.backoff.max.ms", "1000", "redis",
+        "prefix", prefix, "topics", "responses", t[0], "requests", t[1], "interactions", t[2],
+        "metrics", t[3], "alerts", t[4], "dlq", t[5], "mqtt", "client_id", cid, "mqtt_topics",
+        "metrics", mt[0], "alerts", mt[1], "responses", mt[2], "interactions", mt[3], "publish",
+        "interval_ms", 300, "republish_s", 600);
+    ck_assert_ptr_nonnull(base);
+    if (extra) {
+        json_error_t je;
+        json_t *x = json_loads(extra, 0, &je);
+        ck_assert_msg(x != NULL, "bad extra config: %s", je.text);
+        json_object_update_recursive(base, x);
+        json_decref(x);
+    }
+    char *text = json_dumps(base, JSON_COMPACT);
+    json_decref(base);
+    const char *p = sb_h_write_config(&h, name, text);
+    free(text);
+    ck_assert_ptr_nonnull(p);
+    snprintf(e->path, sizeof e->path, "%s", p);
+    sb_problems_t probs = {0};
+    e->cfg = sb_config_load(e->path, NULL, 0, &probs);
+    ck_assert_msg(e->cfg != NULL, "config: %s", probs.n ? probs.msg[0] : "?");
+    sb_problems_clear(&probs);
+    char err[256];
+    e->st = sb_store_new(e->cfg, err, sizeof err);
+    ck_assert_msg(e->st != NULL, "store: %s", err);
+    e->prod = sb_kafka_producer_new(e->cfg, "test-producer", on_dr, e, err, sizeof err);
+    ck_assert_msg(e->prod != NULL, "producer: %s", err);
+}
+
+static void env_close(env_t *e)
+{
+    for (int i = 0; i < 4; i++)
+        if (e->procs[i] > 0) {
+            sb_h_kill(e->procs[i], SIGKILL);
+            sb_h_wait_exit(e->procs[i], 5000, NULL);
+        }
+    if (h.redis_pid == 0) sb_h_redis_start(&h);
+    sb_kafka_producer_flush(e->prod, 5000);
+    sb_kafka_producer_free(e->prod);
+    sb_store_free(e->st);
+    sb_config_free(e->cfg);
+}
+
+/* Starts an aggregator (slot 0..3) with its own MQTT client id. */
+static void agg_start(env_t *e, int slot)
+{
+    char set[80], log[64];
+    snprintf(set, sizeof set, "mqtt.client_id=%s-agg-%d", e->name, slot);
+    snprintf(log, sizeof log, "%s-agg.log", e->name);
+    const char *argv[] = {getenv("SB_AGGREGATOR") ? getenv("SB_AGGREGATOR")
+                                                  : sb_h_bin("surveybus-aggregator"),
+                          "-c", e->path, "--set", set, NULL};
+    e->procs[slot] = sb_h_spawn(&h, argv, log);
+    ck_assert_int_gt(e->procs[slot], 0);
+}
+
+static void agg_kill9(env_t *e, int slot)
+{
+    ck_assert_int_eq(sb_h_kill(e->procs[slot], SIGKILL), 0);
+    ck_assert_int_eq(sb_h_wait_exit(e->procs[slot], 5000, NULL), 0);
+    e->procs[slot] = 0;
+}
+
+/* SIGTERM: exit 0 within 10 s. */
+static void agg_stop(env_t *e, int slot)
+{
+    ck_assert_int_eq(sb_h_kill(e->procs[slot], SIGTERM), 0);
+    int st = 0;
+    ck_assert_msg(sb_h_wait_exit(e->procs[slot], 10000, &st) == 0, "aggregator did not stop");
+    e->procs[slot] = 0;
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status 0x%x", st);
+}
+
+static long long stat_get(env_t *e, const char *field)
+{
+    char key[128];
+    sb_store_key(e->st, key, sizeof key, "stats:aggregator");
+    redisReply *r = sb_store_cmd(e->st, "HGET %s %s", key, field);
+    long long v = r && r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
+    if (r) freeReplyObject(r);
+    return v;
+}
+
+static long long counted(env_t *e)
+{
+    return stat_get(e, "counted|csat") + stat_get(e, "counted|ces") + stat_get(e, "counted|nps");
+}
+
+static void produce(env_t *e, const char *topic, const char *key, const char *val)
+{
+    while (sb_kafka_produce(e->prod, topic, key, key ? strlen(key) : 0, val, strlen(val), NULL) != 0)
+        sb_kafka_producer_poll(e->prod, 10);
+}
+
+static void flush_all(env_t *e)
+{
+    ck_assert_int_eq(sb_kafka_producer_flush(e->prod, 30000), 0);
+    ck_assert_int_eq(e->failed, 0);
+}
+
+/* ---------------------------------------------------------------- surveys */
+
+typedef struct survey {
+    char id[SB_SURVEY_ID_LEN + 1];
+    char token[SB_TOKEN_MAX];
+    sb_record_t rec;
+} survey_t;
+
+/* Writes a fired survey's record as the dispatcher would, with dimension values. */
+static void survey_make(env_t *e, survey_t *s, const char *interaction, sb_kind_t kind,
+                        const char *const dims[SB_DIM__N], char state)
+{
+    sb_record_t *r = &s->rec;
+    memset(r, 0, sizeof *r);
+    r->state = state;
+    r->kind = kind;
+    snprintf(r->journey, sizeof r->journey, "%s-journey", sb_kind_names[kind]);
+    snprintf(r->customer_id, sizeof r->customer_id, "c-%s", interaction);
+    snprintf(r->interaction_id, sizeof r->interaction_id, "%s", interaction);
+    snprintf(r->channel, sizeof r->channel, "%s", dims[SB_DIM_CHANNEL] ? dims[SB_DIM_CHANNEL] : "email");
+    for (int d = 0; d < SB_DIM__N; d++)
+        if (dims[d]) snprintf(r->dim[d], sizeof r->dim[d], "%s", dims[d]);
+    snprintf(r->dim[SB_DIM_ALL], sizeof r->dim[0], "all");
+    snprintf(r->dim[SB_DIM_JOURNEY], sizeof r->dim[0], "%s", r->journey);
+    r->due_ms = sb_now_ms() - 41 * DAY;
+    r->expires_ms = sb_now_ms() + 30 * DAY;
+    sb_record_survey_id(interaction, r->journey, s->id);
+    ck_assert_int_eq(sb_token_sign(e->cfg->token.secret, s->id, r->expires_ms, s->token,
+                                   sizeof s->token), 0);
+    size_t len;
+    char *v = sb_record_encode(r, &len), key[128];
+    ck_assert_ptr_nonnull(v);
+    sb_store_key(e->st, key, sizeof key, "s:%s", s->id);
+    redisReply *x = sb_store_cmd(e->st, "SET %s %b", key, v, len);
+    ck_assert(x && x->type == REDIS_REPLY_STATUS);
+    freeReplyObject(x);
+    free(v);
+}
+
+static void response_json(char *buf, size_t len, const survey_t *s, const char *token, int score,
+                          int64_t answered_ms, const char *comment)
+{
+    char when[32];
+    sb_time_format(answered_ms, when);
+    snprintf(buf, len, "{\"survey_id\":\"%s\",\"token\":\"%s\",\"score\":%d,\"answered_at\":\"%s\"%s%s%s}",
+             s->id, token ? token : s->token, score, when, comment ? ",\"comment\":\"" : "",
+             comment ? comment : "", comment ? "\"" : "");
+}
+
+/* ---------------------------------------------------------------- metric updates out */
+
+typedef struct upd {
+    char key[600];
+    sb_metric_update_t u;
+    char *json;
+} upd_t;
+
+typedef struct upds {
+    upd_t *v;
+    size_t n, cap;
+    int bad;
+} upds_t;
+
+/* Keeps the last update per key. */
+static void upds_put(upds_t *o, const char *key, const char *json, size_t len)
+{
+    upd_t *x = NULL;
+    for (size_t i = 0; i < o->n && !x; i++)
+        if (!strcmp(o->v[i].key, key)) x = &o->v[i];
+    if (!x) {
+        if (o->n == o->cap) {
+            o->cap = o->cap ? o->cap * 2 : 256;
+            o->v = realloc(o->v, o->cap * sizeof *o->v);
+            ck_assert_ptr_nonnull(o->v);
+        }
+        x = &o->v[o->n++];
+        memset(x, 0, sizeof *x);
+        snprintf(x->key, sizeof x->key, "%s", key);
+    }
+    free(x->json);
+    x->json = strndup(json, len);
+    char err[128];
+    if (sb_metric_update_decode(json, len, &x->u, err, sizeof err) != 0) o->bad++;
+}
+
+static int on_metric(void *opaque, const sb_kafka_msg_t *m)
+{
+    char key[600];
+    snprintf(key, sizeof key, "%.*s", (int)m->keylen, m->key ? (const char *)m->key : "");
+    upds_put(opaque, key, m->payload, m->len);
+    return 0;
+}
+
+static void upds_free(upds_t *o)
+{
+    for (size_t i = 0; i < o->n; i++) free(o->v[i].json);
+    free(o->v);
+    memset(o, 0, sizeof *o);
+}
+
+static void read_metrics(env_t *e, upds_t *o)
+{
+    char err[256];
+    memset(o, 0, sizeof *o);
+    ck_assert_msg(sb_kafka_scan(e->cfg, e->cfg->topics.metrics, 0, on_metric, o, 30000, err,
+                                sizeof err) >= 0, "scan: %s", err);
+    ck_assert_int_eq(o->bad, 0);
+}
+
+/* Every message of a topic, as NUL-terminated strings. */
+typedef struct texts {
+    char **v;
+    size_t n, cap;
+} texts_t;
+
+static int on_text(void *opaque, const sb_kafka_msg_t *m)
+{
+    texts_t *t = opaque;
+    if (t->n == t->cap) {
+        t->cap = t->cap ? t->cap * 2 : 64;
+        t->v = realloc(t->v, t->cap * sizeof *t->v);
+    }
+    t->v[t->n++] = strndup(m->payload, m->len);
+    return 0;
+}
+
+static void read_texts(env_t *e, const char *topic, texts_t *t)
+{
+    char err[256];
+    memset(t, 0, sizeof *t);
+    ck_assert_msg(sb_kafka_scan(e->cfg, topic, 0, on_text, t, 30000, err, sizeof err) >= 0,
+                  "scan: %s", err);
+}
+
+static void texts_free(texts_t *t)
+{
+    for (size_t i = 0; i < t->n; i++) free(t->v[i]);
+    free(t->v);
+}
+
+/* ---------------------------------------------------------------- the oracle */
+
+typedef struct answer {
+    int kind, score;
+    int64_t ts;
+    int profile;
+} answer_t;
+
+enum { PROFILES = 40 };
+static const char *const CHANNELS[] = {"email", "sms", "phone"};
+static char prof_dims[PROFILES][SB_DIM__N][24];
+
+static void profiles_init(void)
+{
+    for (int p = 0; p < PROFILES; p++) {
+        snprintf(prof_dims[p][SB_DIM_CHANNEL], 24, "%s", CHANNELS[p % 3]);
+        snprintf(prof_dims[p][SB_DIM_AGENT], 24, "a-%d", p % 10);
+        snprintf(prof_dims[p][SB_DIM_TEAM], 24, "t-%d", p % 4);
+        snprintf(prof_dims[p][SB_DIM_REGION], 24, "r-%d", p % 5);
+        snprintf(prof_dims[p][SB_DIM_PRODUCT], 24, "p-%d", p % 7);
+        if (p % 8) snprintf(prof_dims[p][SB_DIM_STAGE], 24, "s-%d", p % 2); /* some have none */
+    }
+}
+
+/* The value of (dim, value) for an answer, "" when it has none. */
+static const char *answer_dim(const answer_t *a, sb_dim_t d)
+{
+    static char journey[32];
+    if (d == SB_DIM_ALL) return "all";
+    if (d == SB_DIM_JOURNEY) {
+        snprintf(journey, sizeof journey, "%s-journey", sb_kind_names[a->kind]);
+        return journey;
+    }
+    return prof_dims[a->profile][d];
+}
+
+/* Brute force: the metric over the accepted answers in (window as of as_of, dim=value). */
+static void oracle(const sb_config_t *cfg, const answer_t *ans, size_t n, const sb_metric_update_t *u,
+                   sb_metric_value_t *out)
+{
+    int64_t W = 0;
+    for (size_t k = 0; k < cfg->n_windows; k++) {
+        char nm[SB_WINDOW_NAME_MAX];
+        sb_window_name(cfg->windows_ms[k], nm, sizeof nm);
+        if (!strcmp(nm, u->window)) W = cfg->windows_ms[k];
+    }
+    ck_assert_int_gt(W, 0);
+    int64_t B = sb_window_bucket_width(W);
+    int64_t end = sb_window_bucket_start(u->as_of_ms, B);
+    int dim = sb_dim_parse(u->dimension);
+    ck_assert_int_ge(dim, 0);
+    sb_hist_t hist[SB_KIND__N];
+    memset(hist, 0, sizeof hist);
+    for (size_t i = 0; i < n; i++) {
+        int64_t s = sb_window_bucket_start(ans[i].ts, B);
+        if (s <= end - W || s > end) continue;
+        if (strcmp(answer_dim(&ans[i], (sb_dim_t)dim), u->value)) continue;
+        sb_stats_hist_add(&hist[ans[i].kind], ans[i].score, 1);
+    }
+    switch (u->metric) {
+    case SB_METRIC_NPS: sb_stats_nps(&hist[SB_KIND_NPS], out); break;
+    case SB_METRIC_CSAT: sb_stats_csat(&hist[SB_KIND_CSAT], &cfg->scales[SB_KIND_CSAT], out); break;
+    case SB_METRIC_CES: sb_stats_ces(&hist[SB_KIND_CES], &cfg->scales[SB_KIND_CES], out); break;
+    case SB_METRIC_RESPONSE_RATE: {
+        uint64_t t = 0;
+        for (int k = 0; k < SB_KIND__N; k++) t += sb_stats_hist_total(&hist[k]);
+        sb_stats_rate(t, 0, out);
+        break;
+    }
+    default: ck_abort_msg("metric %d unexpected", u->metric);
+    }
+}
+
+static void expect_same(const sb_metric_update_t *u, const sb_metric_value_t *want, const char *json)
+{
+    const sb_metric_value_t *got = &u->v;
+    uint64_t wc = u->metric == SB_METRIC_RESPONSE_RATE ? want->num : want->count;
+    uint64_t gc = u->metric == SB_METRIC_RESPONSE_RATE ? got->num : got->count;
+    ck_assert_msg(gc == wc, "%s: count %llu, oracle %llu", json, (unsigned long long)gc,
+                  (unsigned long long)wc);
+    ck_assert_msg(got->has_value == want->has_value, "%s: has_value differs", json);
+    if (want->has_value)
+        ck_assert_msg(fabs(got->score - want->score) <= 0.01, "%s: score, oracle %.4f", json,
+                      want->score);
+    switch (u->metric) {
+    case SB_METRIC_NPS:
+        ck_assert_msg(got->promoters == want->promoters && got->passives == want->passives &&
+                          got->detractors == want->detractors, "%s: nps counts", json);
+        if (want->has_value) ck_assert_msg(fabs(got->moe95 - want->moe95) <= 0.01, "%s: moe", json);
+        break;
+    case SB_METRIC_CSAT:
+        ck_assert_msg(got->satisfied == want->satisfied, "%s: satisfied", json);
+        if (want->has_value)
+            ck_assert_msg(fabs(got->ci95_low - want->ci95_low) <= 0.01 &&
+                              fabs(got->ci95_high - want->ci95_high) <= 0.01, "%s: ci", json);
+        break;
+    case SB_METRIC_CES:
+        ck_assert_msg(got->easy == want->easy, "%s: easy", json);
+        break;
+    default: break;
+    }
+}
+
+/* A stream of responses with duplicates and bad ones; returns the accepted answers. */
+typedef struct stream {
+    survey_t *s;
+    int *profile; /* per survey */
+    answer_t *acc;
+    size_t n_acc;
+    size_t produced;
+    char (*payload)[512];
+    char (*key)[SB_SURVEY_ID_LEN + 1];
+    size_t n;
+} stream_t;
+
+static uint64_t rng = 88172645463325252ULL;
+static uint64_t rnd(void)
+{
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return rng;
+}
+
+static void stream_make(env_t *e, stream_t *st, size_t n_surveys)
+{
+    profiles_init();
+    memset(st, 0, sizeof *st);
+    st->s = calloc(n_surveys, sizeof *st->s);
+    st->acc = calloc(n_surveys, sizeof *st->acc);
+    st->profile = calloc(n_surveys, sizeof *st->profile);
+    size_t cap = n_surveys * 2;
+    st->payload = calloc(cap, sizeof *st->payload);
+    st->key = calloc(cap, sizeof *st->key);
+    ck_assert(st->s && st->acc && st->profile && st->payload && st->key);
+    int64_t now = sb_now_ms();
+    bool *done = calloc(n_surveys, sizeof *done);
+    for (size_t i = 0; i < n_surveys; i++) {
+        int profile = (int)(rnd() % PROFILES);
+        sb_kind_t kind = (sb_kind_t)(rnd() % SB_KIND__N);
+        const char *dims[SB_DIM__N] = {0};
+        for (int d = 0; d < SB_DIM__N; d++)
+            if (prof_dims[profile][d][0]) dims[d] = prof_dims[profile][d];
+        char inter[32];
+        snprintf(inter, sizeof inter, "%s-i%zu", e->name, i);
+        survey_make(e, &st->s[i], inter, kind, dims, SB_REC_FIRED);
+        st->profile[i] = profile;
+    }
+    /* sends: each survey once or more, in a random order; 10 % duplicates with another
+     * score, some forged tokens, some out of the survey's scale, some garbage */
+    size_t sends = n_surveys + n_surveys / 10;
+    for (size_t k = 0; k < sends; k++) {
+        size_t i = k < n_surveys ? k : (size_t)(rnd() % n_surveys);
+        survey_t *s = &st->s[i];
+        const sb_scale_t *sc = &e->cfg->scales[s->rec.kind];
+        int score = sc->min + (int)(rnd() % (uint64_t)(sc->max - sc->min + 1));
+        int64_t ts = now - (int64_t)(rnd() % (uint64_t)(40 * DAY));
+        uint64_t r = rnd() % 100;
+        char *p = st->payload[st->n];
+        snprintf(st->key[st->n], sizeof st->key[0], "%s", s->id);
+        if (r < 2) {
+            snprintf(p, 512, "{\"survey_id\":\"%s\",\"token\":", s->id); /* garbage */
+        } else if (r < 4) {
+            char forged[SB_TOKEN_MAX];
+            sb_token_sign("not-the-secret", s->id, s->rec.expires_ms, forged, sizeof forged);
+            response_json(p, 512, s, forged, score, ts, NULL);
+        } else if (r < 6 && s->rec.kind != SB_KIND_NPS) {
+            response_json(p, 512, s, NULL, sc->max + 1, ts, NULL); /* wrong scale */
+        } else {
+            response_json(p, 512, s, NULL, score, ts, rnd() % 3 ? NULL : "ok");
+            /* the first valid response per survey counts; a late one is dead-lettered and
+             * leaves the survey open for a later one */
+            sb_window_plan_t plan;
+            if (!done[i] && sb_window_plan(e->cfg->windows_ms, e->cfg->n_windows,
+                                           e->cfg->allowed_lateness_ms, now, ts, &plan) == 0) {
+                st->acc[st->n_acc] = (answer_t){s->rec.kind, score, ts, st->profile[i]};
+                st->n_acc++;
+                done[i] = true;
+            }
+        }
+        st->n++;
+    }
+    free(done);
+}
+
+static void stream_free(stream_t *st)
+{
+    free(st->s);
+    free(st->profile);
+    free(st->acc);
+    free(st->payload);
+    free(st->key);
+}
+
+/* Produces the stream in chunks, calling between(chunk) after each. */
+static void stream_send(env_t *e, stream_t *st, size_t chunks, void (*between)(env_t *, size_t))
+{
+    size_t per = (st->n + chunks - 1) / chunks;
+    for (size_t c = 0; c < chunks; c++) {
+        for (size_t i = c * per; i < st->n && i < (c + 1) * per; i++)
+            produce(e, e->cfg->topics.responses, st->key[i], st->payload[i]);
+        flush_all(e);
+        if (between) between(e, c);
+    }
+}
+
+/* Waits until every accepted answer is counted and two publications followed. */
+static void wait_counted(env_t *e, size_t want, int timeout_ms)
+{
+    int64_t end = sb_mono_ms() + timeout_ms;
+    while ((size_t)counted(e) < want && sb_mono_ms() < end) sleep_ms(100);
+    ck_assert_msg((size_t)counted(e) == want, "counted %lld, want %zu", counted(e), want);
+    sleep_ms(3 * e->cfg->publish.interval_ms + 500);
+}
+
+/* Every last update equals the brute force as of its time, and every slice with answers in
+ * a window has one. */
+static void check_oracle(env_t *e, const stream_t *st)
+{
+    upds_t o;
+    read_metrics(e, &o);
+    ck_assert_int_gt(o.n, 0);
+    int64_t newest = 0;
+    for (size_t i = 0; i < o.n; i++) {
+        sb_metric_value_t want;
+        oracle(e->cfg, st->acc, st->n_acc, &o.v[i].u, &want);
+        expect_same(&o.v[i].u, &want, o.v[i].json);
+        if (o.v[i].u.as_of_ms > newest) newest = o.v[i].u.as_of_ms;
+    }
+    /* coverage: each (metric, window, slice) with answers as of the newest publication */
+    size_t expected = 0;
+    for (int m = 0; m < 4; m++)
+        for (size_t k = 0; k < e->cfg->n_windows; k++)
+            for (int d = 0; d < SB_DIM__N; d++) {
+                bool configured = d == SB_DIM_ALL;
+                for (size_t j = 0; j < e->cfg->n_dimensions; j++)
+                    configured |= (int)e->cfg->dimensions[j] == d;
+                if (!configured) continue;
+                /* distinct values of d among the answers */
+                char seen[64][32];
+                size_t ns = 0;
+                for (size_t i = 0; i < st->n_acc; i++) {
+                    const char *v = answer_dim(&st->acc[i], (sb_dim_t)d);
+                    if (!v[0]) continue;
+                    bool dup = false;
+                    for (size_t x = 0; x < ns && !dup; x++) dup = !strcmp(seen[x], v);
+                    if (!dup && ns < 64) snprintf(seen[ns++], 32, "%s", v);
+                }
+                for (size_t x = 0; x < ns; x++) {
+                    sb_metric_update_t u = {.metric = (sb_metric_t)m, .as_of_ms = newest};
+                    sb_window_name(e->cfg->windows_ms[k], u.window, sizeof u.window);
+                    snprintf(u.dimension, sizeof u.dimension, "%s", sb_dim_names[d]);
+                    snprintf(u.value, sizeof u.value, "%s", seen[x]);
+                    sb_metric_value_t want;
+                    oracle(e->cfg, st->acc, st->n_acc, &u, &want);
+                    uint64_t c = m == SB_METRIC_RESPONSE_RATE ? want.num : want.count;
+                    if (!c) continue;
+                    char key[600];
+                    snprintf(key, sizeof key, "%s|%s|%s|%s", sb_metric_names[m], u.window,
+                             u.dimension, u.value);
+                    bool found = false;
+                    for (size_t i = 0; i < o.n && !found; i++) found = !strcmp(o.v[i].key, key);
+                    ck_assert_msg(found, "no update for %s (count %llu)", key, (unsigned long long)c);
+                    expected++;
+                }
+            }
+    ck_assert_int_gt(expected, 100);
+    upds_free(&o);
+}
+
+/* ================================================================ 1. oracle */
+
+START_TEST(oracle_single)
+{
+    env_t e;
+    env_open(&e, "o1", "100100", NULL);
+    stream_t st;
+    stream_make(&e, &st, 20000);
+    agg_start(&e, 0);
+    int64_t t0 = sb_mono_ms();
+    stream_send(&e, &st, 10, NULL);
+    wait_counted(&e, st.n_acc, 60000);
+    fprintf(stderr, "oracle: %zu sends, %zu accepted, counted in %lld ms\n", st.n, st.n_acc,
+            (long long)(sb_mono_ms() - t0));
+    check_oracle(&e, &st);
+    ck_assert_int_ge(stat_get(&e, "duplicate"), 1);
+    ck_assert_int_ge(stat_get(&e, "late"), 1);
+    ck_assert_int_ge(stat_get(&e, "dlq|bad_token"), 1);
+    ck_assert_int_ge(stat_get(&e, "dlq|wrong_scale"), 1);
+    ck_assert_int_ge(stat_get(&e, "dlq|invalid_json"), 1);
+    agg_stop(&e, 0);
+    stream_free(&st);
+    env_close(&e);
+}
+END_TEST
+
+/* ================================================================ 2. kill -9 */
+
+static void kill_restart(env_t *e, size_t chunk)
+{
+    if (chunk == 2 || chunk == 5 || chunk == 8) {
+        sleep_ms(300);
+        agg_kill9(e, 0);
+        agg_start(e, 0);
+    }
+}
+
+START_TEST(oracle_kill9)
+{
+    env_t e;
+    env_open(&e, "o2", "100100", NULL);
+    stream_t st;
+    stream_make(&e, &st, 20000);
+    agg_start(&e, 0);
+    stream_send(&e, &st, 10, kill_restart);
+    wait_counted(&e, st.n_acc, 90000);
+    check_oracle(&e, &st);
+    agg_stop(&e, 0);
+    stream_free(&st);
+    env_close(&e);
+}
+END_TEST
+
+/* ================================================================ 3. Redis restart */
+
+static void redis_restart(env_t *e, size_t chunk)
+{
+    (void)e;
+    if (chunk == 4) {
+        sleep_ms(200);
+        ck_assert_int_eq(sb_h_redis_stop(&h), 0);
+        sleep_ms(1500);
+        ck_assert_int_eq(sb_h_redis_start(&h), 0);
+    }
+}
+
+START_TEST(oracle_redis_restart)
+{
+    env_t e;
+    env_open(&e, "o3", "100100", NULL);
+    stream_t st;
+    stream_make(&e, &st, 20000);
+    agg_start(&e, 0);
+    stream_send(&e, &st, 10, redis_restart);
+    wait_counted(&e, st.n_acc, 90000);
+    check_oracle(&e, &st);
+    agg_stop(&e, 0);
+    stream_free(&st);
+    env_close(&e);
+}
+END_TEST
+
+/* ================================================================ 4. two instances */
+
+START_TEST(oracle_two_instances)
+{
+    env_t e;
+    env_open(&e, "o4", "100100", NULL);
+    stream_t st;
+    stream_make(&e, &st, 20000);
+    agg_start(&e, 0);
+    agg_start(&e, 1);
+    stream_send(&e, &st, 10, NULL);
+    wait_counted(&e, st.n_acc, 90000);
+    check_oracle(&e, &st);
+    agg_stop(&e, 0);
+    agg_stop(&e, 1);
+    stream_free(&st);
+    env_close(&e);
+}
+END_TEST
+
+/* ================================================================ 5. retained MQTT */
+
+typedef struct retained {
+    pthread_mutex_t mu;
+    upds_t u;
+} retained_t;
+
+static int on_retained(void *opaque, const char *topic, const void *payload, size_t len)
+{
+    retained_t *r = opaque;
+    pthread_mutex_lock(&r->mu);
+    upds_put(&r->u, topic, payload, len);
+    pthread_mutex_unlock(&r->mu);
+    return 0;
+}
+
+START_TEST(late_subscriber_gets_retained)
+{
+    env_t e;
+    env_open(&e, "r5", "100100", NULL);
+    stream_t st;
+    stream_make(&e, &st, 600);
+    agg_start(&e, 0);
+    stream_send(&e, &st, 1, NULL);
+    wait_counted(&e, st.n_acc, 60000);
+    agg_stop(&e, 0); /* nothing is publishing any more */
+    upds_t k;
+    read_metrics(&e, &k);
+    retained_t r;
+    memset(&r, 0, sizeof r);
+    pthread_mutex_init(&r.mu, NULL);
+    char filter[64], err[256];
+    snprintf(filter, sizeof filter, "%s/metrics/#", e.name);
+    const char *subs[] = {filter};
+    sb_mqtt_t *m = sb_mqtt_new(e.cfg, "r5-late-dashboard", subs, 1, on_retained, &r, err, sizeof err);
+    ck_assert_msg(m != NULL, "%s", err);
+    ck_assert_int_eq(sb_mqtt_wait_up(m, 10000), 0);
+    int64_t end = sb_mono_ms() + 10000;
+    for (;;) {
+        pthread_mutex_lock(&r.mu);
+        size_t n = r.u.n;
+        pthread_mutex_unlock(&r.mu);
+        if (n >= k.n || sb_mono_ms() > end) break;
+        sleep_ms(50);
+    }
+    sb_mqtt_free(m);
+    ck_assert_int_eq(r.u.bad, 0);
+    ck_assert_int_eq(r.u.n, k.n);
+    /* each Kafka key's last update is the retained message of its topic */
+    for (size_t i = 0; i < k.n; i++) {
+        char topic[600];
+        const sb_metric_update_t *u = &k.v[i].u;
+        snprintf(topic, sizeof topic, "%s/metrics/%s/%s/%s/%s", e.name, sb_metric_names[u->metric],
+                 u->window, u->dimension, u->value);
+        bool found = false;
+        for (size_t j = 0; j < r.u.n && !found; j++)
+            if (!strcmp(r.u.v[j].key, topic)) {
+                found = true;
+                ck_assert_str_eq(r.u.v[j].json, k.v[i].json);
+            }
+        ck_assert_msg(found, "no retained message on %s", topic);
+    }
+    upds_free(&k);
+    upds_free(&r.u);
+    pthread_mutex_destroy(&r.mu);
+    stream_free(&st);
+    env_close(&e);
+}
+END_TEST
+
+/* ================================================================ 6. bad responses */
+
+START_TEST(bad_responses_dead_lettered)
+{
+    env_t e;
+    env_open(&e, "b6", "100111", NULL);
+    const char *dims[SB_DIM__N] = {0};
+    dims[SB_DIM_CHANNEL] = "email";
+    survey_t csat, nps, cancelled, expired;
+    survey_make(&e, &csat, "b6-1", SB_KIND_CSAT, dims, SB_REC_FIRED);
+    survey_make(&e, &nps, "b6-2", SB_KIND_NPS, dims, SB_REC_FIRED);
+    survey_make(&e, &cancelled, "b6-3", SB_KIND_CSAT, dims, SB_REC_CANCELLED);
+    survey_make(&e, &expired, "b6-4", SB_KIND_CSAT, dims, SB_REC_FIRED);
+    int64_t now = sb_now_ms();
+    char buf[1024], forged[SB_TOKEN_MAX], old[SB_TOKEN_MAX];
+    sb_token_sign("wrong-secret", csat.id, csat.rec.expires_ms, forged, sizeof forged);
+    sb_token_sign(e.cfg->token.secret, expired.id, now - HOUR, old, sizeof old);
+    struct { const char *code; char json[1024]; } cases[10];
+    size_t nc = 0;
+    response_json(cases[nc].json, 1024, &csat, forged, 5, now, NULL), cases[nc++].code = "bad_token";
+    response_json(cases[nc].json, 1024, &expired, old, 5, now, NULL), cases[nc++].code = "expired";
+    response_json(cases[nc].json, 1024, &nps, NULL, 11, now, NULL), cases[nc++].code = "score_out_of_range";
+    response_json(cases[nc].json, 1024, &csat, NULL, 0, now, NULL), cases[nc++].code = "wrong_scale";
+    response_json(cases[nc].json, 1024, &cancelled, NULL, 4, now, NULL), cases[nc++].code = "not_sent";
+    snprintf(cases[nc].json, 1024, "not json at all"), cases[nc++].code = "invalid_json";
+    snprintf(cases[nc].json, 1024, "{\"survey_id\":\"%s\",\"token\":\"%s\",\"score\":4.5}", csat.id,
+             csat.token), cases[nc++].code = "score_not_integer";
+    survey_t ghost = csat;
+    snprintf(ghost.id, sizeof ghost.id, "ffffffffffffffffffffffff");
+    sb_token_sign(e.cfg->token.secret, ghost.id, ghost.rec.expires_ms, ghost.token, sizeof ghost.token);
+    response_json(cases[nc].json, 1024, &ghost, NULL, 4, now, NULL), cases[nc++].code = "unknown_survey";
+    response_json(cases[nc].json, 1024, &csat, NULL, 4, now - 45 * DAY, NULL), cases[nc++].code = "late";
+    agg_start(&e, 0);
+    for (size_t i = 0; i < nc; i++) produce(&e, e.cfg->topics.responses, NULL, cases[i].json);
+    /* and one good one last, to know when the rest was consumed */
+    response_json(buf, sizeof buf, &nps, NULL, 3, now, "too slow");
+    produce(&e, e.cfg->topics.responses, nps.id, buf);
+    flush_all(&e);
+    wait_counted(&e, 1, 60000);
+    texts_t dl;
+    read_texts(&e, e.cfg->topics.dlq, &dl);
+    ck_assert_int_eq(dl.n, nc);
+    for (size_t i = 0; i < nc; i++) {
+        bool found = false;
+        for (size_t j = 0; j < dl.n && !found; j++) {
+            json_t *o = json_loads(dl.v[j], 0, NULL);
+            ck_assert_ptr_nonnull(o);
+            const char *err = json_string_value(json_object_get(o, "error"));
+            const char *payload = json_string_value(json_object_get(o, "payload"));
+            found = err && payload && !strncmp(err, cases[i].code, strlen(cases[i].code)) &&
+                    (err[strlen(cases[i].code)] == ':' || !err[strlen(cases[i].code)]) &&
+                    !strcmp(payload, cases[i].json);
+            json_decref(o);
+        }
+        ck_assert_msg(found, "no dead letter %s for %s", cases[i].code, cases[i].json);
+        char f[64];
+        snprintf(f, sizeof f, "dlq|%s", cases[i].code);
+        ck_assert_int_eq(stat_get(&e, f), 1);
+    }
+    texts_free(&dl);
+    ck_assert_int_eq(counted(&e), 1);
+    /* the NPS 3 is a detractor: one alert, on Kafka */
+    texts_t al;
+    read_texts(&e, e.cfg->topics.alerts, &al);
+    ck_assert_int_eq(al.n, 1);
+    json_t *a = json_loads(al.v[0], 0, NULL);
+    ck_assert_str_eq(json_string_value(json_object_get(a, "type")), "detractor");
+    ck_assert_str_eq(json_string_value(json_object_get(a, "survey_id")), nps.id);
+    ck_assert_str_eq(json_string_value(json_object_get(a, "comment")), "too slow");
+    ck_assert_int_eq(json_integer_value(json_object_get(a, "score")), 3);
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(a, "dims"), "channel")), "email");
+    json_decref(a);
+    texts_free(&al);
+    /* only the good response is in the metrics: nps all = one detractor */
+    upds_t o;
+    read_metrics(&e, &o);
+    for (size_t i = 0; i < o.n; i++) {
+        const sb_metric_update_t *u = &o.v[i].u;
+        uint64_t c = u->metric == SB_METRIC_RESPONSE_RATE ? u->v.num : u->v.count;
+        ck_assert_msg(c == (u->metric == SB_METRIC_NPS || u->metric == SB_METRIC_RESPONSE_RATE),
+                      "%s", o.v[i].json);
+        if (u->metric == SB_METRIC_NPS) {
+            ck_assert_int_eq(u->v.detractors, 1);
+            ck_assert_double_eq(u->v.score, -100.0);
+        }
+    }
+    upds_free(&o);
+    agg_stop(&e, 0);
+    env_close(&e);
+}
+END_TEST
+
+/* ================================================================ 7. requests and KPIs */
+
+static const sb_metric_update_t *find(const upds_t *o, const char *key)
+{
+    for (size_t i = 0; i < o->n; i++)
+        if (!strcmp(o->v[i].key, key)) return &o->v[i].u;
+    ck_abort_msg("no update %s", key);
+    return NULL;
+}
+
+START_TEST(rates_and_kpis)
+{
+    env_t e;
+    /* at most 2 agents get their own slice: the third goes to agent|_other */
+    env_open(&e, "k7", "111100", "{\"max_dimension_values\":2}");
+    const char *dims[SB_DIM__N] = {0};
+    dims[SB_DIM_CHANNEL] = "sms";
+    dims[SB_DIM_AGENT] = "a-1";
+    survey_t s[4];
+    int64_t now = sb_now_ms();
+    for (int i = 0; i < 4; i++) {
+        char inter[16];
+        snprintf(inter, sizeof inter, "k7-%d", i);
+        survey_make(&e, &s[i], inter, SB_KIND_CSAT, dims, SB_REC_FIRED);
+        sb_survey_request_t q;
+        memset(&q, 0, sizeof q);
+        memcpy(q.survey_id, s[i].id, sizeof s[i].id);
+        snprintf(q.journey, sizeof q.journey, "%s", s[i].rec.journey);
+        snprintf(q.customer_id, sizeof q.customer_id, "%s", s[i].rec.customer_id);
+        snprintf(q.interaction_id, sizeof q.interaction_id, "%s", inter);
+        snprintf(q.channel, sizeof q.channel, "sms");
+        snprintf(q.question, sizeof q.question, "How was it?");
+        snprintf(q.token, sizeof q.token, "%s", s[i].token);
+        q.kind = SB_KIND_CSAT, q.scale_min = 1, q.scale_max = 5;
+        q.issued_ms = now - MIN, q.expires_ms = s[i].rec.expires_ms;
+        char *json = sb_survey_request_encode(&q);
+        produce(&e, e.cfg->topics.requests, NULL, json);
+        produce(&e, e.cfg->topics.requests, NULL, json); /* a redelivered request counts once */
+        free(json);
+    }
+    char buf[1024];
+    response_json(buf, sizeof buf, &s[0], NULL, 5, now, NULL);
+    produce(&e, e.cfg->topics.responses, s[0].id, buf);
+    response_json(buf, sizeof buf, &s[1], NULL, 2, now, NULL);
+    produce(&e, e.cfg->topics.responses, s[1].id, buf);
+    /* KPI events: frt 10/20/30 s, art 100/200/300 s, resolved first time 2 of 3, transferred
+     * 1 of 3; agents a-1, a-2, a-3 (the third is past the cap); a duplicate event id */
+    const char *ev[] = {
+        "{\"event_id\":\"e1\",\"occurred_at\":%lld,\"customer_id\":\"c\",\"interaction_id\":\"i1\","
+        "\"kind\":\"support_ticket\",\"channel\":\"sms\",\"agent\":\"a-1\",\"kpi\":{\"first_response_s\":10,"
+        "\"resolution_s\":100,\"resolved_first_contact\":true,\"transfers\":0}}",
+        "{\"event_id\":\"e2\",\"occurred_at\":%lld,\"customer_id\":\"c\",\"interaction_id\":\"i2\","
+        "\"kind\":\"support_ticket\",\"channel\":\"sms\",\"agent\":\"a-2\",\"kpi\":{\"first_response_s\":20,"
+        "\"resolution_s\":200,\"resolved_first_contact\":false,\"transfers\":2}}",
+        "{\"event_id\":\"e3\",\"occurred_at\":%lld,\"customer_id\":\"c\",\"interaction_id\":\"i3\","
+        "\"kind\":\"support_ticket\",\"channel\":\"sms\",\"agent\":\"a-3\",\"kpi\":{\"first_response_s\":30,"
+        "\"resolution_s\":300,\"resolved_first_contact\":true,\"transfers\":0}}",
+    };
+    for (int i = 0; i < 3; i++) {
+        snprintf(buf, sizeof buf, ev[i], (long long)(now - 2 * MIN));
+        /* one key, one partition: the agents register in this order */
+        produce(&e, e.cfg->topics.interactions, "k7", buf);
+        if (i == 2) produce(&e, e.cfg->topics.interactions, "k7", buf);
+    }
+    flush_all(&e);
+    agg_start(&e, 0);
+    wait_counted(&e, 2, 60000);
+    int64_t end = sb_mono_ms() + 20000;
+    while ((stat_get(&e, "kpi_events") < 3 || stat_get(&e, "requests") < 4) && sb_mono_ms() < end)
+        sleep_ms(100);
+    ck_assert_int_eq(stat_get(&e, "kpi_events"), 3);
+    ck_assert_int_eq(stat_get(&e, "kpi_duplicate"), 1);
+    ck_assert_int_eq(stat_get(&e, "requests"), 4);
+    ck_assert_int_eq(stat_get(&e, "requests_duplicate"), 4);
+    sleep_ms(3 * e.cfg->publish.interval_ms + 500);
+    upds_t o;
+    read_metrics(&e, &o);
+    const sb_metric_update_t *u = find(&o, "response_rate|1h|all|all");
+    ck_assert_int_eq(u->v.num, 2); /* 2 responses to 4 requests: 50 % */
+    ck_assert_int_eq(u->v.den, 4);
+    ck_assert_double_eq(u->v.score, 50.0);
+    u = find(&o, "response_rate|24h|agent|a-1");
+    ck_assert_double_eq(u->v.score, 50.0);
+    u = find(&o, "csat|1h|channel|sms"); /* 5 and 2 on 1..5: one satisfied of two */
+    ck_assert_int_eq(u->v.count, 2);
+    ck_assert_double_eq(u->v.score, 50.0);
+    u = find(&o, "frt|1h|all|all"); /* (10 + 20 + 30) / 3; p90: rank ceil(2.7) = 3 -> 30 */
+    ck_assert_int_eq(u->v.count, 3);
+    ck_assert_double_eq(u->v.score, 20.0);
+    ck_assert_double_eq(u->v.p90, 30.0);
+    u = find(&o, "art|7d|channel|sms");
+    ck_assert_double_eq(u->v.score, 200.0);
+    ck_assert_double_eq(u->v.p90, 300.0);
+    u = find(&o, "fcr|30d|all|all"); /* 2 of 3 = 66.67 % */
+    ck_assert_int_eq(u->v.count, 3);
+    ck_assert_double_eq(u->v.score, 66.67);
+    u = find(&o, "transfer_rate|1h|all|all"); /* 1 of 3 = 33.33 % */
+    ck_assert_double_eq(u->v.score, 33.33);
+    u = find(&o, "frt|1h|agent|a-2");
+    ck_assert_double_eq(u->v.score, 20.0);
+    u = find(&o, "frt|1h|agent|_other"); /* a-3, past the cap of 2 agents */
+    ck_assert_double_eq(u->v.score, 30.0);
+    for (size_t i = 0; i < o.n; i++) ck_assert_msg(!strstr(o.v[i].key, "|a-3"), "%s", o.v[i].key);
+    ck_assert_int_eq(stat_get(&e, "capped|agent"), 2); /* per message: e3 and its duplicate */
+    upds_free(&o);
+    agg_stop(&e, 0);
+    env_close(&e);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("aggregator");
+    TCase *tc = tcase_create("aggregator");
+    tcase_add_unchecked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 240);
+    tcase_add_test(tc, bad_responses_dead_lettered);
+    tcase_add_test(tc, rates_and_kpis);
+    tcase_add_test(tc, late_subscriber_gets_retained);
+    tcase_add_test(tc, oracle_single);
+    tcase_add_test(tc, oracle_kill9);
+    tcase_add_test(tc, oracle_redis_restart);
+    tcase_add_test(tc, oracle_two_instances);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return sb_h_run_suite(suite(), true);
+}
