@@ -33,7 +33,7 @@ INT_SUPPORT := $(B)/tests/integration/harness.o
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/tests/fuzz/replay_%)
 
-.PHONY: all deps test unit integration fuzz-replay fuzz clean format bench bench-dispatcher
+.PHONY: all deps test unit integration fuzz-replay fuzz clean format bench bench-dispatcher bench-aggregator
 .SECONDARY:
 all: $(BINS)
 
@@ -97,10 +97,13 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 $(B)/bench/%: $(B)/bench/%.o $(LIB)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-bench: bench-dispatcher
+bench: bench-dispatcher bench-aggregator
 
 bench-dispatcher: deps all $(BENCH_BIN)
 	@bench/bench_dispatcher.sh
+
+bench-aggregator: deps all $(BENCH_BIN)
+	@bench/bench_aggregator.sh
 
 clean:
 	rm -rf $(B) bin

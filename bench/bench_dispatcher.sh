@@ -27,73 +27,12 @@ for t in redis-server redis-cli redis-benchmark kcat; do
     command -v "$t" >/dev/null || { echo "bench: $t not installed (make deps)" >&2; exit 1; }
 done
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/sbbench.XXXXXX")
-REDIS_PID="" KAFKA_PID="" DISP_PID="" BG_PIDS=""
+. "$ROOT/bench/lib.sh"
+DISP_PID=""
+bench_stop_services() { stop_pid "$DISP_PID"; }
+mib() { mib_of "$DISP_PID" "$1"; }
 
-stop_pid() { # SIGTERM, up to 10 s, then SIGKILL; only processes this script started
-    local pid=$1
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    for p in $BG_PIDS; do stop_pid "$p"; done
-    stop_pid "$DISP_PID"
-    stop_pid "$KAFKA_PID"
-    stop_pid "$REDIS_PID"
-    if [ -n "${BENCH_KEEP_TMP:-}" ]; then echo "bench: kept $TMP" >&2; else rm -rf "$TMP"; fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { printf '[%6.1fs] %s\n' "$(awk -v a="$(date +%s.%N)" -v b="$T_START" 'BEGIN{print a-b}')" "$*" >&2; }
-die() { echo "bench: $*" >&2; exit 1; }
-now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
-kv() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2"; } # kv key "a=1 key=2" -> 2
-rcli() { redis-cli -p "$REDIS_PORT" "$@"; }
-rinfo() { rcli info "$1" | tr -d '\r' | sed -n "s/^$2:\\(.*\\)/\\1/p"; }
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime + stime of a process
-redis_cpu() { rcli info cpu | tr -d '\r' | awk -F: '/^used_cpu_(sys|user):/{s+=$2} END{printf "%.3f", s}'; }
-mib() { awk -v f="$1:" '$1 == f {printf "%.1f", $2 / 1024}' "/proc/$DISP_PID/status"; }
-CLK=$(getconf CLK_TCK)
-T_START=$(date +%s.%N)
-
-# ------------------------------------------------------------------ servers
-
-for _ in $(seq 20); do # a free loopback port for Redis
-    REDIS_PORT=$(( 20000 + RANDOM % 40000 ))
-    ss -ltn 2>/dev/null | grep -q ":$REDIS_PORT " && continue
-    mkdir -p "$TMP/redis"
-    cat >"$TMP/redis.conf" <<EOF
-port $REDIS_PORT
-bind 127.0.0.1
-protected-mode no
-dir $TMP/redis
-appendonly yes
-appendfsync everysec
-save ""
-daemonize no
-logfile ""
-EOF
-    redis-server "$TMP/redis.conf" >"$TMP/redis.log" 2>&1 &
-    REDIS_PID=$!
-    for _ in $(seq 100); do rcli ping 2>/dev/null | grep -q PONG && break 2; sleep 0.05; done
-    stop_pid "$REDIS_PID"; REDIS_PID=""
-done
-[ -n "$REDIS_PID" ] || die "redis-server did not start (log $TMP/redis.log)"
-
-TOPICS=interactions,survey.requests,survey.responses,survey.metrics,survey.alerts,surveybus.dlq,bench.raw
-"$BIN/surveybus-devkafka" --brokers 1 --partitions "$PARTITIONS" --topics "$TOPICS" \
-    --bootstrap-file "$TMP/boot" >"$TMP/devkafka.log" 2>&1 &
-KAFKA_PID=$!
-for _ in $(seq 300); do [ -s "$TMP/boot" ] && break; sleep 0.05; done
-[ -s "$TMP/boot" ] || die "surveybus-devkafka did not start (log $TMP/devkafka.log)"
-BOOT=$(head -1 "$TMP/boot")
+start_servers interactions,survey.requests,survey.responses,survey.metrics,survey.alerts,surveybus.dlq,bench.raw
 
 if [ "$FATIGUE" = 1 ]; then
     FATIGUE_JSON='{"min_gap": "7d", "min_gap_by_kind": {"nps": "90d"}, "max_per_30d": 3}'
@@ -302,8 +241,6 @@ SET_RATE=${SET_RATE%.*}
 
 # ------------------------------------------------------------------ table
 
-met() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN{ok = op == "ge" ? v >= t : v <= t; print ok ? "met" : "MISSED"}'; }
-fmt() { sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$1"; } # 1234567 -> 1,234,567
 ING_MET=$(met "$ING_RATIO" 80 ge); FIRE_MET=$(met "$FIRE_RATE" 50000 ge); P99_MET=$(met "$P99" 250 le)
 RSS_MET=$(met "$RSS_MIB" 64 le); MEM_MET=$(met "$BYTES_PER" 400 le)
 cat <<EOF

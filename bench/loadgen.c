@@ -16,6 +16,8 @@
 #include "kafka.h"
 #include "log.h"
 #include "store.h"
+#include "record.h"
+#include "token.h"
 #include "util.h"
 
 static volatile sig_atomic_t stop;
@@ -39,7 +41,9 @@ static void usage(FILE *f)
             "                       [--rate R] [--ahead K]\n"
             "       loadgen consume -c CFG -t TOPIC -k KIND -n N [--from SEQ] [--delay MS]\n"
             "                       [--at MS] [--ready FILE] [--series FILE] [--timeout S]\n"
-            "       loadgen wait -c CFG --field F -n N [--timeout S]\n"
+            "       loadgen wait -c CFG --field F[+F...] -n N [--hash H] [--timeout S]\n"
+            "       loadgen responses -c CFG -k KIND -n N [--from SEQ] [--prepare] [--rate R]\n"
+            "                         [--watch KEY] [--timeout S]\n"
             "       kcat ... -f '%%o\\n' | loadgen stamp\n"
             "produce: N events of kind KIND, interaction ids KIND.<occurred ms>.<seq>; occurred\n"
             "  is MS, or the produce time when not given; R events/s (0: unpaced); with K, at\n"
@@ -50,13 +54,20 @@ static void usage(FILE *f)
             "  --series writes a line per request: arrival ms, latency ms, Kafka transit ms\n"
             "  (arrival - CreateTime, i.e. since the dispatcher's produce call); produce_p*\n"
             "  are due-to-produce-call percentiles.\n"
-            "wait: polls the dispatcher counter F until it reaches N; the rate counts from its\n"
-            "  first change.\n"
+            "wait: polls the counter F (a sum with +) of P<H> (default stats:dispatcher) until\n"
+            "  it reaches N; the rate counts from its first change.\n"
+            "responses: with --prepare, writes N fired survey records of kind KIND (csat, ces,\n"
+            "  nps) into Redis as the dispatcher would, dimension values from 40 profiles;\n"
+            "  else produces a valid response to each (answered now, R/s, 0: unpaced). With\n"
+            "  --watch KEY (a metric update key such as nps|1h|all|all, whose count must start\n"
+            "  at 0) it reads the metrics topic too: latency of response k = arrival of the\n"
+            "  first update of KEY with count >= k - produce time of response k.\n"
             "stamp: lines of stdin and the rate from the first read to the last.\n");
 }
 
 typedef struct opts {
-    const char *cfg_path, *topic, *kind, *field, *ready, *series;
+    const char *cfg_path, *topic, *kind, *field, *ready, *series, *hash, *watch;
+    bool prepare;
     uint64_t n, from;
     int64_t occurred, delay, at;
     double rate;
@@ -74,22 +85,30 @@ static sb_config_t *load_config(const char *path, const char *const *ov, size_t 
     return cfg;
 }
 
-/* Reads one counter of P"stats:dispatcher" (0 when absent). Returns 0 or -1. */
+/* Reads a counter of the hash P<hash> (0 when absent); field may be "a+b+..." for a sum.
+ * Returns 0 or -1. */
+static int read_counter_of(sb_store_t *st, const char *hash, const char *field, uint64_t *out)
+{
+    char key[256], f[256];
+    if (sb_store_key(st, key, sizeof key, "%s", hash) < 0) return -1;
+    *out = 0;
+    for (const char *p = field; *p;) {
+        size_t n = strcspn(p, "+");
+        snprintf(f, sizeof f, "%.*s", (int)n, p);
+        p += n + (p[n] == '+');
+        redisReply *r = sb_store_cmd(st, "HGET %s %s", key, f);
+        if (!r) return -1;
+        int bad = r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL;
+        if (r->type == REDIS_REPLY_STRING) *out += strtoull(r->str, NULL, 10);
+        freeReplyObject(r);
+        if (bad) return -1;
+    }
+    return 0;
+}
+
 static int read_counter(sb_store_t *st, const char *field, uint64_t *out)
 {
-    char key[256];
-    if (sb_store_key(st, key, sizeof key, "stats:dispatcher") < 0) return -1;
-    redisReply *r = sb_store_cmd(st, "HGET %s %s", key, field);
-    if (!r) return -1;
-    int rc = 0;
-    if (r->type == REDIS_REPLY_STRING)
-        *out = strtoull(r->str, NULL, 10);
-    else if (r->type == REDIS_REPLY_NIL)
-        *out = 0;
-    else
-        rc = -1;
-    freeReplyObject(r);
-    return rc;
+    return read_counter_of(st, "stats:dispatcher", field, out);
 }
 
 /* ---------------------------------------------------------------- produce */
@@ -385,7 +404,7 @@ static int cmd_wait(const opts_t *o)
     char err[512];
     sb_config_t *cfg = NULL;
     sb_store_t *st = NULL;
-    uint64_t v = 0, first_v = 0;
+    uint64_t v = 0, first_v = 0, polls = 0;
     int64_t first_ms = 0;
 
     if (!(cfg = load_config(o->cfg_path, NULL, 0))) goto fail;
@@ -395,12 +414,14 @@ static int cmd_wait(const opts_t *o)
     }
     int64_t deadline = sb_mono_ms() + (int64_t)o->timeout_s * 1000;
     uint64_t v0 = 0;
-    if (read_counter(st, o->field, &v0)) {
+    const char *hash = o->hash ? o->hash : "stats:dispatcher";
+    if (read_counter_of(st, hash, o->field, &v0)) {
         fprintf(stderr, "loadgen: redis: %s\n", st->errstr);
         goto fail;
     }
     while (!stop && sb_mono_ms() < deadline) {
-        if (read_counter(st, o->field, &v)) {
+        polls++;
+        if (read_counter_of(st, hash, o->field, &v)) {
             fprintf(stderr, "loadgen: redis: %s\n", st->errstr);
             goto fail;
         }
@@ -413,12 +434,221 @@ static int cmd_wait(const opts_t *o)
     }
     int64_t done_ms = sb_now_ms();
     double secs = (double)(done_ms - first_ms) / 1000.0;
+    size_t fields = 1;
+    for (const char *p = o->field; *p; p++) fields += *p == '+';
     printf("value=%" PRIu64 " first_ms=%" PRId64 " first_value=%" PRIu64 " done_ms=%" PRId64
-           " rate=%.0f\n",
-           v, first_ms, first_v, done_ms, secs > 0 ? (double)(v - first_v) / secs : 0.0);
+           " rate=%.0f hgets=%" PRIu64 "\n",
+           v, first_ms, first_v, done_ms, secs > 0 ? (double)(v - first_v) / secs : 0.0,
+           (polls + 1) * fields);
     rc = v >= o->n ? 0 : 1;
 fail:
     sb_store_free(st);
+    sb_config_free(cfg);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- responses (aggregator) */
+
+/* The survey of sequence number seq: its record (fired, dimension values from one of 40
+ * profiles), id and token. */
+static void bench_survey(const sb_config_t *cfg, sb_kind_t kind, uint64_t seq, sb_record_t *r,
+                         char *id, char *token)
+{
+    static const char *const channels[] = {"email", "sms", "phone"};
+    unsigned p = (unsigned)(seq % 40);
+    memset(r, 0, sizeof *r);
+    r->state = SB_REC_FIRED;
+    r->kind = kind;
+    snprintf(r->journey, sizeof r->journey, "bench-%s", sb_kind_names[kind]);
+    snprintf(r->customer_id, sizeof r->customer_id, "cust-%08" PRIu64, seq);
+    snprintf(r->interaction_id, sizeof r->interaction_id, "bench-%" PRIu64, seq);
+    snprintf(r->channel, sizeof r->channel, "%s", channels[p % 3]);
+    snprintf(r->dim[SB_DIM_ALL], sizeof r->dim[0], "all");
+    snprintf(r->dim[SB_DIM_CHANNEL], sizeof r->dim[0], "%s", r->channel);
+    snprintf(r->dim[SB_DIM_AGENT], sizeof r->dim[0], "agent-%02u", p % 20);
+    snprintf(r->dim[SB_DIM_TEAM], sizeof r->dim[0], "team-%u", p % 5);
+    snprintf(r->dim[SB_DIM_REGION], sizeof r->dim[0], "region-%u", p % 4);
+    snprintf(r->dim[SB_DIM_PRODUCT], sizeof r->dim[0], "product-%u", p % 8);
+    snprintf(r->dim[SB_DIM_STAGE], sizeof r->dim[0], "support");
+    snprintf(r->dim[SB_DIM_JOURNEY], sizeof r->dim[0], "%s", r->journey);
+    r->due_ms = 0;
+    r->expires_ms = INT64_C(4102444800000); /* 2100 */
+    sb_record_survey_id(r->interaction_id, r->journey, id);
+    if (token) sb_token_sign(cfg->token.secret, id, r->expires_ms, token, SB_TOKEN_MAX);
+}
+
+static int prepare_records(const sb_config_t *cfg, sb_kind_t kind, const opts_t *o)
+{
+    char err[512];
+    sb_store_t *st = sb_store_new(cfg, err, sizeof err);
+    if (!st) {
+        fprintf(stderr, "loadgen: redis: %s\n", err);
+        return 1;
+    }
+    int64_t t0 = sb_mono_ms();
+    sb_record_t r;
+    char id[SB_SURVEY_ID_LEN + 1], key[300];
+    uint64_t i = 0;
+    while (i < o->n) {
+        size_t k = 0;
+        for (; k < 1000 && i < o->n; k++, i++) {
+            bench_survey(cfg, kind, o->from + i, &r, id, NULL);
+            size_t len;
+            char *v = sb_record_encode(&r, &len);
+            sb_store_key(st, key, sizeof key, "s:%s", id);
+            const char *argv[] = {"SET", key, v};
+            size_t lens[] = {3, strlen(key), len};
+            if (!v || sb_store_append_argv(st, 3, argv, lens)) {
+                free(v);
+                goto fail;
+            }
+            free(v);
+        }
+        redisReply *rep[1000];
+        if (sb_store_pipeline_get(st, rep, k)) goto fail;
+        for (size_t j = 0; j < k; j++) freeReplyObject(rep[j]);
+    }
+    printf("prepared=%" PRIu64 " seconds=%.3f\n", i, (double)(sb_mono_ms() - t0) / 1000.0);
+    sb_store_free(st);
+    return 0;
+fail:
+    fprintf(stderr, "loadgen: redis: %s\n", st->errstr);
+    sb_store_free(st);
+    return 1;
+}
+
+/* Reads "count":N from a metric update. */
+static long long update_count(const char *buf, size_t len)
+{
+    const char *s = memmem(buf, len, "\"count\":", 8);
+    return s ? strtoll(s + 8, NULL, 10) : -1;
+}
+
+static int cmd_responses(const opts_t *o)
+{
+    int rc = 1;
+    char err[512];
+    prod_state_t ps = {0};
+    sb_config_t *cfg = NULL;
+    sb_kafka_producer_t *p = NULL;
+    sb_kafka_consumer_t *c = NULL;
+    int64_t *sent = NULL, *lat = NULL;
+    int kind = sb_kind_parse(o->kind ? o->kind : "");
+    if (kind < 0) {
+        fprintf(stderr, "loadgen: --kind csat|ces|nps\n");
+        return 2;
+    }
+    if (!(cfg = load_config(o->cfg_path, NULL, 0))) goto fail;
+    if (o->prepare) {
+        rc = prepare_records(cfg, (sb_kind_t)kind, o);
+        goto fail;
+    }
+    p = sb_kafka_producer_new(cfg, "bench-loadgen", on_delivery, &ps, err, sizeof err);
+    if (!p) {
+        fprintf(stderr, "loadgen: %s\n", err);
+        goto fail;
+    }
+    if (o->watch) {
+        char group[64];
+        snprintf(group, sizeof group, "bench-watch-%d", (int)getpid());
+        const char *topics[] = {cfg->topics.metrics};
+        if (!(c = sb_kafka_consumer_new(cfg, group, topics, 1, err, sizeof err))) {
+            fprintf(stderr, "loadgen: %s\n", err);
+            goto fail;
+        }
+        /* joined once the earlier updates on the topic arrive: only then is the clock fair */
+        int64_t join_end = sb_mono_ms() + 30000;
+        bool joined = false;
+        while (!joined && !stop && sb_mono_ms() < join_end) {
+            sb_kafka_msg_t *m = NULL;
+            int got = sb_kafka_consume_batch(c, &m, 1000, 100);
+            joined = got > 0;
+            sb_kafka_msgs_free(m, got > 0 ? (size_t)got : 0);
+        }
+        if (!joined) fprintf(stderr, "loadgen: no metric update seen before producing\n");
+        sent = calloc(o->n + 1, sizeof *sent);
+        lat = calloc(o->n + 1, sizeof *lat);
+        if (!sent || !lat) goto fail;
+    }
+    const sb_scale_t *sc = &cfg->scales[kind];
+    char body[512], id[SB_SURVEY_ID_LEN + 1], token[SB_TOKEN_MAX], when[32];
+    sb_record_t r;
+    size_t bytes = 0, nlat = 0;
+    int64_t t0 = sb_mono_ms();
+    uint64_t i = 0, matched = 0;
+    int64_t deadline = 0;
+    while (!stop) {
+        if (i < o->n) {
+            uint64_t seq = o->from + i;
+            if (o->rate > 0) {
+                int64_t due = t0 + (int64_t)((double)i * 1000.0 / o->rate);
+                if (sb_mono_ms() < due) goto poll;
+            }
+            bench_survey(cfg, (sb_kind_t)kind, seq, &r, id, token);
+            sb_time_format(sb_now_ms(), when);
+            /* a plausible spread: most answers at the top of the scale, 15 % at the bottom
+             * (NPS 0..10: 15 % detractors; CSAT 1..5: 15 % at 3 or below) */
+            static const double top[20] = {1, 1, 1, 1, 1, 1, 1, 1, .9, .9, .9, .9, .8, .8, .8, .8,
+                                           .75, .5, .25, 0};
+            int score = sc->min + (int)(top[seq % 20] * (sc->max - sc->min) + 0.5);
+            int len = snprintf(body, sizeof body,
+                               "{\"survey_id\":\"%s\",\"token\":\"%s\",\"score\":%d,"
+                               "\"answered_at\":\"%s\"%s}",
+                               id, token, score, when,
+                               seq % 5 ? "" : ",\"comment\":\"could have been faster\"");
+            while (sb_kafka_produce(p, cfg->topics.responses, id, SB_SURVEY_ID_LEN, body,
+                                    (size_t)len, NULL) != 0)
+                sb_kafka_producer_poll(p, 1);
+            if (sent) sent[i + 1] = sb_now_ms();
+            bytes += (size_t)len;
+            i++;
+            if (i % 1024 == 0 || o->rate > 0) sb_kafka_producer_poll(p, 0);
+            if (i == o->n) {
+                if (sb_kafka_producer_flush(p, 60000) != 0) goto fail;
+                printf("produced=%" PRIu64 " seconds=%.3f rate=%.0f avg_bytes=%zu ", i,
+                       (double)(sb_mono_ms() - t0) / 1000.0,
+                       (double)i * 1000.0 / (double)(sb_mono_ms() - t0 + 1), bytes / i);
+                fflush(stdout);
+                if (!c) break;
+                deadline = sb_mono_ms() + (int64_t)o->timeout_s * 1000;
+            }
+            if (o->rate <= 0) continue;
+        }
+    poll:
+        if (c) {
+            sb_kafka_msg_t *m = NULL;
+            int n = sb_kafka_consume_batch(c, &m, 1000, i < o->n ? 0 : 50);
+            int64_t now = sb_now_ms();
+            for (int k = 0; k < n; k++) {
+                if (!m[k].key || m[k].keylen != strlen(o->watch) ||
+                    memcmp(m[k].key, o->watch, m[k].keylen))
+                    continue;
+                long long cnt = update_count(m[k].payload, m[k].len);
+                while (cnt > 0 && matched < (uint64_t)cnt && matched < i) {
+                    matched++;
+                    lat[nlat++] = now - sent[matched];
+                }
+            }
+            sb_kafka_msgs_free(m, n > 0 ? (size_t)n : 0);
+            if (i == o->n && (matched >= o->n || sb_mono_ms() > deadline)) break;
+        } else if (o->rate > 0) {
+            sb_kafka_producer_poll(p, 1);
+        }
+    }
+    if (c) {
+        qsort(lat, nlat, sizeof *lat, cmp_i64);
+        printf("matched=%" PRIu64 " p50_ms=%" PRId64 " p99_ms=%" PRId64 " max_ms=%" PRId64, matched,
+               pct(lat, nlat, 50), pct(lat, nlat, 99), nlat ? lat[nlat - 1] : -1);
+        rc = matched >= o->n ? 0 : 1;
+    } else {
+        rc = ps.failed || i < o->n ? 1 : 0;
+    }
+    printf("\n");
+fail:
+    free(sent);
+    free(lat);
+    if (c) sb_kafka_consumer_close(c);
+    sb_kafka_producer_free(p);
     sb_config_free(cfg);
     return rc;
 }
@@ -434,7 +664,8 @@ int main(int argc, char **argv)
         {"delay", required_argument, NULL, 'd'},   {"at", required_argument, NULL, 'T'},
         {"ready", required_argument, NULL, 'R'},   {"timeout", required_argument, NULL, 'w'},
         {"field", required_argument, NULL, 'F'},   {"series", required_argument, NULL, 'S'},
-        {"help", no_argument, NULL, 'h'},
+        {"hash", required_argument, NULL, 'H'},    {"watch", required_argument, NULL, 'W'},
+        {"prepare", no_argument, NULL, 'P'},       {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     /* clang-format on */
@@ -491,6 +722,15 @@ int main(int argc, char **argv)
         case 'S':
             o.series = optarg;
             break;
+        case 'H':
+            o.hash = optarg;
+            break;
+        case 'W':
+            o.watch = optarg;
+            break;
+        case 'P':
+            o.prepare = true;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -500,8 +740,8 @@ int main(int argc, char **argv)
         }
     }
     bool produce = !strcmp(cmd, "produce"), consume = !strcmp(cmd, "consume"),
-         wait = !strcmp(cmd, "wait");
-    if (!o.cfg_path || !o.n || (!produce && !consume && !wait) ||
+         wait = !strcmp(cmd, "wait"), responses = !strcmp(cmd, "responses");
+    if (!o.cfg_path || !o.n || (!produce && !consume && !wait && !responses) ||
         ((produce || consume) && (!o.topic || !o.kind)) || (wait && !o.field)) {
         usage(stderr);
         return 2;
@@ -512,5 +752,8 @@ int main(int argc, char **argv)
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
     setvbuf(stdout, NULL, _IOLBF, 0);
-    return produce ? cmd_produce(&o) : consume ? cmd_consume(&o) : cmd_wait(&o);
+    return produce     ? cmd_produce(&o)
+           : consume   ? cmd_consume(&o)
+           : responses ? cmd_responses(&o)
+                       : cmd_wait(&o);
 }

@@ -201,7 +201,13 @@ static const char LUA_APPLY[] = LUA_TALLY_PRELUDE
     "for key, ops in pairs(hcells) do hashadd(key, ops) end\n"
     "for key, t in pairs(ttl) do redis.call('PEXPIRE', key, fmt(t)) end\n"
     "for key, day in pairs(days) do redis.call('PEXPIREAT', key, fmt(day + kpi_keep)) end\n"
-    "for _, a in ipairs(alerts) do redis.call('ZADD', P .. 'alertq', fmt(now), a) end\n"
+    "if #alerts > 0 then\n"
+    "  local args = {}\n"
+    "  for _, a in ipairs(alerts) do args[#args + 1] = fmt(now) args[#args + 1] = a end\n"
+    "  for j = 1, #args, 4000 do\n"
+    "    redis.call('ZADD', P .. 'alertq', unpack(args, j, math.min(j + 3999, #args)))\n"
+    "  end\n"
+    "end\n"
     "for f, n in pairs(counts) do redis.call('HINCRBY', P .. 'stats:aggregator', f, n) end\n"
     "return table.concat(res)\n";
 

@@ -5,6 +5,7 @@
 #ifndef SB_AGGREGATOR_H
 #define SB_AGGREGATOR_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -26,6 +27,26 @@ typedef struct in_msg {
     char stream;
 } in_msg_t;
 
+/* Alerts are durable in the Redis outbox once counted, so they are published without
+ * holding up the batch: each produce call carries an alert_msg_t, and the delivery callback
+ * (which may run on either ingesting thread) moves confirmed ones to the sink, from which
+ * the main loop removes them from the outbox in one command. */
+#define TAG_ALERT 2
+typedef struct alert_sink {
+    pthread_mutex_t mu;
+    char **done; /* confirmed alert texts, owned */
+    size_t n, cap;
+} alert_sink_t;
+
+typedef struct alert_msg {
+    int tag; /* TAG_ALERT */
+    char *json;
+    alert_sink_t *sink;
+} alert_msg_t;
+
+/* Removes the confirmed alerts from the outbox (main thread). Returns 0 or -1 (kept). */
+int alert_sink_flush(alert_sink_t *s, sb_tally_t *t);
+
 /* What one ingesting thread owns. */
 typedef struct ingest {
     const sb_config_t *cfg;
@@ -34,6 +55,7 @@ typedef struct ingest {
     sb_kafka_producer_t *producer; /* dead letters and alerts; NULL when Kafka is off */
     sb_mqtt_t *mqtt_pub;           /* alerts; NULL when MQTT is off (shared, thread-safe) */
     sb_wait_t wait;
+    alert_sink_t *sink; /* shared */
 } ingest_t;
 
 /* Counts a batch: every response is verified (token, survey, state, scale, expiry, time)

@@ -75,10 +75,60 @@ static void dead(work_t *w, counts_t *cs, const char *fmt, ...)
 void aggregator_delivery(void *opaque, void *msg_opaque, int ok, const char *errstr)
 {
     (void)opaque;
-    if (msg_opaque && *(int *)msg_opaque == SB_WAIT_TAG)
+    int tag = msg_opaque ? *(int *)msg_opaque : 0;
+    if (tag == SB_WAIT_TAG) {
         sb_wait_delivered(msg_opaque, ok, errstr);
-    else if (!ok)
+    } else if (tag == TAG_ALERT) {
+        alert_msg_t *a = msg_opaque;
+        if (ok) {
+            alert_sink_t *s = a->sink;
+            pthread_mutex_lock(&s->mu);
+            if (s->n == s->cap) {
+                s->cap = s->cap ? s->cap * 2 : 256;
+                s->done = realloc(s->done, s->cap * sizeof *s->done);
+                if (!s->done) abort();
+            }
+            s->done[s->n++] = a->json;
+            pthread_mutex_unlock(&s->mu);
+        } else {
+            /* left in the outbox: the publisher sends it again after a minute */
+            sb_warn("alert not delivered err=\"%s\"", errstr ? errstr : "");
+            free(a->json);
+        }
+        free(a);
+    } else if (!ok) {
         sb_warn("metric update not delivered err=\"%s\"", errstr ? errstr : "");
+    }
+}
+
+int alert_sink_flush(alert_sink_t *s, sb_tally_t *t)
+{
+    pthread_mutex_lock(&s->mu);
+    char **done = s->done;
+    size_t n = s->n;
+    s->done = NULL, s->n = 0, s->cap = 0;
+    pthread_mutex_unlock(&s->mu);
+    if (n == 0) return 0;
+    int rc = sb_tally_alerts_done(t, (const char *const *)done, n);
+    if (rc == 0) {
+        for (size_t i = 0; i < n; i++) free(done[i]);
+        free(done);
+        return 0;
+    }
+    /* Redis down: keep them for the next flush */
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < s->n; i++) {
+        if (n == 0 || (n & (n - 1)) == 0) {
+            char **d = realloc(done, (n ? n * 2 : 1) * sizeof *d);
+            if (!d) abort();
+            done = d;
+        }
+        done[n++] = s->done[i];
+    }
+    free(s->done);
+    s->done = done, s->n = n, s->cap = n;
+    pthread_mutex_unlock(&s->mu);
+    return -1;
 }
 
 /* The alert of a counted response (SPEC §4), or NULL. */
@@ -332,68 +382,68 @@ static void check_record(ingest_t *ig, const in_msg_t *m, work_t *w, const redis
     w->state = 'r';
 }
 
-/* Step 4: dead letters and alerts of the batch, confirmed. Returns 0 or -1 (stopping). */
-static int publish_out(ingest_t *ig, const in_msg_t *msgs, work_t *w, size_t n,
-                       const sb_tally_item_t *items)
+/* Step 4a: alerts of the counted responses, published without waiting (see alert_sink_t).
+ * Without Kafka, an alert leaves the outbox once libmosquitto has queued it. */
+static void publish_alerts(ingest_t *ig, work_t *w, size_t n, const sb_tally_item_t *items)
 {
     const sb_config_t *cfg = ig->cfg;
-    size_t nout = 0, nalert = 0;
     for (size_t i = 0; i < n; i++) {
-        if (w[i].state == 'd') nout++;
-        if (w[i].state == 'r' && items[w[i].item].result == 'c' && w[i].alert) nalert++;
-    }
-    if (nout + nalert == 0) return 0;
-    sb_outmsg_t *out = calloc(nout + nalert, sizeof *out);
-    const char **done = calloc(nalert + 1, sizeof *done);
-    char **env = calloc(nout + 1, sizeof *env);
-    int *mids = calloc(nalert + 1, sizeof *mids);
-    if (!out || !done || !env || !mids) abort();
-    size_t k = 0, ne = 0, na = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (w[i].state == 'd') {
-            if (!ig->producer) {
-                sb_warn("dead letter (kafka off) source=%s reason=\"%s\"", msgs[i].source,
-                        w[i].reason);
-                continue;
+        if (w[i].state != 'r' || items[w[i].item].result != 'c' || !w[i].alert) continue;
+        bool queued = false;
+        if (ig->mqtt_pub) {
+            char topic[600];
+            const char *keys[] = {"type"}, *vals[] = {sb_stats_alert_type(w[i].rec.kind)};
+            if (sb_mqtt_topic_render(cfg->mqtt_topics.alerts, keys, vals, 1, topic, sizeof topic) == 0)
+                queued = sb_mqtt_publish(ig->mqtt_pub, topic, w[i].alert, strlen(w[i].alert), false,
+                                         NULL) == 0;
+            if (!queued) sb_warn("alert not published on mqtt err=\"%s\"", sb_mqtt_errstr(ig->mqtt_pub));
+        }
+        alert_msg_t *a = malloc(sizeof *a);
+        if (!a) abort();
+        *a = (alert_msg_t){TAG_ALERT, w[i].alert, ig->sink};
+        w[i].alert = NULL; /* now the message's */
+        if (ig->producer) {
+            while (sb_kafka_produce(ig->producer, cfg->topics.alerts, w[i].survey_id,
+                                    strlen(w[i].survey_id), a->json, strlen(a->json), a) != 0) {
+                if (sb_service_stop) break; /* stays in the outbox */
+                sb_kafka_producer_poll(ig->producer, 10);
             }
-            env[ne] = sb_dlq_encode(w[i].reason, msgs[i].source, msgs[i].payload, msgs[i].len);
-            if (!env[ne]) abort();
-            out[k++] = (sb_outmsg_t){cfg->topics.dlq, NULL, 0, env[ne], strlen(env[ne])};
-            ne++;
-        } else if (w[i].state == 'r' && items[w[i].item].result == 'c' && w[i].alert) {
-            done[na] = w[i].alert;
-            const char *type = sb_stats_alert_type(w[i].rec.kind);
-            if (ig->producer)
-                out[k++] = (sb_outmsg_t){cfg->topics.alerts, w[i].survey_id,
-                                         strlen(w[i].survey_id), w[i].alert, strlen(w[i].alert)};
-            if (ig->mqtt_pub) {
-                char topic[600];
-                const char *keys[] = {"type"}, *vals[] = {type};
-                if (sb_mqtt_topic_render(cfg->mqtt_topics.alerts, keys, vals, 1, topic,
-                                         sizeof topic) == 0 &&
-                    sb_mqtt_publish(ig->mqtt_pub, topic, w[i].alert, strlen(w[i].alert), false,
-                                    &mids[na]) != 0)
-                    sb_warn("alert not published on mqtt err=\"%s\"", sb_mqtt_errstr(ig->mqtt_pub));
-            }
-            na++;
+        } else if (queued) {
+            aggregator_delivery(NULL, a, 1, NULL);
+        } else {
+            free(a->json);
+            free(a);
         }
     }
-    int rc = ig->producer ? sb_service_produce_all(ig->producer, &ig->wait, out, k) : 0;
-    if (rc == 0 && ig->mqtt_pub) {
-        /* MQTT alerts: wait (bounded) for the broker's acknowledgement; the outbox keeps
-         * the ones not confirmed, and the publisher sends them again */
-        int64_t until = sb_mono_ms() + 5000;
-        for (size_t i = 0; i < na; i++)
-            while (mids[i] && sb_mqtt_is_pending(ig->mqtt_pub, mids[i]) && sb_mono_ms() < until)
-                sb_service_sleep(2);
+}
+
+/* Step 4b: dead letters of the batch, confirmed before the caller commits. Returns 0 or -1
+ * (stopping). */
+static int publish_dead(ingest_t *ig, const in_msg_t *msgs, work_t *w, size_t n)
+{
+    const sb_config_t *cfg = ig->cfg;
+    size_t nd = 0;
+    for (size_t i = 0; i < n; i++) nd += w[i].state == 'd';
+    if (nd == 0) return 0;
+    if (!ig->producer) {
+        for (size_t i = 0; i < n; i++)
+            if (w[i].state == 'd')
+                sb_warn("dead letter (kafka off) source=%s reason=\"%s\"", msgs[i].source,
+                        w[i].reason);
+        return 0;
     }
-    if (rc == 0 && na && sb_tally_alerts_done(ig->tally, done, na) != 0)
-        sb_warn("alerts published but still in the outbox (redis); they may be sent again");
-    for (size_t i = 0; i < ne; i++) free(env[i]);
-    free(env);
+    sb_outmsg_t *out = calloc(nd, sizeof *out);
+    if (!out) abort();
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (w[i].state != 'd') continue;
+        char *env = sb_dlq_encode(w[i].reason, msgs[i].source, msgs[i].payload, msgs[i].len);
+        if (!env) abort();
+        out[k++] = (sb_outmsg_t){cfg->topics.dlq, NULL, 0, env, strlen(env)};
+    }
+    int rc = sb_service_produce_all(ig->producer, &ig->wait, out, k);
+    for (size_t i = 0; i < k; i++) free((char *)out[i].payload);
     free(out);
-    free(done);
-    free(mids);
     return rc;
 }
 
@@ -471,7 +521,8 @@ int ingest_batch(ingest_t *ig, const in_msg_t *msgs, size_t n)
                      "not_sent: survey %s was cancelled or suppressed", w[i].survey_id),
                 w[i].state = 'd';
     }
-    rc = publish_out(ig, msgs, w, n, items);
+    publish_alerts(ig, w, n, items);
+    rc = publish_dead(ig, msgs, w, n);
 out:
     if (recs) freeReplyObject(recs);
     for (size_t i = 0; i < n; i++) {

@@ -19,6 +19,7 @@ typedef struct agg {
     ingest_t kin; /* Kafka ingest and publication (main thread) */
     ingest_t min; /* MQTT ingest (callback thread) */
     publisher_t pub;
+    alert_sink_t sink;
 } agg_t;
 
 static int on_mqtt(void *opaque, const char *topic, const void *payload, size_t len)
@@ -47,6 +48,7 @@ static int open_ingest(agg_t *a, ingest_t *ig, char *err, size_t el)
     ig->tally = sb_tally_new(ig->store, a->cfg);
     ig->producer = a->producer;
     ig->mqtt_pub = a->mqtt_pub;
+    ig->sink = &a->sink;
     return 0;
 }
 
@@ -163,6 +165,7 @@ static void run(agg_t *a)
             next_pub = sb_mono_ms() + a->cfg->publish.interval_ms;
         }
         if (a->producer) sb_kafka_producer_poll(a->producer, 0);
+        alert_sink_flush(&a->sink, a->kin.tally);
         if (sb_mono_ms() >= next_report) {
             sb_info("published updates=%llu failed=%llu leader=%s",
                     (unsigned long long)a->pub.published, (unsigned long long)a->pub.failed,
@@ -180,6 +183,8 @@ static void shutdown_all(agg_t *a)
     }
     sb_mqtt_free(a->mqtt_sub); /* unacknowledged MQTT messages are redelivered */
     close_ingest(&a->min);
+    if (a->producer) sb_kafka_producer_flush(a->producer, 3000); /* alerts in flight */
+    if (a->kin.tally) alert_sink_flush(&a->sink, a->kin.tally);
     publisher_free(&a->pub);
     close_ingest(&a->kin);
     if (a->mqtt_pub) sb_mqtt_wait_published(a->mqtt_pub, 2000);
@@ -194,6 +199,7 @@ int main(int argc, char **argv)
 {
     agg_t a;
     memset(&a, 0, sizeof a);
+    pthread_mutex_init(&a.sink.mu, NULL);
     int rc = sb_service_init(&a.svc, "aggregator", argc, argv);
     if (rc != 0) return rc > 0 ? 0 : 1;
     a.cfg = a.svc.cfg;
@@ -205,6 +211,9 @@ int main(int argc, char **argv)
         rc = 1;
     }
     shutdown_all(&a);
+    for (size_t i = 0; i < a.sink.n; i++) free(a.sink.done[i]);
+    free(a.sink.done);
+    pthread_mutex_destroy(&a.sink.mu);
     sb_service_fini(&a.svc);
     if (rc == 0) sb_info("stopped");
     return rc;

@@ -1,0 +1,65 @@
+# Shared by the benchmark scripts (sourced): a private temp dir, teardown on exit, small
+# helpers, and redis-server + surveybus-devkafka on free loopback ports.
+# The sourcing script sets BIN and PARTITIONS, may define bench_stop_services (called first
+# on exit) and adds background helpers to BG_PIDS.
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/sbbench.XXXXXX")
+REDIS_PID="" KAFKA_PID="" BG_PIDS=""
+
+stop_pid() { # SIGTERM, up to 10 s, then SIGKILL; only processes this script started
+    local pid=$1
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    for p in $BG_PIDS; do stop_pid "$p"; done
+    if declare -F bench_stop_services >/dev/null; then bench_stop_services; fi
+    stop_pid "$KAFKA_PID"
+    stop_pid "$REDIS_PID"
+    if [ -n "${BENCH_KEEP_TMP:-}" ]; then echo "bench: kept $TMP" >&2; else rm -rf "$TMP"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { printf '[%6.1fs] %s\n' "$(awk -v a="$(date +%s.%N)" -v b="$T_START" 'BEGIN{print a-b}')" "$*" >&2; }
+die() { echo "bench: $*" >&2; exit 1; }
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+kv() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2"; } # kv key "a=1 key=2" -> 2
+rcli() { redis-cli -p "$REDIS_PORT" "$@"; }
+rinfo() { rcli info "$1" | tr -d '\r' | sed -n "s/^$2:\\(.*\\)/\\1/p"; }
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime + stime of a process
+redis_cpu() { rcli info cpu | tr -d '\r' | awk -F: '/^used_cpu_(sys|user):/{s+=$2} END{printf "%.3f", s}'; }
+mib_of() { awk -v f="$2:" '$1 == f {printf "%.1f", $2 / 1024}' "/proc/$1/status"; } # mib_of PID VmHWM
+fmt() { sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$1"; } # 1234567 -> 1,234,567
+met() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN{ok = op == "ge" ? v >= t : v <= t; print ok ? "met" : "MISSED"}'; }
+CLK=$(getconf CLK_TCK)
+T_START=$(date +%s.%N)
+
+# start_servers TOPICS: redis-server (AOF, fsync every second) and devkafka; sets REDIS_PORT, BOOT
+start_servers() {
+    for _ in $(seq 20); do # a free loopback port for Redis
+        REDIS_PORT=$(( 20000 + RANDOM % 40000 ))
+        ss -ltn 2>/dev/null | grep -q ":$REDIS_PORT " && continue
+        mkdir -p "$TMP/redis"
+        printf '%s\n' "port $REDIS_PORT" "bind 127.0.0.1" "protected-mode no" "dir $TMP/redis" \
+            "appendonly yes" "appendfsync everysec" 'save ""' "daemonize no" 'logfile ""' \
+            >"$TMP/redis.conf"
+        redis-server "$TMP/redis.conf" >"$TMP/redis.log" 2>&1 &
+        REDIS_PID=$!
+        for _ in $(seq 100); do rcli ping 2>/dev/null | grep -q PONG && break 2; sleep 0.05; done
+        stop_pid "$REDIS_PID"; REDIS_PID=""
+    done
+    [ -n "$REDIS_PID" ] || die "redis-server did not start (log $TMP/redis.log)"
+    "$BIN/surveybus-devkafka" --brokers 1 --partitions "$PARTITIONS" --topics "$1" \
+        --bootstrap-file "$TMP/boot" >"$TMP/devkafka.log" 2>&1 &
+    KAFKA_PID=$!
+    for _ in $(seq 300); do [ -s "$TMP/boot" ] && break; sleep 0.05; done
+    [ -s "$TMP/boot" ] || die "surveybus-devkafka did not start (log $TMP/devkafka.log)"
+    BOOT=$(head -1 "$TMP/boot")
+}
