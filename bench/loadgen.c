@@ -565,6 +565,12 @@ static int cmd_responses(const opts_t *o)
             joined = got > 0;
             sb_kafka_msgs_free(m, got > 0 ? (size_t)got : 0);
         }
+        /* and caught up with what is already there */
+        for (int got = 1; got > 0 && !stop;) {
+            sb_kafka_msg_t *m = NULL;
+            got = sb_kafka_consume_batch(c, &m, 1000, 300);
+            sb_kafka_msgs_free(m, got > 0 ? (size_t)got : 0);
+        }
         if (!joined) fprintf(stderr, "loadgen: no metric update seen before producing\n");
         sent = calloc(o->n + 1, sizeof *sent);
         lat = calloc(o->n + 1, sizeof *lat);

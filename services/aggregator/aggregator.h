@@ -56,7 +56,14 @@ typedef struct ingest {
     sb_mqtt_t *mqtt_pub;           /* alerts; NULL when MQTT is off (shared, thread-safe) */
     sb_wait_t wait;
     alert_sink_t *sink; /* shared */
+    /* work buffers reused from batch to batch (a message's state is a few KiB) */
+    struct work *w;
+    sb_tally_item_t *items, *kpi;
+    size_t cap;
 } ingest_t;
+
+/* Releases an ingest context's work buffers. */
+void ingest_free_buffers(ingest_t *ig);
 
 /* Counts a batch: every response is verified (token, survey, state, scale, expiry, time)
  * and, with the requests and KPI events, counted in one atomic Redis call; dead letters

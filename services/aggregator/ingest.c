@@ -447,12 +447,27 @@ static int publish_dead(ingest_t *ig, const in_msg_t *msgs, work_t *w, size_t n)
     return rc;
 }
 
+void ingest_free_buffers(ingest_t *ig)
+{
+    free(ig->w);
+    free(ig->items);
+    free(ig->kpi);
+    ig->w = NULL, ig->items = NULL, ig->kpi = NULL, ig->cap = 0;
+}
+
 int ingest_batch(ingest_t *ig, const in_msg_t *msgs, size_t n)
 {
     int64_t now = sb_now_ms();
-    work_t *w = calloc(n ? n : 1, sizeof *w);
-    sb_tally_item_t *items = calloc(n ? n : 1, sizeof *items);
-    sb_tally_item_t *kpi = calloc(n ? n : 1, sizeof *kpi);
+    if (n > ig->cap) {
+        ingest_free_buffers(ig);
+        ig->w = malloc(n * sizeof *ig->w);
+        ig->items = malloc(n * sizeof *ig->items);
+        ig->kpi = malloc(n * sizeof *ig->kpi);
+        ig->cap = n;
+    }
+    work_t *w = ig->w;
+    sb_tally_item_t *items = ig->items, *kpi = ig->kpi;
+    for (size_t i = 0; i < n; i++) w[i].state = 0, w[i].claim = NULL, w[i].alert = NULL;
     sb_event_t *ev = malloc(sizeof *ev);
     counts_t *cs = calloc(1, sizeof *cs);
     const char **argv = calloc(n + 1, sizeof *argv);
@@ -529,9 +544,6 @@ out:
         free(w[i].claim);
         free(w[i].alert);
     }
-    free(w);
-    free(items);
-    free(kpi);
     free(ev);
     free(cs);
     free(argv);

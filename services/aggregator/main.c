@@ -54,6 +54,7 @@ static int open_ingest(agg_t *a, ingest_t *ig, char *err, size_t el)
 
 static void close_ingest(ingest_t *ig)
 {
+    ingest_free_buffers(ig);
     sb_tally_free(ig->tally);
     sb_store_free(ig->store);
     memset(ig, 0, sizeof *ig);
