@@ -26,7 +26,7 @@ for t in redis-server redis-cli redis-benchmark kcat; do
     command -v "$t" >/dev/null || { echo "bench: $t not installed (make deps)" >&2; exit 1; }
 done
 
-. "$ROOT/bench/lib.sh"
+. "$ROOT/scripts/servers.sh"
 AGG_PID=""
 bench_stop_services() { stop_pid "$AGG_PID"; }
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "aggregator.h"
+#include "http.h"
 #include "log.h"
 
 typedef struct agg {
@@ -20,6 +21,7 @@ typedef struct agg {
     ingest_t min; /* MQTT ingest (callback thread) */
     publisher_t pub;
     alert_sink_t sink;
+    sb_http_t *http;
 } agg_t;
 
 static int on_mqtt(void *opaque, const char *topic, const void *payload, size_t len)
@@ -98,6 +100,12 @@ static int start(agg_t *a)
         a->mqtt_sub = sb_mqtt_new(cfg, a->svc.client_id, subs, n, on_mqtt, a, err, sizeof err);
         free(subs);
         if (!a->mqtt_sub) goto fail;
+    }
+    if (cfg->http.aggregator && *cfg->http.aggregator) {
+        static const char *const queues[] = {"alertq", NULL};
+        sb_http_probe_t probe = {cfg, "aggregator", a->producer, a->consumer,
+                                 a->mqtt_sub ? a->mqtt_sub : a->mqtt_pub, queues};
+        if (!(a->http = sb_http_start(cfg->http.aggregator, &probe, err, sizeof err))) goto fail;
     }
     sb_info("started kafka=%s mqtt=%s windows=%zu dimensions=%zu interval_ms=%d",
             kafka ? "on" : "off", mqtt ? "on" : "off", cfg->n_windows, cfg->n_dimensions,
@@ -178,6 +186,7 @@ static void run(agg_t *a)
 
 static void shutdown_all(agg_t *a)
 {
+    sb_http_stop(a->http);
     if (a->consumer) {
         sb_kafka_commit(a->consumer);
         sb_kafka_consumer_close(a->consumer);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "dispatcher.h"
+#include "http.h"
 #include "log.h"
 #include "tz.h"
 
@@ -21,6 +22,7 @@ typedef struct disp {
     ingest_ctx_t kin;              /* Kafka ingest (main thread) */
     ingest_ctx_t min;              /* MQTT ingest (callback thread) */
     firer_t fire;
+    sb_http_t *http;
 } disp_t;
 
 /* MQTT callback: one event, processed synchronously so that the broker's acknowledgement
@@ -101,6 +103,12 @@ static int start(disp_t *d)
         }
     }
     firer_init(&d->fire, cfg, d->sched, d->store, d->producer, d->mqtt_pub);
+    if (cfg->http.dispatcher && *cfg->http.dispatcher) {
+        static const char *const queues[] = {"sched", "inflight", NULL};
+        sb_http_probe_t probe = {cfg, "dispatcher", d->producer, d->consumer,
+                                 d->mqtt_sub ? d->mqtt_sub : d->mqtt_pub, queues};
+        if (!(d->http = sb_http_start(cfg->http.dispatcher, &probe, err, sizeof err))) goto fail;
+    }
     sb_info("started kafka=%s mqtt=%s journeys=%zu lease_ms=%lld", kafka ? "on" : "off",
             mqtt ? "on" : "off", cfg->n_journeys, (long long)cfg->tuning.lease_ms);
     return 0;
@@ -181,6 +189,7 @@ static void run(disp_t *d)
 /* SIGTERM: stop taking work, confirm what is in flight (bounded), commit, close. */
 static void shutdown_all(disp_t *d)
 {
+    sb_http_stop(d->http);
     int64_t deadline = sb_mono_ms() + 7000;
     if (d->producer) sb_kafka_producer_flush(d->producer, 5000);
     while (d->fire.inflight && sb_mono_ms() < deadline) {

@@ -1,10 +1,10 @@
-# Shared by the benchmark scripts (sourced): a private temp dir, teardown on exit, small
-# helpers, and redis-server + surveybus-devkafka on free loopback ports.
+# Sourced by the benchmarks and `make demo`: a private temp dir, teardown on exit, small
+# helpers, and redis-server, surveybus-devkafka and mosquitto on free loopback ports.
 # The sourcing script sets BIN and PARTITIONS, may define bench_stop_services (called first
 # on exit) and adds background helpers to BG_PIDS.
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/sbbench.XXXXXX")
-REDIS_PID="" KAFKA_PID="" BG_PIDS=""
+REDIS_PID="" KAFKA_PID="" MQTT_PID="" BG_PIDS=""
 
 stop_pid() { # SIGTERM, up to 10 s, then SIGKILL; only processes this script started
     local pid=$1
@@ -20,6 +20,7 @@ cleanup() {
     for p in $BG_PIDS; do stop_pid "$p"; done
     if declare -F bench_stop_services >/dev/null; then bench_stop_services; fi
     stop_pid "$KAFKA_PID"
+    stop_pid "$MQTT_PID"
     stop_pid "$REDIS_PID"
     if [ -n "${BENCH_KEEP_TMP:-}" ]; then echo "bench: kept $TMP" >&2; else rm -rf "$TMP"; fi
     exit "$rc"
@@ -62,4 +63,26 @@ start_servers() {
     for _ in $(seq 300); do [ -s "$TMP/boot" ] && break; sleep 0.05; done
     [ -s "$TMP/boot" ] || die "surveybus-devkafka did not start (log $TMP/devkafka.log)"
     BOOT=$(head -1 "$TMP/boot")
+}
+
+# start_mosquitto: a local broker (anonymous, persistent sessions); sets MQTT_PORT
+start_mosquitto() {
+    local user=""
+    [ "$(id -u)" = 0 ] && user="user root" # mosquitto drops root privileges otherwise
+    for _ in $(seq 20); do
+        MQTT_PORT=$(( 20000 + RANDOM % 40000 ))
+        ss -ltn 2>/dev/null | grep -q ":$MQTT_PORT " && continue
+        mkdir -p "$TMP/mosquitto"
+        printf '%s\n' "listener $MQTT_PORT 127.0.0.1" "allow_anonymous true" "persistence true" \
+            "persistence_location $TMP/mosquitto/" $user >"$TMP/mosquitto.conf"
+        mosquitto -c "$TMP/mosquitto.conf" >"$TMP/mosquitto.log" 2>&1 &
+        MQTT_PID=$!
+        for _ in $(seq 100); do
+            ss -ltn 2>/dev/null | grep -q "127.0.0.1:$MQTT_PORT " && return 0
+            kill -0 "$MQTT_PID" 2>/dev/null || break
+            sleep 0.05
+        done
+        stop_pid "$MQTT_PID"; MQTT_PID=""
+    done
+    die "mosquitto did not start (log $TMP/mosquitto.log)"
 }

@@ -1,0 +1,241 @@
+/* /healthz and /metrics over libmicrohttpd: see http.h. */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "store.h"
+#include "util.h"
+
+struct sb_http {
+    struct MHD_Daemon *d;
+    sb_http_probe_t probe;
+    sb_store_t *store; /* used only on libmicrohttpd's thread */
+};
+
+static void append(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void append(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(*buf ? *buf + *len : NULL, *buf ? *cap - *len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) return;
+        if (*buf && *len + (size_t)n < *cap) {
+            *len += (size_t)n;
+            return;
+        }
+        size_t c = (*cap ? *cap * 2 : 4096) + (size_t)n;
+        char *b = realloc(*buf, c);
+        if (!b) abort();
+        *buf = b, *cap = c;
+    }
+}
+
+/* Label values: backslash, quote and newline escaped as the text format asks. */
+static void label(char *out, size_t len, const char *s, size_t n)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 3 < len; i++) {
+        char c = s[i];
+        if (c == '\\' || c == '"') out[o++] = '\\', out[o++] = c;
+        else if (c == '\n') out[o++] = '\\', out[o++] = 'n';
+        else out[o++] = c;
+    }
+    out[o] = '\0';
+}
+
+void sb_http_counters_text(char **buf, size_t *len, size_t *cap, const char *service,
+                           const char *const *fields, const long long *values, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *f = fields[i], *bar = strchr(f, '|');
+        size_t nl = bar ? (size_t)(bar - f) : strlen(f);
+        char name[128];
+        size_t o = 0;
+        for (size_t k = 0; k < nl && o + 1 < sizeof name; k++) {
+            char c = f[k];
+            name[o++] = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ? c
+                        : (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : '_';
+        }
+        name[o] = '\0';
+        if (bar) {
+            char key[600];
+            label(key, sizeof key, bar + 1, strlen(bar + 1));
+            append(buf, len, cap, "surveybus_%s_%s_total{key=\"%s\"} %lld\n", service, name, key,
+                   values[i]);
+        } else {
+            append(buf, len, cap, "surveybus_%s_%s_total %lld\n", service, name, values[i]);
+        }
+    }
+}
+
+typedef struct deps {
+    bool redis, kafka, mqtt, kafka_on, mqtt_on;
+} deps_t;
+
+static deps_t check_deps(sb_http_t *h)
+{
+    const sb_http_probe_t *p = &h->probe;
+    deps_t d = {0};
+    d.redis = sb_store_up(h->store);
+    d.kafka_on = p->producer || p->consumer;
+    d.kafka = (!p->producer || sb_kafka_producer_up(p->producer)) &&
+              (!p->consumer || sb_kafka_consumer_up(p->consumer));
+    d.mqtt_on = p->mqtt != NULL;
+    d.mqtt = !p->mqtt || sb_mqtt_up(p->mqtt);
+    return d;
+}
+
+static char *healthz(sb_http_t *h, unsigned *status)
+{
+    deps_t d = check_deps(h);
+    bool ok = d.redis && d.kafka && d.mqtt;
+    *status = ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE;
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    append(&buf, &len, &cap, "{\"status\":\"%s\",\"service\":\"%s\",\"redis\":%s,\"kafka\":%s,"
+                             "\"mqtt\":%s}\n",
+           ok ? "ok" : "unavailable", h->probe.service, d.redis ? "true" : "false",
+           !d.kafka_on ? "\"off\"" : d.kafka ? "true" : "false",
+           !d.mqtt_on ? "\"off\"" : d.mqtt ? "true" : "false");
+    return buf;
+}
+
+static char *metrics(sb_http_t *h, unsigned *status)
+{
+    const sb_http_probe_t *p = &h->probe;
+    deps_t d = check_deps(h);
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    const char *s = p->service;
+    append(&buf, &len, &cap, "# TYPE surveybus_up gauge\n");
+    append(&buf, &len, &cap, "surveybus_up{service=\"%s\",dependency=\"redis\"} %d\n", s, d.redis);
+    if (d.kafka_on)
+        append(&buf, &len, &cap, "surveybus_up{service=\"%s\",dependency=\"kafka\"} %d\n", s, d.kafka);
+    if (d.mqtt_on)
+        append(&buf, &len, &cap, "surveybus_up{service=\"%s\",dependency=\"mqtt\"} %d\n", s, d.mqtt);
+    *status = MHD_HTTP_OK;
+    if (!d.redis) return buf; /* the counters live in Redis */
+    char key[300];
+    sb_store_key(h->store, key, sizeof key, "stats:%s", s);
+    redisReply *r = sb_store_cmd(h->store, "HGETALL %s", key);
+    if (r && r->type == REDIS_REPLY_ARRAY) {
+        size_t n = r->elements / 2;
+        const char **f = calloc(n + 1, sizeof *f);
+        long long *v = calloc(n + 1, sizeof *v);
+        if (!f || !v) abort();
+        for (size_t i = 0; i < n; i++) {
+            f[i] = r->element[2 * i]->str;
+            v[i] = strtoll(r->element[2 * i + 1]->str, NULL, 10);
+        }
+        append(&buf, &len, &cap, "# counters of %s (Redis %s)\n", s, key);
+        sb_http_counters_text(&buf, &len, &cap, s, f, v, n);
+        free(f);
+        free(v);
+    }
+    if (r) freeReplyObject(r);
+    for (size_t i = 0; p->queues && p->queues[i]; i++) {
+        sb_store_key(h->store, key, sizeof key, "%s", p->queues[i]);
+        r = sb_store_cmd(h->store, "ZCARD %s", key);
+        if (r && r->type == REDIS_REPLY_INTEGER)
+            append(&buf, &len, &cap, "surveybus_queue{service=\"%s\",queue=\"%s\"} %lld\n", s,
+                   p->queues[i], r->integer);
+        if (r) freeReplyObject(r);
+    }
+    return buf;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **ctx)
+{
+    (void)version, (void)upload, (void)upload_size, (void)ctx;
+    sb_http_t *h = cls;
+    unsigned status = MHD_HTTP_NOT_FOUND;
+    const char *ctype = "text/plain; charset=utf-8";
+    char *body = NULL;
+    if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
+        status = MHD_HTTP_METHOD_NOT_ALLOWED;
+        body = strdup("only GET\n");
+    } else if (!strcmp(url, "/healthz")) {
+        body = healthz(h, &status);
+        ctype = "application/json";
+    } else if (!strcmp(url, "/metrics")) {
+        body = metrics(h, &status);
+        ctype = "text/plain; version=0.0.4";
+    } else {
+        body = strdup("not found: try /healthz or /metrics\n");
+    }
+    if (!body) return MHD_NO;
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", ctype);
+    enum MHD_Result rc = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+sb_http_t *sb_http_start(const char *hostport, const sb_http_probe_t *probe, char *err,
+                         size_t errlen)
+{
+    char host[256];
+    const char *colon = strrchr(hostport, ':');
+    if (!colon || colon == hostport || (size_t)(colon - hostport) >= sizeof host) {
+        sb_fail(err, errlen, "bad http address \"%s\": expected host:port", hostport);
+        return NULL;
+    }
+    snprintf(host, sizeof host, "%.*s", (int)(colon - hostport), hostport);
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+    int gr = getaddrinfo(host, colon + 1, &hints, &ai);
+    if (gr != 0 || !ai) {
+        sb_fail(err, errlen, "http address %s: %s", hostport, gai_strerror(gr));
+        return NULL;
+    }
+    sb_http_t *h = calloc(1, sizeof *h);
+    if (!h) abort();
+    h->probe = *probe;
+    char serr[256];
+    h->store = sb_store_new(probe->cfg, serr, sizeof serr);
+    if (!h->store) {
+        freeaddrinfo(ai);
+        free(h);
+        sb_fail(err, errlen, "http: redis: %s", serr);
+        return NULL;
+    }
+    struct sockaddr_in sa;
+    memcpy(&sa, ai->ai_addr, sizeof sa);
+    freeaddrinfo(ai);
+    h->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, ntohs(sa.sin_port), NULL, NULL,
+                            on_request, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
+    if (!h->d) {
+        sb_store_free(h->store);
+        free(h);
+        sb_fail(err, errlen, "http: cannot listen on %s", hostport);
+        return NULL;
+    }
+    sb_info("serving /healthz and /metrics on http://%s", hostport);
+    return h;
+}
+
+void sb_http_stop(sb_http_t *h)
+{
+    if (!h) return;
+    MHD_stop_daemon(h->d);
+    sb_store_free(h->store);
+    free(h);
+}

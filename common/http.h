@@ -1,0 +1,40 @@
+/* Operational HTTP endpoints of a service (http.dispatcher / http.aggregator): GET /healthz
+ * (200 when every configured dependency answers, else 503, with a JSON body saying which)
+ * and GET /metrics (Prometheus text: dependency state, the service's counters from Redis,
+ * queue depths). Served by libmicrohttpd on its own thread, with its own Redis connection,
+ * so a slow scrape never holds up the service. */
+#ifndef SB_HTTP_H
+#define SB_HTTP_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "kafka.h"
+#include "mqtt.h"
+
+typedef struct sb_http sb_http_t;
+
+/* What the endpoints look at (borrowed; NULL members are off). */
+typedef struct sb_http_probe {
+    const sb_config_t *cfg;
+    const char *service;            /* "dispatcher", "aggregator": names the stats hash */
+    sb_kafka_producer_t *producer;
+    sb_kafka_consumer_t *consumer;
+    sb_mqtt_t *mqtt;
+    const char *const *queues;      /* sorted sets (key names after the prefix) whose sizes
+                                       /metrics reports, NULL-terminated; may be NULL */
+} sb_http_probe_t;
+
+/* Starts serving on "host:port" (IPv4 or a name that resolves to one). Returns NULL with the
+ * reason in err when the address is bad or cannot be bound. */
+sb_http_t *sb_http_start(const char *hostport, const sb_http_probe_t *probe, char *err,
+                         size_t errlen);
+void sb_http_stop(sb_http_t *h);
+
+/* The Prometheus text of a counters hash reply (field -> integer): a field "name|a|b" becomes
+ * surveybus_<service>_<name>_total{key="a|b"} (name with characters outside [a-z0-9_] as
+ * '_'; key absent when the field has no '|'). Appends to *buf (malloc'd, grown). Pure. */
+void sb_http_counters_text(char **buf, size_t *len, size_t *cap, const char *service,
+                           const char *const *fields, const long long *values, size_t n);
+
+#endif
