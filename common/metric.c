@@ -242,7 +242,13 @@ int sb_metric_update_decode(const char *buf, size_t len, sb_metric_update_t *out
         goto fail;
 
     if (get_text(doc, "as_of", when, SB_STR_MAX, err, errlen)) goto fail;
-    if (sb_time_parse_rfc3339(when, &out->as_of_ms) < 0) {
+    /* An offset can carry a 4-digit year past 0000 or 9999 in UTC, which sb_time_format
+     * cannot write back as RFC 3339 ("-001-12-31T...", "10000-01-01T..."): refused, so
+     * that whatever decodes encodes to a text that decodes again. */
+    const int64_t first_ms = sb_days_from_civil(0, 1, 1) * 86400000,
+                  end_ms = sb_days_from_civil(10000, 1, 1) * 86400000;
+    if (sb_time_parse_rfc3339(when, &out->as_of_ms) < 0 || out->as_of_ms < first_ms ||
+        out->as_of_ms >= end_ms) {
         sb_dlq_quote(q, sizeof q, when, strlen(when));
         sb_fail(err, errlen, "bad_time: as_of: %s", q);
         goto fail;

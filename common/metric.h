@@ -65,7 +65,8 @@ char *sb_metric_update_encode(const sb_metric_update_t *u);
  * Reasons ("code: detail"): too_large, nul_byte, invalid_utf8, invalid_json (see
  * sb_dlq_load), missing_field (absent or null; an empty window, dimension or value counts as
  * absent), wrong_type (including a negative count), too_long (window > 31 bytes, dimension
- * or value > SB_STR_MAX), bad_metric (unknown name), bad_time (as_of not RFC 3339).
+ * or value > SB_STR_MAX), bad_metric (unknown name), bad_time (as_of not RFC 3339, or
+ * outside the years 0000..9999 in UTC once its offset is applied).
  * Returns 0, or -1 with the reason in err. */
 int sb_metric_update_decode(const char *buf, size_t len, sb_metric_update_t *out, char *err,
                             size_t errlen);

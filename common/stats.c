@@ -218,7 +218,11 @@ double sb_stats_round2(double x)
     double r = floor(a);
     /* a - r is exact. A fraction a few ulps short of .5 is taken as the tie it almost surely
      * is (a decimal tie such as 403/200 = 2.015 is stored as 2.01499999999999990). */
-    if (a - r >= 0.5 - TIE_ULPS * DBL_EPSILON * a) r += 1.0;
+    /* the tolerance is capped: past about 3e12 it would reach .5 and round whole values up
+     * (found by fuzzing); capped, rounding a rounded value never changes it */
+    double tol = TIE_ULPS * DBL_EPSILON * a;
+    if (tol > 0.25) tol = 0.25;
+    if (a - r >= 0.5 - tol) r += 1.0;
     r /= 100.0;
     if (r == 0) return 0.0;
     return x < 0 ? -r : r;

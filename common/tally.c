@@ -634,24 +634,39 @@ int sb_tally_kpi_field(sb_tally_kpi_t **kpi, size_t *n, size_t *cap, const char 
                        int64_t value)
 {
     char *end;
+    if (field[0] < '0' || field[0] > '9') return 0; /* no sign, no space */
     long long slice = strtoll(field, &end, 10);
-    if (end == field || *end != ':' || slice < 0) return 0;
+    if (*end != ':') return 0;
     const char *f = end + 1;
+    /* what the field is, before a slot is made for its slice: unknown fields are ignored */
+    enum { NONE, DN, DS, DKEY, CN, C1, TN, T1 } what = NONE;
+    long long key = 0;
+    if ((f[0] == 'f' || f[0] == 'a') && f[1]) {
+        if (!strcmp(f + 1, "n")) what = DN;
+        else if (!strcmp(f + 1, "s")) what = DS;
+        else if (f[1] == ':' && f[2] >= '0' && f[2] <= '9') {
+            key = strtoll(f + 2, &end, 10);
+            if (!*end) what = DKEY;
+        }
+    } else if (!strcmp(f, "cn")) what = CN;
+    else if (!strcmp(f, "c1")) what = C1;
+    else if (!strcmp(f, "tn")) what = TN;
+    else if (!strcmp(f, "t1")) what = T1;
+    if (what == NONE) return 0;
     sb_tally_kpi_t *k = kpi_slot(kpi, n, cap, slice);
     if (!k) return -1;
     uint64_t v = value > 0 ? (uint64_t)value : 0;
-    if ((f[0] == 'f' || f[0] == 'a') && f[1]) {
-        sb_tally_dist_t *d = f[0] == 'f' ? &k->frt : &k->art;
-        if (!strcmp(f + 1, "n")) d->n = v;
-        else if (!strcmp(f + 1, "s")) d->sum_ms = value;
-        else if (f[1] == ':') {
-            long long key = strtoll(f + 2, &end, 10);
-            if (end != f + 2 && !*end) return dist_add(d, key, value);
-        }
-    } else if (!strcmp(f, "cn")) k->fcr_n = v;
-    else if (!strcmp(f, "c1")) k->fcr_yes = v;
-    else if (!strcmp(f, "tn")) k->tr_n = v;
-    else if (!strcmp(f, "t1")) k->tr_yes = v;
+    sb_tally_dist_t *d = f[0] == 'f' ? &k->frt : &k->art;
+    switch (what) {
+    case DN: d->n = v; break;
+    case DS: d->sum_ms = value; break;
+    case DKEY: return dist_add(d, key, value);
+    case CN: k->fcr_n = v; break;
+    case C1: k->fcr_yes = v; break;
+    case TN: k->tr_n = v; break;
+    case T1: k->tr_yes = v; break;
+    default: break;
+    }
     return 0;
 }
 

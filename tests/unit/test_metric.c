@@ -373,6 +373,26 @@ START_TEST(decode_values)
     ck_assert(d.v.has_p90 && d.v.p90 == 180.0);
     ck_assert_int_eq(d.as_of_ms, 1795345200500LL);
 
+    /* the first and the last millisecond of 4-digit years are accepted and publish again:
+     * 0000-01-01 is 719528 days before the epoch (719162 from 0001-01-01, plus the 366 of
+     * the leap year 0), -719528 * 86400000 = -62167219200000 ms; 10000-01-01 is 2932897
+     * days after it, 2932897 * 86400000 = 253402300800000, so the last ms is ...799999.
+     * 00:01+00:01 on 0000-01-01 is that first instant exactly. */
+    const char *edge[] = {"0000-01-01T00:00:00Z", "0000-01-01T00:01:00+00:01",
+                          "9999-12-31T23:59:59.999Z"};
+    const int64_t edge_ms[] = {-62167219200000LL, -62167219200000LL, 253402300799999LL};
+    for (int i = 0; i < 3; i++) {
+        char text[256];
+        snprintf(text, sizeof text,
+                 "{\"metric\":\"fcr\",\"window\":\"24h\",\"dimension\":\"all\",\"value\":\"all\","
+                 "\"as_of\":\"%s\",\"count\":0,\"score\":null,\"resolved\":0}",
+                 edge[i]);
+        ck_assert_msg(sb_metric_update_decode(text, strlen(text), &d, err, sizeof err) == 0, "%s",
+                      err);
+        ck_assert_int_eq(d.as_of_ms, edge_ms[i]);
+        expect_round_trip(&d);
+    }
+
     /* null reals decode as absent: has_value false, numbers 0 */
     t = empty_json[SB_METRIC_NPS];
     ck_assert_int_eq(sb_metric_update_decode(t, strlen(t), &d, err, sizeof err), 0);
@@ -453,6 +473,15 @@ START_TEST(decode_rejections)
                   "bad_time: as_of: yesterday");
     expect_reject(H("fcr") "\"as_of\":1795345200000,\"count\":0,\"score\":null,\"resolved\":0}",
                   "wrong_type: as_of");
+    /* an offset that moves the instant out of years 0000..9999 in UTC: 00:00+00:01 on
+     * 0000-01-01 is 23:59 on 31 Dec of year -1, 23:59-00:01 on 9999-12-31 is 10000-01-01
+     * 00:00; neither has a 4-digit year to be published with */
+    expect_reject(H("fcr") "\"as_of\":\"0000-01-01T00:00:00+00:01\",\"count\":0,\"score\":null,"
+                           "\"resolved\":0}",
+                  "bad_time: as_of: 0000-01-01T00:00:00+00:01");
+    expect_reject(H("fcr") "\"as_of\":\"9999-12-31T23:59:00-00:01\",\"count\":0,\"score\":null,"
+                           "\"resolved\":0}",
+                  "bad_time: as_of: 9999-12-31T23:59:00-00:01");
 #undef H
 #undef T
 

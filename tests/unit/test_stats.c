@@ -463,6 +463,13 @@ END_TEST
 
 START_TEST(round2)
 {
+    /* large values stay whole and rounding is idempotent (3e12 once went to 3e12 + .01) */
+    ck_assert_double_eq(sb_stats_round2(3e12), 3e12);
+    ck_assert_double_eq(sb_stats_round2(sb_stats_round2(3e12)), 3e12);
+    ck_assert_double_eq(sb_stats_round2(4.5e15), 4.5e15);
+    ck_assert_double_eq(sb_stats_round2(sb_stats_round2(123456789012.345)),
+                        sb_stats_round2(123456789012.345));
+
     ck_assert_double_eq(sb_stats_round2(25.0), 25.0);
     ck_assert_double_eq(sb_stats_round2(14.835486735), 14.84);
     ck_assert_double_eq(sb_stats_round2(71.116903807), 71.12);
