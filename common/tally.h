@@ -66,7 +66,10 @@ enum { SB_TALLY_RESPONSE = 'r', SB_TALLY_REQUEST = 'q', SB_TALLY_KPI = 'k' };
 typedef struct sb_tally_item {
     char type;
     const char *id; /* survey id (response, request) or event id (KPI) */
-    int64_t ts_ms;  /* event time: answered, issued, occurred */
+    int64_t ts_ms;  /* event time: answered, issued, occurred; at most the now_ms of the
+                     * apply call (the aggregator clamps times ahead of its clock): a later
+                     * one counts in a window before its bucket does, and a rebuild of the
+                     * totals leaves it out */
     int64_t slices[SB_DIM__N];
     size_t n_slices;
     /* response: the record value to claim it with (state 'a'), kind and score, and the
