@@ -33,7 +33,7 @@ INT_SUPPORT := $(B)/tests/integration/harness.o
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/tests/fuzz/replay_%)
 
-.PHONY: all deps test unit integration fuzz-replay fuzz clean format bench bench-dispatcher bench-aggregator
+.PHONY: all deps test unit integration fuzz-replay fuzz clean format bench bench-dispatcher bench-aggregator demo
 .SECONDARY:
 all: $(BINS)
 
@@ -104,6 +104,10 @@ bench-dispatcher: deps all $(BENCH_BIN)
 
 bench-aggregator: deps all $(BENCH_BIN)
 	@bench/bench_aggregator.sh
+
+# the whole pipeline on local servers, with simulated traffic and a live view (Ctrl-C stops)
+demo: deps all
+	@scripts/demo.sh
 
 clean:
 	rm -rf $(B) bin

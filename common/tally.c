@@ -86,7 +86,7 @@
 /* ARGV after the windows: rq_ttl kpi_keep ncounters {field n}... nitems items...
  *  'r' id claim kind cellbase ts alert ns slices...
  *  'q' id ts ns slices...
- *  'k' id ts frt_key frt_ms art_key art_ms fcr tr ns slices...
+ *  'k' id ts frt_key frt_ms art_key art_ms fcr tr ns slices... day
  * Returns one result character per item, as one string. */
 static const char LUA_APPLY[] = LUA_TALLY_PRELUDE
     "advance()\n"
@@ -197,7 +197,7 @@ static const char LUA_APPLY[] = LUA_TALLY_PRELUDE
     "  else\n"
     "    local ts = tonumber(ARGV[i + 3])\n"
     "    local ns = tonumber(ARGV[i + 10])\n"
-    "    local day = math.floor(ts / 86400000) * 86400000\n"
+    "    local day = tonumber(ARGV[i + 11 + ns])\n"
     "    local dk = P .. 'ke:' .. fmt(day)\n"
     "    days[dk] = day\n"
     "    if redis.call('HSETNX', dk, id, '1') == 1 then\n"
@@ -221,7 +221,7 @@ static const char LUA_APPLY[] = LUA_TALLY_PRELUDE
     "      r = 'd'\n"
     "      count('kpi_duplicate')\n"
     "    end\n"
-    "    i = i + 10 + ns\n"
+    "    i = i + 11 + ns\n"
     "  end\n"
     "  res[k] = r\n"
     "end\n"
@@ -543,6 +543,9 @@ int sb_tally_apply(sb_tally_t *t, sb_tally_item_t *items, size_t n,
         }
         sb_store_args_int(a, (int64_t)it->n_slices);
         for (size_t j = 0; j < it->n_slices; j++) sb_store_args_int(a, it->slices[j]);
+        if (it->type == SB_TALLY_KPI)
+            sb_store_args_int(a, it->day_ms ? it->day_ms
+                                            : sb_window_bucket_start(it->ts_ms, SB_WINDOW_DAY_MS));
     }
     redisReply *r = run(t, t->apply, "tally");
     int rc = -1;

@@ -83,6 +83,7 @@ typedef struct sb_tally_item {
      * fcr / transferred: 1 yes, 0 no, -1 unknown */
     bool has_frt, has_art;
     int64_t frt_key, frt_ms, art_key, art_ms;
+    int64_t day_ms; /* KPI: the UTC day (start ms) whose id set deduplicates the event */
     int fcr, transferred;
     /* out: 'c' counted, 'd' duplicate (already counted), 'u' unknown survey (its record is
      * gone), 'n' not answerable (cancelled or suppressed: never sent) */

@@ -29,7 +29,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 log() { printf '[%6.1fs] %s\n' "$(awk -v a="$(date +%s.%N)" -v b="$T_START" 'BEGIN{print a-b}')" "$*" >&2; }
-die() { echo "bench: $*" >&2; exit 1; }
+die() { echo "${0##*/}: $*" >&2; exit 1; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 kv() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2"; } # kv key "a=1 key=2" -> 2
 rcli() { redis-cli -p "$REDIS_PORT" "$@"; }
@@ -67,14 +67,14 @@ start_servers() {
 
 # start_mosquitto: a local broker (anonymous, persistent sessions); sets MQTT_PORT
 start_mosquitto() {
-    local user=""
+    local user="# running as $(id -un)"
     [ "$(id -u)" = 0 ] && user="user root" # mosquitto drops root privileges otherwise
     for _ in $(seq 20); do
         MQTT_PORT=$(( 20000 + RANDOM % 40000 ))
         ss -ltn 2>/dev/null | grep -q ":$MQTT_PORT " && continue
         mkdir -p "$TMP/mosquitto"
         printf '%s\n' "listener $MQTT_PORT 127.0.0.1" "allow_anonymous true" "persistence true" \
-            "persistence_location $TMP/mosquitto/" $user >"$TMP/mosquitto.conf"
+            "persistence_location $TMP/mosquitto/" "$user" >"$TMP/mosquitto.conf"
         mosquitto -c "$TMP/mosquitto.conf" >"$TMP/mosquitto.log" 2>&1 &
         MQTT_PID=$!
         for _ in $(seq 100); do

@@ -291,6 +291,7 @@ static void parse_one(ingest_t *ig, const in_msg_t *m, work_t *w, sb_event_t *ev
             return;
         }
         w->ts = ev->occurred_ms;
+        int64_t day = sb_window_bucket_start(ev->occurred_ms, SB_WINDOW_DAY_MS);
         int pt = place_time(cfg, now, &w->ts);
         if (pt != 0) {
             count(cs, pt == SB_WINDOW_LATE ? "kpi_late" : "kpi_future");
@@ -301,6 +302,7 @@ static void parse_one(ingest_t *ig, const in_msg_t *m, work_t *w, sb_event_t *ev
         memset(it, 0, sizeof *it);
         it->type = SB_TALLY_KPI;
         it->ts_ms = w->ts;
+        it->day_ms = day; /* the event's own day, whatever the clamping: redeliveries match */
         it->has_frt = ev->has_frt;
         it->has_art = ev->has_art;
         if (ev->has_frt) {
@@ -335,10 +337,12 @@ static void check_record(ingest_t *ig, const in_msg_t *m, work_t *w, const redis
     }
     if (sb_record_decode(v->str, v->len, &w->rec, err, sizeof err) != 0) {
         sb_error("unreadable survey record id=%s err=\"%s\"", w->survey_id, err);
-        if (m->stream == STREAM_RESPONSE)
+        if (m->stream == STREAM_RESPONSE) {
             dead(w, cs, "unknown_survey: the record of survey %s is unreadable", w->survey_id);
-        else
+        } else {
+            count(cs, "requests_unreadable");
             w->state = 's';
+        }
         return;
     }
     if (m->stream == STREAM_REQUEST) {

@@ -89,17 +89,23 @@ static void sweep_alerts(publisher_t *p, int64_t now)
     const sb_config_t *cfg = p->cfg;
     sb_outmsg_t out[200];
     size_t k = 0;
+    char keys_buf[200][SB_STR_MAX + 1];
     for (int i = 0; i < n; i++) {
-        if (p->producer) out[k++] = (sb_outmsg_t){cfg->topics.alerts, NULL, 0, stale[i], strlen(stale[i])};
+        /* keyed by survey id, as when it was first sent */
+        json_t *o = json_loads(stale[i], 0, NULL);
+        const char *sid = o ? json_string_value(json_object_get(o, "survey_id")) : NULL;
+        snprintf(keys_buf[i], sizeof keys_buf[i], "%s", sid ? sid : "");
+        if (p->producer)
+            out[k++] = (sb_outmsg_t){cfg->topics.alerts, keys_buf[i][0] ? keys_buf[i] : NULL,
+                                     strlen(keys_buf[i]), stale[i], strlen(stale[i])};
         if (p->mqtt_pub) {
-            json_t *o = json_loads(stale[i], 0, NULL);
             const char *type = o ? json_string_value(json_object_get(o, "type")) : NULL;
             char topic[600];
             const char *keys[] = {"type"}, *vals[] = {type ? type : "detractor"};
             if (sb_mqtt_topic_render(cfg->mqtt_topics.alerts, keys, vals, 1, topic, sizeof topic) == 0)
                 sb_mqtt_publish(p->mqtt_pub, topic, stale[i], strlen(stale[i]), false, NULL);
-            json_decref(o);
         }
+        json_decref(o);
     }
     sb_wait_t wait = {SB_WAIT_TAG, 0, 0};
     if (!p->producer || sb_service_produce_all(p->producer, &wait, out, k) == 0)
@@ -130,7 +136,8 @@ int publisher_tick(publisher_t *p, int64_t now_ms)
 
     size_t max_slice = 0;
     for (size_t k = 0; k < snap.n; k++) {
-        size_t s = snap.w[k].n_cells / SB_TALLY_CELLS;
+        /* slice ids below this; the last slice's row may be partly written */
+        size_t s = (snap.w[k].n_cells + SB_TALLY_CELLS - 1) / SB_TALLY_CELLS;
         if (s > max_slice) max_slice = s;
         if (snap.w[k].n_kpi && (size_t)snap.w[k].kpi[snap.w[k].n_kpi - 1].slice + 1 > max_slice)
             max_slice = (size_t)snap.w[k].kpi[snap.w[k].n_kpi - 1].slice + 1;

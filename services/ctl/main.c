@@ -19,6 +19,12 @@ static const ctl_cmd_t commands[] = {
     {"surveys", "pending [--customer C] [--limit N] | show ID | cancel ID",
      "list, inspect or cancel scheduled surveys", ctl_cmd_surveys},
     {"stats", "", "counters of every service and the schedule depth", ctl_cmd_stats},
+    {"metrics", "[--metric M] [--window W] [--dimension D] [--value V]",
+     "current metric values from Redis", ctl_cmd_metrics},
+    {"watch", "[--interval S] [--dimension D] [--count N]",
+     "live view of the headline metrics", ctl_cmd_watch},
+    {"simulate", "[--rate R] [--duration D] [--respond SHARE]",
+     "realistic interactions in, customers answering their surveys", ctl_cmd_simulate},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -1,16 +1,21 @@
 /* surveybusctl against a real redis-server: surveys pending / show / cancel and stats read
- * what the schedule holds, in human and --json form; check-config exit codes. */
+ * what the schedule holds, in human and --json form; check-config exit codes; metrics and
+ * watch read the aggregator's window totals, filled here through sb_tally_apply. */
 #include <check.h>
 #include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
 
 #include "config.h"
 #include "harness.h"
 #include "record.h"
 #include "schedule.h"
 #include "store.h"
+#include "tally.h"
 #include "util.h"
 
 static sb_h_t h;
@@ -44,15 +49,23 @@ static int run_ctl(const char *args, char **out)
     return sb_h_run(cmd, out);
 }
 
+/* Loads the test configuration and connects to its Redis; the caller frees both. */
+static void open_store(sb_config_t **cfg, sb_store_t **st)
+{
+    sb_problems_t p = {0};
+    *cfg = sb_config_load(cfg_path, NULL, 0, &p);
+    ck_assert_msg(*cfg != NULL, "%s", p.n ? p.msg[0] : "");
+    char err[256];
+    *st = sb_store_new(*cfg, err, sizeof err);
+    ck_assert_msg(*st != NULL, "%s", err);
+}
+
 /* Schedules three surveys directly through the schedule module: two for customer c-1. */
 static void schedule_three(char ids[3][SB_SURVEY_ID_LEN + 1])
 {
-    sb_problems_t p = {0};
-    sb_config_t *cfg = sb_config_load(cfg_path, NULL, 0, &p);
-    ck_assert_msg(cfg != NULL, "%s", p.n ? p.msg[0] : "");
-    char err[256];
-    sb_store_t *st = sb_store_new(cfg, err, sizeof err);
-    ck_assert_ptr_nonnull(st);
+    sb_config_t *cfg;
+    sb_store_t *st;
+    open_store(&cfg, &st);
     sb_sched_t *s = sb_sched_new(st, cfg);
     static const char *cust[] = {"c-1", "c-2", "c-1"};
     static const char *inter[] = {"t-1", "t-2", "t-3"};
@@ -182,6 +195,360 @@ START_TEST(check_config_exit_codes)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- metrics and watch */
+
+/* Runs "surveybusctl -c CFG <args>" and expects its exit status and, when text is not NULL,
+ * text in its output (stdout or stderr, where the reasons of failures go). */
+static void expect_status(const char *args, int status, const char *text)
+{
+    char cmd[2000], *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1", ctl, args);
+    int rc = sb_h_run(cmd, &out);
+    const char *o = out ? out : "";
+    ck_assert_msg(rc == status, "%s: exit status %d, want %d:\n%s", args, rc, status, o);
+    ck_assert_msg(!text || strstr(o, text), "%s: no \"%s\" in:\n%s", args, text, o);
+    free(out);
+}
+
+/* Writes a fired survey record (channel ch, region east) as the dispatcher would, and
+ * returns its stored value in *value (caller frees) with its first byte already set to the
+ * answered state, as a response claims it. */
+static void fired(sb_store_t *st, const char *inter, sb_kind_t kind, const char *ch, sb_record_t *r,
+                  char id[SB_SURVEY_ID_LEN + 1], char **value, size_t *len)
+{
+    memset(r, 0, sizeof *r);
+    r->state = SB_REC_FIRED;
+    r->kind = kind;
+    strcpy(r->journey, kind == SB_KIND_NPS ? "onboarding-nps" : "support-csat");
+    snprintf(r->customer_id, sizeof r->customer_id, "c-%s", inter);
+    snprintf(r->interaction_id, sizeof r->interaction_id, "%s", inter);
+    snprintf(r->channel, sizeof r->channel, "%s", ch);
+    strcpy(r->dim[SB_DIM_ALL], "all");
+    snprintf(r->dim[SB_DIM_CHANNEL], sizeof r->dim[0], "%s", ch);
+    strcpy(r->dim[SB_DIM_REGION], "east");
+    strcpy(r->dim[SB_DIM_JOURNEY], r->journey);
+    r->due_ms = sb_now_ms() - 3600000;
+    r->expires_ms = sb_now_ms() + 72 * 3600000LL;
+    sb_record_survey_id(inter, r->journey, id);
+    *value = sb_record_encode(r, len);
+    ck_assert_ptr_nonnull(*value);
+    char key[128];
+    sb_store_key(st, key, sizeof key, "s:%s", id);
+    redisReply *x = sb_store_cmd(st, "SET %s %b", key, *value, *len);
+    ck_assert(x && x->type == REDIS_REPLY_STATUS);
+    freeReplyObject(x);
+    (*value)[0] = SB_REC_ANSWERED;
+}
+
+/* Fills the window totals a minute ago, as the aggregator would count them:
+ *  - CSAT 5, 4, 2 on channel email (scale 1..5, satisfied >= 4): count 3, 2 satisfied,
+ *    score 100 * 2 / 3 = 66.67; requests were sent for these three: response_rate 3 / 3;
+ *  - NPS 10 on channel sms: one promoter, score 100, moe95 0 (no spread); no request, so
+ *    its response_rate has 1 response over 0 requests: count 1, score null;
+ *  - a KPI event on channel email: first response after 30 s (frt mean and p90 30), resolved
+ *    at first contact (fcr 1 of 1: 100), not transferred (transfer_rate 0 of 1: 0);
+ *  - the email 5 again (a duplicate) and 2 dead letters passed as counters.
+ * Every item is also in "all|all", "region|east" and its journey's slice. */
+static void tally_fixture(void)
+{
+    sb_config_t *cfg;
+    sb_store_t *st;
+    open_store(&cfg, &st);
+    sb_tally_t *t = sb_tally_new(st, cfg);
+    static const char *const inter[] = {"m-1", "m-2", "m-3", "m-4"};
+    static const int score[] = {5, 4, 2, 10};
+    sb_record_t r[4];
+    char id[4][SB_SURVEY_ID_LEN + 1], *claim[4];
+    size_t len[4];
+    sb_tally_item_t items[9];
+    int64_t now = sb_now_ms(), ts = now - 60000;
+    memset(items, 0, sizeof items);
+    for (int i = 0; i < 4; i++) {
+        sb_kind_t kind = i < 3 ? SB_KIND_CSAT : SB_KIND_NPS;
+        fired(st, inter[i], kind, i < 3 ? "email" : "sms", &r[i], id[i], &claim[i], &len[i]);
+        char names[SB_DIM__N][SB_TALLY_NAME_MAX];
+        const char *ptr[SB_DIM__N];
+        size_t n = sb_tally_slice_names(cfg, (const char(*)[SB_STR_MAX + 1]) r[i].dim, names);
+        for (size_t k = 0; k < n; k++)
+            ptr[k] = names[k];
+        sb_tally_item_t *it = &items[i];
+        ck_assert_int_eq(sb_tally_slices(t, ptr, n, it->slices, NULL), 0);
+        it->n_slices = n;
+        it->type = SB_TALLY_RESPONSE;
+        it->id = id[i];
+        it->ts_ms = ts;
+        it->claim = claim[i];
+        it->claim_len = len[i];
+        it->kind = kind;
+        it->score = score[i];
+        if (i < 3) { /* its request */
+            items[4 + i] = *it;
+            items[4 + i].type = SB_TALLY_REQUEST;
+        }
+    }
+    items[7] = items[0];
+    items[7].type = SB_TALLY_KPI;
+    items[7].id = "kpi-1";
+    items[7].has_frt = true;
+    items[7].frt_key = 30;
+    items[7].frt_ms = 30000;
+    items[7].fcr = 1;
+    items[7].transferred = 0;
+    items[8] = items[0]; /* the duplicate: the claim finds the survey answered */
+    sb_sched_count_t dead[] = {{"dlq|invalid_json", 2}};
+    ck_assert_int_eq(sb_tally_apply(t, items, 9, dead, 1, now), 0);
+    for (int i = 0; i < 8; i++)
+        ck_assert_int_eq(items[i].result, 'c');
+    ck_assert_int_eq(items[8].result, 'd');
+    for (int i = 0; i < 4; i++)
+        free(claim[i]);
+    sb_tally_free(t);
+    sb_store_free(st);
+    sb_config_free(cfg);
+}
+
+/* How many lines of out read want, their words joined by single spaces: the whole line, or
+ * its start when !whole. */
+static int lines_reading(const char *out, const char *want, bool whole)
+{
+    int n = 0;
+    char buf[600];
+    for (const char *l = out; *l;) {
+        const char *end = strchrnul(l, '\n');
+        size_t used = 0;
+        for (const char *c = l; c < end && used + 1 < sizeof buf; c++)
+            if (*c != ' ' || (used && buf[used - 1] != ' ')) buf[used++] = *c;
+        while (used && buf[used - 1] == ' ')
+            used--;
+        buf[used] = '\0';
+        n += whole ? strcmp(buf, want) == 0 : strncmp(buf, want, strlen(want)) == 0;
+        l = *end ? end + 1 : end;
+    }
+    return n;
+}
+
+/* Runs "surveybusctl -c CFG <args>", expects exit 0 and each of the NULL-terminated want to
+ * be one line of the output (see lines_reading). Returns the output (caller frees). */
+static char *expect_lines(const char *args, const char *const *want)
+{
+    char *out = NULL;
+    ck_assert_int_eq(run_ctl(args, &out), 0);
+    for (; *want; want++)
+        ck_assert_msg(lines_reading(out, *want, true) == 1, "%s: no line \"%s\" in:\n%s", args,
+                      *want, out);
+    return out;
+}
+
+/* Parses a --json metrics output; checks each update's as_of is the read time (within a
+ * minute of now) and removes it, so that the rest compares exactly. */
+static json_t *updates(const char *out)
+{
+    json_error_t e;
+    json_t *list = json_loads(out, 0, &e);
+    ck_assert_msg(json_is_array(list), "%s: %s", e.text, out);
+    size_t i;
+    json_t *u;
+    json_array_foreach(list, i, u)
+    {
+        int64_t as_of;
+        ck_assert_int_eq(
+            sb_time_parse_rfc3339(json_string_value(json_object_get(u, "as_of")), &as_of), 0);
+        ck_assert(llabs(as_of - sb_now_ms()) < 60000);
+        json_object_del(u, "as_of");
+    }
+    return list;
+}
+
+START_TEST(metrics_and_watch)
+{
+    tally_fixture();
+    char *out = NULL;
+
+    /* text: a header and one row; the numbers as published (2 decimals). Wilson interval of
+     * 2 of 3 at z = 1.96: (p + z^2/2n +- z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n)
+     * = (1.30693 +- 0.83337) / 2.28053 -> 20.77 .. 93.85 % */
+    out = expect_lines(
+        "metrics --metric csat --window 1h --dimension channel",
+        (const char *const[]){
+            "METRIC WINDOW DIMENSION VALUE COUNT SCORE DETAIL",
+            "csat 1h channel email 3 66.67 satisfied=2 ci95_low=20.77 ci95_high=93.85", NULL});
+    ck_assert_int_eq(lines_reading(out, "", false), 2); /* one row only */
+    free(out);
+
+    /* --json: the aggregator's update objects */
+    ck_assert_int_eq(run_ctl("--json metrics --metric csat --window 1h --dimension channel", &out),
+                     0);
+    json_t *got = updates(out);
+    json_t *want = json_pack("[{s:s,s:s,s:s,s:s,s:i,s:f,s:i,s:f,s:f}]", "metric", "csat", "window",
+                             "1h", "dimension", "channel", "value", "email", "count", 3, "score",
+                             66.67, "satisfied", 2, "ci95_low", 20.77, "ci95_high", 93.85);
+    ck_assert_msg(json_equal(got, want), "%s", out);
+    json_decref(got);
+    json_decref(want);
+    free(out);
+
+    /* every window of channel, sorted by metric, window (config order 1h 24h 7d 30d), value:
+     * nps sms x4, csat email x4, response_rate email and sms in each window, then the
+     * email KPIs (no art: the event had none) */
+    ck_assert_int_eq(run_ctl("--json metrics --dimension channel", &out), 0);
+    got = updates(out);
+    static const char *const order[][3] = {
+        {"nps", "1h", "sms"},
+        {"nps", "24h", "sms"},
+        {"nps", "7d", "sms"},
+        {"nps", "30d", "sms"},
+        {"csat", "1h", "email"},
+        {"csat", "24h", "email"},
+        {"csat", "7d", "email"},
+        {"csat", "30d", "email"},
+        {"response_rate", "1h", "email"},
+        {"response_rate", "1h", "sms"},
+        {"response_rate", "24h", "email"},
+        {"response_rate", "24h", "sms"},
+        {"response_rate", "7d", "email"},
+        {"response_rate", "7d", "sms"},
+        {"response_rate", "30d", "email"},
+        {"response_rate", "30d", "sms"},
+        {"frt", "1h", "email"},
+        {"frt", "24h", "email"},
+        {"frt", "7d", "email"},
+        {"frt", "30d", "email"},
+        {"fcr", "1h", "email"},
+        {"fcr", "24h", "email"},
+        {"fcr", "7d", "email"},
+        {"fcr", "30d", "email"},
+        {"transfer_rate", "1h", "email"},
+        {"transfer_rate", "24h", "email"},
+        {"transfer_rate", "7d", "email"},
+        {"transfer_rate", "30d", "email"},
+    };
+    ck_assert_uint_eq(json_array_size(got), sizeof order / sizeof order[0]);
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        json_t *u = json_array_get(got, i);
+        ck_assert_str_eq(json_string_value(json_object_get(u, "metric")), order[i][0]);
+        ck_assert_str_eq(json_string_value(json_object_get(u, "window")), order[i][1]);
+        ck_assert_str_eq(json_string_value(json_object_get(u, "value")), order[i][2]);
+    }
+    json_decref(got);
+    free(out);
+
+    /* --value: sms in 24h is the promoter (NPS 100, moe95 0) and 1 response to 0 requests */
+    ck_assert_int_eq(run_ctl("--json metrics --dimension channel --value sms --window 24h", &out),
+                     0);
+    got = updates(out);
+    want = json_pack("[{s:s,s:s,s:s,s:s,s:i,s:f,s:i,s:i,s:i,s:f},"
+                     "{s:s,s:s,s:s,s:s,s:i,s:n,s:i}]",
+                     "metric", "nps", "window", "24h", "dimension", "channel", "value", "sms",
+                     "count", 1, "score", 100.0, "promoters", 1, "passives", 0, "detractors", 0,
+                     "moe95", 0.0, "metric", "response_rate", "window", "24h", "dimension",
+                     "channel", "value", "sms", "count", 1, "score", "requests", 0);
+    ck_assert_msg(json_equal(got, want), "%s", out);
+    json_decref(got);
+    json_decref(want);
+    free(out);
+
+    /* text, a null score is "-"; email: 3 responses to 3 requests */
+    free(expect_lines("metrics --metric response_rate --window 30d --dimension channel",
+                      (const char *const[]){"response_rate 30d channel email 3 100.00 requests=3",
+                                            "response_rate 30d channel sms 1 - requests=0", NULL}));
+
+    /* the all slice holds everything: 4 responses over 3 requests */
+    free(expect_lines("metrics --metric response_rate --window 7d --dimension all",
+                      (const char *const[]){"response_rate 7d all all 4 133.33 requests=3", NULL}));
+
+    /* the NPS survey's journey is the last slice registered, and only its NPS cells (not its
+     * requests counter, the last cell of its row) were ever written */
+    free(expect_lines("metrics --metric nps --window 1h --dimension journey",
+                      (const char *const[]){"nps 1h journey onboarding-nps 1 100.00 promoters=1 "
+                                            "passives=0 detractors=0 moe95=0.00",
+                                            NULL}));
+
+    /* KPIs: frt in seconds; fcr and transfer_rate count the interactions they know of */
+    out = expect_lines("metrics --window 1h --dimension channel --value email",
+                       (const char *const[]){"frt 1h channel email 1 30.00 mean=30.00 p90=30.00",
+                                             "fcr 1h channel email 1 100.00 resolved=1",
+                                             "transfer_rate 1h channel email 1 0.00 transferred=0",
+                                             NULL});
+    ck_assert_int_eq(lines_reading(out, "art ", false), 0);
+    free(out);
+
+    /* nothing matches: not an error */
+    expect_status("metrics --dimension channel --value fax", 0, "no metric values match");
+    ck_assert_int_eq(run_ctl("--json metrics --metric ces", &out), 0);
+    ck_assert_str_eq(out, "[]\n");
+    free(out);
+
+    /* bad names: exit 2, the reason lists the valid ones */
+    expect_status("metrics --metric happiness", 2,
+                  "unknown metric happiness (valid: nps, csat, ces, response_rate, frt, art, fcr, "
+                  "transfer_rate)\n");
+    expect_status("metrics --window 2h", 2, "unknown window 2h (valid: 1h, 24h, 7d, 30d)\n");
+    expect_status("metrics --dimension colour", 2,
+                  "unknown dimension colour (valid: all, channel, agent, team, region, product, "
+                  "stage, journey)\n");
+    expect_status("metrics --metric", 2, "usage: surveybusctl metrics");
+    expect_status("metrics extra", 2, "usage: surveybusctl metrics");
+
+    /* Redis unreachable: exit 1 with the reason (a bad name is still a usage error) */
+    expect_status("--set redis.url=redis://127.0.0.1:1/0 metrics", 1, "cannot reach redis");
+    expect_status("--set redis.url=redis://127.0.0.1:1/0 metrics --window 2h", 2, NULL);
+    expect_status("--set redis.url=redis://127.0.0.1:1/0 watch --count 1", 1, "cannot reach redis");
+
+    /* watch, once: counters in the header (4 counted, 1 duplicate, 2 dead letters), a row per
+     * channel with "score (count)" for 1h and 30d under two header rows (metrics, then
+     * windows); no screen clearing into a pipe */
+    out = expect_lines("watch --count 1 --dimension channel",
+                       (const char *const[]){
+                           "channel nps csat ces response_rate frt art fcr transfer_rate",
+                           "1h 30d 1h 30d 1h 30d 1h 30d 1h 30d 1h 30d 1h 30d 1h 30d",
+                           "email - - 66.67 (3) 66.67 (3) - - 100.00 (3) 100.00 (3) 30.00 (1) "
+                           "30.00 (1) - - 100.00 (1) 100.00 (1) 0.00 (1) 0.00 (1)",
+                           "sms 100.00 (1) 100.00 (1) - - - - - (1) - (1) - - - - - - - -", NULL});
+    ck_assert_msg(strstr(out, "responses counted 4  duplicates 1  dead letters 2"), "%s", out);
+    ck_assert_ptr_null(strchr(out, '\033'));
+    free(out);
+
+    /* the default dimension is all; --count 2 refreshes twice */
+    ck_assert_int_eq(run_ctl("watch --count 2 --interval 0.1", &out), 0);
+    ck_assert_int_eq(lines_reading(out,
+                                   "all 100.00 (1) 100.00 (1) 66.67 (3) 66.67 (3) - - "
+                                   "133.33 (4) 133.33 (4) 30.00 (1) 30.00 (1) - - "
+                                   "100.00 (1) 100.00 (1) 0.00 (1) 0.00 (1)",
+                                   true),
+                     2);
+    ck_assert_int_eq(lines_reading(out, "surveybus ", false), 2);
+    free(out);
+
+    /* usage errors */
+    expect_status("watch --dimension colour", 2, "unknown dimension colour");
+    expect_status("watch --interval 0", 2, "usage: surveybusctl watch");
+    expect_status("watch --count -1", 2, "usage: surveybusctl watch");
+    expect_status("watch --count", 2, "usage: surveybusctl watch");
+    expect_status("--json watch", 2, "use metrics --json");
+
+    /* until a signal: SIGTERM ends it with status 0. The signal is sent once two refreshes
+     * are in its log, so that its handler is surely installed. */
+    const char *argv[] = {
+        sb_h_bin("surveybusctl"), "-c", cfg_path, "watch", "--interval", "0.1", NULL};
+    pid_t pid = sb_h_spawn(&h, argv, "watch.log");
+    ck_assert_int_gt(pid, 0);
+    char log[600];
+    snprintf(log, sizeof log, "cat %s/watch.log", h.dir);
+    for (int i = 0; i < 100; i++) {
+        struct timespec pause = {0, 50 * 1000000L};
+        nanosleep(&pause, NULL);
+        ck_assert_int_eq(sb_h_run(log, &out), 0);
+        int refreshes = lines_reading(out, "surveybus ", false);
+        free(out);
+        if (refreshes >= 2) break;
+    }
+    ck_assert_int_eq(sb_h_kill(pid, SIGTERM), 0);
+    int status = -1;
+    ck_assert_int_eq(sb_h_wait_exit(pid, 5000, &status), 0);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("ctl");
@@ -190,6 +557,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, surveys_and_stats);
     tcase_add_test(tc, check_config_exit_codes);
+    tcase_add_test(tc, metrics_and_watch);
     suite_add_tcase(s, tc);
     return sb_h_run_suite(s, true);
 }
