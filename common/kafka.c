@@ -417,9 +417,12 @@ sb_kafka_consumer_t *sb_kafka_consumer_new(const sb_config_t *cfg, const char *g
          * killed member's partitions over sooner. */
         {"session.timeout.ms", "6000"},
         {"heartbeat.interval.ms", "2000"},
-        /* prefetch at most 16 MiB (librdkafka's default is 64 MiB): a service works one
+        /* prefetch at most 8 MiB (librdkafka's default is 64 MiB): a service works one
          * batch at a time, and a backlog must not balloon its memory */
-        {"queued.max.messages.kbytes", "16384"},
+        {"queued.max.messages.kbytes", "8192"},
+        /* and fetch at most 8 MiB at a time (default 50 MiB, 1 MiB per partition) */
+        {"fetch.max.bytes", "8388608"},
+        {"max.partition.fetch.bytes", "262144"},
         {NULL, NULL},
     };
     char buf[512];

@@ -39,7 +39,7 @@ static sb_h_t h;
  * shared x.* topics (devkafka creates topics slowly: only what is needed). */
 static const char TOPICS[] = "x.resp,x.req,x.in,x.met,x.alert,x.dlq,o1.resp,o1.met,o2.resp,o2.met,"
                              "o3.resp,o3.met,o4.resp,o4.met,r5.resp,r5.met,b6.resp,b6.met,"
-                             "b6.alert,b6.dlq,k7.resp,k7.req,k7.in,k7.met";
+                             "b6.alert,b6.dlq,k7.resp,k7.req,k7.in,k7.met,m8.resp,m8.met";
 
 static void setup(void)
 {
@@ -220,6 +220,9 @@ static void survey_make(env_t *e, survey_t *s, const char *interaction, sb_kind_
     snprintf(r->channel, sizeof r->channel, "%s", dims[SB_DIM_CHANNEL] ? dims[SB_DIM_CHANNEL] : "email");
     for (int d = 0; d < SB_DIM__N; d++)
         if (dims[d]) snprintf(r->dim[d], sizeof r->dim[d], "%s", dims[d]);
+    /* the record keeps these as its own fields, not as dimension values */
+    if (dims[SB_DIM_DEVICE]) snprintf(r->device_id, sizeof r->device_id, "%s", dims[SB_DIM_DEVICE]);
+    if (dims[SB_DIM_LOCALE]) snprintf(r->locale, sizeof r->locale, "%s", dims[SB_DIM_LOCALE]);
     snprintf(r->dim[SB_DIM_ALL], sizeof r->dim[0], "all");
     snprintf(r->dim[SB_DIM_JOURNEY], sizeof r->dim[0], "%s", r->journey);
     r->due_ms = sb_now_ms() - 41 * DAY;
@@ -242,7 +245,7 @@ static void response_json(char *buf, size_t len, const survey_t *s, const char *
 {
     char when[32];
     sb_time_format(answered_ms, when);
-    snprintf(buf, len, "{\"survey_id\":\"%s\",\"token\":\"%s\",\"score\":%d,\"answered_at\":\"%s\"%s%s%s}",
+    snprintf(buf, len, "{\"survey_id\":\"%.24s\",\"token\":\"%.127s\",\"score\":%d,\"answered_at\":\"%s\"%s%s%s}",
              s->id, token ? token : s->token, score, when, comment ? ",\"comment\":\"" : "",
              comment ? comment : "", comment ? "\"" : "");
 }
@@ -980,6 +983,81 @@ START_TEST(rates_and_kpis)
 }
 END_TEST
 
+/* ================================================================ 8. MQTT inputs */
+
+static int on_nothing(void *opaque, const char *topic, const void *payload, size_t len)
+{
+    (void)opaque, (void)topic, (void)payload, (void)len;
+    return 0;
+}
+
+/* Responses from devices and visit KPIs over MQTT count like Kafka ones: once each, a
+ * repeated response is a duplicate, a response naming another device's survey still counts
+ * (dimensions come from the survey, never from the message). */
+START_TEST(mqtt_inputs)
+{
+    env_t e;
+    env_open(&e, "m8", "100100", "{\"dimensions\":[\"channel\",\"device\",\"region\"]}");
+    char err[256], cid[64], filt[2][96];
+    /* the aggregator's persistent session, created before it runs, so that nothing
+     * published before it subscribed is lost */
+    snprintf(cid, sizeof cid, "%s-agg-0", e.name);
+    snprintf(filt[0], sizeof filt[0], "%s/fieldservice/+/survey/response", e.name);
+    snprintf(filt[1], sizeof filt[1], "%s/fieldservice/+/visit/completed", e.name);
+    const char *subs[] = {filt[0], filt[1]};
+    sb_mqtt_t *pre = sb_mqtt_new(e.cfg, cid, subs, 2, on_nothing, NULL, err, sizeof err);
+    ck_assert_msg(pre != NULL, "%s", err);
+    ck_assert_int_eq(sb_mqtt_wait_up(pre, 10000), 0);
+    sb_mqtt_free(pre);
+    sb_mqtt_t *dev = sb_mqtt_new(e.cfg, "m8-devices", NULL, 0, NULL, NULL, err, sizeof err);
+    ck_assert_msg(dev != NULL, "%s", err);
+    ck_assert_int_eq(sb_mqtt_wait_up(dev, 10000), 0);
+    const char *dims[SB_DIM__N] = {0};
+    dims[SB_DIM_CHANNEL] = "device";
+    dims[SB_DIM_DEVICE] = "dev-1";
+    survey_t s[3];
+    int64_t now = sb_now_ms();
+    char topic[128], buf[1024];
+    for (int i = 0; i < 3; i++) {
+        char inter[16];
+        snprintf(inter, sizeof inter, "m8-%d", i);
+        survey_make(&e, &s[i], inter, SB_KIND_CSAT, dims, SB_REC_FIRED);
+        response_json(buf, sizeof buf, &s[i], NULL, 5 - i, now, NULL);
+        snprintf(topic, sizeof topic, "%s/fieldservice/dev-%d/survey/response", e.name, i ? 1 : 2);
+        ck_assert_int_eq(sb_mqtt_publish(dev, topic, buf, strlen(buf), false, NULL), 0);
+        if (i == 0) ck_assert_int_eq(sb_mqtt_publish(dev, topic, buf, strlen(buf), false, NULL), 0);
+    }
+    snprintf(topic, sizeof topic, "%s/fieldservice/dev-1/visit/completed", e.name);
+    snprintf(buf, sizeof buf,
+             "{\"event_id\":\"v1\",\"occurred_at\":%lld,\"customer_id\":\"c\","
+             "\"interaction_id\":\"v1\",\"kind\":\"field_visit\",\"region\":\"east\","
+             "\"kpi\":{\"first_response_s\":3600,\"resolved_first_contact\":true}}",
+             (long long)(now - MIN));
+    ck_assert_int_eq(sb_mqtt_publish(dev, topic, buf, strlen(buf), false, NULL), 0);
+    ck_assert_int_eq(sb_mqtt_wait_published(dev, 5000), 0);
+    sb_mqtt_free(dev);
+    agg_start(&e, 0);
+    wait_counted(&e, 3, 60000);
+    ck_assert_int_eq(stat_get(&e, "duplicate"), 1);
+    int64_t end = sb_mono_ms() + 10000;
+    while (stat_get(&e, "kpi_events") < 1 && sb_mono_ms() < end) sleep_ms(100);
+    ck_assert_int_eq(stat_get(&e, "kpi_events"), 1);
+    sleep_ms(3 * e.cfg->publish.interval_ms + 500);
+    upds_t o;
+    read_metrics(&e, &o);
+    const sb_metric_update_t *u = find(&o, "csat|1h|device|dev-1"); /* 5, 4, 3: two of three */
+    ck_assert_int_eq(u->v.count, 3);
+    ck_assert_double_eq(u->v.score, 66.67);
+    u = find(&o, "frt|1h|device|dev-1"); /* the visit: the device from the topic */
+    ck_assert_double_eq(u->v.score, 3600.0);
+    u = find(&o, "fcr|24h|region|east");
+    ck_assert_double_eq(u->v.score, 100.0);
+    upds_free(&o);
+    agg_stop(&e, 0);
+    env_close(&e);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("aggregator");
@@ -989,6 +1067,7 @@ static Suite *suite(void)
     tcase_add_test(tc, bad_responses_dead_lettered);
     tcase_add_test(tc, rates_and_kpis);
     tcase_add_test(tc, late_subscriber_gets_retained);
+    tcase_add_test(tc, mqtt_inputs);
     tcase_add_test(tc, oracle_single);
     tcase_add_test(tc, oracle_kill9);
     tcase_add_test(tc, oracle_redis_restart);
