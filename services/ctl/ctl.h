@@ -48,6 +48,7 @@ int ctl_cmd_stats(ctl_t *ctl, int argc, char **argv);
 int ctl_cmd_metrics(ctl_t *ctl, int argc, char **argv);
 int ctl_cmd_watch(ctl_t *ctl, int argc, char **argv);
 int ctl_cmd_simulate(ctl_t *ctl, int argc, char **argv);
+int ctl_cmd_dlq(ctl_t *ctl, int argc, char **argv);
 
 /* ---- metric values, shared by metrics and watch (metrics.c) ---- */
 

@@ -25,6 +25,8 @@ static const ctl_cmd_t commands[] = {
      "live view of the headline metrics", ctl_cmd_watch},
     {"simulate", "[--rate R] [--duration D] [--respond SHARE]",
      "realistic interactions in, customers answering their surveys", ctl_cmd_simulate},
+    {"dlq", "replay [--reason CODE] [--dry-run] [--limit N]",
+     "send dead letters back to their source topic once the cause is fixed", ctl_cmd_dlq},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

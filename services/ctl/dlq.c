@@ -1,0 +1,224 @@
+/* surveybusctl dlq replay: sends dead letters back to where they came from, once the cause is
+ * fixed (a survey record restored, a mapping corrected). It reads the dead-letter topic in
+ * its own consumer group, so each dead letter is replayed once; a message that fails again
+ * becomes a new dead letter. Kafka sources go back to their topic, MQTT sources to their
+ * topic (QoS 1). Payloads cut to 4 KiB in the envelope cannot be replayed and are skipped. */
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+#include "dlq.h"
+#include "kafka.h"
+#include "log.h"
+#include "mqtt.h"
+#include "service.h"
+#include "util.h"
+
+typedef struct replay_opts {
+    const char *reason; /* only this code (NULL: all) */
+    bool dry_run;
+    long limit; /* 0: no limit */
+    int idle_ms;
+} replay_opts_t;
+
+typedef struct tally_line {
+    char code[64];
+    long n;
+} tally_line_t;
+
+static void bump(tally_line_t *t, size_t *n, size_t cap, const char *code)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (!strcmp(t[i].code, code)) {
+            t[i].n++;
+            return;
+        }
+    if (*n < cap) {
+        snprintf(t[*n].code, sizeof t[*n].code, "%s", code);
+        t[(*n)++].n = 1;
+    }
+}
+
+static void delivered(void *opaque, void *msg_opaque, int ok, const char *errstr)
+{
+    (void)opaque;
+    if (msg_opaque) sb_wait_delivered(msg_opaque, ok, errstr);
+}
+
+static int replay(ctl_t *ctl, const replay_opts_t *o)
+{
+    sb_config_t *cfg = ctl_load_config(ctl);
+    if (!cfg) return 1;
+    int rc = 1;
+    char err[512], group[400];
+    sb_kafka_consumer_t *c = NULL;
+    sb_kafka_producer_t *p = NULL;
+    sb_mqtt_t *m = NULL;
+    tally_line_t done[64], skipped[64];
+    size_t n_done = 0, n_skipped = 0;
+    long total = 0;
+    if (!cfg->kafka.brokers || !*cfg->kafka.brokers) {
+        fprintf(stderr, "surveybusctl: dlq replay needs Kafka (the dead letters are there)\n");
+        goto out;
+    }
+    /* one group per filter: a replay of one reason leaves the others for a later replay
+     * (a dead letter replayed twice, by a filtered and an unfiltered run, is harmless:
+     * responses, events and requests are deduplicated downstream) */
+    snprintf(group, sizeof group, "%s.dlq-replay%s%s", cfg->kafka.group, o->reason ? "." : "",
+             o->reason ? o->reason : "");
+    const char *topics[] = {cfg->topics.dlq};
+    if (!(c = sb_kafka_consumer_new(cfg, group, topics, 1, err, sizeof err)) ||
+        (!o->dry_run && !(p = sb_kafka_producer_new(cfg, "surveybus-dlq-replay", delivered, NULL,
+                                                     err, sizeof err)))) {
+        fprintf(stderr, "surveybusctl: kafka: %s\n", err);
+        goto out;
+    }
+    int64_t start = sb_mono_ms(), last_msg = 0;
+    for (;;) {
+        sb_kafka_msg_t *msgs = NULL;
+        int n = sb_kafka_consume_batch(c, &msgs, 500, 500);
+        if (n < 0) {
+            fprintf(stderr, "surveybusctl: kafka: %s\n", sb_kafka_consumer_error(c));
+            goto out;
+        }
+        int64_t now = sb_mono_ms();
+        if (n == 0) {
+            /* done once caught up: joined (lag known) and nothing new for a while */
+            int64_t lag = sb_kafka_lag(c);
+            if ((lag == 0 && now - (last_msg ? last_msg : start) > o->idle_ms) ||
+                now - start > 30000 + o->idle_ms)
+                break;
+            continue;
+        }
+        last_msg = now;
+        sb_outmsg_t *out = calloc((size_t)n, sizeof *out);
+        json_t **docs = calloc((size_t)n, sizeof *docs);
+        if (!out || !docs) abort();
+        size_t k = 0;
+        for (int i = 0; i < n && (!o->limit || total < o->limit); i++) {
+            json_t *d = json_loadb(msgs[i].payload, msgs[i].len, 0, NULL);
+            const char *reason = json_string_value(json_object_get(d, "error"));
+            const char *source = json_string_value(json_object_get(d, "source"));
+            json_t *pl = json_object_get(d, "payload");
+            char code[64] = "unknown";
+            if (reason) sb_reason_code(reason, code, sizeof code);
+            if (o->reason && strcmp(code, o->reason)) {
+                json_decref(d);
+                continue;
+            }
+            total++;
+            if (!source || !json_is_string(pl) || json_is_true(json_object_get(d, "truncated"))) {
+                bump(skipped, &n_skipped, 64, !source || !json_is_string(pl) ? "unreadable" : "truncated");
+                json_decref(d);
+                continue;
+            }
+            if (!strncmp(source, "kafka:", 6)) {
+                /* kafka:<topic>/<partition>@<offset> */
+                const char *t = source + 6, *slash = strrchr(t, '/');
+                if (!slash) {
+                    bump(skipped, &n_skipped, 64, "unreadable");
+                    json_decref(d);
+                    continue;
+                }
+                char *topic = strndup(t, (size_t)(slash - t));
+                if (o->dry_run) {
+                    printf("would replay %s -> kafka %s (%s)\n", source, topic, code);
+                    free(topic);
+                } else {
+                    out[k++] = (sb_outmsg_t){topic, NULL, 0, json_string_value(pl),
+                                             json_string_length(pl)};
+                }
+            } else if (!strncmp(source, "mqtt:", 5)) {
+                if (o->dry_run) {
+                    printf("would replay %s -> mqtt %s (%s)\n", source, source + 5, code);
+                } else {
+                    if (!m && cfg->mqtt.url && *cfg->mqtt.url) {
+                        m = sb_mqtt_new(cfg, "surveybus-dlq-replay", NULL, 0, NULL, NULL, err, sizeof err);
+                        if (m && sb_mqtt_wait_up(m, 10000) != 0) {
+                            sb_mqtt_free(m);
+                            m = NULL;
+                        }
+                    }
+                    if (!m || sb_mqtt_publish(m, source + 5, json_string_value(pl),
+                                              json_string_length(pl), false, NULL) != 0) {
+                        fprintf(stderr, "surveybusctl: mqtt: cannot replay %s\n", source);
+                        json_decref(d);
+                        for (size_t j = 0; j < k; j++) free((char *)out[j].topic);
+                        free(out), free(docs);
+                        sb_kafka_msgs_free(msgs, (size_t)n);
+                        goto out;
+                    }
+                }
+            } else {
+                bump(skipped, &n_skipped, 64, "unknown_source");
+                json_decref(d);
+                continue;
+            }
+            bump(done, &n_done, 64, code);
+            docs[i] = d; /* keeps the payload alive until it is produced */
+        }
+        int prc = 0;
+        if (k) {
+            sb_wait_t w = {SB_WAIT_TAG, 0, 0};
+            prc = sb_service_produce_all(p, &w, out, k);
+        }
+        if (prc == 0 && m) prc = sb_mqtt_wait_published(m, 10000);
+        for (size_t j = 0; j < k; j++) free((char *)out[j].topic);
+        for (int i = 0; i < n; i++) json_decref(docs[i]);
+        free(out);
+        free(docs);
+        if (prc != 0) {
+            fprintf(stderr, "surveybusctl: replayed messages not confirmed; nothing committed\n");
+            sb_kafka_msgs_free(msgs, (size_t)n);
+            goto out;
+        }
+        /* dry runs leave the offsets alone: the real replay still sees everything */
+        if (!o->dry_run) sb_kafka_store_offsets(c, msgs, (size_t)n);
+        sb_kafka_msgs_free(msgs, (size_t)n);
+        if (o->limit && total >= o->limit) break;
+    }
+    if (!o->dry_run) sb_kafka_commit(c);
+    for (size_t i = 0; i < n_done; i++)
+        printf("%s %ld %s\n", o->dry_run ? "would replay" : "replayed", done[i].n, done[i].code);
+    for (size_t i = 0; i < n_skipped; i++)
+        printf("skipped %ld %s\n", skipped[i].n, skipped[i].code);
+    if (!n_done && !n_skipped) printf("no dead letters to replay\n");
+    rc = 0;
+out:
+    if (c) sb_kafka_consumer_close(c);
+    if (p) {
+        sb_kafka_producer_flush(p, 5000);
+        sb_kafka_producer_free(p);
+    }
+    sb_mqtt_free(m);
+    sb_config_free(cfg);
+    return rc;
+}
+
+int ctl_cmd_dlq(ctl_t *ctl, int argc, char **argv)
+{
+    static const struct option lopts[] = {{"reason", required_argument, NULL, 'r'},
+                                          {"dry-run", no_argument, NULL, 'n'},
+                                          {"limit", required_argument, NULL, 'l'},
+                                          {NULL, 0, NULL, 0}};
+    replay_opts_t o = {.idle_ms = 2000};
+    if (argc < 2 || strcmp(argv[1], "replay")) {
+        fprintf(stderr, "surveybusctl: dlq replay [--reason CODE] [--dry-run] [--limit N]\n");
+        return 2;
+    }
+    int c;
+    optind = 2;
+    while ((c = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
+        if (c == 'r') o.reason = optarg;
+        else if (c == 'n') o.dry_run = true;
+        else if (c == 'l' && (o.limit = strtol(optarg, NULL, 10)) > 0) continue;
+        else {
+            fprintf(stderr, "surveybusctl: dlq replay [--reason CODE] [--dry-run] [--limit N]\n");
+            return 2;
+        }
+    }
+    return replay(ctl, &o);
+}
