@@ -14,6 +14,22 @@
 #include "store.h"
 #include "util.h"
 
+const double sb_http_lat_bounds_s[SB_HTTP_LAT_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                            0.05,  0.1,    0.25,  1,    10};
+
+void sb_http_latency_observe(sb_http_latency_t *l, int64_t us)
+{
+    if (!l) return;
+    if (us < 0) us = 0;
+    for (int i = 0; i < SB_HTTP_LAT_BUCKETS; i++)
+        if ((double)us <= sb_http_lat_bounds_s[i] * 1e6) {
+            atomic_fetch_add(&l->le[i], 1);
+            break;
+        }
+    atomic_fetch_add(&l->count, 1);
+    atomic_fetch_add(&l->sum_us, (uint64_t)us);
+}
+
 struct sb_http {
     struct MHD_Daemon *d;
     sb_http_probe_t probe;
@@ -125,6 +141,29 @@ static char *metrics(sb_http_t *h, unsigned *status)
     if (d.mqtt_on)
         append(&buf, &len, &cap, "surveybus_up{service=\"%s\",dependency=\"mqtt\"} %d\n", s, d.mqtt);
     *status = MHD_HTTP_OK;
+    if (d.redis && sb_store_rtt_us(h->store) >= 0)
+        append(&buf, &len, &cap, "surveybus_redis_rtt_seconds{service=\"%s\"} %.6f\n", s,
+               (double)sb_store_rtt_us(h->store) / 1e6);
+    if (p->consumer && sb_kafka_lag(p->consumer) >= 0)
+        append(&buf, &len, &cap, "surveybus_consumer_lag{service=\"%s\"} %lld\n", s,
+               (long long)sb_kafka_lag(p->consumer));
+    if (p->batch) {
+        sb_http_latency_t *l = p->batch;
+        append(&buf, &len, &cap, "# TYPE surveybus_batch_seconds histogram\n");
+        uint64_t cum = 0;
+        for (int i = 0; i < SB_HTTP_LAT_BUCKETS; i++) {
+            cum += atomic_load(&l->le[i]);
+            append(&buf, &len, &cap, "surveybus_batch_seconds_bucket{service=\"%s\",le=\"%g\"} %llu\n",
+                   s, sb_http_lat_bounds_s[i], (unsigned long long)cum);
+        }
+        uint64_t count = atomic_load(&l->count);
+        append(&buf, &len, &cap, "surveybus_batch_seconds_bucket{service=\"%s\",le=\"+Inf\"} %llu\n", s,
+               (unsigned long long)count);
+        append(&buf, &len, &cap, "surveybus_batch_seconds_sum{service=\"%s\"} %.6f\n", s,
+               (double)atomic_load(&l->sum_us) / 1e6);
+        append(&buf, &len, &cap, "surveybus_batch_seconds_count{service=\"%s\"} %llu\n", s,
+               (unsigned long long)count);
+    }
     if (!d.redis) return buf; /* the counters live in Redis */
     char key[300];
     sb_store_key(h->store, key, sizeof key, "stats:%s", s);

@@ -6,13 +6,25 @@
 #ifndef SB_HTTP_H
 #define SB_HTTP_H
 
+#include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
 #include "kafka.h"
 #include "mqtt.h"
 
 typedef struct sb_http sb_http_t;
+
+/* A histogram of batch processing times (Prometheus buckets from 1 ms to 10 s), updated
+ * lock-free by the service's threads and read by the HTTP thread. Zero-initialise it. */
+#define SB_HTTP_LAT_BUCKETS 10
+extern const double sb_http_lat_bounds_s[SB_HTTP_LAT_BUCKETS]; /* 0.001 ... 10 */
+typedef struct sb_http_latency {
+    _Atomic uint64_t le[SB_HTTP_LAT_BUCKETS]; /* not cumulative: bucket i only */
+    _Atomic uint64_t count, sum_us;
+} sb_http_latency_t;
+void sb_http_latency_observe(sb_http_latency_t *l, int64_t us);
 
 /* What the endpoints look at (borrowed; NULL members are off). */
 typedef struct sb_http_probe {
@@ -23,6 +35,7 @@ typedef struct sb_http_probe {
     sb_mqtt_t *mqtt;
     const char *const *queues;      /* sorted sets (key names after the prefix) whose sizes
                                        /metrics reports, NULL-terminated; may be NULL */
+    sb_http_latency_t *batch;       /* batch processing times; may be NULL */
 } sb_http_probe_t;
 
 /* Starts serving on "host:port" (IPv4 or a name that resolves to one). Returns NULL with the

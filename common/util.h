@@ -16,6 +16,8 @@
 /* Milliseconds since the Unix epoch: wall clock, and a monotonic clock for timeouts. */
 int64_t sb_now_ms(void);
 int64_t sb_mono_ms(void);
+/* Monotonic clock in microseconds. */
+int64_t sb_mono_us(void);
 
 /* True when buf[0..len) is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 bool sb_utf8_valid(const char *buf, size_t len);

@@ -22,6 +22,7 @@ typedef struct agg {
     publisher_t pub;
     alert_sink_t sink;
     sb_http_t *http;
+    sb_http_latency_t batch; /* ingest batch times, for /metrics */
 } agg_t;
 
 static int on_mqtt(void *opaque, const char *topic, const void *payload, size_t len)
@@ -39,7 +40,10 @@ static int on_mqtt(void *opaque, const char *topic, const void *payload, size_t 
     if (!stream) return 0;
     sb_service_source_mqtt(source, sizeof source, topic);
     in_msg_t m = {payload, len, source, device[0] ? device : NULL, stream};
-    return ingest_batch(&a->min, &m, 1);
+    int64_t t0 = sb_mono_us();
+    int rc = ingest_batch(&a->min, &m, 1);
+    if (rc == 0) sb_http_latency_observe(&a->batch, sb_mono_us() - t0);
+    return rc;
 }
 
 static int open_ingest(agg_t *a, ingest_t *ig, char *err, size_t el)
@@ -104,7 +108,7 @@ static int start(agg_t *a)
     if (cfg->http.aggregator && *cfg->http.aggregator) {
         static const char *const queues[] = {"alertq", NULL};
         sb_http_probe_t probe = {cfg, "aggregator", a->producer, a->consumer,
-                                 a->mqtt_sub ? a->mqtt_sub : a->mqtt_pub, queues};
+                                 a->mqtt_sub ? a->mqtt_sub : a->mqtt_pub, queues, &a->batch};
         if (!(a->http = sb_http_start(cfg->http.aggregator, &probe, err, sizeof err))) goto fail;
     }
     sb_info("started kafka=%s mqtt=%s windows=%zu dimensions=%zu interval_ms=%d",
@@ -150,7 +154,9 @@ static void consume_once(agg_t *a, int timeout_ms)
                            stream_of(a->cfg, msgs[i].topic)};
     }
     int rc;
+    int64_t t0 = sb_mono_us();
     while ((rc = ingest_batch(&a->kin, in, (size_t)n)) != 0 && !sb_service_stop) wait_redis(a);
+    if (rc == 0) sb_http_latency_observe(&a->batch, sb_mono_us() - t0);
     if (rc == 0 && sb_kafka_store_offsets(a->consumer, msgs, (size_t)n) != 0)
         sb_warn("storing offsets failed err=\"%s\"", sb_kafka_consumer_error(a->consumer));
     sb_kafka_msgs_free(msgs, (size_t)n);

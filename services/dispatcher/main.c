@@ -23,6 +23,7 @@ typedef struct disp {
     ingest_ctx_t min;              /* MQTT ingest (callback thread) */
     firer_t fire;
     sb_http_t *http;
+    sb_http_latency_t batch; /* ingest batch times, for /metrics */
 } disp_t;
 
 /* MQTT callback: one event, processed synchronously so that the broker's acknowledgement
@@ -37,7 +38,10 @@ static int on_mqtt(void *opaque, const char *topic, const void *payload, size_t 
             break;
     sb_service_source_mqtt(source, sizeof source, topic);
     in_msg_t m = {payload, len, source, device[0] ? device : NULL};
-    return ingest_batch(&d->min, &m, 1);
+    int64_t t0 = sb_mono_us();
+    int rc = ingest_batch(&d->min, &m, 1);
+    if (rc == 0) sb_http_latency_observe(&d->batch, sb_mono_us() - t0);
+    return rc;
 }
 
 static int open_ingest_ctx(disp_t *d, ingest_ctx_t *ic, bool own_producer, char *err, size_t el)
@@ -106,7 +110,7 @@ static int start(disp_t *d)
     if (cfg->http.dispatcher && *cfg->http.dispatcher) {
         static const char *const queues[] = {"sched", "inflight", NULL};
         sb_http_probe_t probe = {cfg, "dispatcher", d->producer, d->consumer,
-                                 d->mqtt_sub ? d->mqtt_sub : d->mqtt_pub, queues};
+                                 d->mqtt_sub ? d->mqtt_sub : d->mqtt_pub, queues, &d->batch};
         if (!(d->http = sb_http_start(cfg->http.dispatcher, &probe, err, sizeof err))) goto fail;
     }
     sb_info("started kafka=%s mqtt=%s journeys=%zu lease_ms=%lld", kafka ? "on" : "off",
@@ -145,7 +149,9 @@ static void consume_once(disp_t *d, int timeout_ms)
     }
     /* the same batch again until its effect is durable; offsets only after that */
     int rc;
+    int64_t t0 = sb_mono_us();
     while ((rc = ingest_batch(&d->kin, in, (size_t)n)) != 0 && !sb_service_stop) wait_redis(d);
+    if (rc == 0) sb_http_latency_observe(&d->batch, sb_mono_us() - t0);
     if (rc == 0)
         if (sb_kafka_store_offsets(d->consumer, msgs, (size_t)n) != 0)
             sb_warn("storing offsets failed err=\"%s\"", sb_kafka_consumer_error(d->consumer));

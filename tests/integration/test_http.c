@@ -86,6 +86,19 @@ START_TEST(counters_text)
                           "surveybus_dispatcher_dlq_total{key=\"bad\\\"x\"} 2\n");
     ck_assert_uint_eq(len, strlen(buf));
     free(buf);
+
+    /* batch times: 0.5 ms and 1 ms in the first bucket (<= 1 ms), 30 ms in <= 50 ms, 20 s
+     * in none but +Inf */
+    sb_http_latency_t l;
+    memset(&l, 0, sizeof l);
+    sb_http_latency_observe(&l, 500);
+    sb_http_latency_observe(&l, 1000);
+    sb_http_latency_observe(&l, 30000);
+    sb_http_latency_observe(&l, 20000000);
+    ck_assert_uint_eq(atomic_load(&l.le[0]), 2);
+    ck_assert_uint_eq(atomic_load(&l.le[5]), 1); /* 0.05 s */
+    ck_assert_uint_eq(atomic_load(&l.count), 4);
+    ck_assert_uint_eq(atomic_load(&l.sum_us), 20031500);
 }
 END_TEST
 
@@ -110,6 +123,8 @@ START_TEST(dispatcher_endpoints)
     ck_assert_int_eq(get(port, "/metrics", &body), 200);
     ck_assert_msg(strstr(body, "surveybus_up{service=\"dispatcher\",dependency=\"redis\"} 1"), "%s", body);
     ck_assert_msg(strstr(body, "surveybus_queue{service=\"dispatcher\",queue=\"sched\"} 0"), "%s", body);
+    ck_assert_msg(strstr(body, "surveybus_batch_seconds_bucket{service=\"dispatcher\",le=\"+Inf\"}"), "%s", body);
+    ck_assert_msg(strstr(body, "surveybus_redis_rtt_seconds{service=\"dispatcher\"}"), "%s", body);
     free(body);
     ck_assert_int_eq(get(port, "/nope", &body), 404);
     free(body);
