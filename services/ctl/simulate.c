@@ -83,7 +83,7 @@ typedef struct sim {
     pthread_mutex_t mu;
     answer_t *pending;
     size_t n_pending;
-    uint64_t events, visits, requests, answers, skipped;
+    uint64_t events, visits, requests, answers, skipped, duplicates, garbage;
     /* the experience of the last interaction of each customer, to score its survey */
     double mood[5000];
 } sim_t;
@@ -116,10 +116,16 @@ static void queue_answer(sim_t *s, const sb_survey_request_t *q, const char *dev
         snprintf(a->token, sizeof a->token, "%s", q->token);
         snprintf(a->device, sizeof a->device, "%s", device ? device : "");
         a->score = score_for(mood, q->kind, &s->cfg->scales[q->kind]);
-        static const char *const good[] = {"Quick and friendly, thanks!", "Solved at once.", NULL};
+        /* comments in the customer's language: Chinese for zh-CN customers */
+        static const char *const good[] = {"Quick and friendly, thanks!", "Solved at once."};
         static const char *const bad[] = {"I waited far too long.", "Still not fixed.",
-                                          "Transferred three times...", NULL};
-        a->comment = uniform() < 0.3 ? (mood > 0.6 ? good[pick(3)] : bad[pick(4)]) : NULL;
+                                          "Transferred three times..."};
+        static const char *const good_zh[] = {"服务很快，谢谢！", "一次就解决了。"};
+        static const char *const bad_zh[] = {"等了太久。", "问题还没有解决。", "被转接了三次……"};
+        bool zh = !strcmp(q->locale, "zh-CN");
+        a->comment = uniform() >= 0.3 ? NULL
+                     : mood > 0.6     ? (zh ? good_zh : good)[pick(2)]
+                                      : (zh ? bad_zh : bad)[pick(3)];
     }
     pthread_mutex_unlock(&s->mu);
 }
@@ -190,6 +196,13 @@ static void send_answers(sim_t *s)
             s->answers++;
             free(json);
         }
+        /* 2 % of customers press "send" twice: the repeat is a duplicate, counted once */
+        if (uniform() < 0.02 && !a->device[0]) {
+            a->at_ms = now + 1000 + (int64_t)(uniform() * 3000);
+            s->duplicates++;
+            i++; /* kept: sent again when due */
+            continue;
+        }
         *a = s->pending[--s->n_pending];
     }
     pthread_mutex_unlock(&s->mu);
@@ -227,6 +240,15 @@ static void send_event(sim_t *s, uint64_t seq)
                      REGIONS[cust % 4], PRODUCTS[pick(5)], frt, art, fcr ? "true" : "false",
                      transfers);
     if (n <= 0 || (size_t)n >= sizeof ev) return;
+    if (s->prod && pick(200) == 0) {
+        /* now and then a broken producer upstream: these end as dead letters */
+        static const char *const junk[] = {"{\"event_id\":\"sim-broken\",\"occurred_at\":",
+                                           "not json", "{\"event_id\":\"x\",\"customer_id\":\"c/+\"}"};
+        const char *j = junk[pick(3)];
+        sb_kafka_produce(s->prod, s->cfg->topics.interactions, NULL, 0, j, strlen(j), NULL);
+        sb_kafka_produce(s->prod, s->cfg->topics.responses, NULL, 0, j, strlen(j), NULL);
+        s->garbage += 2;
+    }
     if (visit) {
         char topic[600], device[16];
         snprintf(device, sizeof device, "dev-%02d", pick(DEVICES));
@@ -325,9 +347,11 @@ int ctl_cmd_simulate(ctl_t *ctl, int argc, char **argv)
         send_answers(s);
         if (s->prod) sb_kafka_producer_poll(s->prod, 0);
         if (sb_mono_ms() >= next_report) {
-            fprintf(stderr, "simulate: events %llu, visits %llu, requests seen %llu, answers sent %llu\n",
+            fprintf(stderr, "simulate: events %llu, visits %llu, requests seen %llu, answers sent %llu"
+                            " (repeats %llu), garbage %llu\n",
                     (unsigned long long)s->events, (unsigned long long)s->visits,
-                    (unsigned long long)s->requests, (unsigned long long)s->answers);
+                    (unsigned long long)s->requests, (unsigned long long)s->answers,
+                    (unsigned long long)s->duplicates, (unsigned long long)s->garbage);
             next_report += 5000;
         }
     }
