@@ -21,7 +21,7 @@ static const ctl_cmd_t commands[] = {
     {"stats", "", "counters of every service and the schedule depth", ctl_cmd_stats},
     {"metrics", "[--metric M] [--window W] [--dimension D] [--value V]",
      "current metric values from Redis", ctl_cmd_metrics},
-    {"watch", "[--interval S] [--dimension D] [--count N]",
+    {"watch", "[--dimension D] [--metric M] [--window W] [--min-count N] [--interval S] [--count N]",
      "live view of the headline metrics", ctl_cmd_watch},
     {"simulate", "[--rate R] [--duration D] [--respond SHARE]",
      "realistic interactions in, customers answering their surveys", ctl_cmd_simulate},

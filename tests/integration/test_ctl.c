@@ -2,13 +2,17 @@
  * what the schedule holds, in human and --json form; check-config exit codes; metrics and
  * watch read the aggregator's window totals, filled here through sb_tally_apply. */
 #include <check.h>
+#include <fcntl.h>
 #include <jansson.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "harness.h"
@@ -210,11 +214,12 @@ static void expect_status(const char *args, int status, const char *text)
     free(out);
 }
 
-/* Writes a fired survey record (channel ch, region east) as the dispatcher would, and
+/* Writes a fired survey record (channel ch, agent, region east) as the dispatcher would, and
  * returns its stored value in *value (caller frees) with its first byte already set to the
  * answered state, as a response claims it. */
-static void fired(sb_store_t *st, const char *inter, sb_kind_t kind, const char *ch, sb_record_t *r,
-                  char id[SB_SURVEY_ID_LEN + 1], char **value, size_t *len)
+static void fired(sb_store_t *st, const char *inter, sb_kind_t kind, const char *ch,
+                  const char *agent, sb_record_t *r, char id[SB_SURVEY_ID_LEN + 1], char **value,
+                  size_t *len)
 {
     memset(r, 0, sizeof *r);
     r->state = SB_REC_FIRED;
@@ -225,6 +230,7 @@ static void fired(sb_store_t *st, const char *inter, sb_kind_t kind, const char 
     snprintf(r->channel, sizeof r->channel, "%s", ch);
     strcpy(r->dim[SB_DIM_ALL], "all");
     snprintf(r->dim[SB_DIM_CHANNEL], sizeof r->dim[0], "%s", ch);
+    snprintf(r->dim[SB_DIM_AGENT], sizeof r->dim[0], "%s", agent);
     strcpy(r->dim[SB_DIM_REGION], "east");
     strcpy(r->dim[SB_DIM_JOURNEY], r->journey);
     r->due_ms = sb_now_ms() - 3600000;
@@ -248,7 +254,9 @@ static void fired(sb_store_t *st, const char *inter, sb_kind_t kind, const char 
  *  - a KPI event on channel email: first response after 30 s (frt mean and p90 30), resolved
  *    at first contact (fcr 1 of 1: 100), not transferred (transfer_rate 0 of 1: 0);
  *  - the email 5 again (a duplicate) and 2 dead letters passed as counters.
- * Every item is also in "all|all", "region|east" and its journey's slice. */
+ * Every item is also in "all|all", "region|east" and its journey's slice, and in an agent's:
+ * the CSAT 5 is ana's, the 4 and the 2 are bartholomew-gonzalez's (20 characters), the NPS 10
+ * is christopher-alexander-hamilton's (30 characters, more than watch shows). */
 static void tally_fixture(void)
 {
     sb_config_t *cfg;
@@ -257,6 +265,8 @@ static void tally_fixture(void)
     sb_tally_t *t = sb_tally_new(st, cfg);
     static const char *const inter[] = {"m-1", "m-2", "m-3", "m-4"};
     static const int score[] = {5, 4, 2, 10};
+    static const char *const agent[] = {"ana", "bartholomew-gonzalez", "bartholomew-gonzalez",
+                                        "christopher-alexander-hamilton"};
     sb_record_t r[4];
     char id[4][SB_SURVEY_ID_LEN + 1], *claim[4];
     size_t len[4];
@@ -265,7 +275,8 @@ static void tally_fixture(void)
     memset(items, 0, sizeof items);
     for (int i = 0; i < 4; i++) {
         sb_kind_t kind = i < 3 ? SB_KIND_CSAT : SB_KIND_NPS;
-        fired(st, inter[i], kind, i < 3 ? "email" : "sms", &r[i], id[i], &claim[i], &len[i]);
+        fired(st, inter[i], kind, i < 3 ? "email" : "sms", agent[i], &r[i], id[i], &claim[i],
+              &len[i]);
         char names[SB_DIM__N][SB_TALLY_NAME_MAX];
         const char *ptr[SB_DIM__N];
         size_t n = sb_tally_slice_names(cfg, (const char(*)[SB_STR_MAX + 1]) r[i].dim, names);
@@ -357,6 +368,48 @@ static json_t *updates(const char *out)
         json_object_del(u, "as_of");
     }
     return list;
+}
+
+/* out with each line's blanks squeezed as lines_reading does (caller frees). */
+static char *squeezed(const char *out)
+{
+    char *s = malloc(strlen(out) + 1), *w = s;
+    ck_assert_ptr_nonnull(s);
+    for (const char *l = out; *l;) {
+        const char *end = strchrnul(l, '\n');
+        char *start = w;
+        for (const char *c = l; c < end; c++)
+            if (*c != ' ' || (w > start && w[-1] != ' ')) *w++ = *c;
+        while (w > start && w[-1] == ' ')
+            w--;
+        if (*end) *w++ = '\n';
+        l = *end ? end + 1 : end;
+    }
+    *w = '\0';
+    return s;
+}
+
+/* Expects the lines of block, blanks squeezed, one after the other in out. */
+static void expect_block(const char *out, const char *block)
+{
+    char *s = squeezed(out);
+    ck_assert_msg(strstr(s, block), "no lines\n%sin:\n%s", block, out);
+    free(s);
+}
+
+/* Columns of out's widest line, one per code point. */
+static size_t widest_line(const char *out)
+{
+    size_t widest = 0, cols = 0;
+    for (const char *c = out; *c; c++) {
+        if (*c == '\n') {
+            cols = 0;
+            continue;
+        }
+        cols += ((unsigned char)*c & 0xC0) != 0x80;
+        if (cols > widest) widest = cols;
+    }
+    return widest;
 }
 
 START_TEST(metrics_and_watch)
@@ -494,36 +547,104 @@ START_TEST(metrics_and_watch)
     expect_status("--set redis.url=redis://127.0.0.1:1/0 metrics --window 2h", 2, NULL);
     expect_status("--set redis.url=redis://127.0.0.1:1/0 watch --count 1", 1, "cannot reach redis");
 
-    /* watch, once: counters in the header (4 counted, 1 duplicate, 2 dead letters), a row per
-     * channel with "score (count)" for 1h and 30d under two header rows (metrics, then
-     * windows); no screen clearing into a pipe */
-    out = expect_lines("watch --count 1 --dimension channel",
-                       (const char *const[]){
-                           "channel nps csat ces response_rate frt art fcr transfer_rate",
-                           "1h 30d 1h 30d 1h 30d 1h 30d 1h 30d 1h 30d 1h 30d 1h 30d",
-                           "email - - 66.67 (3) 66.67 (3) - - 100.00 (3) 100.00 (3) 30.00 (1) "
-                           "30.00 (1) - - 100.00 (1) 100.00 (1) 0.00 (1) 0.00 (1)",
-                           "sms 100.00 (1) 100.00 (1) - - - - - (1) - (1) - - - - - - - -", NULL});
-    ck_assert_msg(strstr(out, "responses counted 4  duplicates 1  dead letters 2"), "%s", out);
+    /* watch, once, into a pipe: no ANSI codes, no line wider than 80 columns. The header has
+     * the counters (4 counted, 1 duplicate, 2 dead letters); the all block a column of 16 per
+     * window after 15 for the metric, "score (count)" over its interval: NPS one promoter,
+     * 100 +- 0; CSAT 2 of 3 in [20.77, 93.85] (as metrics above); no CES; response rate 4
+     * responses to 3 requests, 133.33. The agent block ranks CSAT over 30d (the longest
+     * window): ana 1 of 1 satisfied, 100, Wilson at z = 1.96 for 1 of 1:
+     * (1 + 1.9208 +- 1.96 * 0.98) / 4.8416 -> 20.65 .. 100.00; bartholomew-gonzalez 1 of 2
+     * (the 4 and the 2), 50, (0.5 + 0.9604 +- 1.96 sqrt(0.125 + 0.2401)) / 2.9208
+     * = (1.4604 +- 1.18430) / 2.9208 -> 9.45 .. 90.55. christopher-alexander-hamilton gave
+     * no CSAT: not ranked. */
+    out = expect_lines("watch --count 1", (const char *const[]){"all 1h 24h 7d 30d", NULL});
+    ck_assert_msg(strncmp(out, "surveybus ", 10) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "  responses counted 4  duplicates 1  dead letters 2\n"), "%s", out);
+    ck_assert_msg(strstr(out,
+                         "\n\nall            1h              24h             7d              30d\n"
+                         "nps            100.00 (1)      100.00 (1)      100.00 (1)      "
+                         "100.00 (1)\n"
+                         "               \u00b10.00           \u00b10.00           "
+                         "\u00b10.00           \u00b10.00\n"
+                         "csat           66.67 (3)       66.67 (3)       66.67 (3)       "
+                         "66.67 (3)\n"
+                         "               [20.77\u201393.85]   [20.77\u201393.85]   "
+                         "[20.77\u201393.85]   [20.77\u201393.85]\n"
+                         "ces            -               -               -               -\n"
+                         "\n"
+                         "response_rate  133.33 (4)      133.33 (4)      133.33 (4)      "
+                         "133.33 (4)\n"
+                         "               4/3             4/3             4/3             4/3\n"
+                         "\n"),
+                  "%s", out);
+    expect_block(out, "agent by csat over 30d (2 values with count >= 1)\n"
+                      "top 5 ana 100.00 (1) [20.65\u2013100.00]\n"
+                      "bartholomew-gonzalez 50.00 (2) [9.45\u201390.55]\n"
+                      "bottom 5 bartholomew-gonzalez 50.00 (2) [9.45\u201390.55]\n"
+                      "ana 100.00 (1) [20.65\u2013100.00]\n");
+    /* header, blank, 9 lines of all, blank, title, 2 top and 2 bottom rows */
+    ck_assert_int_eq(lines_reading(out, "", false), 17);
+    ck_assert_int_le(widest_line(out), 80);
     ck_assert_ptr_null(strchr(out, '\033'));
     free(out);
 
-    /* the default dimension is all; --count 2 refreshes twice */
+    /* ties: response rate over 1h, ana 1 of 1 and bartholomew-gonzalez 2 of 2 are both 100:
+     * the larger count first, at the top and at the bottom; christopher-alexander-hamilton's
+     * 1 response to 0 requests has no score: not ranked */
+    out = expect_lines("watch --count 1 --metric response_rate --window 1h",
+                       (const char *const[]){NULL});
+    expect_block(out, "agent by response_rate over 1h (2 values with count >= 1)\n"
+                      "top 5 bartholomew-gonzalez 100.00 (2) 2/2\n"
+                      "ana 100.00 (1) 1/1\n"
+                      "bottom 5 bartholomew-gonzalez 100.00 (2) 2/2\n"
+                      "ana 100.00 (1) 1/1\n");
+    ck_assert_int_le(widest_line(out), 80);
+    free(out);
+
+    /* --min-count 2 leaves ana (1 response) out */
+    out = expect_lines("watch --count 1 --min-count 2", (const char *const[]){NULL});
+    expect_block(out, "agent by csat over 30d (1 value with count >= 2)\n"
+                      "top 5 bartholomew-gonzalez 50.00 (2) [9.45\u201390.55]\n"
+                      "bottom 5 bartholomew-gonzalez 50.00 (2) [9.45\u201390.55]\n");
+    free(out);
+
+    /* a value longer than 20 columns is cut to 19 and "…": christopher-alexander-hamilton's
+     * NPS 10, one promoter, 100 +- 0 */
+    out = expect_lines("watch --count 1 --metric nps --window 24h", (const char *const[]){NULL});
+    expect_block(out, "agent by nps over 24h (1 value with count >= 1)\n"
+                      "top 5 christopher-alexand\u2026 100.00 (1) \u00b10.00\n"
+                      "bottom 5 christopher-alexand\u2026 100.00 (1) \u00b10.00\n");
+    ck_assert_int_le(widest_line(out), 80);
+    free(out);
+
+    /* another dimension: channel's CSAT over 7d is email's 2 of 3 */
+    out = expect_lines("watch --count 1 --dimension channel --window 7d",
+                       (const char *const[]){NULL});
+    expect_block(out, "channel by csat over 7d (1 value with count >= 1)\n"
+                      "top 5 email 66.67 (3) [20.77\u201393.85]\n"
+                      "bottom 5 email 66.67 (3) [20.77\u201393.85]\n");
+    free(out);
+
+    /* --count 2 refreshes twice, the second after a blank line */
     ck_assert_int_eq(run_ctl("watch --count 2 --interval 0.1", &out), 0);
-    ck_assert_int_eq(lines_reading(out,
-                                   "all 100.00 (1) 100.00 (1) 66.67 (3) 66.67 (3) - - "
-                                   "133.33 (4) 133.33 (4) 30.00 (1) 30.00 (1) - - "
-                                   "100.00 (1) 100.00 (1) 0.00 (1) 0.00 (1)",
-                                   true),
-                     2);
     ck_assert_int_eq(lines_reading(out, "surveybus ", false), 2);
+    ck_assert_int_eq(lines_reading(out, "csat 66.67 (3) 66.67 (3) 66.67 (3) 66.67 (3)", true), 2);
+    ck_assert_msg(strncmp(out, "surveybus ", 10) == 0, "%s", out);
+    expect_block(out, "ana 100.00 (1) [20.65\u2013100.00]\n\nsurveybus ");
+    ck_assert_int_le(widest_line(out), 80);
     free(out);
 
     /* usage errors */
     expect_status("watch --dimension colour", 2, "unknown dimension colour");
+    expect_status("watch --metric happiness", 2, "unknown metric happiness");
+    expect_status("watch --window 2h", 2, "unknown window 2h");
+    expect_status("watch --min-count 0", 2, "usage: surveybusctl watch");
+    expect_status("watch --min-count two", 2, "usage: surveybusctl watch");
     expect_status("watch --interval 0", 2, "usage: surveybusctl watch");
+    expect_status("watch --interval soon", 2, "usage: surveybusctl watch");
     expect_status("watch --count -1", 2, "usage: surveybusctl watch");
     expect_status("watch --count", 2, "usage: surveybusctl watch");
+    expect_status("watch --colour red", 2, "usage: surveybusctl watch");
     expect_status("--json watch", 2, "use metrics --json");
 
     /* until a signal: SIGTERM ends it with status 0. The signal is sent once two refreshes
@@ -549,6 +670,122 @@ START_TEST(metrics_and_watch)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- watch on a terminal */
+
+/* A watch running on a pseudo-terminal of its own (stdin, stdout, stderr and controlling
+ * terminal), with the test holding the master side and a second handle on the terminal. */
+typedef struct pty_watch {
+    pid_t pid;
+    int master, slave;
+    char *out; /* everything it wrote, NUL-terminated */
+    size_t len;
+} pty_watch_t;
+
+static void pty_start(pty_watch_t *p)
+{
+    memset(p, 0, sizeof *p);
+    p->master = posix_openpt(O_RDWR | O_NOCTTY);
+    ck_assert_int_ge(p->master, 0);
+    ck_assert_int_eq(grantpt(p->master), 0);
+    ck_assert_int_eq(unlockpt(p->master), 0);
+    char name[200];
+    ck_assert_int_eq(ptsname_r(p->master, name, sizeof name), 0);
+    p->slave = open(name, O_RDWR | O_NOCTTY);
+    ck_assert_int_ge(p->slave, 0);
+    const char *argv[] = {
+        sb_h_bin("surveybusctl"), "-c", cfg_path, "watch", "--interval", "0.1", NULL};
+    p->pid = fork();
+    ck_assert_int_ge(p->pid, 0);
+    if (p->pid == 0) { /* only async-signal-safe calls until exec */
+        setsid();
+        int fd = open(name, O_RDWR); /* the session's controlling terminal */
+        if (fd < 0) _exit(127);
+        dup2(fd, 0), dup2(fd, 1), dup2(fd, 2);
+        if (fd > 2) close(fd);
+        close(p->master), close(p->slave);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    p->out = calloc(1, 1);
+}
+
+/* Reads what the watch wrote until text has appeared n times in all of it, or timeout_ms
+ * passed. Returns whether it did. */
+static bool pty_until(pty_watch_t *p, const char *text, int n, int timeout_ms)
+{
+    int64_t deadline = sb_mono_ms() + timeout_ms;
+    for (;;) {
+        int seen = 0;
+        for (const char *c = p->out; (c = strstr(c, text)); c += strlen(text))
+            seen++;
+        int64_t left = deadline - sb_mono_ms();
+        if (seen >= n) return true;
+        if (left <= 0) return false;
+        struct pollfd pf = {.fd = p->master, .events = POLLIN};
+        if (poll(&pf, 1, (int)left) <= 0) continue;
+        char buf[4096];
+        ssize_t got = read(p->master, buf, sizeof buf);
+        if (got <= 0) return false;
+        p->out = realloc(p->out, p->len + (size_t)got + 1);
+        ck_assert_ptr_nonnull(p->out);
+        memcpy(p->out + p->len, buf, (size_t)got);
+        p->len += (size_t)got;
+        p->out[p->len] = '\0';
+    }
+}
+
+/* The terminal's local modes have ICANON and ECHO both on (on) or both off (!on). */
+static void expect_canonical(const pty_watch_t *p, bool on)
+{
+    struct termios t;
+    ck_assert_int_eq(tcgetattr(p->slave, &t), 0);
+    tcflag_t both = ICANON | ECHO;
+    ck_assert_msg((t.c_lflag & both) == (on ? both : 0), "c_lflag %#x", (unsigned)t.c_lflag);
+}
+
+/* Ends the watch with key (when not 0) or signal sig, expects exit status 0, its terminal
+ * given its modes back, and frees p. */
+static void pty_stop(pty_watch_t *p, char key, int sig)
+{
+    /* running: the screen drawn twice (cleared once, then in place), the terminal's
+     * modes changed */
+    ck_assert_msg(pty_until(p, "q quits", 2, 5000), "%s", p->out);
+    ck_assert_msg(strncmp(p->out, "\033[H\033[2Jsurveybus ", 17) == 0, "%s", p->out);
+    ck_assert_msg(strstr(p->out, "\033[Hsurveybus "), "%s", p->out);
+    ck_assert_msg(strstr(p->out, "responses counted "), "%s", p->out);
+    expect_canonical(p, false);
+    if (key)
+        ck_assert_int_eq(write(p->master, &key, 1), 1);
+    else
+        ck_assert_int_eq(kill(p->pid, sig), 0);
+    int status = -1;
+    for (int i = 0; i < 500 && sb_h_wait_exit(p->pid, 10, &status) != 0; i++)
+        pty_until(p, "\001", 1, 10); /* drain the output meanwhile: never there */
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+    expect_canonical(p, true);
+    close(p->master);
+    close(p->slave);
+    free(p->out);
+}
+
+START_TEST(watch_on_terminal)
+{
+    pty_watch_t p;
+    /* other keys do nothing; q and Q quit */
+    pty_start(&p);
+    ck_assert(pty_until(&p, "q quits", 1, 5000));
+    ck_assert_int_eq(write(p.master, "x", 1), 1);
+    pty_stop(&p, 'q', 0);
+    pty_start(&p);
+    pty_stop(&p, 'Q', 0);
+    /* SIGTERM and SIGINT: the terminal is restored too */
+    pty_start(&p);
+    pty_stop(&p, 0, SIGTERM);
+    pty_start(&p);
+    pty_stop(&p, 0, SIGINT);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("ctl");
@@ -558,6 +795,7 @@ int main(void)
     tcase_add_test(tc, surveys_and_stats);
     tcase_add_test(tc, check_config_exit_codes);
     tcase_add_test(tc, metrics_and_watch);
+    tcase_add_test(tc, watch_on_terminal);
     suite_add_tcase(s, tc);
     return sb_h_run_suite(s, true);
 }
