@@ -826,6 +826,18 @@ done:
     return rc;
 }
 
+int sb_tally_release_lease(sb_tally_t *t, const char *token)
+{
+    static const char lua[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                              "return redis.call('DEL', KEYS[1]) end return 0";
+    char key[300];
+    sb_store_key(t->store, key, sizeof key, "leader");
+    redisReply *r = sb_store_cmd(t->store, "EVAL %s 1 %s %s", lua, key, token);
+    int rc = r && r->type == REDIS_REPLY_INTEGER ? 0 : -1;
+    if (r) freeReplyObject(r);
+    return rc;
+}
+
 size_t sb_tally_slice_names(const sb_config_t *cfg, const char (*vals)[SB_STR_MAX + 1],
                             char (*names)[SB_TALLY_NAME_MAX])
 {

@@ -142,6 +142,8 @@ typedef struct sb_tally_snapshot {
 int sb_tally_read(sb_tally_t *t, int64_t now_ms, const char *leader, int64_t lease_ms,
                   sb_tally_snapshot_t *out);
 void sb_tally_snapshot_free(sb_tally_snapshot_t *s);
+/* Gives up the publisher lease if token holds it (a stopping leader). Returns 0 or -1. */
+int sb_tally_release_lease(sb_tally_t *t, const char *token);
 
 /* ---- pure helpers (no I/O) ---- */
 

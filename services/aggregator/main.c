@@ -107,8 +107,13 @@ static int start(agg_t *a)
     }
     if (cfg->http.aggregator && *cfg->http.aggregator) {
         static const char *const queues[] = {"alertq", NULL};
-        sb_http_probe_t probe = {cfg, "aggregator", a->producer, a->consumer,
-                                 a->mqtt_sub ? a->mqtt_sub : a->mqtt_pub, queues, &a->batch};
+        sb_http_probe_t probe = {.cfg = cfg,
+                                 .service = "aggregator",
+                                 .producer = a->producer,
+                                 .consumer = a->consumer,
+                                 .mqtt = a->mqtt_sub ? a->mqtt_sub : a->mqtt_pub,
+                                 .queues = queues,
+                                 .batch = &a->batch};
         if (!(a->http = sb_http_start(cfg->http.aggregator, &probe, err, sizeof err))) goto fail;
     }
     sb_info("started kafka=%s mqtt=%s windows=%zu dimensions=%zu interval_ms=%d",

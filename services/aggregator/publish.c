@@ -29,6 +29,8 @@ void publisher_init(publisher_t *p, const sb_config_t *cfg, sb_tally_t *tally,
 
 void publisher_free(publisher_t *p)
 {
+    /* hand the lease over at once instead of letting it run out */
+    if (p->leader) sb_tally_release_lease(p->tally, p->token);
     free(p->last);
     p->last = NULL;
     p->n_slices = 0;
@@ -82,10 +84,14 @@ static int send_update(publisher_t *p, const sb_metric_update_t *u, const char *
 
 static void sweep_alerts(publisher_t *p, int64_t now)
 {
+    /* with Kafka away the sweep would wait for it and hold up the metric updates; the
+     * alerts stay in the outbox until it is back */
+    if (p->producer && !sb_kafka_producer_up(p->producer)) return;
     char *stale[200];
     int n = sb_tally_alerts_stale(p->tally, now - ALERT_STALE_MS, stale, 200);
     if (n <= 0) return;
-    sb_warn("republishing alerts left unconfirmed by a stopped instance count=%d", n);
+    sb_warn("republishing alerts unconfirmed for a minute (an instance stopped, or Kafka was "
+            "slow) count=%d", n);
     const sb_config_t *cfg = p->cfg;
     sb_outmsg_t out[200];
     size_t k = 0;

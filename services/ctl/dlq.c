@@ -76,7 +76,7 @@ static int replay(ctl_t *ctl, const replay_opts_t *o)
         fprintf(stderr, "surveybusctl: kafka: %s\n", err);
         goto out;
     }
-    int64_t start = sb_mono_ms(), last_msg = 0;
+    int64_t start = sb_mono_ms(), last_msg = 0, started_ms = sb_now_ms();
     for (;;) {
         sb_kafka_msg_t *msgs = NULL;
         int n = sb_kafka_consume_batch(c, &msgs, 500, 500);
@@ -98,7 +98,15 @@ static int replay(ctl_t *ctl, const replay_opts_t *o)
         json_t **docs = calloc((size_t)n, sizeof *docs);
         if (!out || !docs) abort();
         size_t k = 0;
-        for (int i = 0; i < n && (!o->limit || total < o->limit); i++) {
+        int used = 0; /* messages of this batch dealt with: only their offsets are stored */
+        bool caught_up = false;
+        for (int i = 0; i < n && (!o->limit || total < o->limit); i++, used++) {
+            /* dead letters written after the replay began (a replayed message that failed
+             * again) are left for the next run, or a replay of an unfixed cause never ends */
+            if (msgs[i].timestamp_ms > started_ms) {
+                caught_up = true;
+                break;
+            }
             json_t *d = json_loadb(msgs[i].payload, msgs[i].len, 0, NULL);
             const char *reason = json_string_value(json_object_get(d, "error"));
             const char *source = json_string_value(json_object_get(d, "source"));
@@ -176,9 +184,9 @@ static int replay(ctl_t *ctl, const replay_opts_t *o)
             goto out;
         }
         /* dry runs leave the offsets alone: the real replay still sees everything */
-        if (!o->dry_run) sb_kafka_store_offsets(c, msgs, (size_t)n);
+        if (!o->dry_run && used > 0) sb_kafka_store_offsets(c, msgs, (size_t)used);
         sb_kafka_msgs_free(msgs, (size_t)n);
-        if (o->limit && total >= o->limit) break;
+        if ((o->limit && total >= o->limit) || caught_up) break;
     }
     if (!o->dry_run) sb_kafka_commit(c);
     for (size_t i = 0; i < n_done; i++)

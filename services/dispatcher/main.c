@@ -109,8 +109,13 @@ static int start(disp_t *d)
     firer_init(&d->fire, cfg, d->sched, d->store, d->producer, d->mqtt_pub);
     if (cfg->http.dispatcher && *cfg->http.dispatcher) {
         static const char *const queues[] = {"sched", "inflight", NULL};
-        sb_http_probe_t probe = {cfg, "dispatcher", d->producer, d->consumer,
-                                 d->mqtt_sub ? d->mqtt_sub : d->mqtt_pub, queues, &d->batch};
+        sb_http_probe_t probe = {.cfg = cfg,
+                                 .service = "dispatcher",
+                                 .producer = d->producer,
+                                 .consumer = d->consumer,
+                                 .mqtt = d->mqtt_sub ? d->mqtt_sub : d->mqtt_pub,
+                                 .queues = queues,
+                                 .batch = &d->batch};
         if (!(d->http = sb_http_start(cfg->http.dispatcher, &probe, err, sizeof err))) goto fail;
     }
     sb_info("started kafka=%s mqtt=%s journeys=%zu lease_ms=%lld", kafka ? "on" : "off",
