@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -33,7 +34,8 @@ void sb_http_latency_observe(sb_http_latency_t *l, int64_t us)
 struct sb_http {
     struct MHD_Daemon *d;
     sb_http_probe_t probe;
-    sb_store_t *store; /* used only on libmicrohttpd's thread */
+    sb_store_t *store; /* under lock: connections may have threads of their own */
+    pthread_mutex_t lock;
 };
 
 static void append(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
@@ -201,17 +203,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     (void)version, (void)upload, (void)upload_size, (void)ctx;
     sb_http_t *h = cls;
     unsigned status = MHD_HTTP_NOT_FOUND;
+    int routed;
     const char *ctype = "text/plain; charset=utf-8";
     char *body = NULL;
     if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
         status = MHD_HTTP_METHOD_NOT_ALLOWED;
         body = strdup("only GET\n");
     } else if (!strcmp(url, "/healthz")) {
+        pthread_mutex_lock(&h->lock);
         body = healthz(h, &status);
+        pthread_mutex_unlock(&h->lock);
         ctype = "application/json";
     } else if (!strcmp(url, "/metrics")) {
+        pthread_mutex_lock(&h->lock);
         body = metrics(h, &status);
+        pthread_mutex_unlock(&h->lock);
         ctype = "text/plain; version=0.0.4";
+    } else if (h->probe.route && (routed = h->probe.route(h->probe.route_arg, c, url)) >= 0) {
+        return (enum MHD_Result)routed;
     } else {
         body = strdup("not found: try /healthz or /metrics\n");
     }
@@ -255,19 +264,26 @@ sb_http_t *sb_http_start(const char *hostport, const sb_http_probe_t *probe, cha
         sb_fail(err, errlen, "http: redis: %s", serr);
         return NULL;
     }
+    pthread_mutex_init(&h->lock, NULL);
     struct sockaddr_in sa;
     memcpy(&sa, ai->ai_addr, sizeof sa);
     freeaddrinfo(ai);
-    h->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, ntohs(sa.sin_port), NULL, NULL,
-                            on_request, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+    /* a stream idles between its events for longer than the 10 s that cut stalled scrapes:
+     * with a thread per connection the route sets its own timeout per connection */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD;
+    if (probe->thread_per_connection) flags |= MHD_USE_THREAD_PER_CONNECTION;
+    h->d = MHD_start_daemon(flags, ntohs(sa.sin_port), NULL, NULL, on_request, h,
+                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
     if (!h->d) {
+        pthread_mutex_destroy(&h->lock);
         sb_store_free(h->store);
         free(h);
         sb_fail(err, errlen, "http: cannot listen on %s", hostport);
         return NULL;
     }
-    sb_info("serving /healthz and /metrics on http://%s", hostport);
+    sb_info("serving %s/healthz and /metrics on http://%s", probe->route ? "its routes, " : "",
+            hostport);
     return h;
 }
 
@@ -275,6 +291,7 @@ void sb_http_stop(sb_http_t *h)
 {
     if (!h) return;
     MHD_stop_daemon(h->d);
+    pthread_mutex_destroy(&h->lock);
     sb_store_free(h->store);
     free(h);
 }

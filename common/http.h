@@ -1,8 +1,9 @@
-/* Operational HTTP endpoints of a service (http.dispatcher / http.aggregator): GET /healthz
- * (200 when every configured dependency answers, else 503, with a JSON body saying which)
- * and GET /metrics (Prometheus text: dependency state, the service's counters from Redis,
- * queue depths). Served by libmicrohttpd on its own thread, with its own Redis connection,
- * so a slow scrape never holds up the service. */
+/* Operational HTTP endpoints of a service (http.dispatcher / http.aggregator / http.web):
+ * GET /healthz (200 when every configured dependency answers, else 503, with a JSON body
+ * saying which) and GET /metrics (Prometheus text: dependency state, the service's counters
+ * from Redis, queue depths), plus any routes the service adds (sb_http_probe_t.route).
+ * Served by libmicrohttpd on its own thread (or a thread per connection), with its own Redis
+ * connection, so a slow scrape never holds up the service. */
 #ifndef SB_HTTP_H
 #define SB_HTTP_H
 
@@ -15,6 +16,14 @@
 #include "mqtt.h"
 
 typedef struct sb_http sb_http_t;
+
+struct MHD_Connection;
+
+/* A service's own routes (surveybus-web): called on libmicrohttpd's thread for every GET or
+ * HEAD request other than /healthz and /metrics, with the URL path (already unescaped by
+ * libmicrohttpd). Returns -1 when it does not serve url (the built-in 404 answers), else the
+ * enum MHD_Result of its MHD_queue_response. */
+typedef int (*sb_http_route_fn)(void *arg, struct MHD_Connection *c, const char *url);
 
 /* A histogram of batch processing times (Prometheus buckets from 1 ms to 10 s), updated
  * lock-free by the service's threads and read by the HTTP thread. Zero-initialise it. */
@@ -36,6 +45,11 @@ typedef struct sb_http_probe {
     const char *const *queues;      /* sorted sets (key names after the prefix) whose sizes
                                        /metrics reports, NULL-terminated; may be NULL */
     sb_http_latency_t *batch;       /* batch processing times; may be NULL */
+    sb_http_route_fn route;         /* further routes; may be NULL */
+    void *route_arg;
+    int thread_per_connection;      /* non-zero: one thread per connection, so that a route's
+                                       content reader may block (a long stream lifts the 10 s
+                                       idle timeout of its connection itself) */
 } sb_http_probe_t;
 
 /* Starts serving on "host:port" (IPv4 or a name that resolves to one). Returns NULL with the

@@ -11,6 +11,7 @@
 #include "config.h"
 #include "metric.h"
 #include "service.h"
+#include "snapshot.h"
 #include "store.h"
 #include "tally.h"
 
@@ -50,54 +51,20 @@ int ctl_cmd_watch(ctl_t *ctl, int argc, char **argv);
 int ctl_cmd_simulate(ctl_t *ctl, int argc, char **argv);
 int ctl_cmd_dlq(ctl_t *ctl, int argc, char **argv);
 
-/* ---- metric values, shared by metrics and watch (metrics.c) ---- */
+/* ---- metric values, shared by metrics and watch (metrics.c; the values themselves come
+ * from common/snapshot.h, which surveybus-web shares) ---- */
 
-/* Which values to show. */
-typedef struct ctl_metric_filter {
-    int metric;            /* sb_metric_t, or -1: every metric */
-    int window;            /* index into cfg->windows_ms, or -1: every window */
-    const char *dimension; /* a static sb_dim_names entry, or NULL: every dimension */
-    const char *value;     /* borrowed, or NULL: every value */
-} ctl_metric_filter_t;
-
-/* Fills f from the names a user gave (each NULL when not given): metric one of
- * sb_metric_names, window the sb_window_name of a configured window, dimension "all" or a
- * configured dimension; value is kept as given (borrowed). Returns 0, or -1 after printing
- * "unknown <what> <name> (valid: ...)" on stderr. */
-int ctl_metric_filter_init(ctl_metric_filter_t *f, const sb_config_t *cfg, const char *metric,
+/* Fills f from the names a user gave (each NULL when not given), as sb_snapshot_filter_init.
+ * Returns 0, or -1 after printing "surveybusctl: unknown <what> <name> (valid: ...)" on
+ * stderr. */
+int ctl_metric_filter_init(sb_snapshot_filter_t *f, const sb_config_t *cfg, const char *metric,
                            const char *window, const char *dimension, const char *value);
 
 /* ctl_metric_filter_init over names {metric, window, dimension, value}, then ctl_open_store.
  * Returns the exit status to stop with (2 a bad name, 1 no config or no Redis, reasons
  * printed), or 0 with *cfg and *store open (caller frees both). */
-int ctl_metric_open(const ctl_t *ctl, const char *const names[4], ctl_metric_filter_t *f,
+int ctl_metric_open(const ctl_t *ctl, const char *const names[4], sb_snapshot_filter_t *f,
                     sb_config_t **cfg, sb_store_t **store);
-
-/* A slice "dim|value" of the aggregator's registry. */
-typedef struct ctl_slice {
-    int64_t id;
-    const char *name; /* "dim|value", borrowed from the tally (valid until sb_tally_free) */
-    size_t dim_len;   /* bytes before the '|' */
-} ctl_slice_t;
-
-/* Reads the aggregator's window totals as of now without taking the publisher lease
- * (sb_tally_read with an empty token), and the slices that hold anything in some window and
- * match f's dimension and value, sorted by dimension, then value (byte order). On success
- * the caller frees *slices (NULL when *n is 0) and sb_tally_snapshot_free's snap. Returns 0,
- * or -1 with the reason in err (store's error text for Redis failures). */
-int ctl_metric_read(sb_tally_t *t, const sb_store_t *store, const ctl_metric_filter_t *f,
-                    sb_tally_snapshot_t *snap, ctl_slice_t **slices, size_t *n, char *err,
-                    size_t errlen);
-
-/* Fills u with metric m of slice s in window k of snap, as the aggregator publishes it
- * (as_of = the read time). Returns whether the value is non-empty: its published count
- * (ctl_metric_count) is above 0. */
-bool ctl_metric_value(const sb_config_t *cfg, const sb_tally_snapshot_t *snap, size_t k,
-                      const ctl_slice_t *s, sb_metric_t m, sb_metric_update_t *u);
-
-/* The "count" an update publishes: responses for response_rate, the denominator for fcr and
- * transfer_rate, else v.count. */
-uint64_t ctl_metric_count(const sb_metric_update_t *u);
 
 /* A published number as text: rounded to 2 decimals as published, printed with 2 decimals
  * ("66.67", "25.00"), or "-" when !present. */

@@ -262,7 +262,7 @@ static void cell_text(const sb_metric_update_t *u, char *top, char *bottom, size
     char score[48], n[32];
     ctl_metric_number(u->v.has_value, u->v.score, score, sizeof score);
     for (int shorten = 0; shorten < 2; shorten++) {
-        count_text(ctl_metric_count(u), shorten, n, sizeof n);
+        count_text(sb_snapshot_count(u), shorten, n, sizeof n);
         snprintf(top, len, "%s (%s)", score, n);
         interval_text(u, shorten, bottom, len);
         if (text_cols(top) < CELL_W && text_cols(bottom) < CELL_W) break;
@@ -328,7 +328,7 @@ static void emit_header(const watch_t *w, FILE *out, const char *when, const lon
 /* The all block: a row of window names, then per metric a row of "score (count)" cells and
  * a row of intervals; "-" where a window holds nothing. */
 static void emit_all(const watch_t *w, FILE *out, const sb_tally_snapshot_t *snap,
-                     const ctl_slice_t *all)
+                     const sb_snapshot_slice_t *all)
 {
     line_t l = {0};
     field(&l, "all", LABEL_W + 2, false);
@@ -342,7 +342,7 @@ static void emit_all(const watch_t *w, FILE *out, const sb_tally_snapshot_t *sna
         char top[ALL_WINDOWS][128], bottom[ALL_WINDOWS][128];
         for (size_t k = 0; k < w->n_all; k++) {
             sb_metric_update_t u;
-            if (all && ctl_metric_value(w->cfg, snap, k, all, all_metrics[i], &u)) {
+            if (all && sb_snapshot_value(w->cfg, snap, k, all, all_metrics[i], &u)) {
                 cell_text(&u, top[k], bottom[k], sizeof top[k]);
             } else {
                 snprintf(top[k], sizeof top[k], "-");
@@ -362,7 +362,7 @@ static void emit_all(const watch_t *w, FILE *out, const sb_tally_snapshot_t *sna
 
 /* A ranked value: its slice and the score and count it is ranked by. */
 typedef struct ranked {
-    const ctl_slice_t *slice;
+    const sb_snapshot_slice_t *slice;
     double score; /* as published (2 decimals), so that ties are the ties one sees */
     uint64_t count;
 } ranked_t;
@@ -397,7 +397,7 @@ static void emit_ranked(const watch_t *w, FILE *out, const sb_tally_snapshot_t *
     line_t l = {0};
     for (size_t i = 0; i < n && i < RANKED; i++) {
         sb_metric_update_t u;
-        ctl_metric_value(w->cfg, snap, w->window, list[i].slice, w->metric, &u);
+        sb_snapshot_value(w->cfg, snap, w->window, list[i].slice, w->metric, &u);
         char score[48], count[48], detail[128];
         ctl_metric_number(u.v.has_value, u.v.score, score, sizeof score);
         for (int shorten = 0; shorten < 2; shorten++) {
@@ -422,18 +422,18 @@ static void emit_ranked(const watch_t *w, FILE *out, const sb_tally_snapshot_t *
  * metric over the window, among those with a score and at least min_count. Returns 0, or -1
  * when out of memory. */
 static int emit_dimension(const watch_t *w, FILE *out, const sb_tally_snapshot_t *snap,
-                          const ctl_slice_t *slices, size_t n_slices)
+                          const sb_snapshot_slice_t *slices, size_t n_slices)
 {
     ranked_t *list = malloc((n_slices ? n_slices : 1) * sizeof *list);
     if (!list) return -1;
     size_t n = 0, dim_len = strlen(w->dimension);
     for (size_t i = 0; i < n_slices; i++) {
-        const ctl_slice_t *s = &slices[i];
+        const sb_snapshot_slice_t *s = &slices[i];
         sb_metric_update_t u;
         if (s->dim_len != dim_len || memcmp(s->name, w->dimension, dim_len) != 0) continue;
-        if (!ctl_metric_value(w->cfg, snap, w->window, s, w->metric, &u) || !u.v.has_value)
+        if (!sb_snapshot_value(w->cfg, snap, w->window, s, w->metric, &u) || !u.v.has_value)
             continue;
-        uint64_t count = ctl_metric_count(&u);
+        uint64_t count = sb_snapshot_count(&u);
         if (count < w->min_count) continue;
         list[n++] = (ranked_t){s, sb_stats_round2(u.v.score), count};
     }
@@ -462,16 +462,16 @@ static int refresh(const watch_t *w, bool first)
     sb_time_format(sb_now_ms(), when);
     long long counters[3];
     sb_tally_snapshot_t snap;
-    ctl_slice_t *slices = NULL;
+    sb_snapshot_slice_t *slices = NULL;
     size_t n_slices = 0;
     /* every dimension: the all block's slice and the ranked dimension's, in one read */
-    const ctl_metric_filter_t every = {.metric = -1, .window = -1};
+    const sb_snapshot_filter_t every = {.metric = -1, .window = -1};
     int rc = read_counters(w->store, &counters[0], &counters[1], &counters[2]);
     if (rc)
         snprintf(err, sizeof err, "reading the counters failed: %s", w->store->errstr);
     else
-        rc =
-            ctl_metric_read(w->tally, w->store, &every, &snap, &slices, &n_slices, err, sizeof err);
+        rc = sb_snapshot_read(w->tally, w->store, &every, &snap, &slices, &n_slices, err,
+                              sizeof err);
 
     char *text = NULL;
     size_t size = 0;
@@ -499,7 +499,7 @@ static int refresh(const watch_t *w, bool first)
     } else {
         emit_header(w, out, when, counters);
         emit(w, out, "");
-        const ctl_slice_t *all = NULL;
+        const sb_snapshot_slice_t *all = NULL;
         for (size_t i = 0; i < n_slices && !all; i++)
             if (strcmp(slices[i].name, "all|all") == 0) all = &slices[i];
         emit_all(w, out, &snap, all);
@@ -645,7 +645,7 @@ int ctl_cmd_watch(ctl_t *ctl, int argc, char **argv)
         return 2;
     }
     watch_t w = {.tty = isatty(STDOUT_FILENO) == 1, .min_count = (uint64_t)min_count};
-    ctl_metric_filter_t f;
+    sb_snapshot_filter_t f;
     sb_config_t *cfg;
     int status = ctl_metric_open(ctl, names, &f, &cfg, &w.store);
     if (status) return status;

@@ -1,0 +1,175 @@
+/* The stream's events: the published metric updates and alerts, from MQTT when configured
+ * (the retained metric topics), else from Kafka. See web.h. */
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "util.h"
+#include "web.h"
+
+struct source {
+    hub_t *hub;
+    const sb_config_t *cfg;
+    char metric_filter[512], alert_filter[512];
+    sb_mqtt_t *mqtt;
+    sb_kafka_consumer_t *consumer;
+    pthread_t thread;
+    bool running;
+    atomic_bool stop; /* set by source_stop, read by the consumer thread */
+};
+
+int web_template_filter(const char *tmpl, char *out, size_t len)
+{
+    size_t o = 0;
+    for (const char *level = tmpl;;) {
+        const char *end = strchrnul(level, '/');
+        bool wild = memchr(level, '{', (size_t)(end - level)) != NULL;
+        size_t n = wild ? 1 : (size_t)(end - level);
+        if (o + n + 2 > len) return -1;
+        memcpy(out + o, wild ? "+" : level, n);
+        o += n;
+        if (!*end) break;
+        out[o++] = '/';
+        level = end + 1;
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+char *web_json_line(const char *payload, size_t len)
+{
+    json_t *j = json_loadb(payload, len, JSON_DECODE_ANY, NULL);
+    if (!j) return NULL;
+    char *line;
+    if (memchr(payload, '\n', len) || memchr(payload, '\r', len) || memchr(payload, '\0', len))
+        line = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+    else
+        line = strndup(payload, len);
+    json_decref(j);
+    return line;
+}
+
+/* Passes one message to the hub as event (logging what is not JSON). */
+static void forward(source_t *s, const char *event, const char *from, const void *payload,
+                    size_t len)
+{
+    char *line = web_json_line(payload, len);
+    if (!line) {
+        sb_warn("ignoring a message that is not JSON on %s", from);
+        return;
+    }
+    hub_publish(s->hub, event, line);
+    free(line);
+}
+
+static int on_mqtt(void *opaque, const char *topic, const void *payload, size_t len)
+{
+    source_t *s = opaque;
+    if (sb_mqtt_topic_match(s->metric_filter, topic, NULL, 0) == 1)
+        forward(s, "metric", topic, payload, len);
+    else if (sb_mqtt_topic_match(s->alert_filter, topic, NULL, 0) == 1)
+        forward(s, "alert", topic, payload, len);
+    return 0; /* nothing here is durable: a lost event is replaced by the next snapshot */
+}
+
+static void *consume(void *arg)
+{
+    source_t *s = arg;
+    while (!s->stop && !sb_service_stop) {
+        sb_kafka_msg_t *msgs;
+        int n = sb_kafka_consume_batch(s->consumer, &msgs, 200, 500);
+        if (n < 0) {
+            sb_error("kafka consumer failed: %s", sb_kafka_consumer_error(s->consumer));
+            sb_service_sleep(1000);
+            continue;
+        }
+        for (int i = 0; i < n; i++) {
+            bool metric = strcmp(msgs[i].topic, s->cfg->topics.metrics) == 0;
+            forward(s, metric ? "metric" : "alert", msgs[i].topic, msgs[i].payload, msgs[i].len);
+        }
+        sb_kafka_msgs_free(msgs, (size_t)n);
+    }
+    return NULL;
+}
+
+/* Starts a group of its own at the newest messages unless the configuration says otherwise:
+ * the stream begins with the snapshot, so history would only repeat older values. */
+static void latest_offsets(sb_config_t *cfg)
+{
+    for (size_t i = 0; i < cfg->kafka.n_properties; i++)
+        if (strcmp(cfg->kafka.properties[i].key, "auto.offset.reset") == 0) return;
+    sb_kv_t *p = realloc(cfg->kafka.properties, (cfg->kafka.n_properties + 1) * sizeof *p);
+    if (!p) abort();
+    cfg->kafka.properties = p;
+    p[cfg->kafka.n_properties].key = strdup("auto.offset.reset");
+    p[cfg->kafka.n_properties].value = strdup("latest");
+    if (!p[cfg->kafka.n_properties].key || !p[cfg->kafka.n_properties].value) abort();
+    cfg->kafka.n_properties++;
+}
+
+source_t *source_start(sb_service_t *svc, hub_t *hub, char *err, size_t errlen)
+{
+    sb_config_t *cfg = svc->cfg;
+    source_t *s = calloc(1, sizeof *s);
+    if (!s) abort();
+    s->hub = hub;
+    s->cfg = cfg;
+    if (cfg->mqtt.url && cfg->mqtt.url[0]) {
+        if (web_template_filter(cfg->mqtt_topics.metrics, s->metric_filter,
+                                sizeof s->metric_filter) ||
+            web_template_filter(cfg->mqtt_topics.alerts, s->alert_filter, sizeof s->alert_filter)) {
+            free(s);
+            sb_fail(err, errlen, "mqtt topic templates too long");
+            return NULL;
+        }
+        const char *subs[] = {s->metric_filter, s->alert_filter};
+        s->mqtt = sb_mqtt_new(cfg, svc->client_id, subs, 2, on_mqtt, s, err, errlen);
+        if (!s->mqtt) {
+            free(s);
+            return NULL;
+        }
+        sb_info("streaming mqtt %s and %s", s->metric_filter, s->alert_filter);
+        return s;
+    }
+    latest_offsets(cfg);
+    char group[400];
+    snprintf(group, sizeof group, "surveybus-web-%s-%lld", svc->instance, (long long)sb_now_ms());
+    const char *topics[] = {cfg->topics.metrics, cfg->topics.alerts};
+    s->consumer = sb_kafka_consumer_new(cfg, group, topics, 2, err, errlen);
+    if (!s->consumer) {
+        free(s);
+        return NULL;
+    }
+    if (pthread_create(&s->thread, NULL, consume, s) != 0) {
+        sb_kafka_consumer_close(s->consumer);
+        free(s);
+        sb_fail(err, errlen, "cannot start the consumer thread");
+        return NULL;
+    }
+    s->running = true;
+    sb_info("streaming kafka %s and %s group=%s", cfg->topics.metrics, cfg->topics.alerts, group);
+    return s;
+}
+
+sb_mqtt_t *source_mqtt(source_t *s)
+{
+    return s->mqtt;
+}
+
+sb_kafka_consumer_t *source_consumer(source_t *s)
+{
+    return s->consumer;
+}
+
+void source_stop(source_t *s)
+{
+    if (!s) return;
+    s->stop = true;
+    if (s->running) pthread_join(s->thread, NULL);
+    sb_kafka_consumer_close(s->consumer);
+    sb_mqtt_free(s->mqtt);
+    free(s);
+}
