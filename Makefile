@@ -82,7 +82,7 @@ fuzz-replay: $(FUZZ_REPLAY)
 
 # The test command of the README: installs what is missing, builds, runs every suite.
 test: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all web
 	@$(MAKE) --no-print-directory $(UNIT_BIN) $(INT_BIN) $(FUZZ_REPLAY)
 	@tests/run-tests.sh all
 
@@ -106,8 +106,13 @@ bench-aggregator: deps all $(BENCH_BIN)
 	@bench/bench_aggregator.sh
 
 # the whole pipeline on local servers, with simulated traffic and a live view (Ctrl-C stops)
-demo: deps all
+demo: deps all web
 	@scripts/demo.sh
+
+# The dashboard (web/ -> web/dist, served by surveybus-web); the C build does not need it.
+.PHONY: web
+web:
+	cd web && npm ci --no-audit --no-fund && npx vite build
 
 clean:
 	rm -rf $(B) bin

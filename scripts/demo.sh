@@ -5,6 +5,9 @@
 # surveys), and shows `surveybusctl watch` until Ctrl-C; everything is stopped on exit.
 # DEMO_RATE=events/s (default 20), DEMO_DIMENSION=region (the watch view's rows),
 # DEMO_SECONDS=N: stop after about N seconds and print the aggregator's counters (smoke test).
+# DEMO_TEST="command": run it (with WEB_URL and CTL set) instead of the live view, and exit
+# with its status (the browser test). The dashboard is served when web/dist is built
+# (make web).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -39,10 +42,31 @@ SVC_PIDS="$SVC_PIDS $!"
 SVC_PIDS="$SVC_PIDS $!"
 "$BIN/surveybusctl" -c "$CFG" simulate --rate "$RATE" 2>"$TMP/simulate.log" &
 SVC_PIDS="$SVC_PIDS $!"
+WEB_URL=""
+if [ -x "$BIN/surveybus-web" ] && [ -f "$ROOT/web/dist/index.html" ]; then
+    for _ in $(seq 20); do
+        WEB_PORT=$(( 20000 + RANDOM % 40000 ))
+        ss -ltn 2>/dev/null | grep -q ":$WEB_PORT " || break
+    done
+    "$BIN/surveybus-web" -c "$CFG" --set "http.web=127.0.0.1:$WEB_PORT" \
+        --set "http.web_root=$ROOT/web/dist" 2>"$TMP/web.log" &
+    SVC_PIDS="$SVC_PIDS $!"
+    WEB_URL=http://127.0.0.1:$WEB_PORT/
+    log "dashboard: $WEB_URL"
+else
+    log "no dashboard: run make web first to build web/dist"
+fi
 log "dispatcher, aggregator and simulate ($RATE events/s) started; the first surveys are due in seconds"
 log "other views: $BIN/surveybusctl -c $CFG metrics | stats | surveys pending (with the three SURVEYBUS_* variables below)"
 echo "  export SURVEYBUS_KAFKA_BROKERS=$BOOT SURVEYBUS_MQTT_URL=$SURVEYBUS_MQTT_URL SURVEYBUS_REDIS_URL=$SURVEYBUS_REDIS_URL" >&2
 
+if [ -n "${DEMO_TEST:-}" ]; then
+    [ -n "$WEB_URL" ] || die "DEMO_TEST needs the dashboard (make web)"
+    export WEB_URL CTL="$BIN/surveybusctl -c $CFG"
+    rc=0
+    bash -c "$DEMO_TEST" || rc=$?
+    exit "$rc"
+fi
 if [ -n "${DEMO_SECONDS:-}" ]; then
     sleep "$DEMO_SECONDS"
     "$BIN/surveybusctl" -c "$CFG" watch --count 1 --dimension "$DIMENSION" || true

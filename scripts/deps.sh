@@ -4,7 +4,7 @@
 set -eu
 pkgs="build-essential pkg-config librdkafka-dev libmosquitto-dev libjansson-dev libhiredis-dev
 check libssl-dev libmicrohttpd-dev redis-server redis-tools mosquitto mosquitto-clients kcat
-valgrind clang tzdata"
+valgrind clang tzdata chromium fonts-noto-cjk"
 [ "${1:-}" = "--list" ] && { echo $pkgs; exit 0; }
 missing=""
 for p in $pkgs; do
