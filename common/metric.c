@@ -264,3 +264,16 @@ fail:
     json_decref(doc);
     return rc;
 }
+
+char *sb_metric_json_line(const char *payload, size_t len)
+{
+    json_t *j = json_loadb(payload, len, JSON_DECODE_ANY, NULL);
+    if (!j) return NULL;
+    char *line;
+    if (memchr(payload, '\n', len) || memchr(payload, '\r', len) || memchr(payload, '\0', len))
+        line = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+    else
+        line = strndup(payload, len);
+    json_decref(j);
+    return line;
+}

@@ -71,4 +71,10 @@ char *sb_metric_update_encode(const sb_metric_update_t *u);
 int sb_metric_update_decode(const char *buf, size_t len, sb_metric_update_t *out, char *err,
                             size_t errlen);
 
+/* A message from the bus as one line of JSON, for a Server-Sent Events "data:" field: the
+ * bytes as they are when they hold no line break (CR or LF) and parse as JSON, re-encoded
+ * compactly when they parse but span lines, NULL when they are not JSON (or hold a NUL).
+ * Caller frees. */
+char *sb_metric_json_line(const char *payload, size_t len);
+
 #endif

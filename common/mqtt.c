@@ -643,3 +643,22 @@ fail:
     out[0] = '\0';
     return rc;
 }
+
+int sb_mqtt_template_filter(const char *tmpl, char *out, size_t len)
+{
+    size_t o = 0;
+    for (const char *level = tmpl;;) {
+        const char *end = strchrnul(level, '/');
+        bool wild = memchr(level, '{', (size_t)(end - level)) != NULL;
+        size_t n = wild ? 1 : (size_t)(end - level);
+        if (o + n + 1 > len) return -1; /* the level and a NUL */
+        memcpy(out + o, wild ? "+" : level, n);
+        o += n;
+        if (!*end) break;
+        if (o + 2 > len) return -1; /* a '/' and a NUL */
+        out[o++] = '/';
+        level = end + 1;
+    }
+    out[o] = '\0';
+    return 0;
+}

@@ -96,4 +96,9 @@ enum {
 int sb_mqtt_topic_render(const char *tmpl, const char *const *keys, const char *const *vals,
                          size_t n, char *out, size_t len);
 
+/* The subscription filter of a topic template: every level holding a '{' becomes '+'
+ * ("metrics/{metric}/{window}" -> "metrics/+/+"). Returns 0, or -1 when it does not fit in
+ * len bytes (out is then unspecified). */
+int sb_mqtt_template_filter(const char *tmpl, char *out, size_t len);
+
 #endif

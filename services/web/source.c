@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "log.h"
+#include "metric.h"
+#include "mqtt.h"
 #include "util.h"
 #include "web.h"
 
@@ -21,42 +23,11 @@ struct source {
     atomic_bool stop; /* set by source_stop, read by the consumer thread */
 };
 
-int web_template_filter(const char *tmpl, char *out, size_t len)
-{
-    size_t o = 0;
-    for (const char *level = tmpl;;) {
-        const char *end = strchrnul(level, '/');
-        bool wild = memchr(level, '{', (size_t)(end - level)) != NULL;
-        size_t n = wild ? 1 : (size_t)(end - level);
-        if (o + n + 2 > len) return -1;
-        memcpy(out + o, wild ? "+" : level, n);
-        o += n;
-        if (!*end) break;
-        out[o++] = '/';
-        level = end + 1;
-    }
-    out[o] = '\0';
-    return 0;
-}
-
-char *web_json_line(const char *payload, size_t len)
-{
-    json_t *j = json_loadb(payload, len, JSON_DECODE_ANY, NULL);
-    if (!j) return NULL;
-    char *line;
-    if (memchr(payload, '\n', len) || memchr(payload, '\r', len) || memchr(payload, '\0', len))
-        line = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
-    else
-        line = strndup(payload, len);
-    json_decref(j);
-    return line;
-}
-
 /* Passes one message to the hub as event (logging what is not JSON). */
 static void forward(source_t *s, const char *event, const char *from, const void *payload,
                     size_t len)
 {
-    char *line = web_json_line(payload, len);
+    char *line = sb_metric_json_line(payload, len);
     if (!line) {
         sb_warn("ignoring a message that is not JSON on %s", from);
         return;
@@ -118,9 +89,9 @@ source_t *source_start(sb_service_t *svc, hub_t *hub, char *err, size_t errlen)
     s->hub = hub;
     s->cfg = cfg;
     if (cfg->mqtt.url && cfg->mqtt.url[0]) {
-        if (web_template_filter(cfg->mqtt_topics.metrics, s->metric_filter,
+        if (sb_mqtt_template_filter(cfg->mqtt_topics.metrics, s->metric_filter,
                                 sizeof s->metric_filter) ||
-            web_template_filter(cfg->mqtt_topics.alerts, s->alert_filter, sizeof s->alert_filter)) {
+            sb_mqtt_template_filter(cfg->mqtt_topics.alerts, s->alert_filter, sizeof s->alert_filter)) {
             free(s);
             sb_fail(err, errlen, "mqtt topic templates too long");
             return NULL;

@@ -59,13 +59,6 @@ sb_mqtt_t *source_mqtt(source_t *s);               /* NULL when on Kafka */
 sb_kafka_consumer_t *source_consumer(source_t *s); /* NULL when on MQTT */
 void source_stop(source_t *s);
 
-/* The MQTT filter of a topic template: every level holding a '{' becomes '+'. Returns 0, or
- * -1 when it does not fit in len bytes. */
-int web_template_filter(const char *tmpl, char *out, size_t len);
-
-/* payload[0..len) as one line of JSON (the bytes as they are when they hold no line break,
- * else re-encoded compactly), or NULL when it is not JSON. Caller frees. */
-char *web_json_line(const char *payload, size_t len);
 
 /* ---- routes.c: GET / and static files, /api/metrics, /api/stream ---- */
 

@@ -1,6 +1,9 @@
 /* libFuzzer target: raw bytes as a metric update off the bus; an accepted update must
  * encode, and the text must decode back to the same metric, slice, time and counts, and
- * publish as the same text again. A rejection always carries a counter-safe code. */
+ * publish as the same text again. A rejection always carries a counter-safe code. The same
+ * bytes as a message for the web service's event stream: its one-line form, when there is
+ * one, holds no line break and parses as JSON. */
+#include <jansson.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -61,5 +64,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         round_trip(&u);
     else if (sb_reason_code(err, code, sizeof code) != 0)
         abort(); /* every reason has a counter-safe code */
+    char *line = sb_metric_json_line((const char *)data, size);
+    if (line) {
+        if (strchr(line, '\n') || strchr(line, '\r')) abort(); /* would break SSE framing */
+        json_t *j = json_loads(line, JSON_DECODE_ANY, NULL);
+        if (!j) abort();
+        json_decref(j);
+        free(line);
+    }
     return 0;
 }

@@ -509,6 +509,27 @@ START_TEST(decode_rejections)
     expect_reject("{\"metric\":\"fcr\",\"window\":\"24h\",\"dimension\":\"all\"}",
                   "missing_field: value");
 }
+
+/* ---- one-line JSON for the event stream ---- */
+
+START_TEST(json_line)
+{
+    char *l = sb_metric_json_line("{\"a\":1}", 7); /* already one line: the same bytes */
+    ck_assert_str_eq(l, "{\"a\":1}");
+    free(l);
+    const char pretty[] = "{\n  \"a\": 1,\r\n  \"b\": \"x y\"\n}";
+    l = sb_metric_json_line(pretty, strlen(pretty)); /* spans lines: compact */
+    ck_assert_str_eq(l, "{\"a\":1,\"b\":\"x y\"}");
+    free(l);
+    l = sb_metric_json_line("42", 2); /* any JSON value */
+    ck_assert_str_eq(l, "42");
+    free(l);
+    ck_assert_ptr_null(sb_metric_json_line("not json", 8));
+    ck_assert_ptr_null(sb_metric_json_line("{\"a\":1}\0", 8)); /* a NUL after it */
+    ck_assert_ptr_null(sb_metric_json_line("", 0));
+}
+END_TEST
+
 END_TEST
 
 int main(void)
@@ -529,6 +550,7 @@ int main(void)
     tcase_add_loop_test(td, round_trip, 0, SB_METRIC__N);
     tcase_add_test(td, decode_values);
     tcase_add_test(td, decode_rejections);
+    tcase_add_test(td, json_line);
     suite_add_tcase(s, td);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

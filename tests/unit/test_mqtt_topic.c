@@ -207,6 +207,30 @@ START_TEST(render_length_bound)
 }
 END_TEST
 
+/* ---- template -> subscription filter ---- */
+
+START_TEST(template_filter)
+{
+    char out[64];
+    ck_assert_int_eq(sb_mqtt_template_filter("metrics/{metric}/{window}/{dimension}/{value}", out,
+                                             sizeof out), 0);
+    ck_assert_str_eq(out, "metrics/+/+/+/+");
+    ck_assert_int_eq(sb_mqtt_template_filter("alerts/{type}", out, sizeof out), 0);
+    ck_assert_str_eq(out, "alerts/+");
+    /* a level is wild as soon as it holds a '{'; other levels stay as they are */
+    ck_assert_int_eq(sb_mqtt_template_filter("a/x{y}z/b", out, sizeof out), 0);
+    ck_assert_str_eq(out, "a/+/b");
+    ck_assert_int_eq(sb_mqtt_template_filter("plain", out, sizeof out), 0);
+    ck_assert_str_eq(out, "plain");
+    ck_assert_int_eq(sb_mqtt_template_filter("/{a}/", out, sizeof out), 0);
+    ck_assert_str_eq(out, "/+/");
+    /* length bound: "ab/+" needs 5 bytes */
+    ck_assert_int_eq(sb_mqtt_template_filter("ab/{x}", out, 5), 0);
+    ck_assert_str_eq(out, "ab/+");
+    ck_assert_int_eq(sb_mqtt_template_filter("abc/{x}", out, 5), -1);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("mqtt_topic");
@@ -227,6 +251,7 @@ static Suite *suite(void)
     tcase_add_test(r, render_unsafe_values);
     tcase_add_test(r, render_bad_templates);
     tcase_add_test(r, render_length_bound);
+    tcase_add_test(r, template_filter);
     suite_add_tcase(s, r);
     return s;
 }
