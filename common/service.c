@@ -151,3 +151,38 @@ int sb_service_produce_all(sb_kafka_producer_t *p, sb_wait_t *w, const sb_outmsg
         sb_service_sleep(attempt < 5 ? 200 << attempt : 5000);
     }
 }
+
+void sb_service_wait_redis(sb_store_t *store, sb_kafka_consumer_t *c)
+{
+    sb_warn("redis unavailable, pausing consumption err=\"%s\"", store->errstr);
+    if (c) sb_kafka_pause(c);
+    if (sb_store_wait_up(store, &sb_service_stop) == 0) sb_info("redis back, resuming");
+    if (c) sb_kafka_resume(c);
+}
+
+int sb_service_consume(sb_kafka_consumer_t *c, sb_store_t *store, size_t max, int timeout_ms,
+                       sb_service_batch_fn fn, void *opaque, int64_t *busy_us)
+{
+    sb_kafka_msg_t *msgs = NULL;
+    int n = sb_kafka_consume_batch(c, &msgs, max, timeout_ms);
+    if (n < 0) {
+        sb_error("kafka consumer failed err=\"%s\"", sb_kafka_consumer_error(c));
+        sb_service_sleep(1000);
+        return -1;
+    }
+    if (n == 0) return 0;
+    char(*src)[512] = malloc((size_t)n * sizeof *src);
+    if (!src) abort();
+    for (int i = 0; i < n; i++) sb_service_source_kafka(src[i], sizeof src[i], &msgs[i]);
+    /* the same batch again until its effect is durable; offsets only after that */
+    int rc;
+    int64_t t0 = sb_mono_us();
+    while ((rc = fn(opaque, msgs, (const char(*)[512])src, (size_t)n)) != 0 && !sb_service_stop)
+        sb_service_wait_redis(store, c);
+    if (busy_us) *busy_us = sb_mono_us() - t0;
+    if (rc == 0 && sb_kafka_store_offsets(c, msgs, (size_t)n) != 0)
+        sb_warn("storing offsets failed err=\"%s\"", sb_kafka_consumer_error(c));
+    sb_kafka_msgs_free(msgs, (size_t)n);
+    free(src);
+    return rc == 0 ? n : 0;
+}

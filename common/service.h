@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "kafka.h"
+#include "store.h"
 
 #define SB_DEFAULT_CONFIG "config/surveybus.json"
 
@@ -36,6 +37,23 @@ void sb_service_sleep(int ms);
 /* The source text of a dead letter: "kafka:<topic>/<partition>@<offset>" or "mqtt:<topic>". */
 void sb_service_source_kafka(char *out, size_t len, const sb_kafka_msg_t *m);
 void sb_service_source_mqtt(char *out, size_t len, const char *topic);
+
+/* Back-pressure while Redis is away: pauses c (may be NULL), waits with the store's back-off
+ * until Redis answers or a stop is requested, resumes c. */
+void sb_service_wait_redis(sb_store_t *store, sb_kafka_consumer_t *c);
+
+/* Processes one batch: msgs[0..n) with their dead-letter source texts. Returns 0 once its
+ * effect is durable, -1 to be called again with the same batch (Redis failed or stopping). */
+typedef int (*sb_service_batch_fn)(void *opaque, const sb_kafka_msg_t *msgs,
+                                   const char (*src)[512], size_t n);
+
+/* Consumes up to max messages (waiting up to timeout_ms for the first) and hands them to fn,
+ * again and again with sb_service_wait_redis in between until it succeeds or a stop is
+ * requested; only then are the offsets stored. *busy_us (may be NULL) gets the time fn took
+ * in all. Returns the number of messages, 0 when none came, -1 when the consumer failed (after
+ * a 1 s pause). */
+int sb_service_consume(sb_kafka_consumer_t *c, sb_store_t *store, size_t max, int timeout_ms,
+                       sb_service_batch_fn fn, void *opaque, int64_t *busy_us);
 
 /* ---- producing a set of Kafka messages and waiting until every one is stored ----
  * The wait is the opaque of each produce call; its tag comes first so that a delivery

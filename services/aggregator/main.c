@@ -127,10 +127,7 @@ fail:
 
 static void wait_redis(agg_t *a)
 {
-    sb_warn("redis unavailable, pausing consumption err=\"%s\"", a->kin.store->errstr);
-    if (a->consumer) sb_kafka_pause(a->consumer);
-    if (sb_store_wait_up(a->kin.store, &sb_service_stop) == 0) sb_info("redis back, resuming");
-    if (a->consumer) sb_kafka_resume(a->consumer);
+    sb_service_wait_redis(a->kin.store, a->consumer);
 }
 
 static char stream_of(const sb_config_t *cfg, const char *topic)
@@ -140,33 +137,25 @@ static char stream_of(const sb_config_t *cfg, const char *topic)
     return STREAM_INTERACTION;
 }
 
-static void consume_once(agg_t *a, int timeout_ms)
+static int process(void *opaque, const sb_kafka_msg_t *msgs, const char (*src)[512], size_t n)
 {
-    sb_kafka_msg_t *msgs = NULL;
-    int n = sb_kafka_consume_batch(a->consumer, &msgs, (size_t)a->cfg->tuning.batch, timeout_ms);
-    if (n < 0) {
-        sb_error("kafka consumer failed err=\"%s\"", sb_kafka_consumer_error(a->consumer));
-        sb_service_sleep(1000);
-        return;
-    }
-    if (n == 0) return;
-    in_msg_t *in = malloc((size_t)n * sizeof *in);
-    char(*src)[512] = malloc((size_t)n * sizeof *src);
-    if (!in || !src) abort();
-    for (int i = 0; i < n; i++) {
-        sb_service_source_kafka(src[i], sizeof src[i], &msgs[i]);
+    agg_t *a = opaque;
+    in_msg_t *in = malloc(n * sizeof *in);
+    if (!in) abort();
+    for (size_t i = 0; i < n; i++)
         in[i] = (in_msg_t){msgs[i].payload, msgs[i].len, src[i], NULL,
                            stream_of(a->cfg, msgs[i].topic)};
-    }
-    int rc;
-    int64_t t0 = sb_mono_us();
-    while ((rc = ingest_batch(&a->kin, in, (size_t)n)) != 0 && !sb_service_stop) wait_redis(a);
-    if (rc == 0) sb_http_latency_observe(&a->batch, sb_mono_us() - t0);
-    if (rc == 0 && sb_kafka_store_offsets(a->consumer, msgs, (size_t)n) != 0)
-        sb_warn("storing offsets failed err=\"%s\"", sb_kafka_consumer_error(a->consumer));
-    sb_kafka_msgs_free(msgs, (size_t)n);
+    int rc = ingest_batch(&a->kin, in, n);
     free(in);
-    free(src);
+    return rc;
+}
+
+static void consume_once(agg_t *a, int timeout_ms)
+{
+    int64_t us = 0;
+    if (sb_service_consume(a->consumer, a->kin.store, (size_t)a->cfg->tuning.batch, timeout_ms,
+                           process, a, &us) > 0)
+        sb_http_latency_observe(&a->batch, us);
 }
 
 static void run(agg_t *a)

@@ -129,41 +129,29 @@ fail:
 /* Waits for Redis with the Kafka consumer paused (back-pressure, no loss). */
 static void wait_redis(disp_t *d)
 {
-    sb_warn("redis unavailable, pausing consumption err=\"%s\"", d->store->errstr);
-    if (d->consumer) sb_kafka_pause(d->consumer);
-    if (sb_store_wait_up(d->store, &sb_service_stop) == 0) sb_info("redis back, resuming");
-    if (d->consumer) sb_kafka_resume(d->consumer);
+    sb_service_wait_redis(d->store, d->consumer);
+}
+
+static int process(void *opaque, const sb_kafka_msg_t *msgs, const char (*src)[512], size_t n)
+{
+    disp_t *d = opaque;
+    in_msg_t *in = malloc(n * sizeof *in);
+    if (!in) abort();
+    for (size_t i = 0; i < n; i++) in[i] = (in_msg_t){msgs[i].payload, msgs[i].len, src[i], NULL};
+    int rc = ingest_batch(&d->kin, in, n);
+    free(in);
+    return rc;
 }
 
 static void consume_once(disp_t *d, int timeout_ms)
 {
-    sb_kafka_msg_t *msgs = NULL;
-    int n = sb_kafka_consume_batch(d->consumer, &msgs, (size_t)d->cfg->tuning.batch, timeout_ms);
-    if (n < 0) {
-        sb_error("kafka consumer failed err=\"%s\"", sb_kafka_consumer_error(d->consumer));
-        sb_service_sleep(1000);
-        return;
+    int64_t us = 0;
+    int n = sb_service_consume(d->consumer, d->store, (size_t)d->cfg->tuning.batch, timeout_ms,
+                               process, d, &us);
+    if (n > 0) {
+        sb_http_latency_observe(&d->batch, us);
+        d->fire.next_due_ms = 0; /* new surveys may be due now */
     }
-    if (n == 0) return;
-    in_msg_t *in = malloc((size_t)n * sizeof *in);
-    char(*src)[512] = malloc((size_t)n * sizeof *src);
-    if (!in || !src) abort();
-    for (int i = 0; i < n; i++) {
-        sb_service_source_kafka(src[i], sizeof src[i], &msgs[i]);
-        in[i] = (in_msg_t){msgs[i].payload, msgs[i].len, src[i], NULL};
-    }
-    /* the same batch again until its effect is durable; offsets only after that */
-    int rc;
-    int64_t t0 = sb_mono_us();
-    while ((rc = ingest_batch(&d->kin, in, (size_t)n)) != 0 && !sb_service_stop) wait_redis(d);
-    if (rc == 0) sb_http_latency_observe(&d->batch, sb_mono_us() - t0);
-    if (rc == 0)
-        if (sb_kafka_store_offsets(d->consumer, msgs, (size_t)n) != 0)
-            sb_warn("storing offsets failed err=\"%s\"", sb_kafka_consumer_error(d->consumer));
-    sb_kafka_msgs_free(msgs, (size_t)n);
-    free(in);
-    free(src);
-    d->fire.next_due_ms = 0; /* new surveys may be due now */
 }
 
 static void run(disp_t *d)
