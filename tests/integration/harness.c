@@ -1,6 +1,9 @@
 /* Integration-test harness: real redis-server, mosquitto and surveybus-devkafka on free
  * loopback ports in a temp dir, always torn down. See harness.h. */
 #include "harness.h"
+#include "config.h"
+#include "record.h"
+#include "store.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -436,4 +439,69 @@ int sb_h_run_suite(Suite *s, bool nofork)
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed ? 1 : 0;
+}
+
+sb_config_t *sb_h_config(sb_h_t *h, const char *name, void *base_json, const char *extra,
+                         char *path, size_t pathlen)
+{
+    json_t *base = base_json;
+    ck_assert_ptr_nonnull(base);
+    if (extra) {
+        json_error_t je;
+        json_t *x = json_loads(extra, 0, &je);
+        ck_assert_msg(x != NULL, "bad extra config: %s", je.text);
+        json_object_update_recursive(base, x);
+        json_decref(x);
+    }
+    char *text = json_dumps(base, JSON_COMPACT);
+    json_decref(base);
+    const char *p = sb_h_write_config(h, name, text);
+    free(text);
+    ck_assert_ptr_nonnull(p);
+    snprintf(path, pathlen, "%s", p);
+    sb_problems_t probs = {0};
+    sb_config_t *cfg = sb_config_load(path, NULL, 0, &probs);
+    ck_assert_msg(cfg != NULL, "config: %s", probs.n ? probs.msg[0] : "?");
+    sb_problems_clear(&probs);
+    return cfg;
+}
+
+/* Writes a record under its survey id as the dispatcher would; returns the stored text with
+ * its first byte set to the answered state, as a response claims it (caller frees). */
+char *sb_h_store_record(sb_store_t *st, const sb_record_t *r, const char *id, size_t *len)
+{
+    char *v = sb_record_encode(r, len);
+    ck_assert_ptr_nonnull(v);
+    char key[128];
+    sb_store_key(st, key, sizeof key, "s:%s", id);
+    redisReply *x = sb_store_cmd(st, "SET %s %b", key, v, *len);
+    ck_assert(x && x->type == REDIS_REPLY_STATUS);
+    freeReplyObject(x);
+    v[0] = SB_REC_ANSWERED;
+    return v;
+}
+
+/* Writes a fired survey record (channel ch, agent, region east) as the dispatcher would, and
+ * returns its stored value in *value (caller frees) with its first byte already set to the
+ * answered state, as a response claims it. */
+void sb_h_fired(sb_store_t *st, const char *inter, sb_kind_t kind, const char *ch,
+                  const char *agent, sb_record_t *r, char id[SB_SURVEY_ID_LEN + 1], char **value,
+                  size_t *len)
+{
+    memset(r, 0, sizeof *r);
+    r->state = SB_REC_FIRED;
+    r->kind = kind;
+    strcpy(r->journey, kind == SB_KIND_NPS ? "onboarding-nps" : "support-csat");
+    snprintf(r->customer_id, sizeof r->customer_id, "c-%s", inter);
+    snprintf(r->interaction_id, sizeof r->interaction_id, "%s", inter);
+    snprintf(r->channel, sizeof r->channel, "%s", ch);
+    strcpy(r->dim[SB_DIM_ALL], "all");
+    snprintf(r->dim[SB_DIM_CHANNEL], sizeof r->dim[0], "%s", ch);
+    snprintf(r->dim[SB_DIM_AGENT], sizeof r->dim[0], "%s", agent);
+    strcpy(r->dim[SB_DIM_REGION], "east");
+    strcpy(r->dim[SB_DIM_JOURNEY], r->journey);
+    r->due_ms = sb_now_ms() - 3600000;
+    r->expires_ms = sb_now_ms() + 72 * 3600000LL;
+    sb_record_survey_id(inter, r->journey, id);
+    *value = sb_h_store_record(st, r, id, len);
 }

@@ -8,6 +8,10 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "config.h"
+#include "record.h"
+#include "store.h"
+
 enum { SB_H_REDIS = 1, SB_H_MQTT = 2, SB_H_KAFKA = 4, SB_H_ALL = 7 };
 
 typedef struct sb_h {
@@ -40,6 +44,22 @@ int sb_h_kafka_up(sb_h_t *h);
  * object text of further top-level keys, or NULL) merged over it; returns its path
  * (static buffer inside h's dir naming). */
 const char *sb_h_write_config(sb_h_t *h, const char *name, const char *extra);
+
+/* A test's configuration: base (a JSON object, consumed) with extra (a JSON object text, or
+ * NULL) merged over it, written with sb_h_write_config under name and loaded; its path is
+ * copied into path. Fails the running test on any problem. */
+sb_config_t *sb_h_config(sb_h_t *h, const char *name, void *base, const char *extra,
+                         char *path, size_t pathlen);
+
+/* Survey records for aggregator-side tests. sb_h_store_record writes r under s:<id> as the
+ * dispatcher would and returns the stored text with its first byte set to the answered
+ * state, as a response claims it (caller frees). sb_h_fired fills r as a fired survey of
+ * interaction inter (channel ch, the agent, region east, journey support-csat or
+ * onboarding-nps), stores it and returns the same. */
+char *sb_h_store_record(sb_store_t *st, const sb_record_t *r, const char *id, size_t *len);
+void sb_h_fired(sb_store_t *st, const char *inter, sb_kind_t kind, const char *ch,
+                const char *agent, sb_record_t *r, char id[SB_SURVEY_ID_LEN + 1], char **value,
+                size_t *len);
 
 /* Runs a command line through /bin/sh with the output captured into a malloc'd string
  * (caller frees); returns the exit status or -1. */

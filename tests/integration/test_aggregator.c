@@ -103,24 +103,7 @@ static void env_open(env_t *e, const char *name, const char *own, const char *ex
         "metrics", t[3], "alerts", t[4], "dlq", t[5], "mqtt", "client_id", cid, "mqtt_topics",
         "metrics", mt[0], "alerts", mt[1], "responses", mt[2], "interactions", mt[3], "publish",
         "interval_ms", 300, "republish_s", 600);
-    ck_assert_ptr_nonnull(base);
-    if (extra) {
-        json_error_t je;
-        json_t *x = json_loads(extra, 0, &je);
-        ck_assert_msg(x != NULL, "bad extra config: %s", je.text);
-        json_object_update_recursive(base, x);
-        json_decref(x);
-    }
-    char *text = json_dumps(base, JSON_COMPACT);
-    json_decref(base);
-    const char *p = sb_h_write_config(&h, name, text);
-    free(text);
-    ck_assert_ptr_nonnull(p);
-    snprintf(e->path, sizeof e->path, "%s", p);
-    sb_problems_t probs = {0};
-    e->cfg = sb_config_load(e->path, NULL, 0, &probs);
-    ck_assert_msg(e->cfg != NULL, "config: %s", probs.n ? probs.msg[0] : "?");
-    sb_problems_clear(&probs);
+    e->cfg = sb_h_config(&h, name, base, extra, e->path, sizeof e->path);
     char err[256];
     e->st = sb_store_new(e->cfg, err, sizeof err);
     ck_assert_msg(e->st != NULL, "store: %s", err);
@@ -232,13 +215,7 @@ static void survey_make(env_t *e, survey_t *s, const char *interaction, sb_kind_
     ck_assert_int_eq(sb_token_sign(e->cfg->token.secret, s->id, r->expires_ms, s->token,
                                    sizeof s->token), 0);
     size_t len;
-    char *v = sb_record_encode(r, &len), key[128];
-    ck_assert_ptr_nonnull(v);
-    sb_store_key(e->st, key, sizeof key, "s:%s", s->id);
-    redisReply *x = sb_store_cmd(e->st, "SET %s %b", key, v, len);
-    ck_assert(x && x->type == REDIS_REPLY_STATUS);
-    freeReplyObject(x);
-    free(v);
+    free(sb_h_store_record(e->st, r, s->id, &len));
 }
 
 static void response_json(char *buf, size_t len, const survey_t *s, const char *token, int score,

@@ -214,37 +214,6 @@ static void expect_status(const char *args, int status, const char *text)
     free(out);
 }
 
-/* Writes a fired survey record (channel ch, agent, region east) as the dispatcher would, and
- * returns its stored value in *value (caller frees) with its first byte already set to the
- * answered state, as a response claims it. */
-static void fired(sb_store_t *st, const char *inter, sb_kind_t kind, const char *ch,
-                  const char *agent, sb_record_t *r, char id[SB_SURVEY_ID_LEN + 1], char **value,
-                  size_t *len)
-{
-    memset(r, 0, sizeof *r);
-    r->state = SB_REC_FIRED;
-    r->kind = kind;
-    strcpy(r->journey, kind == SB_KIND_NPS ? "onboarding-nps" : "support-csat");
-    snprintf(r->customer_id, sizeof r->customer_id, "c-%s", inter);
-    snprintf(r->interaction_id, sizeof r->interaction_id, "%s", inter);
-    snprintf(r->channel, sizeof r->channel, "%s", ch);
-    strcpy(r->dim[SB_DIM_ALL], "all");
-    snprintf(r->dim[SB_DIM_CHANNEL], sizeof r->dim[0], "%s", ch);
-    snprintf(r->dim[SB_DIM_AGENT], sizeof r->dim[0], "%s", agent);
-    strcpy(r->dim[SB_DIM_REGION], "east");
-    strcpy(r->dim[SB_DIM_JOURNEY], r->journey);
-    r->due_ms = sb_now_ms() - 3600000;
-    r->expires_ms = sb_now_ms() + 72 * 3600000LL;
-    sb_record_survey_id(inter, r->journey, id);
-    *value = sb_record_encode(r, len);
-    ck_assert_ptr_nonnull(*value);
-    char key[128];
-    sb_store_key(st, key, sizeof key, "s:%s", id);
-    redisReply *x = sb_store_cmd(st, "SET %s %b", key, *value, *len);
-    ck_assert(x && x->type == REDIS_REPLY_STATUS);
-    freeReplyObject(x);
-    (*value)[0] = SB_REC_ANSWERED;
-}
 
 /* Fills the window totals a minute ago, as the aggregator would count them:
  *  - CSAT 5, 4, 2 on channel email (scale 1..5, satisfied >= 4): count 3, 2 satisfied,
@@ -275,7 +244,7 @@ static void tally_fixture(void)
     memset(items, 0, sizeof items);
     for (int i = 0; i < 4; i++) {
         sb_kind_t kind = i < 3 ? SB_KIND_CSAT : SB_KIND_NPS;
-        fired(st, inter[i], kind, i < 3 ? "email" : "sms", agent[i], &r[i], id[i], &claim[i],
+        sb_h_fired(st, inter[i], kind, i < 3 ? "email" : "sms", agent[i], &r[i], id[i], &claim[i],
               &len[i]);
         char names[SB_DIM__N][SB_TALLY_NAME_MAX];
         const char *ptr[SB_DIM__N];

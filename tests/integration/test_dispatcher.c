@@ -112,25 +112,7 @@ static void env_open(env_t *e, const char *name, const char *extra)
         json_pack("{s:{s:s, s:{s:s}}, s:{s:s}, s:{s:s, s:s}, s:{s:s}}", "kafka", "group", name,
                   "properties", "reconnect.backoff.max.ms", "1000", "redis", "prefix", prefix,
                   "topics", "interactions", e->in, "requests", e->req, "mqtt", "client_id", cid);
-    ck_assert_ptr_nonnull(base);
-    if (extra) {
-        json_error_t je;
-        json_t *x = json_loads(extra, 0, &je);
-        ck_assert_msg(x != NULL, "bad extra config: %s", je.text);
-        json_object_update_recursive(base, x);
-        json_decref(x);
-    }
-    char *text = json_dumps(base, JSON_COMPACT);
-    json_decref(base);
-    const char *p = sb_h_write_config(&h, name, text);
-    free(text);
-    ck_assert_ptr_nonnull(p);
-    snprintf(e->path, sizeof e->path, "%s", p);
-
-    sb_problems_t probs = {0};
-    e->cfg = sb_config_load(e->path, NULL, 0, &probs);
-    ck_assert_msg(e->cfg != NULL, "config: %s", probs.n ? probs.msg[0] : "?");
-    sb_problems_clear(&probs);
+    e->cfg = sb_h_config(&h, name, base, extra, e->path, sizeof e->path);
     snprintf(e->dlq, sizeof e->dlq, "%s", e->cfg->topics.dlq);
     char err[256];
     e->st = sb_store_new(e->cfg, err, sizeof err);

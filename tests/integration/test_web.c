@@ -191,35 +191,6 @@ static void stream_close(stream_t *s)
 
 /* ---------------------------------------------------------------- the values in Redis */
 
-/* Writes a fired survey record as the dispatcher would; *value is its stored text with the
- * first byte set to the answered state, as a response claims it (caller frees). */
-static void fired(sb_store_t *st, const char *inter, sb_kind_t kind, const char *ch, sb_record_t *r,
-                  char id[SB_SURVEY_ID_LEN + 1], char **value, size_t *len)
-{
-    memset(r, 0, sizeof *r);
-    r->state = SB_REC_FIRED;
-    r->kind = kind;
-    strcpy(r->journey, kind == SB_KIND_NPS ? "onboarding-nps" : "support-csat");
-    snprintf(r->customer_id, sizeof r->customer_id, "c-%s", inter);
-    snprintf(r->interaction_id, sizeof r->interaction_id, "%s", inter);
-    snprintf(r->channel, sizeof r->channel, "%s", ch);
-    strcpy(r->dim[SB_DIM_ALL], "all");
-    snprintf(r->dim[SB_DIM_CHANNEL], sizeof r->dim[0], "%s", ch);
-    strcpy(r->dim[SB_DIM_AGENT], "\xe5\xbc\xa0\xe4\xbc\x9f"); /* 张伟 */
-    strcpy(r->dim[SB_DIM_REGION], "east");
-    strcpy(r->dim[SB_DIM_JOURNEY], r->journey);
-    r->due_ms = sb_now_ms() - 3600000;
-    r->expires_ms = sb_now_ms() + 72 * 3600000LL;
-    sb_record_survey_id(inter, r->journey, id);
-    *value = sb_record_encode(r, len);
-    ck_assert_ptr_nonnull(*value);
-    char key[128];
-    sb_store_key(st, key, sizeof key, "s:%s", id);
-    redisReply *x = sb_store_cmd(st, "SET %s %b", key, *value, *len);
-    ck_assert(x && x->type == REDIS_REPLY_STATUS);
-    freeReplyObject(x);
-    (*value)[0] = SB_REC_ANSWERED;
-}
 
 /* Counts, a minute ago, CSAT 5 and 2 on email and 4 on sms, and an NPS 9 on sms, as the
  * aggregator would (the numbers themselves are checked by test_ctl; here only that the web
@@ -244,7 +215,7 @@ static void tally_fixture(void)
     memset(items, 0, sizeof items);
     for (int i = 0; i < 4; i++) {
         sb_kind_t kind = i < 3 ? SB_KIND_CSAT : SB_KIND_NPS;
-        fired(st, inter[i], kind, channel[i], &r[i], id[i], &claim[i], &len[i]);
+        sb_h_fired(st, inter[i], kind, channel[i], "\xe5\xbc\xa0\xe4\xbc\x9f", &r[i], id[i], &claim[i], &len[i]);
         char names[SB_DIM__N][SB_TALLY_NAME_MAX];
         const char *ptr[SB_DIM__N];
         size_t n = sb_tally_slice_names(cfg, (const char(*)[SB_STR_MAX + 1]) r[i].dim, names);
