@@ -4,7 +4,8 @@
 # end-to-end response ingest beside kcat's raw consume rate of the same topic, Redis commands
 # and Redis CPU per response (INFO commandstats), response-to-metric-update latency at a steady
 # rate, and the aggregator's memory. Prints a table; always tears everything down.
-# Smaller sizes for a quick look: BENCH_N=20000 BENCH_LAT_SECONDS=5.
+# Smaller sizes for a quick look: BENCH_N=20000 BENCH_LAT_SECONDS=5. BENCH_PERF=1 (or dwarf)
+# profiles the aggregator and redis-server while they ingest (scripts/servers.sh perf_start).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -58,17 +59,20 @@ log "    kcat: $RAW_RATE msg/s (from the first message to the last)"
 
 # ------------------------------------------------------------------ 2. ingest
 
+aof_settle # the 200,000 records just written would set off a rewrite during ingest
 rcli config resetstat >/dev/null
 R0=$(redis_cpu)
 "$BIN/surveybus-aggregator" -c "$CFG" 2>>"$TMP/aggregator.log" &
 AGG_PID=$!
 C0=$(ticks "$AGG_PID"); K0=$(ticks "$KAFKA_PID")
 log "2/3 ingest: aggregator started on the backlog"
+perf_start ingest aggregator="$AGG_PID" redis="$REDIS_PID"
 OUT=$("$LOADGEN" wait -c "$CFG" --hash stats:aggregator --field 'counted|csat' -n "$N" --timeout 300) ||
     die "ingest: $OUT $(tail -3 "$TMP/aggregator.log")"
 ING_RATE=$(kv rate "$OUT")
 ING_S=$(awk -v a="$(kv done_ms "$OUT")" -v b="$(kv first_ms "$OUT")" 'BEGIN{printf "%.3f", (a-b)/1000}')
 C1=$(ticks "$AGG_PID"); R1=$(redis_cpu); K1=$(ticks "$KAFKA_PID")
+perf_stop ingest
 STATS=$(rcli info commandstats | tr -d '\r')
 # less the HGETs of the benchmark's own polling (loadgen wait)
 CALLS=$(awk -F'[=,:]' -v own="$(kv hgets "$OUT")" '/^cmdstat_/{s+=$3} END{print s - own}' <<<"$STATS")

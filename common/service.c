@@ -160,29 +160,99 @@ void sb_service_wait_redis(sb_store_t *store, sb_kafka_consumer_t *c)
     if (c) sb_kafka_resume(c);
 }
 
-int sb_service_consume(sb_kafka_consumer_t *c, sb_store_t *store, size_t max, int timeout_ms,
-                       sb_service_batch_fn fn, void *opaque, int64_t *busy_us)
+/* A consumed batch: the messages, their dead-letter sources, and the caller's handle. */
+typedef struct held {
+    sb_kafka_msg_t *msgs;
+    char (*src)[512];
+    int n;
+    void *batch;
+} held_t;
+
+/* Up to max messages (waiting up to timeout_ms for the first). Returns the count, 0 none,
+ * -1 the consumer failed (after a 1 s pause). */
+static int take(sb_kafka_consumer_t *c, size_t max, int timeout_ms, held_t *h)
 {
-    sb_kafka_msg_t *msgs = NULL;
-    int n = sb_kafka_consume_batch(c, &msgs, max, timeout_ms);
+    memset(h, 0, sizeof *h);
+    int n = sb_kafka_consume_batch(c, &h->msgs, max, timeout_ms);
     if (n < 0) {
         sb_error("kafka consumer failed err=\"%s\"", sb_kafka_consumer_error(c));
         sb_service_sleep(1000);
         return -1;
     }
     if (n == 0) return 0;
-    char(*src)[512] = malloc((size_t)n * sizeof *src);
-    if (!src) abort();
-    for (int i = 0; i < n; i++) sb_service_source_kafka(src[i], sizeof src[i], &msgs[i]);
+    h->src = malloc((size_t)n * sizeof *h->src);
+    if (!h->src) abort();
+    for (int i = 0; i < n; i++) sb_service_source_kafka(h->src[i], sizeof h->src[i], &h->msgs[i]);
+    h->n = n;
+    return n;
+}
+
+/* Stores the offsets of a batch whose effect is durable (rc 0), then frees it. */
+static void release(sb_kafka_consumer_t *c, held_t *h, int rc)
+{
+    if (rc == 0 && sb_kafka_store_offsets(c, h->msgs, (size_t)h->n) != 0)
+        sb_warn("storing offsets failed err=\"%s\"", sb_kafka_consumer_error(c));
+    sb_kafka_msgs_free(h->msgs, (size_t)h->n);
+    free(h->src);
+    memset(h, 0, sizeof *h);
+}
+
+int sb_service_consume(sb_kafka_consumer_t *c, sb_store_t *store, size_t max, int timeout_ms,
+                       sb_service_batch_fn fn, void *opaque, int64_t *busy_us)
+{
+    held_t h;
+    int n = take(c, max, timeout_ms, &h);
+    if (n <= 0) return n;
     /* the same batch again until its effect is durable; offsets only after that */
     int rc;
     int64_t t0 = sb_mono_us();
-    while ((rc = fn(opaque, msgs, (const char(*)[512])src, (size_t)n)) != 0 && !sb_service_stop)
+    while ((rc = fn(opaque, h.msgs, (const char(*)[512])h.src, (size_t)n)) != 0 && !sb_service_stop)
         sb_service_wait_redis(store, c);
     if (busy_us) *busy_us = sb_mono_us() - t0;
-    if (rc == 0 && sb_kafka_store_offsets(c, msgs, (size_t)n) != 0)
-        sb_warn("storing offsets failed err=\"%s\"", sb_kafka_consumer_error(c));
-    sb_kafka_msgs_free(msgs, (size_t)n);
-    free(src);
+    release(c, &h, rc);
     return rc == 0 ? n : 0;
+}
+
+/* A pipelined batch to its end: finish (or, after a failure, again until durable). */
+static int settle(sb_kafka_consumer_t *c, sb_store_t *store, const sb_service_stages_t *st,
+                  void *opaque, held_t *h, int rc)
+{
+    int n = h->n;
+    while (rc != 0 && !sb_service_stop) {
+        sb_service_wait_redis(store, c);
+        rc = st->again(opaque, h->batch);
+    }
+    st->end(opaque, h->batch);
+    release(c, h, rc);
+    return rc == 0 ? n : 0;
+}
+
+int sb_service_consume_pipelined(sb_kafka_consumer_t *c, sb_store_t *store, size_t max,
+                                 int timeout_ms, int budget_ms, const sb_service_stages_t *st,
+                                 void *opaque, sb_service_batch_obs_fn observe, void *obs)
+{
+    held_t prev = {0}, cur;
+    int total = 0;
+    int64_t end = sb_mono_ms() + budget_ms, t_prev = 0;
+    for (;;) {
+        memset(&cur, 0, sizeof cur);
+        /* the next batch is parsed while Redis works on the previous one */
+        if (!sb_service_stop && (!prev.n || sb_mono_ms() < end) &&
+            take(c, max, prev.n ? 0 : timeout_ms, &cur) > 0)
+            cur.batch = st->parse(opaque, cur.msgs, (const char(*)[512])cur.src, (size_t)cur.n);
+        int64_t t_cur = sb_mono_us();
+        if (prev.n) {
+            total += settle(c, store, st, opaque, &prev, st->finish(opaque, prev.batch));
+            if (observe) observe(obs, sb_mono_us() - t_prev);
+        }
+        if (!cur.n) break;
+        t_prev = t_cur;
+        if (st->send(opaque, cur.batch) != 0) {
+            total += settle(c, store, st, opaque, &cur, -1);
+            if (observe) observe(obs, sb_mono_us() - t_prev);
+        } else {
+            prev = cur;
+        }
+    }
+    return total;
 }

@@ -55,6 +55,25 @@ typedef int (*sb_service_batch_fn)(void *opaque, const sb_kafka_msg_t *msgs,
 int sb_service_consume(sb_kafka_consumer_t *c, sb_store_t *store, size_t max, int timeout_ms,
                        sb_service_batch_fn fn, void *opaque, int64_t *busy_us);
 
+/* The same with two batches in hand: while Redis works on one, the next is consumed and
+ * parsed. A batch goes parse -> send (its I/O started) -> finish (waited for), or, after a
+ * failure, again (the whole batch, synchronously) until it succeeds or a stop is requested;
+ * end then releases it, and the offsets are stored once its effect is durable, in order.
+ * Runs batches while messages keep coming, for up to budget_ms, and returns with nothing in
+ * hand: the number of messages done. observe (may be NULL) gets each batch's time from
+ * parsed to done, in us. */
+typedef struct sb_service_stages {
+    void *(*parse)(void *opaque, const sb_kafka_msg_t *msgs, const char (*src)[512], size_t n);
+    int (*send)(void *opaque, void *batch);   /* 0, or -1: not sent */
+    int (*finish)(void *opaque, void *batch); /* 0 durable, -1 not */
+    int (*again)(void *opaque, void *batch);  /* 0 durable, -1 not */
+    void (*end)(void *opaque, void *batch);
+} sb_service_stages_t;
+typedef void (*sb_service_batch_obs_fn)(void *obs, int64_t us);
+int sb_service_consume_pipelined(sb_kafka_consumer_t *c, sb_store_t *store, size_t max,
+                                 int timeout_ms, int budget_ms, const sb_service_stages_t *st,
+                                 void *opaque, sb_service_batch_obs_fn observe, void *obs);
+
 /* ---- producing a set of Kafka messages and waiting until every one is stored ----
  * The wait is the opaque of each produce call; its tag comes first so that a delivery
  * callback that also sees other opaques can recognise it. */

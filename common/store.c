@@ -344,38 +344,54 @@ static bool is_noscript(const redisReply *r)
     return r->type == REDIS_REPLY_ERROR && r->str && strncmp(r->str, "NOSCRIPT", 8) == 0;
 }
 
-redisReply *sb_store_eval(sb_store_t *s, const sb_store_script_t *sc, int nkeys, int argc,
-                          const char **argv, const size_t *lens)
+/* EVALSHA sha nkeys args...: the vector (av, al) of a script call, malloc'd (NULL: OOM). */
+static const char **eval_argv(const sb_store_script_t *sc, const char *nk, int argc,
+                              const char **argv, const size_t *lens, size_t **al)
 {
-    redisReply *r = NULL;
-    const char **av = NULL;
-    size_t *al = NULL;
-    char nk[16];
-
-    if (nkeys < 0 || argc < nkeys || (argc > 0 && !argv)) {
-        clear_err(s);
-        set_err(s, SB_STORE_ERR_USAGE, "redis_usage: eval with %d keys of %d arguments", nkeys,
-                argc);
+    const char **av = malloc(((size_t)argc + 3) * sizeof *av);
+    *al = lens ? malloc(((size_t)argc + 3) * sizeof **al) : NULL;
+    if (!av || (lens && !*al)) {
+        free(av);
+        free(*al);
+        *al = NULL;
         return NULL;
-    }
-    snprintf(nk, sizeof nk, "%d", nkeys);
-    av = malloc(((size_t)argc + 3) * sizeof *av);
-    if (lens) al = malloc(((size_t)argc + 3) * sizeof *al);
-    if (!av || (lens && !al)) {
-        clear_err(s);
-        set_err(s, SB_STORE_ERR_USAGE, "redis_usage: out of memory");
-        goto done;
     }
     av[0] = "EVALSHA";
     av[1] = sc->sha;
     av[2] = nk;
-    for (int i = 0; i < argc; i++)
-        av[i + 3] = argv[i];
-    if (al) {
-        for (int i = 0; i < 3; i++)
-            al[i] = strlen(av[i]);
-        for (int i = 0; i < argc; i++)
-            al[i + 3] = lens[i];
+    for (int i = 0; i < argc; i++) av[i + 3] = argv[i];
+    if (lens) {
+        for (int i = 0; i < 3; i++) (*al)[i] = strlen(av[i]);
+        for (int i = 0; i < argc; i++) (*al)[i + 3] = lens[i];
+    }
+    return av;
+}
+
+static bool eval_usage_ok(sb_store_t *s, int nkeys, int argc, const char **argv)
+{
+    if (nkeys < 0 || argc < nkeys || (argc > 0 && !argv)) {
+        clear_err(s);
+        set_err(s, SB_STORE_ERR_USAGE, "redis_usage: eval with %d keys of %d arguments", nkeys,
+                argc);
+        return false;
+    }
+    return true;
+}
+
+redisReply *sb_store_eval(sb_store_t *s, const sb_store_script_t *sc, int nkeys, int argc,
+                          const char **argv, const size_t *lens)
+{
+    redisReply *r = NULL;
+    size_t *al = NULL;
+    char nk[16];
+
+    if (!eval_usage_ok(s, nkeys, argc, argv)) return NULL;
+    snprintf(nk, sizeof nk, "%d", nkeys);
+    const char **av = eval_argv(sc, nk, argc, argv, lens, &al);
+    if (!av) {
+        clear_err(s);
+        set_err(s, SB_STORE_ERR_USAGE, "redis_usage: out of memory");
+        goto done;
     }
     r = sb_store_cmdargv(s, argc + 3, av, al);
     if (!r || !is_noscript(r)) goto done;
@@ -398,6 +414,38 @@ done:
     free(av);
     free(al);
     return r;
+}
+
+int sb_store_eval_send(sb_store_t *s, const sb_store_script_t *sc, int nkeys, int argc,
+                       const char **argv, const size_t *lens)
+{
+    size_t *al = NULL;
+    char nk[16];
+    if (!eval_usage_ok(s, nkeys, argc, argv)) return -1;
+    if (s->pending) {
+        clear_err(s);
+        set_err(s, SB_STORE_ERR_USAGE, "redis_usage: eval sent inside an unfinished pipeline");
+        return -1;
+    }
+    snprintf(nk, sizeof nk, "%d", nkeys);
+    const char **av = eval_argv(sc, nk, argc, argv, lens, &al);
+    if (!av) {
+        clear_err(s);
+        set_err(s, SB_STORE_ERR_USAGE, "redis_usage: out of memory");
+        return -1;
+    }
+    int rc = sb_store_append_argv(s, argc + 3, av, al);
+    free(av);
+    free(al);
+    if (rc != 0) return -1;
+    /* write it all now, so that the server starts while the caller goes on */
+    int done = 0;
+    while (!done)
+        if (redisBufferWrite(s->c, &done) != REDIS_OK) {
+            conn_lost(s);
+            return -1;
+        }
+    return 0;
 }
 
 /* ---------------------------------------------------------------- health */

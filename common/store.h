@@ -84,6 +84,12 @@ void sb_store_script_free(sb_store_script_t *sc);
  * script) or NULL as sb_store_cmd does. */
 redisReply *sb_store_eval(sb_store_t *s, const sb_store_script_t *sc, int nkeys, int argc,
                           const char **argv, const size_t *lens);
+/* The same call sent without waiting for its answer: the pipeline then holds it, and
+ * sb_store_pipeline_get(s, &reply, 1) reads the reply (a NOSCRIPT error reply included:
+ * the caller runs sb_store_eval instead, which loads the script). Returns 0, or -1 when
+ * nothing could be sent (server down). */
+int sb_store_eval_send(sb_store_t *s, const sb_store_script_t *sc, int nkeys, int argc,
+                       const char **argv, const size_t *lens);
 
 /* Sends PING (connecting first if allowed by the back-off) and returns true on PONG; the
  * round trip is then available from sb_store_rtt_us. */

@@ -83,162 +83,104 @@
     "  end\n"                                                                               \
     "end\n"
 
-/* ARGV after the windows: rq_ttl kpi_keep ncounters {field n}... nitems items...
- *  'r' id claim kind cellbase ts alert ns slices...
- *  'q' id ts ns slices...
- *  'k' id ts frt_key frt_ms art_key art_ms fcr tr ns slices... day
- * Returns one result character per item, as one string. */
+/* ARGV after the windows:
+ *  wm...            the watermark of each window the caller planned with
+ *  rq_ttl kpi_keep
+ *  nr {id}... responses to claim; nq {id}... requests; nk {id day}... KPI events
+ *  ng {type key ttl na args...}...  the planned additions: type 'b' (BITFIELD arguments) or
+ *                   'h' (field delta pairs for HINCRBY); ttl '0' or the key's new lifetime
+ *  nalerts alerts...  ncounters {field n}...
+ * Claims come first. When every claim is new and every watermark is the planned one, the
+ * additions are applied and the reply is {1}. Otherwise nothing of the batch stays (claims
+ * made are undone) and the reply says why: {0, one result character per claim ('c' new,
+ * 'd' duplicate, 'u' unknown survey, 'n' not sent)} or {2, each window's watermark}. */
 static const char LUA_APPLY[] = LUA_TALLY_PRELUDE
     "advance()\n"
     "local i = at\n"
+    "local cur, moved = {2}, false\n"
+    "for k = 1, nw do\n"
+    "  cur[k + 1] = fmt(wm[k])\n"
+    "  if wm[k] ~= tonumber(ARGV[i + k - 1]) then moved = true end\n"
+    "end\n"
+    "if moved then return cur end\n"
+    "i = i + nw\n"
     "local rq_ttl, kpi_keep = ARGV[i], tonumber(ARGV[i + 1])\n"
     "i = i + 2\n"
-    "local counts = {}\n"
-    "local function count(f, n) counts[f] = (counts[f] or 0) + (n or 1) end\n"
-    "for k = 1, tonumber(ARGV[i]) do count(ARGV[i + 2 * k - 1], tonumber(ARGV[i + 2 * k])) end\n"
-    "i = i + 1 + 2 * tonumber(ARGV[i])\n"
-    "local cells, hcells, ttl = {}, {}, {}\n"
-    "-- the batch's targets: each window's totals and each bucket, a table cell -> delta\n"
-    "-- (string keys) or field -> delta (hash keys), looked up without building key names\n"
-    "local wt, wth, bt, bth = {}, {}, {}, {}\n"
-    "for k = 1, nw do\n"
-    "  wt[k] = {} cells[hw(k)] = wt[k]\n"
-    "  wth[k] = {} hcells[kw(k)] = wth[k]\n"
-    "end\n"
-    "local function bucket(cache, all, mk, b, s, t)\n"
-    "  local byb = cache[b]\n"
-    "  if not byb then byb = {} cache[b] = byb end\n"
-    "  local x = byb[s]\n"
-    "  if not x then\n"
-    "    local key = mk(b, s)\n"
-    "    x = {} byb[s] = x all[key] = x ttl[key] = t\n"
-    "  end\n"
-    "  return x\n"
-    "end\n"
-    "-- adds the cells lst[1..n] (+1 each) of an item at ts to every window whose watermark\n"
-    "-- its bucket has not passed, and to those buckets, once per bucket\n"
-    "local function place(ts, lst, n)\n"
-    "  local used, u = {}, 0\n"
-    "  for k = 1, nw do\n"
-    "    local b = B[k]\n"
-    "    local s = ts - ts % b\n"
-    "    if s >= wm[k] then\n"
-    "      local t = wt[k]\n"
-    "      for j = 1, n do local c = lst[j] t[c] = (t[c] or 0) + 1 end\n"
-    "      local x = bucket(bt, cells, hb, b, s, TTL[k])\n"
-    "      local dup = false\n"
-    "      for j = 1, u do if used[j] == x then dup = true end end\n"
-    "      if not dup then\n"
-    "        u = u + 1 used[u] = x\n"
-    "        for j = 1, n do local c = lst[j] x[c] = (x[c] or 0) + 1 end\n"
-    "      end\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
-    "-- the same for the KPI fields of an event (field -> delta)\n"
-    "local function place_kpi(ts, contrib)\n"
-    "  local used, u = {}, 0\n"
-    "  for k = 1, nw do\n"
-    "    local b = B[k]\n"
-    "    local s = ts - ts % b\n"
-    "    if s >= wm[k] then\n"
-    "      local t = wth[k]\n"
-    "      for f, d in pairs(contrib) do t[f] = (t[f] or 0) + d end\n"
-    "      local x = bucket(bth, hcells, kb, b, s, TTL[k])\n"
-    "      local dup = false\n"
-    "      for j = 1, u do if used[j] == x then dup = true end end\n"
-    "      if not dup then\n"
-    "        u = u + 1 used[u] = x\n"
-    "        for f, d in pairs(contrib) do x[f] = (x[f] or 0) + d end\n"
-    "      end\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
-    "local lst = {}\n"
-    "local res, days, alerts, kinds = {}, {}, {}, {}\n"
+    "local res, bad = {}, false\n"
+    "local rk, rv, qk, kk, kf, days = {}, {}, {}, {}, {}, {}\n"
+    "-- a claim sets the record's first byte, its state, to 'a' and reads the old one: the\n"
+    "-- rest of the record and its lifetime stay, and the AOF gets a few bytes, not a record\n"
+    "local ANS = string.byte('a')\n"
+    "local fresh = {[string.byte('p')] = true, [string.byte('f')] = true, [string.byte('e')] = true}\n"
     "for k = 1, tonumber(ARGV[i]) do\n"
-    "  local typ = ARGV[i + 1]\n"
-    "  local id = ARGV[i + 2]\n"
+    "  local key = P .. 's:' .. ARGV[i + k]\n"
+    "  local old = redis.call('BITFIELD', key, 'SET', 'u8', 0, ANS)[1]\n"
     "  local r = 'c'\n"
-    "  if typ == 'r' then\n"
-    "    local key = P .. 's:' .. id\n"
-    "    local kind, base, ts, alert = ARGV[i + 4], tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6]), ARGV[i + 7]\n"
-    "    local old = redis.call('SET', key, ARGV[i + 3], 'XX', 'KEEPTTL', 'GET')\n"
-    "    local st = old and string.sub(old, 1, 1)\n"
-    "    if not old then\n"
-    "      r = 'u'\n"
-    "      count('dlq|unknown_survey')\n"
-    "    elseif st == 'a' then\n"
-    "      r = 'd'\n"
-    "      count('duplicate')\n"
-    "    elseif st ~= 'p' and st ~= 'f' and st ~= 'e' then\n"
-    "      redis.call('SET', key, old, 'KEEPTTL')\n"
-    "      r = 'n'\n"
-    "      count('dlq|not_sent')\n"
-    "    else\n"
-    "      kinds[kind] = (kinds[kind] or 0) + 1\n"
-    "      local ns = tonumber(ARGV[i + 8])\n"
-    "      for j = 1, ns do lst[j] = tonumber(ARGV[i + 8 + j]) * 34 + base end\n"
-    "      place(ts, lst, ns)\n"
-    "      if alert ~= '' then alerts[#alerts + 1] = alert end\n"
-    "    end\n"
-    "    i = i + 8 + tonumber(ARGV[i + 8])\n"
-    "  elseif typ == 'q' then\n"
-    "    local ts, ns = tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])\n"
-    "    if redis.call('SET', P .. 'rq:' .. id, '1', 'NX', 'PX', rq_ttl) then\n"
-    "      count('requests')\n"
-    "      for j = 1, ns do lst[j] = tonumber(ARGV[i + 4 + j]) * 34 + 33 end\n"
-    "      place(ts, lst, ns)\n"
-    "    else\n"
-    "      r = 'd'\n"
-    "      count('requests_duplicate')\n"
-    "    end\n"
-    "    i = i + 4 + ns\n"
-    "  else\n"
-    "    local ts = tonumber(ARGV[i + 3])\n"
-    "    local ns = tonumber(ARGV[i + 10])\n"
-    "    local day = tonumber(ARGV[i + 11 + ns])\n"
-    "    local dk = P .. 'ke:' .. fmt(day)\n"
-    "    days[dk] = day\n"
-    "    if redis.call('HSETNX', dk, id, '1') == 1 then\n"
-    "      count('kpi_events')\n"
-    "      local contrib = {}\n"
-    "      local fk, fms, ak, ams = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]\n"
-    "      local fcr, tr = ARGV[i + 8], ARGV[i + 9]\n"
-    "      for j = 1, ns do\n"
-    "        local s = ARGV[i + 10 + j] .. ':'\n"
-    "        if fk ~= '' then\n"
-    "          contrib[s .. 'fn'] = 1 contrib[s .. 'fs'] = tonumber(fms) contrib[s .. 'f:' .. fk] = 1\n"
-    "        end\n"
-    "        if ak ~= '' then\n"
-    "          contrib[s .. 'an'] = 1 contrib[s .. 'as'] = tonumber(ams) contrib[s .. 'a:' .. ak] = 1\n"
-    "        end\n"
-    "        if fcr ~= '-' then contrib[s .. 'cn'] = 1 contrib[s .. 'c1'] = tonumber(fcr) end\n"
-    "        if tr ~= '-' then contrib[s .. 'tn'] = 1 contrib[s .. 't1'] = tonumber(tr) end\n"
-    "      end\n"
-    "      place_kpi(ts, contrib)\n"
-    "    else\n"
-    "      r = 'd'\n"
-    "      count('kpi_duplicate')\n"
-    "    end\n"
-    "    i = i + 11 + ns\n"
+    "  if old == 0 then\n"
+    "    r = 'u'\n"
+    "    redis.call('DEL', key) -- there was no record: BITFIELD made one\n"
+    "  elseif old == ANS then\n"
+    "    r = 'd'\n"
+    "  elseif not fresh[old] then\n"
+    "    r = 'n'\n"
+    "    redis.call('BITFIELD', key, 'SET', 'u8', 0, old)\n"
     "  end\n"
-    "  res[k] = r\n"
+    "  if r == 'c' then rk[#rk + 1] = key rv[#rv + 1] = old else bad = true end\n"
+    "  res[#res + 1] = r\n"
     "end\n"
-    "for key, ops in pairs(cells) do bitadd(key, ops) end\n"
-    "for key, ops in pairs(hcells) do hashadd(key, ops) end\n"
-    "for key, t in pairs(ttl) do redis.call('PEXPIRE', key, fmt(t)) end\n"
+    "i = i + 1 + tonumber(ARGV[i])\n"
+    "for k = 1, tonumber(ARGV[i]) do\n"
+    "  local key = P .. 'rq:' .. ARGV[i + k]\n"
+    "  if redis.call('SET', key, '1', 'NX', 'PX', rq_ttl) then\n"
+    "    qk[#qk + 1] = key res[#res + 1] = 'c'\n"
+    "  else\n"
+    "    bad = true res[#res + 1] = 'd'\n"
+    "  end\n"
+    "end\n"
+    "i = i + 1 + tonumber(ARGV[i])\n"
+    "for k = 1, tonumber(ARGV[i]) do\n"
+    "  local id, day = ARGV[i + 2 * k - 1], ARGV[i + 2 * k]\n"
+    "  local dk = P .. 'ke:' .. day\n"
+    "  days[dk] = tonumber(day)\n"
+    "  if redis.call('HSETNX', dk, id, '1') == 1 then\n"
+    "    kk[#kk + 1] = dk kf[#kf + 1] = id res[#res + 1] = 'c'\n"
+    "  else\n"
+    "    bad = true res[#res + 1] = 'd'\n"
+    "  end\n"
+    "end\n"
+    "i = i + 1 + 2 * tonumber(ARGV[i])\n"
+    "if bad then\n"
+    "  for j = 1, #rk do redis.call('BITFIELD', rk[j], 'SET', 'u8', 0, rv[j]) end\n"
+    "  for j = 1, #qk do redis.call('DEL', qk[j]) end\n"
+    "  for j = 1, #kk do redis.call('HDEL', kk[j], kf[j]) end\n"
+    "  return {0, table.concat(res)}\n"
+    "end\n"
+    "for g = 1, tonumber(ARGV[i]) do\n"
+    "  local typ, key, ttl, na = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])\n"
+    "  i = i + 4\n"
+    "  if typ == 'b' then\n"
+    "    redis.call('BITFIELD', key, unpack(ARGV, i + 1, i + na))\n"
+    "  else\n"
+    "    for j = i + 1, i + na, 2 do redis.call('HINCRBY', key, ARGV[j], ARGV[j + 1]) end\n"
+    "  end\n"
+    "  if ttl ~= '0' then redis.call('PEXPIRE', key, ttl) end\n"
+    "  i = i + na\n"
+    "end\n"
+    "i = i + 1\n"
     "for key, day in pairs(days) do redis.call('PEXPIREAT', key, fmt(day + kpi_keep)) end\n"
-    "if #alerts > 0 then\n"
+    "local na = tonumber(ARGV[i])\n"
+    "if na > 0 then\n"
     "  local args = {}\n"
-    "  for _, a in ipairs(alerts) do args[#args + 1] = fmt(now) args[#args + 1] = a end\n"
+    "  for j = 1, na do args[2 * j - 1] = ARGV[2] args[2 * j] = ARGV[i + j] end\n"
     "  for j = 1, #args, 4000 do\n"
     "    redis.call('ZADD', P .. 'alertq', unpack(args, j, math.min(j + 3999, #args)))\n"
     "  end\n"
     "end\n"
-    "for kind, n in pairs(kinds) do count('counted|' .. kind, n) end\n"
-    "for f, n in pairs(counts) do redis.call('HINCRBY', P .. 'stats:aggregator', f, n) end\n"
-    "return table.concat(res)\n";
+    "i = i + 1 + na\n"
+    "for k = 1, tonumber(ARGV[i]) do\n"
+    "  redis.call('HINCRBY', P .. 'stats:aggregator', ARGV[i + 2 * k - 1], ARGV[i + 2 * k])\n"
+    "end\n"
+    "return {1}\n";
 
 /* ARGV after the windows: token lease_ms. Returns {0, holder} or {1, {first, cells, kpi}...} */
 static const char LUA_READ[] = LUA_TALLY_PRELUDE
@@ -293,6 +235,11 @@ struct sb_tally {
     size_t map_n, map_cap;
     char **names; /* id -> name */
     size_t n_names;
+    int64_t wm[SB_WINDOW_MAX];      /* each window's watermark as last seen (a planning guess) */
+    int64_t planned[SB_WINDOW_MAX]; /* the watermarks the batch in hand was planned with */
+    int *first;                     /* the batch in hand: first occurrence of each item, -1 */
+    bool *use;                      /* and the items its attempt claims */
+    size_t batch_cap;
 };
 
 static uint64_t hash_str(const char *s)
@@ -379,6 +326,8 @@ void sb_tally_free(sb_tally_t *t)
     sb_store_script_free(t->read);
     sb_store_script_free(t->reg);
     sb_store_args_free(&t->args);
+    free(t->first);
+    free(t->use);
     for (size_t i = 0; i < t->map_cap; i++) free(t->map[i].name);
     free(t->map);
     for (size_t i = 0; i < t->n_names; i++) free(t->names[i]);
@@ -470,6 +419,18 @@ const char *sb_tally_slice_name(sb_tally_t *t, int64_t id)
     return NULL;
 }
 
+static int64_t bucket_ttl(const sb_config_t *cfg, int64_t width)
+{
+    /* buckets of one width serve every window of that width: the longest one's lifetime */
+    int64_t ttl = 0;
+    for (size_t j = 0; j < cfg->n_windows; j++)
+        if (sb_window_bucket_width(cfg->windows_ms[j]) == width) {
+            int64_t x = sb_window_bucket_ttl_ms(cfg->windows_ms[j], cfg->allowed_lateness_ms);
+            if (x > ttl) ttl = x;
+        }
+    return ttl;
+}
+
 /* prefix now nw {W B ttl}... */
 static void args_windows(sb_tally_t *t, int64_t now_ms)
 {
@@ -479,84 +440,521 @@ static void args_windows(sb_tally_t *t, int64_t now_ms)
     sb_store_args_int(&t->args, now_ms);
     sb_store_args_int(&t->args, (int64_t)cfg->n_windows);
     for (size_t k = 0; k < cfg->n_windows; k++) {
-        int64_t w = cfg->windows_ms[k], b = sb_window_bucket_width(w), ttl = 0;
-        /* buckets of one width serve every window of that width: the longest one's TTL */
-        for (size_t j = 0; j < cfg->n_windows; j++)
-            if (sb_window_bucket_width(cfg->windows_ms[j]) == b) {
-                int64_t x = sb_window_bucket_ttl_ms(cfg->windows_ms[j], cfg->allowed_lateness_ms);
-                if (x > ttl) ttl = x;
-            }
+        int64_t w = cfg->windows_ms[k], b = sb_window_bucket_width(w);
         sb_store_args_int(&t->args, w);
         sb_store_args_int(&t->args, b);
-        sb_store_args_int(&t->args, ttl);
+        sb_store_args_int(&t->args, bucket_ttl(cfg, b));
     }
+}
+
+/* ---------------------------------------------------------------- planning */
+
+/* A merge table: (group, code, a, b) -> sum of deltas, open addressing. */
+typedef struct acc_slot {
+    int64_t g, a, b, d;
+    int code;
+    bool used;
+} acc_slot_t;
+
+typedef struct acc {
+    acc_slot_t *s;
+    size_t cap, n;
+} acc_t;
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return x;
+}
+
+static size_t acc_hash(int64_t g, int code, int64_t a, int64_t b)
+{
+    return (size_t)mix64((uint64_t)g * 0x9e3779b97f4a7c15ULL ^ mix64((uint64_t)a) ^
+                         mix64((uint64_t)b + 0x632be59bd9b4e019ULL) ^ (uint64_t)code << 56);
+}
+
+static void acc_put(acc_t *m, int64_t g, int code, int64_t a, int64_t b, int64_t d);
+
+static void acc_grow(acc_t *m)
+{
+    acc_t old = *m;
+    m->cap = old.cap ? old.cap * 2 : 256;
+    m->n = 0;
+    m->s = calloc(m->cap, sizeof *m->s);
+    if (!m->s) abort();
+    for (size_t i = 0; i < old.cap; i++)
+        if (old.s[i].used) acc_put(m, old.s[i].g, old.s[i].code, old.s[i].a, old.s[i].b, old.s[i].d);
+    free(old.s);
+}
+
+static void acc_put(acc_t *m, int64_t g, int code, int64_t a, int64_t b, int64_t d)
+{
+    if ((m->n + 1) * 2 > m->cap) acc_grow(m);
+    for (size_t i = acc_hash(g, code, a, b) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+        acc_slot_t *s = &m->s[i];
+        if (!s->used) {
+            *s = (acc_slot_t){g, a, b, d, code, true};
+            m->n++;
+            return;
+        }
+        if (s->g == g && s->code == code && s->a == a && s->b == b) {
+            s->d += d;
+            return;
+        }
+    }
+}
+
+/* The used slots, compacted to the front of the table (which is then no longer a table). */
+static size_t acc_take(acc_t *m)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->s[i].used) m->s[k++] = m->s[i];
+    return k;
+}
+
+static int cmp_slot_g(const void *x, const void *y)
+{
+    const acc_slot_t *a = x, *b = y;
+    return a->g < b->g ? -1 : a->g > b->g;
+}
+
+static int cmp_op(const void *x, const void *y)
+{
+    const sb_tally_op_t *a = x, *b = y;
+    bool ka = a->code != SB_TALLY_OP_CELL, kb = b->code != SB_TALLY_OP_CELL;
+#define CMP(f)                                                                                     \
+    if (a->f != b->f) return a->f < b->f ? -1 : 1
+    CMP(target);
+    CMP(width);
+    CMP(start);
+    if (ka != kb) return ka ? 1 : -1;
+    CMP(a);
+    CMP(code);
+    CMP(b);
+#undef CMP
+    return 0;
+}
+
+static int64_t gcd64(int64_t a, int64_t b)
+{
+    while (b) {
+        int64_t r = a % b;
+        a = b, b = r;
+    }
+    return a;
+}
+
+/* Adds an item's contributions to the class table: score cells, or KPI fields per slice. */
+static void plan_item(acc_t *m, int64_t cls, const sb_tally_item_t *it)
+{
+    for (size_t j = 0; j < it->n_slices; j++) {
+        int64_t s = it->slices[j];
+        if (it->type == SB_TALLY_RESPONSE) {
+            acc_put(m, cls, SB_TALLY_OP_CELL, sb_tally_cell(s, (int)it->kind, it->score), 0, 1);
+        } else if (it->type == SB_TALLY_REQUEST) {
+            acc_put(m, cls, SB_TALLY_OP_CELL, sb_tally_cell(s, -1, 0), 0, 1);
+        } else {
+            if (it->has_frt) {
+                acc_put(m, cls, SB_TALLY_OP_FRT_N, s, 0, 1);
+                acc_put(m, cls, SB_TALLY_OP_FRT_SUM, s, 0, it->frt_ms);
+                acc_put(m, cls, SB_TALLY_OP_FRT_KEY, s, it->frt_key, 1);
+            }
+            if (it->has_art) {
+                acc_put(m, cls, SB_TALLY_OP_ART_N, s, 0, 1);
+                acc_put(m, cls, SB_TALLY_OP_ART_SUM, s, 0, it->art_ms);
+                acc_put(m, cls, SB_TALLY_OP_ART_KEY, s, it->art_key, 1);
+            }
+            if (it->fcr >= 0) {
+                acc_put(m, cls, SB_TALLY_OP_FCR_N, s, 0, 1);
+                acc_put(m, cls, SB_TALLY_OP_FCR_YES, s, 0, it->fcr);
+            }
+            if (it->transferred >= 0) {
+                acc_put(m, cls, SB_TALLY_OP_TR_N, s, 0, 1);
+                acc_put(m, cls, SB_TALLY_OP_TR_YES, s, 0, it->transferred);
+            }
+        }
+    }
+}
+
+size_t sb_tally_plan(const sb_config_t *cfg, const int64_t *wm, const sb_tally_item_t *items,
+                     const bool *use, size_t n, sb_tally_op_t **out)
+{
+    const size_t nw = cfg->n_windows;
+    int64_t width[SB_WINDOW_MAX], g = 0;
+    for (size_t k = 0; k < nw; k++) {
+        width[k] = sb_window_bucket_width(cfg->windows_ms[k]);
+        g = gcd64(g, width[k]);
+    }
+    if (g <= 0) g = 1;
+    /* 1: merge by class, the stretch of g ms an item's time falls in: every window places
+     * all the items of one class in the same bucket, since g divides every bucket width */
+    acc_t byclass = {0};
+    for (size_t i = 0; i < n; i++)
+        if (!use || use[i])
+            plan_item(&byclass, sb_window_bucket_start(items[i].ts_ms, g), &items[i]);
+    size_t m1 = acc_take(&byclass);
+    qsort(byclass.s, m1, sizeof *byclass.s, cmp_slot_g);
+    /* 2: each class to its targets: the windows whose watermark its bucket has not passed,
+     * and those buckets, each once */
+    struct target { char target; int64_t width, start; } *tg = NULL;
+    size_t ntg = 0, tgcap = 0;
+    acc_t bytarget = {0};
+    for (size_t lo = 0, hi; lo < m1; lo = hi) {
+        for (hi = lo; hi < m1 && byclass.s[hi].g == byclass.s[lo].g; hi++) {}
+        int64_t cls = byclass.s[lo].g;
+        size_t mine[2 * SB_WINDOW_MAX], nm = 0;
+        for (size_t k = 0; k < nw; k++) {
+            int64_t s = sb_window_bucket_start(cls, width[k]);
+            if (s < wm[k]) continue;
+            struct target want[2] = {{'w', cfg->windows_ms[k], 0}, {'b', width[k], s}};
+            for (int x = 0; x < 2; x++) {
+                size_t j = 0;
+                while (j < ntg && !(tg[j].target == want[x].target &&
+                                    tg[j].width == want[x].width && tg[j].start == want[x].start))
+                    j++;
+                if (j == ntg) {
+                    if (ntg == tgcap) {
+                        tgcap = tgcap ? tgcap * 2 : 16;
+                        tg = realloc(tg, tgcap * sizeof *tg);
+                        if (!tg) abort();
+                    }
+                    tg[ntg++] = want[x];
+                }
+                bool seen = false;
+                for (size_t y = 0; y < nm; y++) seen |= mine[y] == j;
+                if (!seen) mine[nm++] = j;
+            }
+        }
+        for (size_t e = lo; e < hi; e++)
+            for (size_t y = 0; y < nm; y++)
+                acc_put(&bytarget, (int64_t)mine[y], byclass.s[e].code, byclass.s[e].a,
+                        byclass.s[e].b, byclass.s[e].d);
+    }
+    free(byclass.s);
+    size_t m2 = acc_take(&bytarget), k = 0;
+    sb_tally_op_t *ops = malloc((m2 ? m2 : 1) * sizeof *ops);
+    if (!ops) abort();
+    for (size_t e = 0; e < m2; e++) {
+        const acc_slot_t *s = &bytarget.s[e];
+        if (s->d == 0) continue; /* a KPI "yes" count of an event that said no */
+        const struct target *x = &tg[s->g];
+        ops[k++] = (sb_tally_op_t){x->target, x->width, x->start, s->code, s->a, s->b, s->d};
+    }
+    free(bytarget.s);
+    free(tg);
+    qsort(ops, k, sizeof *ops, cmp_op);
+    *out = ops;
+    return k;
+}
+
+int sb_tally_op_field(const sb_tally_op_t *op, char *buf, size_t len)
+{
+    static const char *const names[] = {
+        [SB_TALLY_OP_FRT_N] = "fn",  [SB_TALLY_OP_FRT_SUM] = "fs", [SB_TALLY_OP_FRT_KEY] = "f:",
+        [SB_TALLY_OP_ART_N] = "an",  [SB_TALLY_OP_ART_SUM] = "as", [SB_TALLY_OP_ART_KEY] = "a:",
+        [SB_TALLY_OP_FCR_N] = "cn",  [SB_TALLY_OP_FCR_YES] = "c1", [SB_TALLY_OP_TR_N] = "tn",
+        [SB_TALLY_OP_TR_YES] = "t1",
+    };
+    if (op->code == SB_TALLY_OP_CELL) return snprintf(buf, len, "#%lld", (long long)op->a);
+    if (op->code < 0 || op->code >= SB_TALLY_OP_CELL) return -1;
+    if (op->code == SB_TALLY_OP_FRT_KEY || op->code == SB_TALLY_OP_ART_KEY)
+        return snprintf(buf, len, "%lld:%s%lld", (long long)op->a, names[op->code],
+                        (long long)op->b);
+    return snprintf(buf, len, "%lld:%s", (long long)op->a, names[op->code]);
+}
+
+/* ---------------------------------------------------------------- applying */
+
+/* Where an item's fate comes from: its own claim, or (a repeat of an earlier item of the
+ * batch with the same type and id, and day for KPI events) the first one's. */
+static bool same_item(const sb_tally_item_t *a, const sb_tally_item_t *b)
+{
+    return a->type == b->type && !strcmp(a->id, b->id) &&
+           (a->type != SB_TALLY_KPI || a->day_ms == b->day_ms);
+}
+
+static void find_repeats(const sb_tally_item_t *items, size_t n, int *first)
+{
+    size_t cap = 16;
+    while (cap < 2 * n) cap *= 2;
+    int *tab = malloc(cap * sizeof *tab);
+    if (!tab) abort();
+    for (size_t i = 0; i < cap; i++) tab[i] = -1;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t h = hash_str(items[i].id) ^ (uint64_t)items[i].type << 48 ^
+                     mix64((uint64_t)items[i].day_ms);
+        size_t j = (size_t)h & (cap - 1);
+        first[i] = -1;
+        while (tab[j] >= 0) {
+            if (same_item(&items[tab[j]], &items[i])) {
+                first[i] = tab[j];
+                break;
+            }
+            j = (j + 1) & (cap - 1);
+        }
+        if (first[i] < 0) tab[j] = (int)i;
+    }
+    free(tab);
+}
+
+/* Counter fields of a batch, merged by name (names borrowed). */
+typedef struct tcounts {
+    const char *f[96];
+    int64_t n[96];
+    size_t len;
+} tcounts_t;
+
+static void tcount(tcounts_t *c, const char *f, int64_t n)
+{
+    for (size_t i = 0; i < c->len; i++)
+        if (!strcmp(c->f[i], f)) {
+            c->n[i] += n;
+            return;
+        }
+    if (c->len < sizeof c->f / sizeof c->f[0]) c->f[c->len] = f, c->n[c->len++] = n;
+}
+
+static const char *result_counter(const sb_tally_item_t *it, char r)
+{
+    static const char *const counted[SB_KIND__N] = {
+        [SB_KIND_CSAT] = "counted|csat", [SB_KIND_CES] = "counted|ces", [SB_KIND_NPS] = "counted|nps"};
+    if (it->type == SB_TALLY_RESPONSE) {
+        switch (r) {
+        case 'c': return counted[it->kind] ? counted[it->kind] : "counted|other";
+        case 'd': return "duplicate";
+        case 'u': return "dlq|unknown_survey";
+        default: return "dlq|not_sent";
+        }
+    }
+    if (it->type == SB_TALLY_REQUEST) return r == 'c' ? "requests" : "requests_duplicate";
+    return r == 'c' ? "kpi_events" : "kpi_duplicate";
+}
+
+/* The final result of item i once the pending ones (result 0) are taken as counted. */
+static char result_of(const sb_tally_item_t *items, const int *first, size_t i)
+{
+    if (first[i] < 0) return items[i].result ? items[i].result : 'c';
+    char r = items[first[i]].result ? items[first[i]].result : 'c';
+    return r == 'c' ? 'd' : r;
+}
+
+/* The end of the script group that starts at ops[lo]: the same key, at most 1000 entries
+ * (Lua's unpack takes a few thousand values at most). */
+static size_t op_group_end(const sb_tally_op_t *ops, size_t nops, size_t lo)
+{
+    const sb_tally_op_t *o = &ops[lo];
+    bool kpi = o->code != SB_TALLY_OP_CELL;
+    size_t hi = lo;
+    while (hi < nops && hi - lo < 1000 && ops[hi].target == o->target &&
+           ops[hi].width == o->width && ops[hi].start == o->start &&
+           (ops[hi].code != SB_TALLY_OP_CELL) == kpi)
+        hi++;
+    return hi;
+}
+
+/* Appends the script's arguments for the pending items (use[]) planned with wm. */
+static void args_batch(sb_tally_t *t, const sb_tally_item_t *items, size_t n, const bool *use,
+                       const int *first, const int64_t *wm, const sb_sched_count_t *counters,
+                       size_t n_counters)
+{
+    const sb_config_t *cfg = t->cfg;
+    sb_store_args_t *a = &t->args;
+    int64_t longest = cfg->n_windows ? cfg->windows_ms[cfg->n_windows - 1] : DAY_MS;
+    for (size_t k = 0; k < cfg->n_windows; k++) sb_store_args_int(a, wm[k]);
+    /* a request is counted once while its survey can still be in a window; KPI event ids are
+     * kept until their day can no longer be in any window */
+    sb_store_args_int(a, longest + cfg->allowed_lateness_ms + 2 * DAY_MS);
+    sb_store_args_int(a, longest + cfg->allowed_lateness_ms + 2 * DAY_MS);
+    static const char types[3] = {SB_TALLY_RESPONSE, SB_TALLY_REQUEST, SB_TALLY_KPI};
+    for (int ty = 0; ty < 3; ty++) {
+        size_t cnt = 0;
+        for (size_t i = 0; i < n; i++) cnt += use[i] && items[i].type == types[ty];
+        sb_store_args_int(a, (int64_t)cnt);
+        for (size_t i = 0; i < n; i++) {
+            const sb_tally_item_t *it = &items[i];
+            if (!use[i] || it->type != types[ty]) continue;
+            sb_store_args_str(a, it->id);
+            if (it->type == SB_TALLY_KPI)
+                sb_store_args_int(a, it->day_ms ? it->day_ms
+                                                : sb_window_bucket_start(it->ts_ms, SB_WINDOW_DAY_MS));
+        }
+    }
+    /* the additions, one group per key (BITFIELD groups split to stay under Lua's unpack
+     * limit) */
+    sb_tally_op_t *ops;
+    size_t nops = sb_tally_plan(cfg, wm, items, use, n, &ops);
+    size_t ng = 0;
+    for (size_t lo = 0; lo < nops; lo = op_group_end(ops, nops, lo)) ng++;
+    sb_store_args_int(a, (int64_t)ng);
+    char buf[400];
+    for (size_t lo = 0, hi; lo < nops; lo = hi) {
+        const sb_tally_op_t *o = &ops[lo];
+        bool kpi = o->code != SB_TALLY_OP_CELL;
+        hi = op_group_end(ops, nops, lo);
+        sb_store_args_str(a, kpi ? "h" : "b");
+        if (o->target == 'w')
+            snprintf(buf, sizeof buf, "%s%s:%lld", sb_store_prefix(t->store), kpi ? "kw" : "hw",
+                     (long long)o->width);
+        else
+            snprintf(buf, sizeof buf, "%s%s:%lld:%lld", sb_store_prefix(t->store),
+                     kpi ? "kb" : "hb", (long long)o->width, (long long)o->start);
+        sb_store_args_copy(a, buf, strlen(buf));
+        sb_store_args_int(a, o->target == 'b' ? bucket_ttl(cfg, o->width) : 0);
+        sb_store_args_int(a, (int64_t)(hi - lo) * (kpi ? 2 : 4));
+        for (size_t e = lo; e < hi; e++) {
+            int len = sb_tally_op_field(&ops[e], buf, sizeof buf);
+            if (!kpi) {
+                sb_store_args_str(a, "INCRBY");
+                sb_store_args_str(a, "u32");
+            }
+            sb_store_args_copy(a, buf, (size_t)len);
+            sb_store_args_int(a, ops[e].delta);
+        }
+    }
+    free(ops);
+    /* alerts of the responses being counted */
+    size_t na = 0;
+    for (size_t i = 0; i < n; i++)
+        na += use[i] && items[i].type == SB_TALLY_RESPONSE && items[i].alert;
+    sb_store_args_int(a, (int64_t)na);
+    for (size_t i = 0; i < n; i++)
+        if (use[i] && items[i].type == SB_TALLY_RESPONSE && items[i].alert)
+            sb_store_args_str(a, items[i].alert);
+    /* counters: the caller's and the batch's results, as they will be if it applies */
+    tcounts_t *c = calloc(1, sizeof *c);
+    if (!c) abort();
+    for (size_t i = 0; i < n_counters; i++) tcount(c, counters[i].field, counters[i].n);
+    for (size_t i = 0; i < n; i++) tcount(c, result_counter(&items[i], result_of(items, first, i)), 1);
+    sb_store_args_int(a, (int64_t)c->len);
+    for (size_t i = 0; i < c->len; i++) {
+        sb_store_args_str(a, c->f[i]);
+        sb_store_args_int(a, c->n[i]);
+    }
+    free(c);
+}
+
+/* The state of one batch between planning and the script's answer. */
+static void batch_begin(sb_tally_t *t, sb_tally_item_t *items, size_t n)
+{
+    if (n > t->batch_cap) {
+        free(t->first);
+        free(t->use);
+        t->batch_cap = n;
+        t->first = malloc(n * sizeof *t->first);
+        t->use = malloc(n * sizeof *t->use);
+        if (!t->first || !t->use) abort();
+    }
+    for (size_t i = 0; i < n; i++) items[i].result = 0;
+    find_repeats(items, n, t->first);
+}
+
+/* Plans an attempt: the watermarks the windows should have now (or further on, as last
+ * seen), and every item not decided yet claimed as new. Builds the script's arguments. */
+static void batch_args(sb_tally_t *t, const sb_tally_item_t *items, size_t n,
+                       const sb_sched_count_t *counters, size_t n_counters, int64_t now_ms)
+{
+    const sb_config_t *cfg = t->cfg;
+    for (size_t k = 0; k < cfg->n_windows; k++) {
+        int64_t w = cfg->windows_ms[k], b = sb_window_bucket_width(w);
+        int64_t firstb = now_ms - now_ms % b - w + b; /* as advance() computes it */
+        t->planned[k] = t->wm[k] > firstb ? t->wm[k] : firstb;
+    }
+    for (size_t i = 0; i < n; i++) t->use[i] = t->first[i] < 0 && items[i].result == 0;
+    args_windows(t, now_ms);
+    args_batch(t, items, n, t->use, t->first, t->planned, counters, n_counters);
+}
+
+/* Takes in the script's reply (freed here). Returns 1 applied (every result set), 0 not
+ * applied but known better now (plan again), -1 failed. */
+static int batch_reply(sb_tally_t *t, sb_tally_item_t *items, size_t n, redisReply *r)
+{
+    const sb_config_t *cfg = t->cfg;
+    int rc = -1;
+    if (!r) return -1;
+    if (r->type == REDIS_REPLY_ERROR) {
+        sb_error("redis script failed op=tally err=\"%s\"", r->str);
+    } else if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+               r->element[0]->type != REDIS_REPLY_INTEGER) {
+        sb_error("tally script returned an unexpected reply type=%d", r->type);
+    } else if (r->element[0]->integer == 1) {
+        for (size_t k = 0; k < cfg->n_windows; k++) t->wm[k] = t->planned[k];
+        for (size_t i = 0; i < n; i++) items[i].result = result_of(items, t->first, i);
+        rc = 1;
+    } else if (r->element[0]->integer == 2 && r->elements == 1 + cfg->n_windows) {
+        sb_debug("tally batch planned with old watermarks, planning again");
+        for (size_t k = 0; k < cfg->n_windows; k++)
+            t->wm[k] = strtoll(r->element[1 + k]->str, NULL, 10);
+        rc = 0;
+    } else if (r->element[0]->integer == 0 && r->elements == 2 &&
+               r->element[1]->type == REDIS_REPLY_STRING) {
+        sb_debug("tally batch has claims already made, planning again");
+        /* results in the script's order: responses, requests, KPI events */
+        static const char types[3] = {SB_TALLY_RESPONSE, SB_TALLY_REQUEST, SB_TALLY_KPI};
+        size_t k = 0;
+        for (int ty = 0; ty < 3; ty++)
+            for (size_t i = 0; i < n; i++)
+                if (t->use[i] && items[i].type == types[ty] && k < r->element[1]->len) {
+                    char x = r->element[1]->str[k++];
+                    if (x != 'c') items[i].result = x;
+                }
+        rc = 0;
+    } else {
+        sb_error("tally script returned an unexpected reply");
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+/* Plans and runs attempts until one applies. Optimistic: each attempt assumes the planned
+ * watermarks and new claims; the script checks both and otherwise undoes its claims and
+ * says what differed, so each retry knows more and a few suffice. */
+static int batch_attempts(sb_tally_t *t, sb_tally_item_t *items, size_t n,
+                          const sb_sched_count_t *counters, size_t n_counters, int64_t now_ms,
+                          int rc)
+{
+    for (int attempt = 0; attempt < 8 && rc == 0; attempt++) {
+        batch_args(t, items, n, counters, n_counters, now_ms);
+        rc = batch_reply(t, items, n,
+                         sb_store_eval(t->store, t->apply, 0, t->args.argc, t->args.argv,
+                                       t->args.lens));
+    }
+    if (rc == 1) return 0;
+    for (size_t i = 0; i < n; i++) items[i].result = 0;
+    return -1;
 }
 
 int sb_tally_apply(sb_tally_t *t, sb_tally_item_t *items, size_t n,
                    const sb_sched_count_t *counters, size_t n_counters, int64_t now_ms)
 {
-    const sb_config_t *cfg = t->cfg;
-    int64_t longest = cfg->n_windows ? cfg->windows_ms[cfg->n_windows - 1] : DAY_MS;
-    args_windows(t, now_ms);
-    sb_store_args_t *a = &t->args;
-    /* a request is counted once while its survey can still be in a window */
-    sb_store_args_int(a, longest + cfg->allowed_lateness_ms + 2 * DAY_MS);
-    /* KPI event ids are kept until their day can no longer be in any window */
-    sb_store_args_int(a, longest + cfg->allowed_lateness_ms + 2 * DAY_MS);
-    sb_store_args_int(a, (int64_t)n_counters);
-    for (size_t i = 0; i < n_counters; i++) {
-        sb_store_args_str(a, counters[i].field);
-        sb_store_args_int(a, counters[i].n);
+    batch_begin(t, items, n);
+    return batch_attempts(t, items, n, counters, n_counters, now_ms, 0);
+}
+
+int sb_tally_apply_send(sb_tally_t *t, sb_tally_item_t *items, size_t n,
+                        const sb_sched_count_t *counters, size_t n_counters, int64_t now_ms)
+{
+    batch_begin(t, items, n);
+    batch_args(t, items, n, counters, n_counters, now_ms);
+    return sb_store_eval_send(t->store, t->apply, 0, t->args.argc, t->args.argv, t->args.lens);
+}
+
+int sb_tally_apply_recv(sb_tally_t *t, sb_tally_item_t *items, size_t n,
+                        const sb_sched_count_t *counters, size_t n_counters, int64_t now_ms)
+{
+    redisReply *r = NULL;
+    if (sb_store_pipeline_get(t->store, &r, 1) != 0) {
+        for (size_t i = 0; i < n; i++) items[i].result = 0;
+        return -1;
     }
-    sb_store_args_int(a, (int64_t)n);
-    for (size_t i = 0; i < n; i++) {
-        const sb_tally_item_t *it = &items[i];
-        char typ[2] = {it->type, 0};
-        sb_store_args_copy(a, typ, 1);
-        sb_store_args_str(a, it->id);
-        if (it->type == SB_TALLY_RESPONSE) {
-            sb_store_args_add(a, it->claim, it->claim_len);
-            sb_store_args_str(a, sb_kind_names[it->kind]);
-            sb_store_args_int(a, sb_tally_cell(0, (int)it->kind, it->score));
-            sb_store_args_int(a, it->ts_ms);
-            sb_store_args_str(a, it->alert ? it->alert : "");
-        } else if (it->type == SB_TALLY_REQUEST) {
-            sb_store_args_int(a, it->ts_ms);
-        } else {
-            sb_store_args_int(a, it->ts_ms);
-            if (it->has_frt) {
-                sb_store_args_int(a, it->frt_key);
-                sb_store_args_int(a, it->frt_ms);
-            } else {
-                sb_store_args_str(a, "");
-                sb_store_args_str(a, "");
-            }
-            if (it->has_art) {
-                sb_store_args_int(a, it->art_key);
-                sb_store_args_int(a, it->art_ms);
-            } else {
-                sb_store_args_str(a, "");
-                sb_store_args_str(a, "");
-            }
-            sb_store_args_str(a, it->fcr < 0 ? "-" : it->fcr ? "1" : "0");
-            sb_store_args_str(a, it->transferred < 0 ? "-" : it->transferred ? "1" : "0");
-        }
-        sb_store_args_int(a, (int64_t)it->n_slices);
-        for (size_t j = 0; j < it->n_slices; j++) sb_store_args_int(a, it->slices[j]);
-        if (it->type == SB_TALLY_KPI)
-            sb_store_args_int(a, it->day_ms ? it->day_ms
-                                            : sb_window_bucket_start(it->ts_ms, SB_WINDOW_DAY_MS));
-    }
-    redisReply *r = run(t, t->apply, "tally");
-    int rc = -1;
-    if (r && r->type == REDIS_REPLY_STRING && r->len == n) {
-        for (size_t i = 0; i < n; i++) items[i].result = r->str[i];
-        rc = 0;
-    } else if (r) {
-        sb_error("tally script returned an unexpected reply type=%d", r->type);
-    }
-    if (r) freeReplyObject(r);
-    return rc;
+    /* not applied (a claim made earlier, watermarks moved, the script not loaded): the
+     * synchronous attempts take over with what this one learned */
+    int rc = r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "NOSCRIPT", 8)
+                 ? (freeReplyObject(r), 0)
+                 : batch_reply(t, items, n, r);
+    return batch_attempts(t, items, n, counters, n_counters, now_ms, rc);
 }
 
 int sb_tally_alerts_done(sb_tally_t *t, const char *const *alerts, size_t n)
@@ -842,11 +1240,19 @@ size_t sb_tally_slice_names(const sb_config_t *cfg, const char (*vals)[SB_STR_MA
                             char (*names)[SB_TALLY_NAME_MAX])
 {
     size_t n = 0;
-    snprintf(names[n++], SB_TALLY_NAME_MAX, "all|all");
+    memcpy(names[n++], "all|all", sizeof "all|all");
     for (size_t i = 0; i < cfg->n_dimensions; i++) {
         sb_dim_t d = cfg->dimensions[i];
         if (d == SB_DIM_ALL || !vals[d][0]) continue;
-        snprintf(names[n++], SB_TALLY_NAME_MAX, "%s|%s", sb_dim_names[d], vals[d]);
+        /* "dim|value" cut to the buffer, as snprintf would (this runs per message) */
+        size_t a = strlen(sb_dim_names[d]), b = strnlen(vals[d], SB_STR_MAX);
+        if (a > SB_TALLY_NAME_MAX - 2) a = SB_TALLY_NAME_MAX - 2;
+        if (b > SB_TALLY_NAME_MAX - 2 - a) b = SB_TALLY_NAME_MAX - 2 - a;
+        char *o = names[n++];
+        memcpy(o, sb_dim_names[d], a);
+        o[a] = '|';
+        memcpy(o + a + 1, vals[d], b);
+        o[a + 1 + b] = '\0';
     }
     return n;
 }

@@ -72,10 +72,8 @@ typedef struct sb_tally_item {
                      * totals leaves it out */
     int64_t slices[SB_DIM__N];
     size_t n_slices;
-    /* response: the record value to claim it with (state 'a'), kind and score, and the
-     * alert to put in the outbox when it counts (NULL: none) */
-    const char *claim;
-    size_t claim_len;
+    /* response: kind and score, and the alert to put in the outbox when it counts (NULL:
+     * none) */
     sb_kind_t kind;
     int score;
     const char *alert;
@@ -90,15 +88,67 @@ typedef struct sb_tally_item {
     char result;
 } sb_tally_item_t;
 
-/* Counts a batch atomically: responses are claimed (the record's state becomes 'a', once),
+/* Counts a batch atomically: responses are claimed (the record's first byte, its state,
+ * becomes 'a', once; the rest of the record and its lifetime stay as they are),
  * requests and KPI events are deduplicated by id, and only what is new adds to its buckets
  * and windows; counters[] are added to P"stats:aggregator" in the same call, together with
- * the script's own (counted|<kind>, duplicate, requests, kpi_events, ...). Alerts of
- * counted responses enter P"alertq". Returns 0 (every items[i].result set), or -1 when
+ * the batch's own (counted|<kind>, duplicate, requests, kpi_events, ...). Alerts of
+ * counted responses enter P"alertq". An item repeated in the batch (same type and id) is
+ * a duplicate of its first occurrence. Returns 0 (every items[i].result set), or -1 when
  * Redis failed: nothing or everything was applied, and applying the same batch again is
- * harmless. */
+ * harmless.
+ *
+ * Cost: the additions are merged in C (sb_tally_plan) and the script claims each item with
+ * one command, then adds the merged sums with one command per key. It does so only when
+ * every claim is new and the windows' watermarks are the ones planned with; otherwise it
+ * undoes its claims and the batch is planned again with what it reported (a batch with
+ * duplicates from a redelivery costs two calls). */
 int sb_tally_apply(sb_tally_t *t, sb_tally_item_t *items, size_t n,
                    const sb_sched_count_t *counters, size_t n_counters, int64_t now_ms);
+
+/* sb_tally_apply in two halves, so that the caller can work while Redis runs the script:
+ * _send plans the batch and sends the script without waiting (0, or -1: nothing sent);
+ * _recv takes its answer and, when it did not apply (a claim already made, moved
+ * watermarks, the script not loaded), finishes the batch with the synchronous attempts.
+ * _recv returns what sb_tally_apply returns. Between the two, no other command may use the
+ * store, and items and counters must stay as they are. */
+int sb_tally_apply_send(sb_tally_t *t, sb_tally_item_t *items, size_t n,
+                        const sb_sched_count_t *counters, size_t n_counters, int64_t now_ms);
+int sb_tally_apply_recv(sb_tally_t *t, sb_tally_item_t *items, size_t n,
+                        const sb_sched_count_t *counters, size_t n_counters, int64_t now_ms);
+
+/* ---- planning a batch (pure, no I/O; sb_tally_apply uses it) ---- */
+
+/* What one addition of a batch adds to: a score cell (SB_TALLY_OP_CELL, cell index a), or a
+ * KPI field of slice a (b: the distribution key of the *_KEY fields). */
+enum {
+    SB_TALLY_OP_FRT_N, SB_TALLY_OP_FRT_SUM, SB_TALLY_OP_FRT_KEY,
+    SB_TALLY_OP_ART_N, SB_TALLY_OP_ART_SUM, SB_TALLY_OP_ART_KEY,
+    SB_TALLY_OP_FCR_N, SB_TALLY_OP_FCR_YES, SB_TALLY_OP_TR_N, SB_TALLY_OP_TR_YES,
+    SB_TALLY_OP_CELL
+};
+
+typedef struct sb_tally_op {
+    char target;   /* 'w' a window's running totals, 'b' a bucket */
+    int64_t width; /* the window's length ('w') or the bucket's width ('b'), ms */
+    int64_t start; /* the bucket's start ('b'); 0 for 'w' */
+    int code;      /* SB_TALLY_OP_* */
+    int64_t a, b;
+    int64_t delta; /* never 0 */
+} sb_tally_op_t;
+
+/* The additions of the items i with use[i] (use NULL: all), when window k's totals hold the
+ * buckets from wm[k] on: an item adds to window k when its bucket of that window's width
+ * starts at or after wm[k], and then to that bucket too (a bucket shared by two windows
+ * gets the item once). Equal targets are merged, zero sums dropped, and the result sorted
+ * by (target, width, start, cells before KPI fields, a, code, b). Returns the count and
+ * *out (malloc'd, the caller frees). */
+size_t sb_tally_plan(const sb_config_t *cfg, const int64_t *wm, const sb_tally_item_t *items,
+                     const bool *use, size_t n, sb_tally_op_t **out);
+
+/* The op's BITFIELD offset ("#<cell>") or KPI hash field ("<slice>:fn", "<slice>:f:<key>",
+ * ...; see sb_tally_kpi_field). Returns snprintf's count, or -1 for an unknown code. */
+int sb_tally_op_field(const sb_tally_op_t *op, char *buf, size_t len);
 
 /* Removes published alerts from the outbox (one command). Returns 0 or -1. */
 int sb_tally_alerts_done(sb_tally_t *t, const char *const *alerts, size_t n);

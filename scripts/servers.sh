@@ -40,6 +40,55 @@ mib_of() { awk -v f="$2:" '$1 == f {printf "%.1f", $2 / 1024}' "/proc/$1/status"
 fmt() { sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$1"; } # 1234567 -> 1,234,567
 met() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN{ok = op == "ge" ? v >= t : v <= t; print ok ? "met" : "MISSED"}'; }
 CLK=$(getconf CLK_TCK)
+
+# aof_settle: rewrites the AOF now and waits for the rewrite to end, so that a rewrite set off
+# by a benchmark's own preparation (bulk writes) does not run, on a third core's worth of CPU,
+# during the phase that follows
+aof_settle() {
+    for _ in $(seq 600); do
+        [ "$(rinfo persistence aof_rewrite_in_progress)" = 0 ] &&
+            [ "$(rinfo persistence aof_rewrite_scheduled)" = 0 ] && break
+        sleep 0.1
+    done
+    rcli bgrewriteaof >/dev/null
+    sleep 0.1
+    for _ in $(seq 600); do
+        [ "$(rinfo persistence aof_rewrite_in_progress)" = 0 ] &&
+            [ "$(rinfo persistence aof_rewrite_scheduled)" = 0 ] && return 0
+        sleep 0.1
+    done
+    die "redis AOF rewrite did not finish in 60 s"
+}
+
+# perf_start PHASE NAME=PID...: with BENCH_PERF=1 (or dwarf, for full call graphs) records the
+# processes into $TMP/perf.PHASE.NAME.data until perf_stop PHASE, which prints each one's top
+# libraries and symbols on stderr. Without BENCH_PERF both do nothing.
+PERF_PIDS="" PERF_NAMES=""
+perf_start() {
+    [ "${BENCH_PERF:-0}" != 0 ] || return 0
+    local phase=$1 cg=-g x; shift
+    [ "$BENCH_PERF" = dwarf ] && cg="--call-graph=dwarf,16384"
+    PERF_PIDS="" PERF_NAMES=""
+    for x in "$@"; do
+        perf record -F 999 $cg -p "${x#*=}" -o "$TMP/perf.$phase.${x%%=*}.data" >/dev/null 2>&1 &
+        PERF_PIDS="$PERF_PIDS $!" PERF_NAMES="$PERF_NAMES ${x%%=*}"
+    done
+    BG_PIDS="$BG_PIDS $PERF_PIDS"
+}
+perf_stop() {
+    [ "${BENCH_PERF:-0}" != 0 ] || return 0
+    local p w
+    for p in $PERF_PIDS; do kill -INT "$p" 2>/dev/null || true; done
+    for p in $PERF_PIDS; do wait "$p" 2>/dev/null || true; done
+    for w in $PERF_NAMES; do
+        { perf report -i "$TMP/perf.$1.$w.data" --no-children --sort dso --stdio -g none 2>/dev/null |
+            grep '%' | grep -v '^#' | head -8
+          perf report -i "$TMP/perf.$1.$w.data" --no-children --sort dso,sym --stdio -g none 2>/dev/null |
+            grep '%' | grep -v '^#' | head -25; } >"$TMP/perf.$1.$w.txt" || true
+        echo "--- perf ($1, $w): self time by library, then by symbol" >&2
+        cat "$TMP/perf.$1.$w.txt" >&2
+    done
+}
 T_START=$(date +%s.%N)
 
 # start_servers TOPICS: redis-server (AOF, fsync every second) and devkafka; sets REDIS_PORT, BOOT

@@ -47,6 +47,23 @@ typedef struct alert_msg {
 /* Removes the confirmed alerts from the outbox (main thread). Returns 0 or -1 (kept). */
 int alert_sink_flush(alert_sink_t *s, sb_tally_t *t);
 
+/* One batch from parsing to its end. Two can be in flight: one whose script Redis runs
+ * while the next one is parsed. */
+typedef struct ibatch {
+    const in_msg_t *msgs; /* = in */
+    in_msg_t *in;
+    size_t n, ni, cap;
+    int64_t now;
+    bool busy; /* in hand, from ingest_parse to ingest_end */
+    bool sent; /* its tally script went out without waiting for the answer */
+    struct work *w;
+    sb_tally_item_t *items, *kpi;
+    struct counts *cs;
+    struct sb_event *ev;
+    const char **argv;
+    char (*keys)[300];
+} ibatch_t;
+
 /* What one ingesting thread owns. */
 typedef struct ingest {
     const sb_config_t *cfg;
@@ -56,10 +73,7 @@ typedef struct ingest {
     sb_mqtt_t *mqtt_pub;           /* alerts; NULL when MQTT is off (shared, thread-safe) */
     sb_wait_t wait;
     alert_sink_t *sink; /* shared */
-    /* work buffers reused from batch to batch (a message's state is a few KiB) */
-    struct work *w;
-    sb_tally_item_t *items, *kpi;
-    size_t cap;
+    ibatch_t b[2];      /* work buffers, reused from batch to batch */
 } ingest_t;
 
 /* Releases an ingest context's work buffers. */
@@ -70,6 +84,21 @@ void ingest_free_buffers(ingest_t *ig);
  * and alerts are then published and confirmed. Returns 0 once every effect is durable (the
  * caller may commit), -1 to retry the same batch (Redis or Kafka failed, or stopping). */
 int ingest_batch(ingest_t *ig, const in_msg_t *msgs, size_t n);
+
+/* The same in steps, for a caller that keeps two batches in hand:
+ *  ingest_parse: the checks that need no I/O (JSON, token, times), into a free one of the
+ *    two batch slots (msgs[] is copied; what it points to must live until ingest_end);
+ *  ingest_send: the survey records (one MGET), the checks that need them, and the tally
+ *    script sent without waiting. Returns 0, or -1 (nothing sent: run ingest_again);
+ *  ingest_finish: the script's answer, alerts, dead letters. Returns what ingest_batch does;
+ *  ingest_again: the whole batch once more, synchronously (after a failure);
+ *  ingest_end: frees the slot.
+ * Nothing else may use the store between ingest_send and ingest_finish. */
+ibatch_t *ingest_parse(ingest_t *ig, const in_msg_t *msgs, size_t n);
+int ingest_send(ingest_t *ig, ibatch_t *b);
+int ingest_finish(ingest_t *ig, ibatch_t *b);
+int ingest_again(ingest_t *ig, ibatch_t *b);
+void ingest_end(ingest_t *ig, ibatch_t *b);
 
 /* Kafka delivery callback of the aggregator's producers. */
 void aggregator_delivery(void *opaque, void *msg_opaque, int ok, const char *errstr);

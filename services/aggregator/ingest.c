@@ -52,8 +52,6 @@ typedef struct work {
     char survey_id[SB_STR_MAX + 1];
     int64_t ts;
     sb_record_t rec;
-    char *claim; /* owned */
-    size_t claim_len;
     char *alert; /* owned */
     int item;    /* index into items when state 'i' */
 } work_t;
@@ -373,12 +371,6 @@ static void check_record(ingest_t *ig, const in_msg_t *m, work_t *w, const redis
         dead(w, cs, "expired: answered %s, the survey expired %s", a, e);
         return;
     }
-    /* the claim: the same record with state 'a' (answered) */
-    w->claim = malloc(v->len);
-    if (!w->claim) abort();
-    memcpy(w->claim, v->str, v->len);
-    w->claim[0] = SB_REC_ANSWERED;
-    w->claim_len = v->len;
     const sb_config_t *cfg = ig->cfg;
     if (sb_stats_is_alert(w->rec.kind, w->resp.score, sc, cfg->alerts.nps_max,
                           cfg->alerts.csat_max, cfg->alerts.ces_hard_min, cfg->alerts.ces_hard_max))
@@ -453,84 +445,153 @@ static int publish_dead(ingest_t *ig, const in_msg_t *msgs, work_t *w, size_t n)
 
 void ingest_free_buffers(ingest_t *ig)
 {
-    free(ig->w);
-    free(ig->items);
-    free(ig->kpi);
-    ig->w = NULL, ig->items = NULL, ig->kpi = NULL, ig->cap = 0;
+    for (int k = 0; k < 2; k++) {
+        ibatch_t *b = &ig->b[k];
+        free(b->w);
+        free(b->items);
+        free(b->kpi);
+        free(b->cs);
+        free(b->ev);
+        free(b->argv);
+        free(b->keys);
+        free(b->in);
+        memset(b, 0, sizeof *b);
+    }
 }
 
-int ingest_batch(ingest_t *ig, const in_msg_t *msgs, size_t n)
+/* Step 1 for every message of the batch, into its own slot. */
+static void parse_all(ingest_t *ig, ibatch_t *b)
 {
-    int64_t now = sb_now_ms();
-    if (n > ig->cap) {
-        ingest_free_buffers(ig);
-        ig->w = malloc(n * sizeof *ig->w);
-        ig->items = malloc(n * sizeof *ig->items);
-        ig->kpi = malloc(n * sizeof *ig->kpi);
-        ig->cap = n;
+    b->ni = 0;
+    b->sent = false;
+    b->now = sb_now_ms();
+    b->cs->n = 0;
+    work_t *w = b->w;
+    for (size_t i = 0; i < b->n; i++) w[i].state = 0, w[i].alert = NULL;
+    for (size_t i = 0; i < b->n; i++)
+        parse_one(ig, &b->msgs[i], &w[i], b->ev, &b->kpi[i], b->cs, b->now);
+}
+
+ibatch_t *ingest_parse(ingest_t *ig, const in_msg_t *msgs, size_t n)
+{
+    ibatch_t *b = !ig->b[0].busy ? &ig->b[0] : !ig->b[1].busy ? &ig->b[1] : NULL;
+    if (!b) abort(); /* a caller with more than two batches in hand */
+    if (n > b->cap || !b->cs) {
+        size_t cap = n > b->cap ? n : b->cap;
+        free(b->w), free(b->items), free(b->kpi), free(b->argv), free(b->keys), free(b->in);
+        b->in = malloc((cap ? cap : 1) * sizeof *b->in);
+        b->w = malloc((cap ? cap : 1) * sizeof *b->w);
+        b->items = malloc((cap ? cap : 1) * sizeof *b->items);
+        b->kpi = malloc((cap ? cap : 1) * sizeof *b->kpi);
+        b->argv = malloc((cap + 1) * sizeof *b->argv);
+        b->keys = malloc((cap ? cap : 1) * sizeof *b->keys);
+        if (!b->cs) b->cs = malloc(sizeof *b->cs);
+        if (!b->ev) b->ev = malloc(sizeof *b->ev);
+        if (!b->in || !b->w || !b->items || !b->kpi || !b->argv || !b->keys || !b->cs || !b->ev)
+            abort();
+        b->cap = cap;
     }
-    work_t *w = ig->w;
-    sb_tally_item_t *items = ig->items, *kpi = ig->kpi;
-    for (size_t i = 0; i < n; i++) w[i].state = 0, w[i].claim = NULL, w[i].alert = NULL;
-    sb_event_t *ev = malloc(sizeof *ev);
-    counts_t *cs = calloc(1, sizeof *cs);
-    const char **argv = calloc(n + 1, sizeof *argv);
-    char (*keys)[300] = calloc(n ? n : 1, sizeof *keys);
-    if (!w || !items || !kpi || !ev || !cs || !argv || !keys) abort();
-    int rc = -1;
+    b->busy = true;
+    memcpy(b->in, msgs, n * sizeof *msgs);
+    b->msgs = b->in;
+    b->n = n;
+    parse_all(ig, b);
+    return b;
+}
 
-    for (size_t i = 0; i < n; i++) parse_one(ig, &msgs[i], &w[i], ev, &kpi[i], cs, now);
+void ingest_end(ingest_t *ig, ibatch_t *b)
+{
+    (void)ig;
+    b->busy = false;
+}
 
-    /* survey records of the responses and requests: one MGET */
-    size_t nk = 0;
-    argv[0] = "MGET";
+/* Step 2 and 3: the survey records (one MGET), the checks that need them, and the items
+ * with their slices. Returns 0 or -1 (Redis). */
+static int prepare(ingest_t *ig, ibatch_t *b)
+{
+    work_t *w = b->w;
+    size_t n = b->n, nk = 0;
+    b->argv[0] = "MGET";
     for (size_t i = 0; i < n; i++)
         if (w[i].state == 0) {
-            sb_store_key(ig->store, keys[nk], sizeof keys[nk], "s:%s", w[i].survey_id);
-            argv[1 + nk] = keys[nk];
+            sb_store_key(ig->store, b->keys[nk], sizeof b->keys[nk], "s:%s", w[i].survey_id);
+            b->argv[1 + nk] = b->keys[nk];
             nk++;
         }
     redisReply *recs = NULL;
     if (nk) {
-        recs = sb_store_cmdargv(ig->store, (int)(1 + nk), argv, NULL);
-        if (!recs || recs->type != REDIS_REPLY_ARRAY || recs->elements != nk) goto out;
+        recs = sb_store_cmdargv(ig->store, (int)(1 + nk), b->argv, NULL);
+        if (!recs) return -1;
+        if (recs->type != REDIS_REPLY_ARRAY || recs->elements != nk) {
+            freeReplyObject(recs);
+            return -1;
+        }
     }
     for (size_t i = 0, k = 0; i < n; i++)
-        if (w[i].state == 0) check_record(ig, &msgs[i], &w[i], recs->element[k++], cs);
+        if (w[i].state == 0) check_record(ig, &b->msgs[i], &w[i], recs->element[k++], b->cs);
+    if (recs) freeReplyObject(recs);
 
-    /* items, with their slices */
-    size_t ni = 0;
+    b->ni = 0;
     for (size_t i = 0; i < n; i++) {
-        sb_tally_item_t *it = &items[ni];
+        sb_tally_item_t *it = &b->items[b->ni];
         if (w[i].state == 'r' || w[i].state == 'q') {
             memset(it, 0, sizeof *it);
             it->type = w[i].state == 'r' ? SB_TALLY_RESPONSE : SB_TALLY_REQUEST;
             it->id = w[i].survey_id;
             it->ts_ms = w[i].ts;
-            it->claim = w[i].claim;
-            it->claim_len = w[i].claim_len;
             it->kind = w[i].rec.kind;
             it->score = w[i].resp.score;
             it->alert = w[i].alert;
-            if (slices_of(ig, (const char(*)[SB_STR_MAX + 1])w[i].rec.dim, it, cs)) goto out;
         } else if (w[i].state == 'k') {
-            *it = kpi[i];
+            *it = b->kpi[i];
             it->id = w[i].survey_id;
-            if (slices_of(ig, (const char(*)[SB_STR_MAX + 1])w[i].rec.dim, it, cs)) goto out;
         } else {
             continue;
         }
-        w[i].item = (int)ni++;
+        if (slices_of(ig, (const char(*)[SB_STR_MAX + 1])w[i].rec.dim, it, b->cs)) return -1;
+        w[i].item = (int)b->ni++;
     }
+    return 0;
+}
 
-    if (sb_tally_apply(ig->tally, items, ni, cs->c, cs->n, now) != 0) {
+int ingest_send(ingest_t *ig, ibatch_t *b)
+{
+    if (prepare(ig, b) != 0) return -1;
+    if (sb_tally_apply_send(ig->tally, b->items, b->ni, b->cs->c, b->cs->n, b->now) != 0)
+        return -1;
+    b->sent = true;
+    return 0;
+}
+
+/* Frees what the batch's messages own (alerts not handed over). */
+static void batch_release(ibatch_t *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        free(b->w[i].alert);
+        b->w[i].alert = NULL;
+    }
+}
+
+int ingest_finish(ingest_t *ig, ibatch_t *b)
+{
+    work_t *w = b->w;
+    size_t n = b->n;
+    int rc = -1;
+    if (b->sent) {
+        b->sent = false;
+        rc = sb_tally_apply_recv(ig->tally, b->items, b->ni, b->cs->c, b->cs->n, b->now);
+    } else {
+        rc = sb_tally_apply(ig->tally, b->items, b->ni, b->cs->c, b->cs->n, b->now);
+    }
+    if (rc != 0) {
         sb_warn("tally batch failed, will retry err=\"%s\"", ig->store->errstr);
-        goto out;
+        batch_release(b);
+        return -1;
     }
     /* claims lost to a race since the MGET */
     for (size_t i = 0; i < n; i++) {
         if (w[i].state != 'r') continue;
-        char r = items[w[i].item].result;
+        char r = b->items[w[i].item].result;
         if (r == 'u')
             snprintf(w[i].reason, sizeof w[i].reason,
                      "unknown_survey: no survey %s (its record expired)", w[i].survey_id),
@@ -540,17 +601,34 @@ int ingest_batch(ingest_t *ig, const in_msg_t *msgs, size_t n)
                      "not_sent: survey %s was cancelled or suppressed", w[i].survey_id),
                 w[i].state = 'd';
     }
-    publish_alerts(ig, w, n, items);
-    rc = publish_dead(ig, msgs, w, n);
-out:
-    if (recs) freeReplyObject(recs);
-    for (size_t i = 0; i < n; i++) {
-        free(w[i].claim);
-        free(w[i].alert);
+    publish_alerts(ig, w, n, b->items);
+    rc = publish_dead(ig, b->msgs, w, n);
+    batch_release(b);
+    return rc;
+}
+
+/* A parsed batch, synchronously to its end. */
+static int run_sync(ingest_t *ig, ibatch_t *b)
+{
+    b->sent = false;
+    if (prepare(ig, b) != 0) {
+        sb_warn("tally batch failed, will retry err=\"%s\"", ig->store->errstr);
+        batch_release(b);
+        return -1;
     }
-    free(ev);
-    free(cs);
-    free(argv);
-    free(keys);
+    return ingest_finish(ig, b);
+}
+
+int ingest_again(ingest_t *ig, ibatch_t *b)
+{
+    parse_all(ig, b);
+    return run_sync(ig, b);
+}
+
+int ingest_batch(ingest_t *ig, const in_msg_t *msgs, size_t n)
+{
+    ibatch_t *b = ingest_parse(ig, msgs, n);
+    int rc = run_sync(ig, b);
+    ingest_end(ig, b);
     return rc;
 }

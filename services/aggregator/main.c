@@ -137,25 +137,54 @@ static char stream_of(const sb_config_t *cfg, const char *topic)
     return STREAM_INTERACTION;
 }
 
-static int process(void *opaque, const sb_kafka_msg_t *msgs, const char (*src)[512], size_t n)
+/* The Kafka batch stages (sb_service_consume_pipelined) over ingest.c's steps. */
+static void *stage_parse(void *opaque, const sb_kafka_msg_t *msgs, const char (*src)[512],
+                         size_t n)
 {
     agg_t *a = opaque;
-    in_msg_t *in = malloc(n * sizeof *in);
+    in_msg_t *in = malloc((n ? n : 1) * sizeof *in);
     if (!in) abort();
     for (size_t i = 0; i < n; i++)
         in[i] = (in_msg_t){msgs[i].payload, msgs[i].len, src[i], NULL,
                            stream_of(a->cfg, msgs[i].topic)};
-    int rc = ingest_batch(&a->kin, in, n);
+    ibatch_t *b = ingest_parse(&a->kin, in, n);
     free(in);
-    return rc;
+    return b;
 }
 
-static void consume_once(agg_t *a, int timeout_ms)
+static int stage_send(void *opaque, void *b)
 {
-    int64_t us = 0;
-    if (sb_service_consume(a->consumer, a->kin.store, (size_t)a->cfg->tuning.batch, timeout_ms,
-                           process, a, &us) > 0)
-        sb_http_latency_observe(&a->batch, us);
+    return ingest_send(&((agg_t *)opaque)->kin, b);
+}
+
+static int stage_finish(void *opaque, void *b)
+{
+    return ingest_finish(&((agg_t *)opaque)->kin, b);
+}
+
+static int stage_again(void *opaque, void *b)
+{
+    return ingest_again(&((agg_t *)opaque)->kin, b);
+}
+
+static void stage_end(void *opaque, void *b)
+{
+    ingest_end(&((agg_t *)opaque)->kin, b);
+}
+
+static void observe_batch(void *obs, int64_t us)
+{
+    sb_http_latency_observe(obs, us);
+}
+
+/* Batches for up to budget_ms while messages keep coming (two in hand: Redis counts one
+ * while the next is parsed), then back to the loop's other duties. */
+static void consume_for(agg_t *a, int timeout_ms, int budget_ms)
+{
+    static const sb_service_stages_t stages = {stage_parse, stage_send, stage_finish,
+                                               stage_again, stage_end};
+    sb_service_consume_pipelined(a->consumer, a->kin.store, (size_t)a->cfg->tuning.batch,
+                                 timeout_ms, budget_ms, &stages, a, observe_batch, &a->batch);
 }
 
 static void run(agg_t *a)
@@ -166,7 +195,7 @@ static void run(agg_t *a)
         if (wait < 0) wait = 0;
         if (wait > a->cfg->tuning.batch_ms) wait = a->cfg->tuning.batch_ms;
         if (a->consumer)
-            consume_once(a, (int)wait);
+            consume_for(a, (int)wait, (int)(next_pub - sb_mono_ms()));
         else
             sb_service_sleep((int)wait);
         if (sb_mono_ms() >= next_pub) {

@@ -220,7 +220,7 @@ static int64_t rnd_in(int64_t lo, int64_t hi) /* lo..hi inclusive */
 /* ---------------------------------------------------------------- items */
 
 /* Writes survey record id in state `state` and returns the stored value (kept); *claim is
- * the same value with state 'a', the bytes a response claims it with. */
+ * the same value with state 'a', what a claim leaves in Redis. */
 static const char *put_record(const char *id, char state, sb_kind_t kind, const char **claim,
                               size_t *len)
 {
@@ -272,15 +272,7 @@ static sb_tally_item_t resp(const char *id, char state, int64_t ts, const int64_
     it.kind = kind;
     it.score = score;
     it.alert = alert;
-    if (state) {
-        put_record(id, state, kind, &it.claim, &it.claim_len);
-    } else { /* no record: claim with a value of the right shape anyway */
-        sb_record_t r;
-        memset(&r, 0, sizeof r);
-        r.state = SB_REC_ANSWERED;
-        r.kind = kind;
-        it.claim = keep(sb_record_encode(&r, &it.claim_len));
-    }
+    if (state) put_record(id, state, kind, NULL, NULL);
     return it;
 }
 
@@ -751,6 +743,10 @@ START_TEST(exactly_once)
     sb_tally_item_t it[14];
     size_t n = 0;
     it[n++] = resp("r-fired", SB_REC_FIRED, now - 5 * MIN, sl, 2, SB_KIND_CSAT, 5, NULL);
+    const char *claimed; /* r-fired's record as a claim leaves it: state 'a', the rest kept */
+    size_t claimed_len;
+    put_record("r-fired", SB_REC_FIRED, SB_KIND_CSAT, &claimed, &claimed_len);
+    ck_assert_int_eq(num("PEXPIRE", key("s:r-fired"), "3600000", NULL), 1);
     it[n++] = resp("r-pending", SB_REC_PENDING, now - 6 * MIN, sl, 2, SB_KIND_NPS, 9, NULL);
     it[n++] = resp("r-expired", SB_REC_EXPIRED, now - 3 * HOUR, sl, 1, SB_KIND_CES, 2, NULL);
     it[n++] = resp("r-missing", 0, now - 5 * MIN, sl, 2, SB_KIND_CSAT, 1, NULL);
@@ -782,9 +778,12 @@ START_TEST(exactly_once)
     /* the claimed records hold the claim value now; the others are unchanged */
     r = cmd("GET", key("s:r-fired"), NULL);
     ck_assert_int_eq(r->type, REDIS_REPLY_STRING);
-    ck_assert_uint_eq(r->len, it[0].claim_len);
-    ck_assert(memcmp(r->str, it[0].claim, r->len) == 0);
+    ck_assert_uint_eq(r->len, claimed_len);
+    ck_assert(memcmp(r->str, claimed, r->len) == 0);
     ck_assert_int_eq(r->str[0], SB_REC_ANSWERED);
+    freeReplyObject(r);
+    r = cmd("PTTL", key("s:r-fired"), NULL);
+    ck_assert_int_gt(r->integer, 3500000); /* its lifetime is kept */
     freeReplyObject(r);
     r = cmd("GET", key("s:r-cancelled"), NULL);
     ck_assert_int_eq(r->type, REDIS_REPLY_STRING);
@@ -926,6 +925,46 @@ START_TEST(future_within_lateness)
     check_all(now + 30 * MIN, "future +30m", NULL);
     read_path(now + 80 * MIN, "....", "future +80m");
     read_path(now + 2 * DAY, "rrrr", "future +2d");
+    env_close();
+}
+END_TEST
+
+/* Two instances whose clocks differ by 20 min. The one behind plans its batch with the
+ * watermarks its own clock gives, the script finds the windows further on (the other
+ * instance moved them) and the batch is planned again with the real ones: what is behind
+ * the 1h window's watermark counts only in the longer windows, exactly once. */
+START_TEST(skewed_clocks)
+{
+    env_open("t3s:", "");
+    register_slices();
+    int64_t all[1] = {SL[0]};
+    int64_t ahead = T0 + 3 * HOUR + 20 * MIN, behind = T0 + 3 * HOUR;
+    sb_tally_item_t it[2];
+    it[0] = resp("x", SB_REC_FIRED, ahead - MIN, all, 1, SB_KIND_CSAT, 4, NULL);
+    apply(it, 1, ahead, "c");
+    /* the 1h window now starts at ahead - 59 min = T0 + 2h21m */
+    ck_assert_int_eq(num("HGET", key("wm"), fmt("%lld", (long long)HOUR), NULL),
+                     T0 + 2 * HOUR + 21 * MIN);
+    sb_tally_t *t2 = sb_tally_new(E.st, E.cfg);
+    /* T0 + 2h10m: in the 1h window as of `behind`, but behind the watermark; T0 + 2h55m: in */
+    it[0] = resp("y", SB_REC_FIRED, behind - 50 * MIN, all, 1, SB_KIND_CSAT, 2, NULL);
+    it[1] = resp("z", SB_REC_FIRED, behind - 5 * MIN, all, 1, SB_KIND_CSAT, 5, NULL);
+    ck_assert_int_eq(sb_tally_apply(t2, it, 2, NULL, 0, behind), 0);
+    ck_assert_int_eq(it[0].result, 'c');
+    ck_assert_int_eq(it[1].result, 'c');
+    model_add(&it[0]);
+    model_add(&it[1]);
+    sb_tally_free(t2);
+    sb_tally_snapshot_t s;
+    check_all(ahead, "skewed", &s);
+    /* by hand: 1h holds x and z (2 responses), 24h also y (3) */
+    sb_metric_value_t v;
+    sb_tally_metric(&s.w[0], SL[0], SB_METRIC_CSAT, E.cfg, &v);
+    ck_assert_uint_eq(v.count, 2);
+    sb_tally_metric(&s.w[1], SL[0], SB_METRIC_CSAT, E.cfg, &v);
+    ck_assert_uint_eq(v.count, 3);
+    sb_tally_snapshot_free(&s);
+    read_path(ahead + 2 * HOUR, "r...", "skewed +2h"); /* 1h: 2 h behind, rebuilt */
     env_close();
 }
 END_TEST
@@ -1104,6 +1143,7 @@ int main(void)
     tcase_add_test(tc, exactly_once);
     tcase_add_test(tc, late_within_lateness);
     tcase_add_test(tc, future_within_lateness);
+    tcase_add_test(tc, skewed_clocks);
     tcase_add_test(tc, alerts_outbox);
     tcase_add_test(tc, leader_lease);
     tcase_add_test(tc, slice_registry_cap);

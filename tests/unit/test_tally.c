@@ -727,6 +727,141 @@ START_TEST(names_configured)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- batch plan */
+
+#define PM INT64_C(60000)
+#define PH INT64_C(3600000)
+
+static sb_tally_item_t plan_resp(int64_t ts, const int64_t *sl, size_t ns, sb_kind_t kind,
+                                 int score)
+{
+    sb_tally_item_t it;
+    memset(&it, 0, sizeof it);
+    it.type = SB_TALLY_RESPONSE;
+    it.id = "x";
+    it.ts_ms = ts;
+    memcpy(it.slices, sl, ns * sizeof *sl);
+    it.n_slices = ns;
+    it.kind = kind;
+    it.score = score;
+    return it;
+}
+
+static void expect_op(const sb_tally_op_t *op, char target, int64_t width, int64_t start,
+                      int code, int64_t a, int64_t b, int64_t delta)
+{
+    ck_assert_int_eq(op->target, target);
+    ck_assert_int_eq(op->width, width);
+    ck_assert_int_eq(op->start, start);
+    ck_assert_int_eq(op->code, code);
+    ck_assert_int_eq(op->a, a);
+    ck_assert_int_eq(op->b, b);
+    ck_assert_int_eq(op->delta, delta);
+}
+
+/* Windows 1h (minute buckets) and 24h (hour buckets), base an hour boundary, watermarks
+ * base + 10 min (1h) and base - 23 h (24h). Worked by hand:
+ *  A csat 4 at base+20m05s, slices 1 and 4: cells 1*34+4 = 38 and 4*34+4 = 140
+ *  B csat 4 at base+20m40s, slice 1: cell 38 (same minute as A)
+ *  C nps 9 at base+5m, slice 1: cell 34+22+9 = 65; its minute is behind the 1h watermark,
+ *    so it counts in 24h and the hour bucket only (and its minute bucket is not written)
+ *  D request at base+30m, slice 4: cell 4*34+33 = 169
+ *  E KPI at base+20m01s, slice 1: frt 30.5 s (key 30), fcr no (c1 0: dropped), one transfer
+ *  F excluded by use[]. */
+START_TEST(plan_merges_by_target)
+{
+    sb_config_t *c = load("{\"dev\":true,\"windows\":[\"1h\",\"24h\"]}");
+    const int64_t base = 100 * PH, s1[] = {1}, s14[] = {1, 4}, s4[] = {4};
+    sb_tally_item_t it[6];
+    it[0] = plan_resp(base + 20 * PM + 5000, s14, 2, SB_KIND_CSAT, 4);
+    it[1] = plan_resp(base + 20 * PM + 40000, s1, 1, SB_KIND_CSAT, 4);
+    it[2] = plan_resp(base + 5 * PM, s1, 1, SB_KIND_NPS, 9);
+    it[3] = plan_resp(base + 30 * PM, s4, 1, SB_KIND_CSAT, 0);
+    it[3].type = SB_TALLY_REQUEST;
+    it[4] = plan_resp(base + 20 * PM + 1000, s1, 1, SB_KIND_CSAT, 0);
+    it[4].type = SB_TALLY_KPI;
+    it[4].has_frt = true, it[4].frt_key = 30, it[4].frt_ms = 30500;
+    it[4].fcr = 0, it[4].transferred = 1;
+    it[5] = plan_resp(base + 20 * PM, s1, 1, SB_KIND_CSAT, 10);
+    bool use[6] = {true, true, true, true, true, false};
+    const int64_t wm[2] = {base + 10 * PM, base - 23 * PH};
+    sb_tally_op_t *ops;
+    size_t n = sb_tally_plan(c, wm, it, use, 6, &ops);
+    ck_assert_uint_eq(n, 8 + 1 + 10 + 9 + 10);
+    const sb_tally_op_t *o = ops;
+    /* bucket: minute base+20m (A, B, E) */
+    expect_op(o++, 'b', PM, base + 20 * PM, SB_TALLY_OP_CELL, 38, 0, 2);
+    expect_op(o++, 'b', PM, base + 20 * PM, SB_TALLY_OP_CELL, 140, 0, 1);
+    expect_op(o++, 'b', PM, base + 20 * PM, SB_TALLY_OP_FRT_N, 1, 0, 1);
+    expect_op(o++, 'b', PM, base + 20 * PM, SB_TALLY_OP_FRT_SUM, 1, 0, 30500);
+    expect_op(o++, 'b', PM, base + 20 * PM, SB_TALLY_OP_FRT_KEY, 1, 30, 1);
+    expect_op(o++, 'b', PM, base + 20 * PM, SB_TALLY_OP_FCR_N, 1, 0, 1);
+    expect_op(o++, 'b', PM, base + 20 * PM, SB_TALLY_OP_TR_N, 1, 0, 1);
+    expect_op(o++, 'b', PM, base + 20 * PM, SB_TALLY_OP_TR_YES, 1, 0, 1);
+    /* bucket: minute base+30m (D) */
+    expect_op(o++, 'b', PM, base + 30 * PM, SB_TALLY_OP_CELL, 169, 0, 1);
+    /* bucket: hour base (all five) */
+    expect_op(o++, 'b', PH, base, SB_TALLY_OP_CELL, 38, 0, 2);
+    expect_op(o++, 'b', PH, base, SB_TALLY_OP_CELL, 65, 0, 1);
+    expect_op(o++, 'b', PH, base, SB_TALLY_OP_CELL, 140, 0, 1);
+    expect_op(o++, 'b', PH, base, SB_TALLY_OP_CELL, 169, 0, 1);
+    for (int k = 0; k < 6; k++) ck_assert(o[k].code != SB_TALLY_OP_CELL && o[k].start == base);
+    o += 6;
+    /* window 1h: A, B, D, E */
+    expect_op(o++, 'w', PH, 0, SB_TALLY_OP_CELL, 38, 0, 2);
+    expect_op(o++, 'w', PH, 0, SB_TALLY_OP_CELL, 140, 0, 1);
+    expect_op(o++, 'w', PH, 0, SB_TALLY_OP_CELL, 169, 0, 1);
+    expect_op(o++, 'w', PH, 0, SB_TALLY_OP_FRT_N, 1, 0, 1);
+    o += 5;
+    /* window 24h: everything */
+    expect_op(o++, 'w', 24 * PH, 0, SB_TALLY_OP_CELL, 38, 0, 2);
+    expect_op(o++, 'w', 24 * PH, 0, SB_TALLY_OP_CELL, 65, 0, 1);
+    expect_op(o++, 'w', 24 * PH, 0, SB_TALLY_OP_CELL, 140, 0, 1);
+    expect_op(o++, 'w', 24 * PH, 0, SB_TALLY_OP_CELL, 169, 0, 1);
+    expect_op(o + 5, 'w', 24 * PH, 0, SB_TALLY_OP_TR_YES, 1, 0, 1);
+
+    char f[64];
+    ck_assert_int_eq(sb_tally_op_field(&ops[0], f, sizeof f), 3);
+    ck_assert_str_eq(f, "#38");
+    ck_assert_int_gt(sb_tally_op_field(&ops[2], f, sizeof f), 0);
+    ck_assert_str_eq(f, "1:fn");
+    ck_assert_int_gt(sb_tally_op_field(&ops[4], f, sizeof f), 0);
+    ck_assert_str_eq(f, "1:f:30");
+    ck_assert_int_gt(sb_tally_op_field(&ops[7], f, sizeof f), 0);
+    ck_assert_str_eq(f, "1:t1");
+    sb_tally_op_t bad = ops[0];
+    bad.code = 99;
+    ck_assert_int_eq(sb_tally_op_field(&bad, f, sizeof f), -1);
+    free(ops);
+    sb_config_free(c);
+}
+END_TEST
+
+/* 24h and 7d share hour buckets: an item in both windows adds to its bucket once; an item
+ * behind the 24h watermark but not the 7d one still adds to the bucket (7d reads it). */
+START_TEST(plan_shared_bucket_once)
+{
+    sb_config_t *c = load("{\"dev\":true,\"windows\":[\"24h\",\"7d\"]}");
+    const int64_t base = 1000 * PH, s2[] = {2};
+    sb_tally_item_t it[2];
+    it[0] = plan_resp(base + 5 * PM, s2, 1, SB_KIND_CES, 3);     /* cell 68+11+3 = 82 */
+    it[1] = plan_resp(base - 30 * PH, s2, 1, SB_KIND_CES, 3);    /* behind 24h */
+    const int64_t wm[2] = {base - 23 * PH, base - 6 * 24 * PH - 23 * PH};
+    sb_tally_op_t *ops;
+    size_t n = sb_tally_plan(c, wm, it, NULL, 2, &ops);
+    ck_assert_uint_eq(n, 4);
+    expect_op(&ops[0], 'b', PH, base - 30 * PH, SB_TALLY_OP_CELL, 82, 0, 1);
+    expect_op(&ops[1], 'b', PH, base, SB_TALLY_OP_CELL, 82, 0, 1);
+    expect_op(&ops[2], 'w', 24 * PH, 0, SB_TALLY_OP_CELL, 82, 0, 1);
+    expect_op(&ops[3], 'w', 7 * 24 * PH, 0, SB_TALLY_OP_CELL, 82, 0, 2);
+    free(ops);
+    /* nothing to add: no ops */
+    ck_assert_uint_eq(sb_tally_plan(c, wm, it, NULL, 0, &ops), 0);
+    free(ops);
+    sb_config_free(c);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("tally");
@@ -762,6 +897,11 @@ int main(void)
     tcase_add_test(tn, names_default);
     tcase_add_test(tn, names_configured);
     suite_add_tcase(s, tn);
+
+    TCase *tp = tcase_create("plan");
+    tcase_add_test(tp, plan_merges_by_target);
+    tcase_add_test(tp, plan_shared_bucket_once);
+    suite_add_tcase(s, tp);
 
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
