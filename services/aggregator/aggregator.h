@@ -59,7 +59,7 @@ typedef struct ibatch {
     struct work *w;
     sb_tally_item_t *items, *kpi;
     struct counts *cs;
-    struct sb_event *ev;
+    struct scratch *x; /* decoding space */
     const char **argv;
     char (*keys)[300];
 } ibatch_t;

@@ -44,17 +44,45 @@ static void countf(counts_t *cs, const char *prefix, const char *what)
     count(cs, f);
 }
 
-/* Per message working state. */
+/* Per message working state, kept small (a batch of them stays in memory, two batches at a
+ * time): the decoded response and record live in per-batch scratch space, and only what
+ * later steps need is copied here. */
 typedef struct work {
     char state;   /* 0 pending; 'd' dead; 's' skipped (counted in counters); 'i' an item */
     char reason[240];
-    sb_survey_response_t resp;
     char survey_id[SB_STR_MAX + 1];
     int64_t ts;
-    sb_record_t rec;
-    char *alert; /* owned */
-    int item;    /* index into items when state 'i' */
+    int score;
+    sb_kind_t kind;
+    char *comment; /* owned; NULL: none */
+    char *names;   /* owned: the slice names "dim|value", each NUL-terminated */
+    size_t n_names;
+    char *alert;   /* owned */
+    int item;      /* index into items when state 'i' */
 } work_t;
+
+/* Decoding space of a batch, reused message after message. */
+typedef struct scratch {
+    sb_survey_response_t resp;
+    sb_record_t rec;
+    sb_event_t ev;
+} scratch_t;
+
+/* The slice names of dimension values, packed into w->names. */
+static void keep_names(const sb_config_t *cfg, work_t *w, const char (*vals)[SB_STR_MAX + 1])
+{
+    char names[SB_DIM__N][SB_TALLY_NAME_MAX];
+    size_t n = sb_tally_slice_names(cfg, vals, names), len = 0;
+    for (size_t i = 0; i < n; i++) len += strlen(names[i]) + 1;
+    char *p = w->names = malloc(len ? len : 1);
+    if (!p) abort();
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(names[i]) + 1;
+        memcpy(p, names[i], l);
+        p += l;
+    }
+    w->n_names = n;
+}
 
 static void dead(work_t *w, counts_t *cs, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -130,9 +158,8 @@ int alert_sink_flush(alert_sink_t *s, sb_tally_t *t)
 }
 
 /* The alert of a counted response (SPEC §4), or NULL. */
-static char *alert_json(const sb_config_t *cfg, const work_t *w)
+static char *alert_json(const sb_config_t *cfg, const work_t *w, const sb_record_t *r)
 {
-    const sb_record_t *r = &w->rec;
     const char *type = sb_stats_alert_type(r->kind);
     json_t *o = json_object(), *dims = json_object();
     char when[32];
@@ -143,9 +170,8 @@ static char *alert_json(const sb_config_t *cfg, const work_t *w)
     json_object_set_new(o, "interaction_id", json_string(r->interaction_id));
     json_object_set_new(o, "journey", json_string(r->journey));
     json_object_set_new(o, "kind", json_string(sb_kind_names[r->kind]));
-    json_object_set_new(o, "score", json_integer(w->resp.score));
-    json_object_set_new(o, "comment",
-                        w->resp.has_comment ? json_string(w->resp.comment) : json_null());
+    json_object_set_new(o, "score", json_integer(w->score));
+    json_object_set_new(o, "comment", w->comment ? json_string(w->comment) : json_null());
     json_object_set_new(o, "answered_at", json_string(when));
     for (size_t i = 0; i < cfg->n_dimensions; i++) {
         sb_dim_t d = cfg->dimensions[i];
@@ -157,21 +183,20 @@ static char *alert_json(const sb_config_t *cfg, const work_t *w)
     return s;
 }
 
-/* Resolves the slices of one item from its dimension values. Returns 0 or -1 (Redis). */
-static int slices_of(ingest_t *ig, const char (*vals)[SB_STR_MAX + 1], sb_tally_item_t *it,
-                     counts_t *cs)
+/* Resolves the slices of one item from its slice names. Returns 0 or -1 (Redis). */
+static int slices_of(ingest_t *ig, const work_t *w, sb_tally_item_t *it, counts_t *cs)
 {
-    char names[SB_DIM__N][SB_TALLY_NAME_MAX];
-    const char *ptr[SB_DIM__N];
+    const char *ptr[SB_DIM__N] = {0};
     bool capped[SB_DIM__N];
-    size_t n = sb_tally_slice_names(ig->cfg, vals, names);
-    for (size_t i = 0; i < n; i++) ptr[i] = names[i];
+    size_t n = w->n_names < SB_DIM__N ? w->n_names : SB_DIM__N;
+    const char *p = w->names;
+    for (size_t i = 0; i < n; i++, p += strlen(p) + 1) ptr[i] = p;
     if (sb_tally_slices(ig->tally, ptr, n, it->slices, capped) != 0) return -1;
     it->n_slices = n;
     for (size_t i = 0; i < n; i++)
         if (capped[i]) {
             char dim[SB_TALLY_NAME_MAX];
-            snprintf(dim, sizeof dim, "%.*s", (int)strcspn(names[i], "|"), names[i]);
+            snprintf(dim, sizeof dim, "%.*s", (int)strcspn(ptr[i], "|"), ptr[i]);
             countf(cs, "capped|", dim);
         }
     return 0;
@@ -206,22 +231,24 @@ static void event_dims(const sb_event_t *ev, char (*vals)[SB_STR_MAX + 1])
 }
 
 /* Step 1: parse and check what needs no Redis. */
-static void parse_one(ingest_t *ig, const in_msg_t *m, work_t *w, sb_event_t *ev,
+static void parse_one(ingest_t *ig, const in_msg_t *m, work_t *w, scratch_t *x,
                       sb_tally_item_t *it, counts_t *cs, int64_t now)
 {
     const sb_config_t *cfg = ig->cfg;
     char err[200];
     if (m->stream == STREAM_RESPONSE) {
         count(cs, "consumed|responses");
-        if (sb_survey_response_decode(m->payload, m->len, m->device_id, &w->resp, err,
+        sb_survey_response_t *resp = &x->resp;
+        if (sb_survey_response_decode(m->payload, m->len, m->device_id, resp, err,
                                       sizeof err) != 0) {
             dead(w, cs, "%s", err);
             return;
         }
-        snprintf(w->survey_id, sizeof w->survey_id, "%s", w->resp.survey_id);
-        w->ts = w->resp.has_answered ? w->resp.answered_ms : now;
+        snprintf(w->survey_id, sizeof w->survey_id, "%s", resp->survey_id);
+        w->ts = resp->has_answered ? resp->answered_ms : now;
+        w->score = resp->score;
         int64_t exp = 0;
-        int tv = sb_token_verify(cfg->token.secret, w->survey_id, w->resp.token, w->ts, &exp);
+        int tv = sb_token_verify(cfg->token.secret, w->survey_id, resp->token, w->ts, &exp);
         if (tv == SB_TOKEN_BAD) {
             dead(w, cs, "bad_token: the token does not belong to survey %s", w->survey_id);
             return;
@@ -233,8 +260,8 @@ static void parse_one(ingest_t *ig, const in_msg_t *m, work_t *w, sb_event_t *ev
             dead(w, cs, "expired: answered %s, the survey expired %s", a, e);
             return;
         }
-        if (w->resp.score < 0 || w->resp.score > SB_SCORE_MAX) {
-            dead(w, cs, "score_out_of_range: %d is not in 0..%d", w->resp.score, SB_SCORE_MAX);
+        if (w->score < 0 || w->score > SB_SCORE_MAX) {
+            dead(w, cs, "score_out_of_range: %d is not in 0..%d", w->score, SB_SCORE_MAX);
             return;
         }
         int pt = place_time(cfg, now, &w->ts);
@@ -247,6 +274,10 @@ static void parse_one(ingest_t *ig, const in_msg_t *m, work_t *w, sb_event_t *ev
             dead(w, cs, "late: answered_at is older than the longest window and the allowed "
                         "lateness");
             return;
+        }
+        if (resp->has_comment) {
+            w->comment = strdup(resp->comment);
+            if (!w->comment) abort();
         }
         w->state = 0; /* needs its record */
     } else if (m->stream == STREAM_REQUEST) {
@@ -274,6 +305,7 @@ static void parse_one(ingest_t *ig, const in_msg_t *m, work_t *w, sb_event_t *ev
     } else {
         count(cs, "consumed|interactions");
         /* bad events are the dispatcher's dead letters; here they are only counted */
+        sb_event_t *ev = &x->ev;
         if (sb_event_parse(m->payload, m->len, cfg->mapping, m->device_id, ev, err,
                            sizeof err) != 0) {
             char code[64];
@@ -313,14 +345,15 @@ static void parse_one(ingest_t *ig, const in_msg_t *m, work_t *w, sb_event_t *ev
         }
         it->fcr = ev->has_fcr ? ev->fcr : -1;
         it->transferred = ev->has_transfers ? ev->transfers > 0 : -1;
-        event_dims(ev, w->rec.dim);
+        event_dims(ev, x->rec.dim);
+        keep_names(cfg, w, (const char(*)[SB_STR_MAX + 1])x->rec.dim);
         w->state = 'k'; /* an item, slices still to resolve */
     }
 }
 
 /* Step 2: with its survey record (NULL: none), decide a response or request. */
 static void check_record(ingest_t *ig, const in_msg_t *m, work_t *w, const redisReply *v,
-                         counts_t *cs)
+                         sb_record_t *rec, counts_t *cs)
 {
     char err[200];
     if (!v || v->type != REDIS_REPLY_STRING) {
@@ -333,7 +366,7 @@ static void check_record(ingest_t *ig, const in_msg_t *m, work_t *w, const redis
         }
         return;
     }
-    if (sb_record_decode(v->str, v->len, &w->rec, err, sizeof err) != 0) {
+    if (sb_record_decode(v->str, v->len, rec, err, sizeof err) != 0) {
         sb_error("unreadable survey record id=%s err=\"%s\"", w->survey_id, err);
         if (m->stream == STREAM_RESPONSE) {
             dead(w, cs, "unknown_survey: the record of survey %s is unreadable", w->survey_id);
@@ -343,11 +376,13 @@ static void check_record(ingest_t *ig, const in_msg_t *m, work_t *w, const redis
         }
         return;
     }
+    w->kind = rec->kind;
     if (m->stream == STREAM_REQUEST) {
+        keep_names(ig->cfg, w, (const char(*)[SB_STR_MAX + 1])rec->dim);
         w->state = 'q';
         return;
     }
-    char st = w->rec.state;
+    char st = rec->state;
     if (st == SB_REC_ANSWERED) {
         count(cs, "duplicate");
         w->state = 's';
@@ -358,23 +393,24 @@ static void check_record(ingest_t *ig, const in_msg_t *m, work_t *w, const redis
              sb_record_state_name(st));
         return;
     }
-    const sb_scale_t *sc = &ig->cfg->scales[w->rec.kind];
-    if (w->resp.score < sc->min || w->resp.score > sc->max) {
-        dead(w, cs, "wrong_scale: %d is outside the %s scale %d..%d", w->resp.score,
-             sb_kind_names[w->rec.kind], sc->min, sc->max);
+    const sb_scale_t *sc = &ig->cfg->scales[rec->kind];
+    if (w->score < sc->min || w->score > sc->max) {
+        dead(w, cs, "wrong_scale: %d is outside the %s scale %d..%d", w->score,
+             sb_kind_names[rec->kind], sc->min, sc->max);
         return;
     }
-    if (w->ts > w->rec.expires_ms) {
+    if (w->ts > rec->expires_ms) {
         char a[32], e[32];
         sb_time_format(w->ts, a);
-        sb_time_format(w->rec.expires_ms, e);
+        sb_time_format(rec->expires_ms, e);
         dead(w, cs, "expired: answered %s, the survey expired %s", a, e);
         return;
     }
     const sb_config_t *cfg = ig->cfg;
-    if (sb_stats_is_alert(w->rec.kind, w->resp.score, sc, cfg->alerts.nps_max,
-                          cfg->alerts.csat_max, cfg->alerts.ces_hard_min, cfg->alerts.ces_hard_max))
-        w->alert = alert_json(cfg, w);
+    if (sb_stats_is_alert(rec->kind, w->score, sc, cfg->alerts.nps_max, cfg->alerts.csat_max,
+                          cfg->alerts.ces_hard_min, cfg->alerts.ces_hard_max))
+        w->alert = alert_json(cfg, w, rec);
+    keep_names(cfg, w, (const char(*)[SB_STR_MAX + 1])rec->dim);
     w->state = 'r';
 }
 
@@ -388,7 +424,7 @@ static void publish_alerts(ingest_t *ig, work_t *w, size_t n, const sb_tally_ite
         bool queued = false;
         if (ig->mqtt_pub) {
             char topic[600];
-            const char *keys[] = {"type"}, *vals[] = {sb_stats_alert_type(w[i].rec.kind)};
+            const char *keys[] = {"type"}, *vals[] = {sb_stats_alert_type(w[i].kind)};
             if (sb_mqtt_topic_render(cfg->mqtt_topics.alerts, keys, vals, 1, topic, sizeof topic) == 0)
                 queued = sb_mqtt_publish(ig->mqtt_pub, topic, w[i].alert, strlen(w[i].alert), false,
                                          NULL) == 0;
@@ -451,7 +487,7 @@ void ingest_free_buffers(ingest_t *ig)
         free(b->items);
         free(b->kpi);
         free(b->cs);
-        free(b->ev);
+        free(b->x);
         free(b->argv);
         free(b->keys);
         free(b->in);
@@ -467,9 +503,12 @@ static void parse_all(ingest_t *ig, ibatch_t *b)
     b->now = sb_now_ms();
     b->cs->n = 0;
     work_t *w = b->w;
-    for (size_t i = 0; i < b->n; i++) w[i].state = 0, w[i].alert = NULL;
-    for (size_t i = 0; i < b->n; i++)
-        parse_one(ig, &b->msgs[i], &w[i], b->ev, &b->kpi[i], b->cs, b->now);
+    for (size_t i = 0; i < b->n; i++) {
+        w[i].state = 0;
+        w[i].alert = w[i].comment = w[i].names = NULL;
+        w[i].n_names = 0;
+        parse_one(ig, &b->msgs[i], &w[i], b->x, &b->kpi[i], b->cs, b->now);
+    }
 }
 
 ibatch_t *ingest_parse(ingest_t *ig, const in_msg_t *msgs, size_t n)
@@ -486,8 +525,8 @@ ibatch_t *ingest_parse(ingest_t *ig, const in_msg_t *msgs, size_t n)
         b->argv = malloc((cap + 1) * sizeof *b->argv);
         b->keys = malloc((cap ? cap : 1) * sizeof *b->keys);
         if (!b->cs) b->cs = malloc(sizeof *b->cs);
-        if (!b->ev) b->ev = malloc(sizeof *b->ev);
-        if (!b->in || !b->w || !b->items || !b->kpi || !b->argv || !b->keys || !b->cs || !b->ev)
+        if (!b->x) b->x = malloc(sizeof *b->x);
+        if (!b->in || !b->w || !b->items || !b->kpi || !b->argv || !b->keys || !b->cs || !b->x)
             abort();
         b->cap = cap;
     }
@@ -528,7 +567,8 @@ static int prepare(ingest_t *ig, ibatch_t *b)
         }
     }
     for (size_t i = 0, k = 0; i < n; i++)
-        if (w[i].state == 0) check_record(ig, &b->msgs[i], &w[i], recs->element[k++], b->cs);
+        if (w[i].state == 0)
+            check_record(ig, &b->msgs[i], &w[i], recs->element[k++], &b->x->rec, b->cs);
     if (recs) freeReplyObject(recs);
 
     b->ni = 0;
@@ -539,8 +579,8 @@ static int prepare(ingest_t *ig, ibatch_t *b)
             it->type = w[i].state == 'r' ? SB_TALLY_RESPONSE : SB_TALLY_REQUEST;
             it->id = w[i].survey_id;
             it->ts_ms = w[i].ts;
-            it->kind = w[i].rec.kind;
-            it->score = w[i].resp.score;
+            it->kind = w[i].kind;
+            it->score = w[i].score;
             it->alert = w[i].alert;
         } else if (w[i].state == 'k') {
             *it = b->kpi[i];
@@ -548,7 +588,7 @@ static int prepare(ingest_t *ig, ibatch_t *b)
         } else {
             continue;
         }
-        if (slices_of(ig, (const char(*)[SB_STR_MAX + 1])w[i].rec.dim, it, b->cs)) return -1;
+        if (slices_of(ig, &w[i], it, b->cs)) return -1;
         w[i].item = (int)b->ni++;
     }
     return 0;
@@ -563,12 +603,13 @@ int ingest_send(ingest_t *ig, ibatch_t *b)
     return 0;
 }
 
-/* Frees what the batch's messages own (alerts not handed over). */
+/* Frees what the batch's messages own (alerts not handed over, comments, slice names). */
 static void batch_release(ibatch_t *b)
 {
     for (size_t i = 0; i < b->n; i++) {
-        free(b->w[i].alert);
-        b->w[i].alert = NULL;
+        work_t *w = &b->w[i];
+        free(w->alert), free(w->comment), free(w->names);
+        w->alert = w->comment = w->names = NULL;
     }
 }
 
