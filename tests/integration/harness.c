@@ -468,25 +468,22 @@ sb_config_t *sb_h_config(sb_h_t *h, const char *name, void *base_json, const cha
 
 /* Writes a record under its survey id as the dispatcher would; returns the stored text with
  * its first byte set to the answered state, as a response claims it (caller frees). */
-char *sb_h_store_record(sb_store_t *st, const sb_record_t *r, const char *id, size_t *len)
+void sb_h_store_record(sb_store_t *st, const sb_record_t *r, const char *id)
 {
-    char *v = sb_record_encode(r, len);
+    size_t len;
+    char *v = sb_record_encode(r, &len);
     ck_assert_ptr_nonnull(v);
     char key[128];
     sb_store_key(st, key, sizeof key, "s:%s", id);
-    redisReply *x = sb_store_cmd(st, "SET %s %b", key, v, *len);
+    redisReply *x = sb_store_cmd(st, "SET %s %b", key, v, len);
     ck_assert(x && x->type == REDIS_REPLY_STATUS);
     freeReplyObject(x);
-    v[0] = SB_REC_ANSWERED;
-    return v;
+    free(v);
 }
 
-/* Writes a fired survey record (channel ch, agent, region east) as the dispatcher would, and
- * returns its stored value in *value (caller frees) with its first byte already set to the
- * answered state, as a response claims it. */
+/* Writes a fired survey record (channel ch, agent, region east) as the dispatcher would. */
 void sb_h_fired(sb_store_t *st, const char *inter, sb_kind_t kind, const char *ch,
-                  const char *agent, sb_record_t *r, char id[SB_SURVEY_ID_LEN + 1], char **value,
-                  size_t *len)
+                const char *agent, sb_record_t *r, char id[SB_SURVEY_ID_LEN + 1])
 {
     memset(r, 0, sizeof *r);
     r->state = SB_REC_FIRED;
@@ -503,5 +500,5 @@ void sb_h_fired(sb_store_t *st, const char *inter, sb_kind_t kind, const char *c
     r->due_ms = sb_now_ms() - 3600000;
     r->expires_ms = sb_now_ms() + 72 * 3600000LL;
     sb_record_survey_id(inter, r->journey, id);
-    *value = sb_h_store_record(st, r, id, len);
+    sb_h_store_record(st, r, id);
 }

@@ -52,14 +52,11 @@ sb_config_t *sb_h_config(sb_h_t *h, const char *name, void *base, const char *ex
                          char *path, size_t pathlen);
 
 /* Survey records for aggregator-side tests. sb_h_store_record writes r under s:<id> as the
- * dispatcher would and returns the stored text with its first byte set to the answered
- * state, as a response claims it (caller frees). sb_h_fired fills r as a fired survey of
- * interaction inter (channel ch, the agent, region east, journey support-csat or
- * onboarding-nps), stores it and returns the same. */
-char *sb_h_store_record(sb_store_t *st, const sb_record_t *r, const char *id, size_t *len);
+ * dispatcher would. sb_h_fired fills r as a fired survey of interaction inter (channel ch,
+ * the agent, region east, journey support-csat or onboarding-nps) and stores it. */
+void sb_h_store_record(sb_store_t *st, const sb_record_t *r, const char *id);
 void sb_h_fired(sb_store_t *st, const char *inter, sb_kind_t kind, const char *ch,
-                const char *agent, sb_record_t *r, char id[SB_SURVEY_ID_LEN + 1], char **value,
-                size_t *len);
+                const char *agent, sb_record_t *r, char id[SB_SURVEY_ID_LEN + 1]);
 
 /* Runs a command line through /bin/sh with the output captured into a malloc'd string
  * (caller frees); returns the exit status or -1. */

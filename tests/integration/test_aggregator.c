@@ -214,8 +214,7 @@ static void survey_make(env_t *e, survey_t *s, const char *interaction, sb_kind_
     sb_record_survey_id(interaction, r->journey, s->id);
     ck_assert_int_eq(sb_token_sign(e->cfg->token.secret, s->id, r->expires_ms, s->token,
                                    sizeof s->token), 0);
-    size_t len;
-    free(sb_h_store_record(e->st, r, s->id, &len));
+    sb_h_store_record(e->st, r, s->id);
 }
 
 static void response_json(char *buf, size_t len, const survey_t *s, const char *token, int score,

@@ -237,15 +237,13 @@ static void tally_fixture(void)
     static const char *const agent[] = {"ana", "bartholomew-gonzalez", "bartholomew-gonzalez",
                                         "christopher-alexander-hamilton"};
     sb_record_t r[4];
-    char id[4][SB_SURVEY_ID_LEN + 1], *claim[4];
-    size_t len[4];
+    char id[4][SB_SURVEY_ID_LEN + 1];
     sb_tally_item_t items[9];
     int64_t now = sb_now_ms(), ts = now - 60000;
     memset(items, 0, sizeof items);
     for (int i = 0; i < 4; i++) {
         sb_kind_t kind = i < 3 ? SB_KIND_CSAT : SB_KIND_NPS;
-        sb_h_fired(st, inter[i], kind, i < 3 ? "email" : "sms", agent[i], &r[i], id[i], &claim[i],
-              &len[i]);
+        sb_h_fired(st, inter[i], kind, i < 3 ? "email" : "sms", agent[i], &r[i], id[i]);
         char names[SB_DIM__N][SB_TALLY_NAME_MAX];
         const char *ptr[SB_DIM__N];
         size_t n = sb_tally_slice_names(cfg, (const char(*)[SB_STR_MAX + 1]) r[i].dim, names);
@@ -257,8 +255,6 @@ static void tally_fixture(void)
         it->type = SB_TALLY_RESPONSE;
         it->id = id[i];
         it->ts_ms = ts;
-        it->claim = claim[i];
-        it->claim_len = len[i];
         it->kind = kind;
         it->score = score[i];
         if (i < 3) { /* its request */
@@ -280,8 +276,6 @@ static void tally_fixture(void)
     for (int i = 0; i < 8; i++)
         ck_assert_int_eq(items[i].result, 'c');
     ck_assert_int_eq(items[8].result, 'd');
-    for (int i = 0; i < 4; i++)
-        free(claim[i]);
     sb_tally_free(t);
     sb_store_free(st);
     sb_config_free(cfg);

@@ -208,14 +208,13 @@ static void tally_fixture(void)
     static const char *const channel[] = {"email", "email", "sms", "sms"};
     static const int score[] = {5, 2, 4, 9};
     sb_record_t r[4];
-    char id[4][SB_SURVEY_ID_LEN + 1], *claim[4];
-    size_t len[4];
+    char id[4][SB_SURVEY_ID_LEN + 1];
     sb_tally_item_t items[4];
     int64_t now = sb_now_ms();
     memset(items, 0, sizeof items);
     for (int i = 0; i < 4; i++) {
         sb_kind_t kind = i < 3 ? SB_KIND_CSAT : SB_KIND_NPS;
-        sb_h_fired(st, inter[i], kind, channel[i], "\xe5\xbc\xa0\xe4\xbc\x9f", &r[i], id[i], &claim[i], &len[i]);
+        sb_h_fired(st, inter[i], kind, channel[i], "\xe5\xbc\xa0\xe4\xbc\x9f", &r[i], id[i]);
         char names[SB_DIM__N][SB_TALLY_NAME_MAX];
         const char *ptr[SB_DIM__N];
         size_t n = sb_tally_slice_names(cfg, (const char(*)[SB_STR_MAX + 1]) r[i].dim, names);
@@ -227,15 +226,12 @@ static void tally_fixture(void)
         it->type = SB_TALLY_RESPONSE;
         it->id = id[i];
         it->ts_ms = now - 60000;
-        it->claim = claim[i];
-        it->claim_len = len[i];
         it->kind = kind;
         it->score = score[i];
     }
     ck_assert_int_eq(sb_tally_apply(t, items, 4, NULL, 0, now), 0);
     for (int i = 0; i < 4; i++) {
         ck_assert_int_eq(items[i].result, 'c');
-        free(claim[i]);
     }
     sb_tally_free(t);
     sb_store_free(st);
