@@ -2,12 +2,15 @@
 #include "token.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/params.h>
 
 #include "util.h"
 
@@ -35,6 +38,95 @@ static void encode_mac(const unsigned char mac[MAC_LEN], char out[MAC_B64_LEN + 
     out[o] = '\0';
 }
 
+/* HMAC key set-up (hashing the padded key) costs as much as the MAC of a short message, and
+ * the dispatcher signs, and the aggregator verifies, one token per survey with the same
+ * secret. Each thread therefore keeps one MAC context keyed with the last secret it used;
+ * re-initialising it without a key restarts from the stored key state. A pthread key frees
+ * a thread's context when the thread ends (the main thread's lives until exit). */
+typedef struct mac_cache {
+    EVP_MAC_CTX *ctx;
+    char *secret; /* copy of the secret the context is keyed with */
+    size_t secret_len;
+} mac_cache_t;
+
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+static _Thread_local mac_cache_t *cache; /* fast path; also registered under cache_key */
+
+static void cache_drop(mac_cache_t *c)
+{
+    if (!c) return;
+    EVP_MAC_CTX_free(c->ctx);
+    if (c->secret) {
+        OPENSSL_cleanse(c->secret, c->secret_len);
+        free(c->secret);
+    }
+    c->ctx = NULL;
+    c->secret = NULL;
+    c->secret_len = 0;
+}
+
+static void cache_destroy(void *p)
+{
+    mac_cache_t *c = p;
+    cache_drop(c);
+    free(c);
+    if (cache == c) cache = NULL;
+}
+
+static void cache_init_key(void)
+{
+    if (pthread_key_create(&cache_key, cache_destroy) != 0) abort();
+}
+
+/* This thread's MAC context, keyed with secret (len bytes) and ready for update; NULL on a
+ * crypto or allocation failure. */
+static EVP_MAC_CTX *mac_ctx(const char *secret, size_t len)
+{
+    mac_cache_t *c = cache;
+    if (!c) {
+        pthread_once(&cache_once, cache_init_key);
+        c = calloc(1, sizeof *c);
+        if (!c) return NULL;
+        if (pthread_setspecific(cache_key, c) != 0) {
+            free(c);
+            return NULL;
+        }
+        cache = c;
+    }
+    if (c->ctx && c->secret_len == len && CRYPTO_memcmp(c->secret, secret, len) == 0)
+        return EVP_MAC_init(c->ctx, NULL, 0, NULL) ? c->ctx : NULL;
+    cache_drop(c);
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    if (!mac) return NULL;
+    c->ctx = EVP_MAC_CTX_new(mac);
+    EVP_MAC_free(mac); /* the context holds its own reference */
+    c->secret = malloc(len);
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+                           OSSL_PARAM_construct_end()};
+    if (!c->ctx || !c->secret ||
+        !EVP_MAC_init(c->ctx, (const unsigned char *)secret, len, params)) {
+        cache_drop(c);
+        return NULL;
+    }
+    memcpy(c->secret, secret, len);
+    c->secret_len = len;
+    return c->ctx;
+}
+
+/* Writes v >= 0 in decimal; returns the length. */
+static size_t put_dec(char *out, int64_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+    return n;
+}
+
 /* The encoded MAC of (survey_id, expires_ms); -1 on invalid arguments or a crypto failure. */
 static int compute(const char *secret, const char *survey_id, int64_t expires_ms,
                    char out[MAC_B64_LEN + 1])
@@ -42,14 +134,17 @@ static int compute(const char *secret, const char *survey_id, int64_t expires_ms
     if (!secret || !*secret || !survey_id || !*survey_id || expires_ms < 0) return -1;
     size_t idlen = strnlen(survey_id, SB_STR_MAX + 1);
     if (idlen > SB_STR_MAX) return -1;
-    char msg[SB_STR_MAX + 32];
-    int len = snprintf(msg, sizeof msg, "v1|%s|%" PRId64, survey_id, expires_ms);
-    if (len < 0 || (size_t)len >= sizeof msg) return -1;
+    char msg[SB_STR_MAX + 32]; /* "v1|" id "|" at most 19 digits */
+    size_t len = 0;
+    memcpy(msg, "v1|", 3), len = 3;
+    memcpy(msg + len, survey_id, idlen), len += idlen;
+    msg[len++] = '|';
+    len += put_dec(msg + len, expires_ms);
     unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int maclen = 0;
-    if (!HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)msg, (size_t)len,
-              mac, &maclen) ||
-        maclen != MAC_LEN)
+    size_t maclen = 0;
+    EVP_MAC_CTX *ctx = mac_ctx(secret, strlen(secret));
+    if (!ctx || !EVP_MAC_update(ctx, (const unsigned char *)msg, len) ||
+        !EVP_MAC_final(ctx, mac, &maclen, sizeof mac) || maclen != MAC_LEN)
         return -1;
     encode_mac(mac, out);
     OPENSSL_cleanse(mac, sizeof mac);
@@ -62,7 +157,9 @@ int sb_token_sign(const char *secret, const char *survey_id, int64_t expires_ms,
     char mac[MAC_B64_LEN + 1];
     if (!out || outlen < SB_TOKEN_MAX) return -1;
     if (compute(secret, survey_id, expires_ms, mac) < 0) return -1;
-    snprintf(out, outlen, "%" PRId64 ".%s", expires_ms, mac);
+    size_t n = put_dec(out, expires_ms); /* at most 19 digits + '.' + 43 + NUL < SB_TOKEN_MAX */
+    out[n++] = '.';
+    memcpy(out + n, mac, MAC_B64_LEN + 1);
     return 0;
 }
 

@@ -1,6 +1,7 @@
 /* Survey tokens: a known answer computed with the openssl CLI, round trips, and every way a
  * token can be forged, altered, malformed or too old. */
 #include <check.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,6 +189,61 @@ START_TEST(invalid_arguments)
 }
 END_TEST
 
+/* Each thread keeps a MAC context keyed with the last secret it used: switching secrets,
+ * including to one that is a prefix or an extension of the cached one, must re-key it.
+ * printf 'v1|s-1|1700000000000' | openssl dgst -sha256 -hmac secre -binary | basenc --base64url
+ *   -> 56ozysiaMeG-n-u0i84QZNrdjA6uXNKDTvOZvh4Ya7E=
+ * the same with -hmac secrets
+ *   -> _1w5kcwiPhSx2HcxzC2-PgJjXiNjohgOWGWazAwYc8c= */
+#define KAT_SECRE "1700000000000.56ozysiaMeG-n-u0i84QZNrdjA6uXNKDTvOZvh4Ya7E"
+#define KAT_SECRETS "1700000000000._1w5kcwiPhSx2HcxzC2-PgJjXiNjohgOWGWazAwYc8c"
+
+START_TEST(secret_switches)
+{
+    for (int round = 0; round < 3; round++) {
+        ck_assert_int_eq(sb_token_sign(SECRET, "s-1", 1700000000000LL, tok, sizeof tok), 0);
+        ck_assert_str_eq(tok, KAT);
+        ck_assert_int_eq(sb_token_sign("secre", "s-1", 1700000000000LL, tok, sizeof tok), 0);
+        ck_assert_str_eq(tok, KAT_SECRE);
+        ck_assert_int_eq(sb_token_verify("secrets", "s-1", KAT_SECRETS, 0, NULL), SB_TOKEN_OK);
+        ck_assert_int_eq(sb_token_verify("secrets", "s-1", KAT, 0, NULL), SB_TOKEN_BAD);
+        ck_assert_int_eq(sb_token_verify(SECRET, "s-1", KAT_SECRETS, 0, NULL), SB_TOKEN_BAD);
+        ck_assert_int_eq(sb_token_verify(SECRET, "s-1", KAT, 0, NULL), SB_TOKEN_OK);
+        /* a failed call (invalid argument) leaves the next one correct */
+        ck_assert_int_eq(sb_token_sign("", "s-1", 1, tok, sizeof tok), -1);
+    }
+}
+END_TEST
+
+/* Four threads sign and verify at the same time, each with its own context (valgrind checks
+ * that every thread's context is freed when the thread ends). */
+static void *sign_many(void *arg)
+{
+    const char *secret = arg;
+    const char *want = !strcmp(secret, "secre") ? KAT_SECRE : !strcmp(secret, "secrets") ? KAT_SECRETS : KAT;
+    char t[SB_TOKEN_MAX];
+    for (int i = 0; i < 200; i++) {
+        if (sb_token_sign(secret, "s-1", 1700000000000LL, t, sizeof t) != 0 || strcmp(t, want))
+            return (void *)1;
+        if (sb_token_verify(secret, "s-1", want, 0, NULL) != SB_TOKEN_OK) return (void *)1;
+    }
+    return NULL;
+}
+
+START_TEST(threads)
+{
+    const char *secrets[] = {SECRET, "secre", "secrets", "secre"};
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(pthread_create(&th[i], NULL, sign_many, (void *)secrets[i]), 0);
+    for (int i = 0; i < 4; i++) {
+        void *rc = (void *)1;
+        ck_assert_int_eq(pthread_join(th[i], &rc), 0);
+        ck_assert_ptr_null(rc);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("token");
@@ -201,6 +257,8 @@ int main(void)
     tcase_add_test(tc, expired);
     tcase_add_test(tc, malformed_is_bad);
     tcase_add_test(tc, invalid_arguments);
+    tcase_add_test(tc, secret_switches);
+    tcase_add_test(tc, threads);
     suite_add_tcase(s, tc);
 
     SRunner *sr = srunner_create(s);
