@@ -9,6 +9,7 @@
 
 #include "dlq.h"
 #include "survey.h"
+#include "util.h"
 
 static char err[256];
 
@@ -63,6 +64,116 @@ START_TEST(request_encode_exact)
     r.kind = SB_KIND_CES;
     strcpy(r.question, "\xFF");
     ck_assert_ptr_null(sb_survey_request_encode(&r));
+}
+END_TEST
+
+/* The request is written without jansson; the reference below is how it was built before
+ * (json_pack + json_dumps compact), and the two must agree byte for byte. */
+static char *reference_encode(const sb_survey_request_t *r)
+{
+    char issued[32], expires[32], *text = NULL;
+    if ((unsigned)r->kind >= SB_KIND__N) return NULL;
+    sb_time_format(r->issued_ms, issued);
+    sb_time_format(r->expires_ms, expires);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:{s:i, s:i}, s:s, s:s, s:s}",
+                          "survey_id", r->survey_id, "kind", sb_kind_names[r->kind], "journey",
+                          r->journey, "customer_id", r->customer_id, "interaction_id",
+                          r->interaction_id, "channel", r->channel, "locale", r->locale, "question",
+                          r->question, "scale", "min", r->scale_min, "max", r->scale_max,
+                          "issued_at", issued, "expires_at", expires, "token", r->token);
+    if (!o) return NULL;
+    if ((!r->device_id[0] || !json_object_set_new(o, "device_id", json_string(r->device_id))) &&
+        (!r->reminder || !json_object_set_new(o, "reminder", json_true())))
+        text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return text;
+}
+
+START_TEST(request_encode_escapes)
+{
+    sb_survey_request_t r = sample_request();
+    /* every byte 0x01..0x7F once: '"' -> \", '\\' -> \\, 0x08 0x0C 0x0A 0x0D 0x09 -> \b \f \n
+     * \r \t, the other controls -> \u00XX upper-case (0x1F -> \u001F), '/' and DEL as is */
+    for (int c = 1; c < 128; c++) r.question[c - 1] = (char)c;
+    r.question[127] = '\0';
+    char *text = sb_survey_request_encode(&r);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_ptr_nonnull(strstr(text, "\\u0001\\u0002"));
+    ck_assert_ptr_nonnull(strstr(text, "\\u0007\\b\\t\\n\\u000B\\f\\r\\u000E"));
+    ck_assert_ptr_nonnull(strstr(text, "\\u001F !\\\"#"));
+    ck_assert_ptr_nonnull(strstr(text, "./0"));
+    ck_assert_ptr_nonnull(strstr(text, "[\\\\]"));
+    ck_assert_ptr_nonnull(strstr(text, "}~\x7F\""));
+    char *ref = reference_encode(&r);
+    ck_assert_str_eq(text, ref);
+    free(text);
+    free(ref);
+    /* negative and extreme scale numbers are written like jansson's %lld */
+    r = sample_request();
+    r.scale_min = -2147483647 - 1, r.scale_max = 2147483647;
+    text = sb_survey_request_encode(&r);
+    ck_assert_ptr_nonnull(strstr(text, "\"scale\":{\"min\":-2147483648,\"max\":2147483647}"));
+    ref = reference_encode(&r);
+    ck_assert_str_eq(text, ref);
+    free(text);
+    free(ref);
+    /* invalid UTF-8 in any text field: NULL, as jansson refused it (a lone continuation
+     * byte, an overlong '/', a surrogate, a truncated 3-byte sequence) */
+    static const char *const bad[] = {"\x80", "\xC0\xAF", "\xED\xA0\x80", "ok\xE6\x82"};
+    for (size_t b = 0; b < sizeof bad / sizeof *bad; b++) {
+        for (int field = 0; field < 4; field++) {
+            r = sample_request();
+            char *dst[] = {r.survey_id, r.journey, r.token, r.device_id};
+            strcpy(dst[field], bad[b]);
+            ck_assert_ptr_null(sb_survey_request_encode(&r));
+            ck_assert_ptr_null(reference_encode(&r));
+        }
+    }
+}
+END_TEST
+
+/* Random requests (texts of random valid UTF-8 with controls, quotes and backslashes, random
+ * optional fields): the same text as jansson's, and decodable back when the fields are
+ * valid for the decoder. */
+START_TEST(request_encode_matches_jansson)
+{
+    static const char *const pieces[] = {"a", "Z", "0", "-", "\"", "\\", "/", "\n", "\t", "\r",
+                                         "\x01", "\x1f", "\x7f", "é", "ü", "€", "中", "😀", " ",
+                                         "\b", "\f", "'", "<", "&"};
+    enum { NP = sizeof pieces / sizeof *pieces };
+    unsigned seed = 12345;
+    for (int iter = 0; iter < 2000; iter++) {
+        sb_survey_request_t r = sample_request();
+        char *dst[] = {r.survey_id, r.journey, r.customer_id, r.interaction_id,
+                       r.channel,   r.locale,  r.question,    r.device_id, r.token};
+        size_t cap[] = {sizeof r.survey_id, sizeof r.journey, sizeof r.customer_id,
+                        sizeof r.interaction_id, sizeof r.channel, sizeof r.locale,
+                        sizeof r.question, sizeof r.device_id, sizeof r.token};
+        for (size_t f = 0; f < sizeof dst / sizeof *dst; f++) {
+            seed = seed * 1103515245 + 12345;
+            size_t n = (seed >> 16) % 12, len = 0;
+            dst[f][0] = '\0';
+            for (size_t k = 0; k < n; k++) {
+                seed = seed * 1103515245 + 12345;
+                const char *p = pieces[(seed >> 16) % NP];
+                if (len + strlen(p) + 1 >= cap[f]) break;
+                strcpy(dst[f] + len, p);
+                len += strlen(p);
+            }
+        }
+        seed = seed * 1103515245 + 12345;
+        r.reminder = (seed >> 16) & 1;
+        r.kind = (sb_kind_t)((seed >> 17) % SB_KIND__N);
+        r.scale_min = (int)((seed >> 20) % 5), r.scale_max = r.scale_min + 1 + (int)((seed >> 23) % 7);
+        r.issued_ms = 1700000000000LL + (seed >> 8);
+        r.expires_ms = r.issued_ms + 1 + (seed >> 12);
+        char *a = sb_survey_request_encode(&r), *b = reference_encode(&r);
+        ck_assert_ptr_nonnull(a);
+        ck_assert_ptr_nonnull(b);
+        ck_assert_str_eq(a, b);
+        free(a);
+        free(b);
+    }
 }
 END_TEST
 
@@ -429,6 +540,8 @@ int main(void)
     TCase *tq = tcase_create("request");
     tcase_add_test(tq, request_encode_exact);
     tcase_add_test(tq, request_round_trip);
+    tcase_add_test(tq, request_encode_escapes);
+    tcase_add_test(tq, request_encode_matches_jansson);
     tcase_add_test(tq, request_rejections);
     suite_add_tcase(s, tq);
     TCase *tr = tcase_create("response");
