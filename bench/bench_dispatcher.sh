@@ -16,11 +16,11 @@ LAT_SECONDS=${BENCH_LAT_SECONDS:-20}
 LAT_DELAY_MS=2000                      # journey delay of the latency phase ("2s" below)
 PARTITIONS=${BENCH_PARTITIONS:-32}     # devkafka keeps ~5 MiB per partition
 AHEAD=${BENCH_AHEAD:-20000}            # fill phase: producer at most this far ahead
-PERF=${BENCH_PERF:-0}                  # 1 (or dwarf): perf record the dispatcher in phases 2 and 4
 FATIGUE=${BENCH_FATIGUE:-1}            # 0: no fatigue rules (the claim script skips them)
 DISP_SET=${BENCH_DISPATCHER_SET:-}     # one --set path=value for the dispatcher only
+DISPATCHER=${BENCH_DISPATCHER_BIN:-$BIN/surveybus-dispatcher} # another build, for A/B runs
 
-for b in "$BIN/surveybus-dispatcher" "$BIN/surveybus-devkafka" "$LOADGEN"; do
+for b in "$DISPATCHER" "$BIN/surveybus-devkafka" "$LOADGEN"; do
     [ -x "$b" ] || { echo "bench: $b missing (run: make bench-dispatcher)" >&2; exit 1; }
 done
 for t in redis-server redis-cli redis-benchmark kcat; do
@@ -61,35 +61,10 @@ cat >"$CFG" <<EOF
 EOF
 log "redis :$REDIS_PORT (appendonly yes, appendfsync everysec), devkafka $BOOT ($PARTITIONS partitions), temp $TMP"
 
-perf_start() { # perf record of the dispatcher and of redis-server into $TMP/perf.<name>.*
-    [ "$PERF" != 0 ] || return 0
-    local cg=-g
-    [ "$PERF" = dwarf ] && cg="--call-graph=dwarf,16384"
-    perf record -F 999 $cg -p "$DISP_PID" -o "$TMP/perf.$1.dispatcher.data" >/dev/null 2>&1 &
-    PERF_PIDS="$!"
-    perf record -F 999 -g -p "$REDIS_PID" -o "$TMP/perf.$1.redis.data" >/dev/null 2>&1 &
-    PERF_PIDS="$PERF_PIDS $!"
-    BG_PIDS="$BG_PIDS $PERF_PIDS"
-}
-perf_stop() {
-    [ "$PERF" != 0 ] || return 0
-    local p w
-    for p in $PERF_PIDS; do kill -INT "$p" 2>/dev/null || true; done
-    for p in $PERF_PIDS; do wait "$p" 2>/dev/null || true; done
-    for w in dispatcher redis; do
-        { perf report -i "$TMP/perf.$1.$w.data" --no-children --sort dso --stdio -g none 2>/dev/null |
-            grep '%' | grep -v '^#' | head -8
-          perf report -i "$TMP/perf.$1.$w.data" --no-children --sort dso,sym --stdio -g none 2>/dev/null |
-            grep '%' | grep -v '^#' | head -20; } >"$TMP/perf.$1.$w.txt" || true
-        echo "--- perf ($1, $w): self time by library, then by symbol" >&2
-        cat "$TMP/perf.$1.$w.txt" >&2
-    done
-}
-
 start_dispatcher() {
     local args=(-c "$CFG")
     [ -z "$DISP_SET" ] || args+=(--set "$DISP_SET")
-    "$BIN/surveybus-dispatcher" "${args[@]}" 2>>"$TMP/dispatcher.log" &
+    "$DISPATCHER" "${args[@]}" 2>>"$TMP/dispatcher.log" &
     DISP_PID=$!
 }
 
@@ -114,7 +89,7 @@ log "2/5 ingest: producing $N events to interactions, dispatcher not yet running
 OUT=$("$LOADGEN" produce -c "$CFG" -t interactions -k bench_far -n "$N" --from 0) || die "produce: $OUT"
 start_dispatcher
 C0=$(ticks "$DISP_PID"); R0=$(redis_cpu); K0=$(ticks "$KAFKA_PID")
-perf_start ingest
+perf_start ingest dispatcher="$DISP_PID" redis="$REDIS_PID"
 OUT=$("$LOADGEN" wait -c "$CFG" --field 'scheduled|bench-far' -n "$N" --timeout 120) || die "ingest: $OUT"
 perf_stop ingest
 ING_RATE=$(kv rate "$OUT")
@@ -154,6 +129,7 @@ log "    $PENDING pending: redis used_memory +$(( (MEM1 - MEM0) / 1048576 )) MiB
 
 # ------------------------------------------------------------------ 4. firing burst
 
+aof_settle # the fill just wrote a million surveys: its rewrite is not the firing's
 FROM_FIRE=$PENDING
 MARGIN_MS=$(awk -v n="$N" -v r="$FILL_RATE" 'BEGIN{printf "%d", n / r * 1500 + 8000}')
 T=$(( $(now_ms) + MARGIN_MS ))
@@ -174,7 +150,7 @@ sleep "$(awk -v l="$LEFT" 'BEGIN{printf "%.3f", (l - 150) / 1000}')"
 rcli config resetstat >/dev/null
 [ -z "${BENCH_SLOWLOG:-}" ] || rcli config set slowlog-log-slower-than 0 slowlog-max-len 1000000 >/dev/null
 C0=$(ticks "$DISP_PID"); R0=$(redis_cpu); K0=$(ticks "$KAFKA_PID")
-perf_start fire
+perf_start fire dispatcher="$DISP_PID" redis="$REDIS_PID"
 wait "$FIRE_CONS" || die "firing: $(cat "$TMP/fire.out")"
 perf_stop fire
 if [ -n "${BENCH_SLOWLOG:-}" ]; then
@@ -193,15 +169,21 @@ FIRE_KCPU=$(awk -v t=$(( K1 - K0 )) -v c="$CLK" -v n="$N" 'BEGIN{printf "%.1f", 
 FIRE_DCPU_EV=$(awk -v t=$(( C1 - C0 )) -v c="$CLK" -v n="$N" 'BEGIN{printf "%.1f", t / c * 1e6 / n}')
 EVAL_US=$(rcli info commandstats | tr -d '\r' | awk -F'[=,:]' '/^cmdstat_evalsha:/{print $5}')
 EVAL_US_PER=$(awk -v u="$EVAL_US" -v n="$N" 'BEGIN{printf "%.1f", u / n}')
+EVAL_CALLS=$(rcli info commandstats | tr -d '\r' | awk -F'[=,:]' '/^cmdstat_evalsha:/{print $3}')
+# every command run during firing (those inside the scripts included), by time per survey
+CMD_US=$(rcli info commandstats | tr -d '\r' | awk -F'[=,:]' -v n="$N" \
+    '/^cmdstat_/{sub("cmdstat_", "", $1); if ($1 != "evalsha" && $5 / n >= 0.05) printf "%s %d calls %.2f us, ", $1, $3, $5 / n}')
 EVAL_CEIL=$(awk -v u="$EVAL_US" -v n="$N" 'BEGIN{printf "%.0f", n / (u / 1e6)}')
 log "    $N requests on survey.requests ${FIRE_S}s after T (first after ${FIRE_FIRST} ms): $FIRE_RATE surveys/s;" \
     "produced by the dispatcher from +$(kv produced_first_after_ms "$OUT") to +$(kv produced_last_after_ms "$OUT") ms," \
     "Kafka transit p50 $(kv transit_p50_ms "$OUT") ms;" \
     "dispatcher CPU ${FIRE_DCPU}% of a core ($FIRE_DCPU_EV us/survey), redis $FIRE_RCPU us/survey" \
-    "(scripts $EVAL_US_PER us/survey), devkafka $FIRE_KCPU us/survey; dispatcher VmRSS $FIRE_RSS MiB, VmHWM $FIRE_HWM MiB"
+    "(scripts $EVAL_US_PER us/survey in $EVAL_CALLS calls), devkafka $FIRE_KCPU us/survey; dispatcher VmRSS $FIRE_RSS MiB, VmHWM $FIRE_HWM MiB"
+log "    commands per survey during firing (inside scripts too): ${CMD_US%, }"
 
 # ------------------------------------------------------------------ 5. steady-state latency
 
+aof_settle
 LAT_N=$(( LAT_RATE * LAT_SECONDS ))
 LAT_START=$(now_ms)
 FROM_LAT=$(( PENDING + N ))

@@ -55,7 +55,9 @@ void sb_record_from_event(sb_record_t *r, const struct sb_event *ev, const sb_jo
                           int64_t due_ms, int64_t expires_ms);
 
 /* Encodes to the stored string (caller frees); returns NULL on OOM, a bad kind or a negative
- * time. */
+ * time. The layout is read in place by the Lua scripts of schedule.c (the state byte, kind,
+ * journey and customer from the front; expires and remind_after as the second and third
+ * field from the end): keep them in step when it changes. */
 char *sb_record_encode(const sb_record_t *r, size_t *len);
 
 /* Decodes a stored value. Returns 0, or -1 with a reason when it is not a record. */

@@ -10,36 +10,81 @@
 
 #define DAY_MS 86400000LL
 
-/* Shared Lua helpers: split a record, rewrite its state byte, and the counters hash. */
+/* Shared Lua helpers. Redis time is what limits firing, so the scripts avoid per-survey
+ * work that can be done once per call: a record is never split whole (head() and tail() read
+ * the few fields a script needs), a state change rewrites only the state byte (SETRANGE keeps
+ * the value and its TTL; the record stays a plain string whose first byte is the state, which
+ * the aggregator relies on), counters are summed in a table and written once per field per
+ * call (flush), and batches of keys go to MGET / ZADD / ZREM in chunks of CHUNK arguments
+ * (under Lua's unpack limit). */
 #define LUA_PRELUDE                                                                             \
     "local P = ARGV[1]\n"                                                                       \
     "local now = tonumber(ARGV[2])\n"                                                           \
+    "local now_s = ARGV[2] -- numbers given to redis.call are formatted with %.14g: pass text\n" \
     "local stats = P .. 'stats:dispatcher'\n"                                                   \
     "local sched = P .. 'sched'\n"                                                              \
     "local infl = P .. 'inflight'\n"                                                            \
-    "local function split(v)\n"                                                                 \
-    "  local t, i = {}, 1\n"                                                                    \
-    "  while true do\n"                                                                         \
-    "    local j = string.find(v, '\\31', i, true)\n"                                           \
-    "    if not j then t[#t + 1] = string.sub(v, i) return t end\n"                             \
-    "    t[#t + 1] = string.sub(v, i, j - 1)\n"                                                 \
-    "    i = j + 1\n"                                                                           \
-    "  end\n"                                                                                   \
+    "local CHUNK = 1000\n"                                                                      \
+    "-- kind, journey, customer (fields 3-5): the value starts with state, SEP, '1', SEP\n"     \
+    "local function head(v)\n"                                                                  \
+    "  local a = string.find(v, '\\31', 5, true)\n"                                             \
+    "  local b = string.find(v, '\\31', a + 1, true)\n"                                         \
+    "  local c = string.find(v, '\\31', b + 1, true)\n"                                         \
+    "  return string.sub(v, 5, a - 1), string.sub(v, a + 1, b - 1), string.sub(v, b + 1, c - 1)\n" \
+    "end\n"                                                                                     \
+    "-- expires and remind_after in ms (fields 17 and 18 of 19; the last one, the suppression\n" \
+    "-- reason, holds no SEP): matched backwards from the end\n"                                \
+    "local function tail(v)\n"                                                                  \
+    "  local e, r = string.match(v, '^.*\\31(%w+)\\31(%w+)\\31[^\\31]*$')\n"                    \
+    "  return tonumber(e, 36), tonumber(r, 36)\n"                                               \
+    "end\n"                                                                                     \
+    "local function fmt(n) return string.format('%d', n) end\n"                                 \
+    "local function keep(exp) return fmt(math.max(exp, now) + 86400000) end\n"                  \
+    "-- A state change of a record that has no reason to add: one byte, then its lifetime.\n"   \
+    "-- fresh[key] remembers the change for a later timer of the same survey in the same call\n" \
+    "-- (records are read up front): the new state byte, or the whole new value.\n"            \
+    "local fresh = {}\n"                                                                        \
+    "local function setbyte(key, st, exp)\n"                                                    \
+    "  redis.call('SETRANGE', key, '0', st)\n"                                                  \
+    "  redis.call('PEXPIREAT', key, keep(exp))\n"                                               \
+    "  fresh[key] = st\n"                                                                       \
     "end\n"                                                                                     \
     "local function setstate(key, v, st, reason, exp)\n"                                        \
-    "  local keep = math.max(exp, now) + 86400000\n"                                            \
-    "  redis.call('SET', key, st .. string.sub(v, 2) .. (reason or ''), 'PXAT',\n"              \
-    "             string.format('%d', keep))\n"                                                 \
+    "  local nv = st .. string.sub(v, 2) .. (reason or '')\n"                                   \
+    "  redis.call('SET', key, nv, 'PXAT', keep(exp))\n"                                         \
+    "  fresh[key] = nv\n"                                                                       \
     "end\n"                                                                                     \
-    "local function ms(b36) return tonumber(b36, 36) end\n"                                                                                     \
-    "local function count(field, n) redis.call('HINCRBY', stats, field, n or 1) end\n"      \
+    "local function current(key, v)\n"                                                          \
+    "  local f = fresh[key]\n"                                                                  \
+    "  if not f or not v then return v end\n"                                                   \
+    "  if #f == 1 then return f .. string.sub(v, 2) end\n"                                      \
+    "  return f\n"                                                                              \
+    "end\n"                                                                                     \
+    "local counts = {}\n"                                                                       \
+    "local function count(field, n) counts[field] = (counts[field] or 0) + (n or 1) end\n"      \
+    "local function flush()\n"                                                                  \
+    "  for f, n in pairs(counts) do redis.call('HINCRBY', stats, f, n) end\n"                   \
+    "end\n"                                                                                     \
+    "-- cmd key args[1..] in chunks; the replies concatenated (key may be nil)\n"                \
+    "local function bulk(cmd, key, args)\n"                                                     \
+    "  local out = {}\n"                                                                        \
+    "  for i = 1, #args, CHUNK do\n"                                                            \
+    "    local j = math.min(i + CHUNK - 1, #args)\n"                                            \
+    "    local r\n"                                                                             \
+    "    if key then r = redis.call(cmd, key, unpack(args, i, j))\n"                            \
+    "    else r = redis.call(cmd, unpack(args, i, j)) end\n"                                    \
+    "    if type(r) == 'table' then for k = 1, #r do out[#out + 1] = r[k] end end\n"            \
+    "  end\n"                                                                                   \
+    "  return out\n"                                                                            \
+    "end\n"                                                                                     \
     "-- A survey answered while still pending (the response overtook the acknowledgement, or\n" \
     "-- its claimer died after publishing) was sent: count it fired once and give the record\n"  \
     "-- the lifetime of a settled one (the aggregator keeps the pending record's: none).\n"     \
-    "local function settle_answered(key, f)\n"                                                  \
-    "  if f[1] == 'a' and redis.call('PTTL', key) == -1 then\n"                                \
-    "    count('fired|' .. f[4])\n"                                                            \
-    "    redis.call('PEXPIREAT', key, string.format('%d', math.max(ms(f[17]), now) + 86400000))\n" \
+    "local function settle_answered(key, v)\n"                                                  \
+    "  if string.sub(v, 1, 1) == 'a' and redis.call('PTTL', key) == -1 then\n"                 \
+    "    local _, journey = head(v)\n"                                                          \
+    "    count('fired|' .. journey)\n"                                                          \
+    "    redis.call('PEXPIREAT', key, keep((tail(v))))\n"                                       \
     "  end\n"                                                                                  \
     "end\n"
 
@@ -49,12 +94,16 @@
 static const char LUA_APPLY[] = LUA_PRELUDE
     "local i = 4\n"
     "local res = {}\n"
+    "-- the timers of new surveys go into the schedule in one ZADD, before any cancel (which\n"
+    "-- looks for the timer) and at the end\n"
+    "local timers = {}\n"
     "for k = 1, tonumber(ARGV[3]) do\n"
     "  local op, id = ARGV[i], ARGV[i + 1]\n"
     "  local key = P .. 's:' .. id\n"
     "  if op == 'a' then\n"
     "    if redis.call('SET', key, ARGV[i + 2], 'NX') then\n"
-    "      redis.call('ZADD', sched, ARGV[i + 3], id)\n"
+    "      timers[#timers + 1] = ARGV[i + 3]\n"
+    "      timers[#timers + 1] = id\n"
     "      count('scheduled|' .. ARGV[i + 4])\n"
     "      res[k] = 1\n"
     "    else\n"
@@ -64,11 +113,12 @@ static const char LUA_APPLY[] = LUA_PRELUDE
     "    i = i + 5\n"
     "  else\n"
     "    res[k] = 0\n"
+    "    if #timers > 0 then bulk('ZADD', sched, timers) timers = {} end\n"
     "    local v = redis.call('GET', key)\n"
     "    if v and string.sub(v, 1, 1) == 'p' and redis.call('ZREM', sched, id) == 1 then\n"
-    "      local f = split(v)\n"
-    "      setstate(key, v, 'x', nil, ms(f[17]))\n"
-    "      count('cancelled|' .. f[4])\n"
+    "      local _, journey = head(v)\n"
+    "      setbyte(key, 'x', (tail(v)))\n"
+    "      count('cancelled|' .. journey)\n"
     "      res[k] = 1\n"
     "    end\n"
     "    i = i + 2\n"
@@ -80,67 +130,85 @@ static const char LUA_APPLY[] = LUA_PRELUDE
     "  count(ARGV[i], tonumber(ARGV[i + 1]))\n"
     "  i = i + 2\n"
     "end\n"
+    "bulk('ZADD', sched, timers)\n"
+    "flush()\n"
     "return res\n";
 
 /* ARGV: prefix now max lease_deadline min_gap gap_csat gap_ces gap_nps max30 horizon
- * Returns {{member, record}..., settled, next_due}. Record fields (1-based): 1 state,
- * 3 kind, 4 journey, 5 customer, 16 due, 17 expires, 18 remind_after (base 36). */
+ * Returns {{member, record}..., settled, next_due}.
+ * The due timers are the first ranks of the schedule (ZRANGEBYSCORE from -inf with a limit),
+ * so one ZREMRANGEBYRANK removes exactly them; their records come in one MGET and the claims
+ * go to the in-flight set in one ZADD. */
 static const char LUA_CLAIM[] = LUA_PRELUDE
     "local max, deadline = tonumber(ARGV[3]), ARGV[4]\n"
     "local min_gap = tonumber(ARGV[5])\n"
     "local gap_kind = {csat = tonumber(ARGV[6]), ces = tonumber(ARGV[7]), nps = tonumber(ARGV[8])}\n"
     "local max30, horizon = tonumber(ARGV[9]), tonumber(ARGV[10])\n"
+    "-- The history holds what was sent within the horizon (older entries are trimmed when one\n"
+    "-- is added): read it whole, and trim only when an entry is at or past the horizon.\n"
     "local function fatigue(id, kind, customer)\n"
     "  if horizon <= 0 then return nil end\n"
     "  local fh = P .. 'fh:' .. customer\n"
-    "  local h = redis.call('ZRANGEBYSCORE', fh, now - horizon, '+inf', 'WITHSCORES')\n"
-    "  local by_kind, gap, n30 = false, false, 0\n"
+    "  local h = redis.call('ZRANGE', fh, '0', '-1', 'WITHSCORES')\n"
+    "  local by_kind, gap, n30, stale = false, false, 0, false\n"
     "  local gk = gap_kind[kind] or -1\n"
+    "  local oldest = now - horizon\n"
     "  for j = 1, #h, 2 do\n"
-    "    local sep = string.find(h[j], '|', 1, true)\n"
-    "    local hid, hkind = string.sub(h[j], 1, sep - 1), string.sub(h[j], sep + 1)\n"
-    "    if hid ~= id then\n"
-    "      local t = tonumber(h[j + 1])\n"
-    "      if gk >= 0 and hkind == kind and now - t < gk then by_kind = true end\n"
-    "      if min_gap > 0 and now - t < min_gap then gap = true end\n"
-    "      if t > now - 2592000000 and t <= now then n30 = n30 + 1 end\n"
+    "    local t = tonumber(h[j + 1])\n"
+    "    if t <= oldest then stale = true end\n"
+    "    if t >= oldest then\n"
+    "      local sep = string.find(h[j], '|', 1, true)\n"
+    "      local hid, hkind = string.sub(h[j], 1, sep - 1), string.sub(h[j], sep + 1)\n"
+    "      if hid ~= id then\n"
+    "        if gk >= 0 and hkind == kind and now - t < gk then by_kind = true end\n"
+    "        if min_gap > 0 and now - t < min_gap then gap = true end\n"
+    "        if t > now - 2592000000 and t <= now then n30 = n30 + 1 end\n"
+    "      end\n"
     "    end\n"
     "  end\n"
     "  if by_kind then return 'min_gap_by_kind' end\n"
     "  if gap then return 'min_gap' end\n"
     "  if max30 > 0 and n30 >= max30 then return 'max_per_30d' end\n"
-    "  redis.call('ZADD', fh, now, id .. '|' .. kind)\n"
-    "  redis.call('ZREMRANGEBYSCORE', fh, '-inf', now - horizon)\n"
-    "  redis.call('PEXPIRE', fh, horizon)\n"
+    "  redis.call('ZADD', fh, now_s, id .. '|' .. kind)\n"
+    "  if stale then redis.call('ZREMRANGEBYSCORE', fh, '-inf', fmt(oldest)) end\n"
+    "  redis.call('PEXPIRE', fh, ARGV[10])\n"
     "  return nil\n"
     "end\n"
-    "local out, settled = {}, 0\n"
-    "for _, m in ipairs(redis.call('ZRANGEBYSCORE', sched, '-inf', now, 'LIMIT', 0, max)) do\n"
-    "  redis.call('ZREM', sched, m)\n"
+    "local due = redis.call('ZRANGEBYSCORE', sched, '-inf', now_s, 'LIMIT', '0', ARGV[3])\n"
+    "if #due > 0 then redis.call('ZREMRANGEBYRANK', sched, '0', fmt(#due - 1)) end\n"
+    "local ids, typs, keys = {}, {}, {}\n"
+    "for k, m in ipairs(due) do\n"
     "  local id, typ = m, 'f'\n"
     "  local sfx = string.sub(m, -2)\n"
     "  if sfx == ':r' or sfx == ':x' then id, typ = string.sub(m, 1, -3), string.sub(m, -1) end\n"
-    "  local key = P .. 's:' .. id\n"
-    "  local v = redis.call('GET', key)\n"
+    "  ids[k], typs[k], keys[k] = id, typ, P .. 's:' .. id\n"
+    "end\n"
+    "local vals = bulk('MGET', nil, keys)\n"
+    "local out, settled, claims = {}, 0, {}\n"
+    "for k, m in ipairs(due) do\n"
+    "  local id, typ, key = ids[k], typs[k], keys[k]\n"
+    "  local v = current(key, vals[k])\n"
     "  local publish = false\n"
     "  if v then\n"
-    "    local f = split(v)\n"
-    "    local st, journey, exp = f[1], f[4], ms(f[17])\n"
+    "    local st = string.sub(v, 1, 1)\n"
     "    if typ == 'x' then\n"
     "      if st == 'f' then\n"
-    "        setstate(key, v, 'e', nil, exp)\n"
+    "        local _, journey = head(v)\n"
+    "        setbyte(key, 'e', (tail(v)))\n"
     "        count('expired|' .. journey)\n"
     "      end\n"
     "    elseif typ == 'r' then\n"
-    "      publish = st == 'f' and now <= exp\n"
+    "      publish = st == 'f' and now <= tail(v)\n"
     "    elseif st == 'a' then\n"
-    "      settle_answered(key, f)\n"
+    "      settle_answered(key, v)\n"
     "    elseif st == 'p' then\n"
+    "      local exp = tail(v)\n"
+    "      local kind, journey, customer = head(v)\n"
     "      if now > exp then\n"
-    "        setstate(key, v, 'e', nil, exp)\n"
+    "        setbyte(key, 'e', exp)\n"
     "        count('expired|' .. journey)\n"
     "      else\n"
-    "        local why = fatigue(id, f[3], f[5])\n"
+    "        local why = fatigue(id, kind, customer)\n"
     "        if why then\n"
     "          setstate(key, v, 's', why, exp)\n"
     "          count('suppressed|' .. journey .. '|' .. why)\n"
@@ -151,49 +219,67 @@ static const char LUA_CLAIM[] = LUA_PRELUDE
     "    end\n"
     "  end\n"
     "  if publish then\n"
-    "    redis.call('ZADD', infl, deadline, m)\n"
+    "    claims[#claims + 1] = deadline\n"
+    "    claims[#claims + 1] = m\n"
     "    out[#out + 1] = m\n"
     "    out[#out + 1] = v\n"
     "  else\n"
     "    settled = settled + 1\n"
     "  end\n"
     "end\n"
-    "local first = redis.call('ZRANGE', sched, 0, 0, 'WITHSCORES')\n"
+    "bulk('ZADD', infl, claims)\n"
+    "flush()\n"
+    "local first = redis.call('ZRANGE', sched, '0', '0', 'WITHSCORES')\n"
     "out[#out + 1] = settled\n"
     "out[#out + 1] = first[2] or ''\n"
     "return out\n";
 
-/* ARGV: prefix now members... Returns one 0/1 per member. */
+/* ARGV: prefix now members... Returns one 0/1 per member. Which members are still ours comes
+ * from one ZMSCORE; they leave the in-flight set in one ZREM, their records come in one MGET,
+ * and the timers they schedule go in one ZADD. */
 static const char LUA_ACK[] = LUA_PRELUDE
-    "local res = {}\n"
-    "for k = 3, #ARGV do\n"
-    "  local m = ARGV[k]\n"
-    "  res[k - 2] = 0\n"
-    "  if redis.call('ZREM', infl, m) == 1 then\n"
-    "    res[k - 2] = 1\n"
+    "local res, mine, keys, ids, typs, seen = {}, {}, {}, {}, {}, {}\n"
+    "local members = {}\n"
+    "for k = 3, #ARGV do members[k - 2] = ARGV[k] end\n"
+    "local sc = bulk('ZMSCORE', infl, members)\n"
+    "for k, m in ipairs(members) do\n"
+    "  res[k] = 0\n"
+    "  if sc[k] and not seen[m] then\n"
+    "    seen[m], res[k] = true, 1\n"
     "    local id, typ = m, 'f'\n"
     "    local sfx = string.sub(m, -2)\n"
     "    if sfx == ':r' or sfx == ':x' then id, typ = string.sub(m, 1, -3), string.sub(m, -1) end\n"
-    "    local key = P .. 's:' .. id\n"
-    "    local v = redis.call('GET', key)\n"
-    "    if v then\n"
-    "      local f = split(v)\n"
-    "      if typ == 'r' then\n"
-    "        count('reminded|' .. f[4])\n"
-    "      elseif f[1] == 'p' then\n"
-    "        local exp, remind = ms(f[17]), ms(f[18])\n"
-    "        setstate(key, v, 'f', nil, exp)\n"
-    "        count('fired|' .. f[4])\n"
-    "        if remind > 0 and now + remind < exp then\n"
-    "          redis.call('ZADD', sched, string.format('%d', now + remind), id .. ':r')\n"
-    "        end\n"
-    "        redis.call('ZADD', sched, string.format('%d', exp + 1), id .. ':x')\n"
-    "      else\n"
-    "        settle_answered(key, f)\n"
+    "    mine[#mine + 1] = m\n"
+    "    ids[#mine], typs[#mine], keys[#mine] = id, typ, P .. 's:' .. id\n"
+    "  end\n"
+    "end\n"
+    "bulk('ZREM', infl, mine)\n"
+    "local vals = bulk('MGET', nil, keys)\n"
+    "local timers = {}\n"
+    "for k = 1, #mine do\n"
+    "  local v, key, id = vals[k], keys[k], ids[k]\n"
+    "  if v then\n"
+    "    if typs[k] == 'r' then\n"
+    "      local _, journey = head(v)\n"
+    "      count('reminded|' .. journey)\n"
+    "    elseif string.sub(v, 1, 1) == 'p' then\n"
+    "      local exp, remind = tail(v)\n"
+    "      local _, journey = head(v)\n"
+    "      setbyte(key, 'f', exp)\n"
+    "      count('fired|' .. journey)\n"
+    "      if remind > 0 and now + remind < exp then\n"
+    "        timers[#timers + 1] = fmt(now + remind)\n"
+    "        timers[#timers + 1] = id .. ':r'\n"
     "      end\n"
+    "      timers[#timers + 1] = fmt(exp + 1)\n"
+    "      timers[#timers + 1] = id .. ':x'\n"
+    "    else\n"
+    "      settle_answered(key, v)\n"
     "    end\n"
     "  end\n"
     "end\n"
+    "bulk('ZADD', sched, timers)\n"
+    "flush()\n"
     "return res\n";
 
 /* ARGV: prefix at members... */
@@ -358,8 +444,8 @@ static int fill_claimed(sb_claimed_t *c, const redisReply *m, const redisReply *
     return 0;
 }
 
-int sb_sched_claim(sb_sched_t *s, int64_t now_ms, size_t max, sb_claimed_t *out,
-                   int64_t *next_due_ms, size_t *settled)
+/* Fills the handle's argument vector for a claim. */
+static void claim_args(sb_sched_t *s, int64_t now_ms, size_t max)
 {
     const sb_fatigue_t *f = &s->cfg->fatigue;
     sb_store_args_t *a = args_begin(s, now_ms);
@@ -371,7 +457,12 @@ int sb_sched_claim(sb_sched_t *s, int64_t now_ms, size_t max, sb_claimed_t *out,
     sb_store_args_int(a, f->min_gap_by_kind_ms[SB_KIND_NPS]);
     sb_store_args_int(a, f->max_per_30d);
     sb_store_args_int(a, fatigue_horizon(f));
-    redisReply *r = run(s, s->claim, "claim");
+}
+
+/* Reads the claim script's reply (freed here) into out. */
+static int claim_result(redisReply *r, size_t max, sb_claimed_t *out, int64_t *next_due_ms,
+                        size_t *settled)
+{
     if (!r) return -1;
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 || r->elements % 2) {
         freeReplyObject(r);
@@ -390,16 +481,75 @@ int sb_sched_claim(sb_sched_t *s, int64_t now_ms, size_t max, sb_claimed_t *out,
     return (int)n;
 }
 
-int sb_sched_ack(sb_sched_t *s, const char *const *members, size_t n, int64_t now_ms, int *done)
+/* Reads the reply of the script sent last on this handle. A server that did not know the
+ * script (NOSCRIPT: restarted since) did nothing: the same call, still in the handle's
+ * argument vector, runs again through sb_store_eval, which loads the script. */
+static redisReply *receive(sb_sched_t *s, const sb_store_script_t *sc, const char *what)
 {
-    sb_store_args_t *a = args_begin(s, now_ms);
-    for (size_t i = 0; i < n; i++) sb_store_args_str(a, members[i]);
-    redisReply *r = run(s, s->ack, "ack");
+    redisReply *r = NULL;
+    if (sb_store_pipeline_get(s->store, &r, 1) != 0) return NULL;
+    if (r->type == REDIS_REPLY_ERROR && r->str && !strncmp(r->str, "NOSCRIPT", 8)) {
+        freeReplyObject(r);
+        return run(s, sc, what);
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        sb_error("redis script failed op=%s err=\"%s\"", what, r->str);
+        freeReplyObject(r);
+        return NULL;
+    }
+    return r;
+}
+
+int sb_sched_claim(sb_sched_t *s, int64_t now_ms, size_t max, sb_claimed_t *out,
+                   int64_t *next_due_ms, size_t *settled)
+{
+    claim_args(s, now_ms, max);
+    return claim_result(run(s, s->claim, "claim"), max, out, next_due_ms, settled);
+}
+
+int sb_sched_claim_send(sb_sched_t *s, int64_t now_ms, size_t max)
+{
+    claim_args(s, now_ms, max);
+    return sb_store_eval_send(s->store, s->claim, 0, s->args.argc, s->args.argv, s->args.lens);
+}
+
+int sb_sched_claim_recv(sb_sched_t *s, size_t max, sb_claimed_t *out, int64_t *next_due_ms,
+                        size_t *settled)
+{
+    return claim_result(receive(s, s->claim, "claim"), max, out, next_due_ms, settled);
+}
+
+/* Reads the ack script's reply (freed here). */
+static int ack_result(redisReply *r, size_t n, int *done)
+{
     if (!r) return -1;
     int rc = r->type == REDIS_REPLY_ARRAY && r->elements == n ? 0 : -1;
     for (size_t i = 0; done && rc == 0 && i < n; i++) done[i] = (int)r->element[i]->integer;
     freeReplyObject(r);
     return rc;
+}
+
+static void ack_args(sb_sched_t *s, const char *const *members, size_t n, int64_t now_ms)
+{
+    sb_store_args_t *a = args_begin(s, now_ms);
+    for (size_t i = 0; i < n; i++) sb_store_args_str(a, members[i]);
+}
+
+int sb_sched_ack(sb_sched_t *s, const char *const *members, size_t n, int64_t now_ms, int *done)
+{
+    ack_args(s, members, n, now_ms);
+    return ack_result(run(s, s->ack, "ack"), n, done);
+}
+
+int sb_sched_ack_send(sb_sched_t *s, const char *const *members, size_t n, int64_t now_ms)
+{
+    ack_args(s, members, n, now_ms);
+    return sb_store_eval_send(s->store, s->ack, 0, s->args.argc, s->args.argv, s->args.lens);
+}
+
+int sb_sched_ack_recv(sb_sched_t *s, size_t n, int *done)
+{
+    return ack_result(receive(s, s->ack, "ack"), n, done);
 }
 
 int sb_sched_release(sb_sched_t *s, const char *const *members, size_t n, int64_t at_ms)

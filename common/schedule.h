@@ -84,6 +84,20 @@ int sb_sched_claim(sb_sched_t *s, int64_t now_ms, size_t max, sb_claimed_t *out,
  * NULL) is 1 when member i was acknowledged here. Returns 0 or -1. */
 int sb_sched_ack(sb_sched_t *s, const char *const *members, size_t n, int64_t now_ms, int *done);
 
+/* The same two calls split in two, so that the caller works while Redis runs the script:
+ * _send sends the call and returns at once (0, or -1 when nothing could be sent); _recv waits
+ * for its result and returns what sb_sched_claim / sb_sched_ack return. Between a _send and
+ * its _recv nothing else may use this handle or its store (one call in flight per
+ * connection: use a second handle on a second store to overlap a claim and an ack). The
+ * members passed to sb_sched_ack_send must stay valid until sb_sched_ack_recv; n there is the
+ * count sent. When _recv fails the call may or may not have been applied, as with the
+ * blocking calls (a claim is then recovered once its lease expires; an ack may be repeated). */
+int sb_sched_claim_send(sb_sched_t *s, int64_t now_ms, size_t max);
+int sb_sched_claim_recv(sb_sched_t *s, size_t max, sb_claimed_t *out, int64_t *next_due_ms,
+                        size_t *settled);
+int sb_sched_ack_send(sb_sched_t *s, const char *const *members, size_t n, int64_t now_ms);
+int sb_sched_ack_recv(sb_sched_t *s, size_t n, int *done);
+
 /* Puts claimed members back in the schedule at at_ms (publishing failed). Returns 0 or -1. */
 int sb_sched_release(sb_sched_t *s, const char *const *members, size_t n, int64_t at_ms);
 

@@ -14,6 +14,7 @@
 #include "schedule.h"
 #include "service.h"
 #include "store.h"
+#include "survey.h"
 
 /* Tags on the opaque pointer of every produced Kafka message. */
 enum { TAG_FIRE = 2 }; /* and SB_WAIT_TAG (service.h) for dead letters */
@@ -60,19 +61,29 @@ typedef struct fire_entry {
     int waiting;  /* deliveries not yet confirmed */
     int mid;      /* MQTT message id, 0 when none pending */
     bool failed;
+    bool acking;  /* confirmed; in the acknowledgement that is in flight */
     int64_t due_ms;
     struct fire_entry *next;
 } fire_entry_t;
 
 typedef struct firer {
     const sb_config_t *cfg;
-    sb_sched_t *sched;
+    sb_sched_t *sched;             /* claims, releases, recovery (the main connection) */
+    sb_sched_t *ack_sched;         /* acknowledgements, on a connection of their own */
     sb_store_t *store;
     sb_kafka_producer_t *producer; /* NULL when Kafka is off */
     sb_mqtt_t *mqtt_pub;           /* NULL when MQTT is off */
     fire_entry_t *head;            /* published, awaiting confirmation */
     size_t inflight;
-    sb_claimed_t *claimed;         /* claim buffer, cfg->tuning.batch entries */
+    /* Two claim buffers of cfg->tuning.batch entries: one batch is published while the claim
+     * of the next one runs in Redis. */
+    sb_claimed_t *claimed[2];
+    /* the acknowledgement in flight on ack_sched (sent, reply not yet read) */
+    const char **ack_members;
+    size_t ack_n, ack_cap;
+    bool ack_pending;
+    sb_sched_t *ack_via;           /* the handle it was sent on */
+    sb_survey_request_t *req;      /* work buffer of build_request */
     int64_t next_due_ms;           /* earliest known timer, INT64_MAX when none */
     int64_t next_recovery_ms;
     int64_t last_claim_ms;
@@ -82,15 +93,23 @@ typedef struct firer {
     uint64_t published, confirmed, released;
 } firer_t;
 
-void firer_init(firer_t *f, const sb_config_t *cfg, sb_sched_t *sched, sb_store_t *store,
-                sb_kafka_producer_t *producer, sb_mqtt_t *mqtt_pub);
+/* sched and ack_sched must be handles on two different store connections (ack_sched may be
+ * NULL: acknowledgements then block on sched). */
+void firer_init(firer_t *f, const sb_config_t *cfg, sb_sched_t *sched, sb_sched_t *ack_sched,
+                sb_store_t *store, sb_kafka_producer_t *producer, sb_mqtt_t *mqtt_pub);
 void firer_free(firer_t *f);
-/* Claims and publishes due surveys (at most max_inflight awaiting confirmation). Returns the
- * number published, or -1 when Redis is unreachable. */
+/* Claims and publishes due surveys (at most max_inflight awaiting confirmation). The claim
+ * of the next batch runs in Redis while the current one is published; no claim is left in
+ * flight on return (the connection is shared with ingest). Returns the number published, or
+ * -1 when Redis is unreachable. */
 int firer_fire(firer_t *f, int64_t now_ms, size_t max_inflight);
-/* Settles confirmed deliveries: acknowledges them in Redis, or puts failed ones back in the
- * schedule. Returns the number settled, or -1 when Redis is unreachable (retried later). */
+/* Settles confirmed deliveries: first reads the result of the acknowledgement sent by the
+ * previous call (those entries are then done), then sends one for the deliveries confirmed
+ * since, without waiting for it, and puts failed ones back in the schedule. Returns the
+ * number settled, or -1 when Redis is unreachable (retried later). */
 int firer_settle(firer_t *f, int64_t now_ms);
+/* Waits for the acknowledgement in flight, if any. Returns the number settled or -1. */
+int firer_settle_wait(firer_t *f);
 /* Finds claims whose lease expired (a dispatcher died mid-firing): when Kafka is on, reads
  * the requests topic back from the claim time and acknowledges the ones found there, so that
  * nothing is published twice; the rest return to the schedule. Returns 0 or -1. */

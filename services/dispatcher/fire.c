@@ -12,17 +12,22 @@
 
 #define CLAIM_POLL_MS 100 /* claim at least this often even if no timer is known to be due */
 
-void firer_init(firer_t *f, const sb_config_t *cfg, sb_sched_t *sched, sb_store_t *store,
-                sb_kafka_producer_t *producer, sb_mqtt_t *mqtt_pub)
+void firer_init(firer_t *f, const sb_config_t *cfg, sb_sched_t *sched, sb_sched_t *ack_sched,
+                sb_store_t *store, sb_kafka_producer_t *producer, sb_mqtt_t *mqtt_pub)
 {
     memset(f, 0, sizeof *f);
     f->cfg = cfg;
     f->sched = sched;
+    f->ack_sched = ack_sched;
     f->store = store;
     f->producer = producer;
     f->mqtt_pub = mqtt_pub;
-    f->claimed = calloc((size_t)cfg->tuning.batch, sizeof *f->claimed);
-    if (!f->claimed) abort();
+    for (int i = 0; i < 2; i++) {
+        f->claimed[i] = calloc((size_t)cfg->tuning.batch, sizeof *f->claimed[i]);
+        if (!f->claimed[i]) abort();
+    }
+    f->req = malloc(sizeof *f->req);
+    if (!f->req) abort();
     f->next_due_ms = 0;
 }
 
@@ -34,7 +39,10 @@ void firer_free(firer_t *f)
         free(e);
         e = n;
     }
-    free(f->claimed);
+    free(f->claimed[0]);
+    free(f->claimed[1]);
+    free(f->req);
+    free(f->ack_members);
     free(f->lat);
     memset(f, 0, sizeof *f);
 }
@@ -50,21 +58,28 @@ static int mqtt_topic(const sb_config_t *cfg, const sb_record_t *r, char *out, s
     return sb_mqtt_topic_render(cfg->mqtt_topics.requests, k, v, 2, out, len);
 }
 
-/* Builds the request JSON of a claimed survey (caller frees), NULL on failure. */
-static char *build_request(const sb_config_t *cfg, const sb_claimed_t *c, int64_t now_ms)
+/* Copies a NUL-terminated src into dst of cap bytes (truncating, as snprintf would). */
+static void copy_str(char *dst, size_t cap, const char *src)
+{
+    size_t n = strnlen(src, cap - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+/* Builds the request JSON of a claimed survey in q (a work buffer; caller frees the result),
+ * NULL on failure. */
+static char *build_request(const sb_config_t *cfg, const sb_claimed_t *c, int64_t now_ms,
+                           sb_survey_request_t *q)
 {
     const sb_record_t *r = &c->rec;
-    sb_survey_request_t *q = calloc(1, sizeof *q);
-    if (!q) abort();
-    snprintf(q->survey_id, sizeof q->survey_id, "%s", c->survey_id);
-    snprintf(q->journey, sizeof q->journey, "%s", r->journey);
-    snprintf(q->customer_id, sizeof q->customer_id, "%s", r->customer_id);
-    snprintf(q->interaction_id, sizeof q->interaction_id, "%s", r->interaction_id);
-    snprintf(q->channel, sizeof q->channel, "%s", r->channel);
-    snprintf(q->locale, sizeof q->locale, "%s", r->locale);
-    if (!strcmp(r->channel, "device"))
-        snprintf(q->device_id, sizeof q->device_id, "%s", r->device_id);
-    snprintf(q->question, sizeof q->question, "%s",
+    copy_str(q->survey_id, sizeof q->survey_id, c->survey_id);
+    copy_str(q->journey, sizeof q->journey, r->journey);
+    copy_str(q->customer_id, sizeof q->customer_id, r->customer_id);
+    copy_str(q->interaction_id, sizeof q->interaction_id, r->interaction_id);
+    copy_str(q->channel, sizeof q->channel, r->channel);
+    copy_str(q->locale, sizeof q->locale, r->locale);
+    copy_str(q->device_id, sizeof q->device_id, !strcmp(r->channel, "device") ? r->device_id : "");
+    copy_str(q->question, sizeof q->question,
              sb_config_question(cfg, r->kind, r->locale[0] ? r->locale : "en"));
     q->kind = r->kind;
     q->scale_min = cfg->scales[r->kind].min;
@@ -72,18 +87,16 @@ static char *build_request(const sb_config_t *cfg, const sb_claimed_t *c, int64_
     q->issued_ms = now_ms;
     q->expires_ms = r->expires_ms;
     q->reminder = c->reminder;
-    char *json = NULL;
-    if (sb_token_sign(cfg->token.secret, c->survey_id, r->expires_ms, q->token, sizeof q->token) == 0)
-        json = sb_survey_request_encode(q);
-    free(q);
-    return json;
+    if (sb_token_sign(cfg->token.secret, c->survey_id, r->expires_ms, q->token, sizeof q->token) != 0)
+        return NULL;
+    return sb_survey_request_encode(q);
 }
 
 /* Publishes one claimed survey. Returns 0 (an entry now awaits confirmation) or -1 (nothing
  * was sent; the caller releases the claim). */
 static int publish(firer_t *f, const sb_claimed_t *c, int64_t now_ms)
 {
-    char *json = build_request(f->cfg, c, now_ms);
+    char *json = build_request(f->cfg, c, now_ms, f->req);
     if (!json) {
         sb_error("cannot build survey request member=%s", c->member);
         return -1;
@@ -127,30 +140,53 @@ static int publish(firer_t *f, const sb_claimed_t *c, int64_t now_ms)
     return 0;
 }
 
+/* Publishes a claimed batch; the claims of what could not be sent go back to the schedule. */
+static void publish_batch(firer_t *f, const sb_claimed_t *batch, size_t n, int64_t now_ms)
+{
+    const char *rel[64];
+    size_t nrel = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (publish(f, &batch[i], now_ms) != 0) {
+            rel[nrel++] = batch[i].member;
+            if (nrel == 64) {
+                sb_sched_release(f->sched, rel, nrel, now_ms + 1000);
+                nrel = 0;
+            }
+        }
+    }
+    if (nrel) sb_sched_release(f->sched, rel, nrel, now_ms + 1000);
+}
+
 int firer_fire(firer_t *f, int64_t now_ms, size_t max_inflight)
 {
     if (now_ms < f->next_due_ms && now_ms - f->last_claim_ms < CLAIM_POLL_MS) return 0;
     f->last_claim_ms = now_ms;
-    int total = 0;
-    while (f->inflight < max_inflight && !sb_service_stop) {
-        size_t want = max_inflight - f->inflight;
-        if (want > (size_t)f->cfg->tuning.batch) want = (size_t)f->cfg->tuning.batch;
-        int n = sb_sched_claim(f->sched, now_ms, want, f->claimed, &f->next_due_ms, NULL);
-        if (n < 0) return -1;
-        const char *rel[64];
-        size_t nrel = 0;
-        for (int i = 0; i < n; i++) {
-            if (publish(f, &f->claimed[i], now_ms) != 0) {
-                rel[nrel++] = f->claimed[i].member;
-                if (nrel == 64) {
-                    sb_sched_release(f->sched, rel, nrel, now_ms + 1000);
-                    nrel = 0;
-                }
+    const size_t batch = (size_t)f->cfg->tuning.batch;
+    int total = 0, cur = 0;
+    size_t have = 0; /* claimed into f->claimed[cur], not yet published */
+    bool more = true;
+    for (;;) {
+        size_t busy = f->inflight + have;
+        size_t want = busy < max_inflight ? max_inflight - busy : 0;
+        if (want > batch) want = batch;
+        bool sent = false;
+        if (more && want > 0 && !sb_service_stop) {
+            if (sb_sched_claim_send(f->sched, now_ms, want) != 0) {
+                publish_batch(f, f->claimed[cur], have, now_ms);
+                return -1;
             }
+            sent = true;
         }
-        if (nrel) sb_sched_release(f->sched, rel, nrel, now_ms + 1000);
-        total += n;
-        if ((size_t)n < want) break;
+        /* while Redis claims the next batch */
+        publish_batch(f, f->claimed[cur], have, now_ms);
+        total += (int)have;
+        have = 0;
+        if (!sent) break;
+        int n = sb_sched_claim_recv(f->sched, want, f->claimed[1 - cur], &f->next_due_ms, NULL);
+        if (n < 0) return total ? total : -1;
+        cur = 1 - cur;
+        have = (size_t)n;
+        if ((size_t)n < want) more = false;
         if (f->producer) sb_kafka_producer_poll(f->producer, 0);
     }
     return total;
@@ -167,59 +203,108 @@ static void latency_sample(firer_t *f, int64_t ms)
     f->lat[f->n_lat++] = ms < 0 ? 0 : ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
 }
 
+/* Reads the result of the acknowledgement in flight: on success its entries are done and
+ * leave the list; on failure they stay, confirmed, and go into the next one. Returns the
+ * number acknowledged, or -1. */
+static int ack_finish(firer_t *f, int64_t now_ms)
+{
+    if (!f->ack_pending) return 0;
+    f->ack_pending = false;
+    int rc = sb_sched_ack_recv(f->ack_via, f->ack_n, NULL);
+    size_t n = 0;
+    fire_entry_t **pp = &f->head;
+    while (*pp) {
+        fire_entry_t *e = *pp;
+        if (!e->acking || rc != 0) {
+            e->acking = false;
+            pp = &e->next;
+            continue;
+        }
+        latency_sample(f, now_ms - e->due_ms);
+        *pp = e->next;
+        free(e);
+        f->inflight--;
+        n++;
+    }
+    f->ack_n = 0;
+    if (rc != 0) return -1;
+    f->confirmed += n;
+    return (int)n;
+}
+
+int firer_settle_wait(firer_t *f)
+{
+    return ack_finish(f, sb_now_ms());
+}
+
 int firer_settle(firer_t *f, int64_t now_ms)
 {
     if (f->producer) sb_kafka_producer_poll(f->producer, 0);
-    if (!f->head) return 0;
-    size_t cap = f->inflight, nack = 0, nrel = 0;
-    const char **ack = malloc((cap + 1) * sizeof *ack);
-    const char **rel = malloc((cap + 1) * sizeof *rel);
-    fire_entry_t **done = malloc((cap + 1) * sizeof *done);
-    if (!ack || !rel || !done) abort();
-    size_t ndone = 0;
+    int acked = ack_finish(f, now_ms);
+    if (acked < 0) return -1;
+    if (!f->head) return acked;
+    if (f->ack_cap < f->inflight) {
+        f->ack_cap = f->inflight;
+        f->ack_members = realloc(f->ack_members, f->ack_cap * sizeof *f->ack_members);
+        if (!f->ack_members) abort();
+    }
+    const char *rel[64];
+    size_t nack = 0, nrel = 0, released = 0;
+    int rc = acked;
     for (fire_entry_t *e = f->head; e; e = e->next) {
         if (e->mid && !sb_mqtt_is_pending(f->mqtt_pub, e->mid)) {
             e->mid = 0;
             e->waiting--;
         }
         if (e->waiting > 0) continue;
-        done[ndone++] = e;
-        if (e->failed)
+        if (!e->failed) {
+            f->ack_members[nack++] = e->member;
+            e->acking = true;
+        } else if (nrel < 64) {
             rel[nrel++] = e->member;
-        else
-            ack[nack++] = e->member;
+        }
     }
-    int rc = 0;
-    if (ndone) {
-        if ((nack && sb_sched_ack(f->sched, ack, nack, now_ms, NULL) != 0) ||
-            (nrel && sb_sched_release(f->sched, rel, nrel, now_ms + 1000) != 0)) {
-            rc = -1; /* keep the entries; settle again once Redis is back */
+    /* failed deliveries (rare) go back to the schedule at once, 64 at a time */
+    if (nrel) {
+        if (sb_sched_release(f->sched, rel, nrel, now_ms + 1000) != 0) {
+            rc = -1;
         } else {
-            for (size_t i = 0; i < ndone; i++) {
-                fire_entry_t *e = done[i];
-                if (!e->failed) latency_sample(f, now_ms - e->due_ms);
-            }
-            /* unlink settled entries */
             fire_entry_t **pp = &f->head;
             while (*pp) {
                 fire_entry_t *e = *pp;
-                if (e->waiting <= 0) {
+                bool gone = false;
+                for (size_t i = 0; i < nrel && !gone; i++) gone = rel[i] == e->member;
+                if (gone) {
                     *pp = e->next;
                     free(e);
                     f->inflight--;
+                    released++;
                 } else {
                     pp = &e->next;
                 }
             }
-            f->confirmed += nack;
-            f->released += nrel;
-            rc = (int)ndone;
+            f->released += released;
         }
     }
-    free(ack);
-    free(rel);
-    free(done);
-    return rc;
+    if (nack) {
+        /* on the acknowledgement connection, left in flight; when there is none or it is
+         * down, on the main connection (shared with claims and ingest), waited for at once */
+        bool async = f->ack_sched && sb_sched_ack_send(f->ack_sched, f->ack_members, nack, now_ms) == 0;
+        if (!async && sb_sched_ack_send(f->sched, f->ack_members, nack, now_ms) != 0) {
+            for (fire_entry_t *e = f->head; e; e = e->next) e->acking = false;
+            return -1; /* keep the entries; settle again once Redis is back */
+        }
+        f->ack_pending = true;
+        f->ack_n = nack;
+        f->ack_via = async ? f->ack_sched : f->sched;
+        if (!async) {
+            int n = ack_finish(f, now_ms);
+            if (n < 0) return -1;
+            acked += n;
+        }
+    }
+    if (rc < 0) return -1;
+    return acked + (int)released;
 }
 
 /* ---------------------------------------------------------------- crash recovery */

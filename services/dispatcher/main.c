@@ -16,6 +16,8 @@ typedef struct disp {
     const sb_config_t *cfg;
     sb_store_t *store;            /* main thread */
     sb_sched_t *sched;
+    sb_store_t *ack_store;         /* acknowledgements of fired surveys run on their own */
+    sb_sched_t *ack_sched;         /* connection, in parallel with claims and ingest */
     sb_kafka_producer_t *producer; /* requests + dead letters of Kafka ingest */
     sb_kafka_consumer_t *consumer;
     sb_mqtt_t *mqtt_sub, *mqtt_pub;
@@ -106,7 +108,9 @@ static int start(disp_t *d)
             if (!d->mqtt_sub) goto fail;
         }
     }
-    firer_init(&d->fire, cfg, d->sched, d->store, d->producer, d->mqtt_pub);
+    if (!(d->ack_store = sb_store_new(cfg, err, sizeof err))) goto fail;
+    d->ack_sched = sb_sched_new(d->ack_store, cfg);
+    firer_init(&d->fire, cfg, d->sched, d->ack_sched, d->store, d->producer, d->mqtt_pub);
     if (cfg->http.dispatcher && *cfg->http.dispatcher) {
         static const char *const queues[] = {"sched", "inflight", NULL};
         sb_http_probe_t probe = {.cfg = cfg,
@@ -196,6 +200,7 @@ static void shutdown_all(disp_t *d)
         if (firer_settle(&d->fire, sb_now_ms()) < 0) break;
         if (d->fire.inflight && d->producer) sb_kafka_producer_poll(d->producer, 50);
     }
+    firer_settle_wait(&d->fire);
     if (d->fire.inflight)
         sb_warn("stopping with %zu unconfirmed requests; their claims recover after the lease",
                 d->fire.inflight);
@@ -209,6 +214,8 @@ static void shutdown_all(disp_t *d)
     if (d->mqtt_pub) sb_mqtt_wait_published(d->mqtt_pub, 1000);
     sb_mqtt_free(d->mqtt_pub);
     firer_free(&d->fire);
+    sb_sched_free(d->ack_sched);
+    sb_store_free(d->ack_store);
     if (d->producer) {
         sb_kafka_producer_flush(d->producer, 1000);
         sb_kafka_producer_free(d->producer);

@@ -1122,6 +1122,168 @@ START_TEST(redis_restart_keeps_schedule)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- k. batched and split calls */
+
+/* The scripts hand whole batches to single commands (MGET, ZADD, ZMSCORE, ZREM) in chunks:
+ * a claim and an ack of 9,000 surveys (more than Lua's unpack limit of 8,000 at once) act
+ * on every one of them, and a member repeated within one ack counts once. */
+START_TEST(big_batches_and_repeated_members)
+{
+    enum { N = 9000, B = 1000 };
+    env_open(JOURNEYS, NO_FATIGUE);
+    sb_record_t *r = calloc(B, sizeof *r);
+    sb_sched_op_t *ops = calloc(B, sizeof *ops);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_ptr_nonnull(ops);
+    for (int base = 0; base < N; base += B) {
+        for (int i = 0; i < B; i++) {
+            char inter[32];
+            snprintf(inter, sizeof inter, "big-%d", base + i);
+            /* onboarding-nps: no reminder; due in order so the claim order is known */
+            mk_rec(&r[i], inter, "onboarding-nps", inter, NOW - N + base + i, NOW + 7 * DAY);
+            ops[i] = (sb_sched_op_t){SB_SCHED_ADD, &r[i]};
+        }
+        ck_assert_int_eq(sb_sched_apply(E.s, ops, B, NULL, 0, NULL, NOW), 0);
+    }
+    /* one HINCRBY of the summed count per journey: N scheduled */
+    ck_assert_int_eq(counter("scheduled|onboarding-nps"), N);
+    sb_claimed_t *cl = claim_buf(N);
+    size_t settled = 99;
+    int64_t next = 0;
+    ck_assert_int_eq(sb_sched_claim(E.s, NOW, N, cl, &next, &settled), N);
+    ck_assert_int_eq(settled, 0);
+    ck_assert_int_eq(next, INT64_MAX);
+    ck_assert_int_eq(num("ZCARD", "sbt:inflight", NULL), N);
+    ck_assert_int_eq(num("ZCARD", "sbt:sched", NULL), 0);
+    /* the first and last by due time */
+    ck_assert_str_eq(cl[0].rec.interaction_id, "big-0");
+    ck_assert_str_eq(cl[N - 1].rec.interaction_id, "big-8999");
+    /* every member once, and the first three again at the end */
+    const char **m = calloc(N + 3, sizeof *m);
+    int *done = calloc(N + 3, sizeof *done);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_ptr_nonnull(done);
+    for (int i = 0; i < N; i++) m[i] = cl[i].member;
+    for (int i = 0; i < 3; i++) m[N + i] = cl[i].member;
+    ck_assert_int_eq(sb_sched_ack(E.s, m, N + 3, NOW + 10, done), 0);
+    int ones = 0;
+    for (int i = 0; i < N + 3; i++) ones += done[i];
+    ck_assert_int_eq(ones, N);
+    ck_assert_int_eq(done[N], 0);
+    ck_assert_int_eq(done[N + 2], 0);
+    ck_assert_int_eq(counter("fired|onboarding-nps"), N);
+    ck_assert_int_eq(num("ZCARD", "sbt:inflight", NULL), 0);
+    /* one expiry check each (expires + 1), no reminder (the journey has none) */
+    ck_assert_int_eq(num("ZCARD", "sbt:sched", NULL), N);
+    char mx[40];
+    snprintf(mx, sizeof mx, "%s:x", cl[N - 1].survey_id);
+    ck_assert_int_eq(zscore("sbt:sched", mx), NOW + 7 * DAY + 1);
+    ck_assert_int_eq(state_of(cl[0].survey_id), SB_REC_FIRED);
+    ck_assert_int_eq(state_of(cl[N - 1].survey_id), SB_REC_FIRED);
+    assert_ttl(cl[N / 2].survey_id, NOW + 7 * DAY + DAY);
+    /* the expiry sweep, also in one claim of 9,000: every one expires, counted once each */
+    ck_assert_int_eq(sb_sched_claim(E.s, NOW + 8 * DAY, N, cl, &next, &settled), 0);
+    ck_assert_int_eq(settled, N);
+    ck_assert_int_eq(counter("expired|onboarding-nps"), N);
+    ck_assert_int_eq(state_of(cl[0].survey_id), SB_REC_EXPIRED);
+    /* settled after the expiry: kept a day past the settling time */
+    assert_ttl(cl[0].survey_id, NOW + 8 * DAY + DAY);
+    free(m);
+    free(done);
+    free(cl);
+    free(r);
+    free(ops);
+    env_close();
+}
+END_TEST
+
+/* The split calls: a claim and an ack in flight at the same time on two connections give
+ * what the blocking calls give; a server that lost its scripts (SCRIPT FLUSH, as after a
+ * restart) answers NOSCRIPT, and _recv runs the same call again with the script loaded. */
+START_TEST(split_calls_overlap)
+{
+    env_open(JOURNEYS, NO_FATIGUE);
+    char err[256] = "";
+    sb_store_t *st2 = sb_store_new(E.cfg, err, sizeof err);
+    ck_assert_ptr_nonnull(st2);
+    sb_sched_t *s2 = sb_sched_new(st2, E.cfg);
+    enum { N = 6 };
+    sb_record_t r[N];
+    char id[N][25];
+    for (int i = 0; i < N; i++) {
+        char inter[16];
+        snprintf(inter, sizeof inter, "sp-%d", i);
+        mk_rec(&r[i], inter, "support-csat", inter, NOW - 100 + i, NOW + 72 * HOUR);
+        id_of(&r[i], id[i]);
+        ck_assert_int_eq(add1(&r[i]), 1);
+    }
+    sb_claimed_t *cl = claim_buf(N);
+    /* claim the first three (blocking), then claim the rest while they are acknowledged */
+    ck_assert_int_eq(sb_sched_claim(E.s, NOW, 3, cl, NULL, NULL), 3);
+    const char *m[3] = {cl[0].member, cl[1].member, cl[2].member};
+    ck_assert_int_eq(sb_sched_ack_send(s2, m, 3, NOW + 50), 0);
+    ck_assert_int_eq(sb_sched_claim_send(E.s, NOW, 10), 0);
+    int64_t next = 0;
+    size_t settled = 99;
+    ck_assert_int_eq(sb_sched_claim_recv(E.s, 10, cl + 3, &next, &settled), 3);
+    ck_assert_int_eq(settled, 0);
+    int done[3] = {-1, -1, -1};
+    ck_assert_int_eq(sb_sched_ack_recv(s2, 3, done), 0);
+    ck_assert_int_eq(done[0] + done[1] + done[2], 3);
+    for (int i = 0; i < N; i++) ck_assert_str_eq(cl[i].survey_id, id[i]);
+    ck_assert_int_eq(counter("fired|support-csat"), 3);
+    /* the next due timer: the earliest of the three reminders (ack time + 24 h) */
+    ck_assert_int_eq(next, NOW + 50 + DAY);
+    ck_assert_int_eq(state_of(id[0]), SB_REC_FIRED);
+    ck_assert_int_eq(state_of(id[3]), SB_REC_PENDING);
+    /* the scripts vanish: both split calls still run once */
+    freeReplyObject(cmd("SCRIPT", "FLUSH", NULL));
+    const char *m2[3] = {cl[3].member, cl[4].member, cl[5].member};
+    ck_assert_int_eq(sb_sched_ack_send(s2, m2, 3, NOW + 60), 0);
+    ck_assert_int_eq(sb_sched_ack_recv(s2, 3, done), 0);
+    ck_assert_int_eq(done[0] + done[1] + done[2], 3);
+    ck_assert_int_eq(counter("fired|support-csat"), 6);
+    freeReplyObject(cmd("SCRIPT", "FLUSH", NULL));
+    ck_assert_int_eq(sb_sched_claim_send(E.s, NOW + 50 + DAY, 10), 0);
+    ck_assert_int_eq(sb_sched_claim_recv(E.s, 10, cl, &next, &settled), 3);
+    ck_assert(cl[0].reminder);
+    ck_assert_str_eq(cl[0].survey_id, id[0]);
+    ck_assert_int_eq(settled, 0);
+    free(cl);
+    sb_sched_free(s2);
+    sb_store_free(st2);
+    env_close();
+}
+END_TEST
+
+/* Records are read once per claim, before any is changed: when a survey's reminder and its
+ * expiry check fall due in the same claim (a dispatcher that was down for days), the
+ * reminder is not sent (past the expiry) and the survey expires once. */
+START_TEST(reminder_and_expiry_in_one_claim)
+{
+    env_open(JOURNEYS, NO_FATIGUE);
+    sb_record_t r;
+    char id[25];
+    mk_rec(&r, "ry-1", "support-csat", "c-ry", NOW, NOW + 72 * HOUR);
+    id_of(&r, id);
+    ck_assert_int_eq(add1(&r), 1);
+    sb_claimed_t *cl = claim_buf(4);
+    ck_assert_int_eq(sb_sched_claim(E.s, NOW, 4, cl, NULL, NULL), 1);
+    const char *m[] = {cl[0].member};
+    ck_assert_int_eq(sb_sched_ack(E.s, m, 1, NOW, NULL), 0);
+    ck_assert_int_eq(num("ZCARD", "sbt:sched", NULL), 2); /* :r at NOW + 24 h, :x at 72 h + 1 */
+    size_t settled = 0;
+    ck_assert_int_eq(sb_sched_claim(E.s, NOW + 100 * HOUR, 4, cl, NULL, &settled), 0);
+    ck_assert_int_eq(settled, 2);
+    ck_assert_int_eq(state_of(id), SB_REC_EXPIRED);
+    ck_assert_int_eq(counter("expired|support-csat"), 1);
+    ck_assert_int_eq(counter("reminded|support-csat"), 0);
+    ck_assert_int_eq(num("ZCARD", "sbt:inflight", NULL), 0);
+    free(cl);
+    env_close();
+}
+END_TEST
+
 int main(void)
 {
     Suite *su = suite_create("schedule");
@@ -1138,6 +1300,9 @@ int main(void)
     tcase_add_test(tc, four_processes_claim_each_survey_once);
     tcase_add_test(tc, redis_restart_keeps_schedule);
     tcase_add_test(tc, memory_per_pending_survey);
+    tcase_add_test(tc, big_batches_and_repeated_members);
+    tcase_add_test(tc, split_calls_overlap);
+    tcase_add_test(tc, reminder_and_expiry_in_one_claim);
     suite_add_tcase(su, tc);
     /* The tests restart servers and fork claimers: harness state must live in this process. */
     return sb_h_run_suite(su, true);
