@@ -299,6 +299,8 @@ struct sb_sched {
     const sb_config_t *cfg;
     sb_store_script_t *apply, *claim, *ack, *release;
     sb_store_args_t args;
+    size_t *cnt, cnt_cap;      /* script ops per op of the apply call in hand */
+    size_t apply_n, apply_nops; /* its op counts, for sb_sched_apply_recv */
 };
 
 sb_sched_t *sb_sched_new(sb_store_t *store, const sb_config_t *cfg)
@@ -323,6 +325,7 @@ void sb_sched_free(sb_sched_t *s)
     sb_store_script_free(s->ack);
     sb_store_script_free(s->release);
     sb_store_args_free(&s->args);
+    free(s->cnt);
     free(s);
 }
 
@@ -346,28 +349,31 @@ static redisReply *run(sb_sched_t *s, const sb_store_script_t *sc, const char *w
     return r;
 }
 
-int sb_sched_apply(sb_sched_t *s, const sb_sched_op_t *ops, size_t n, const sb_sched_count_t *counts,
-                   size_t n_counts, int *status, int64_t now_ms)
+static redisReply *receive(sb_sched_t *s, const sb_store_script_t *sc, const char *what);
+
+/* Builds the apply script's arguments (records copied in). Encoding comes first: a record
+ * that cannot be encoded is logged and skipped (status 0) rather than failing, and so
+ * blocking, the whole batch. A cancel expands to one script op per configured journey:
+ * survey ids derive from (interaction, journey), so no index is kept. cnt[i] gets the number
+ * of script ops of op i; returns their total. */
+static size_t apply_args(sb_sched_t *s, const sb_sched_op_t *ops, size_t n,
+                         const sb_sched_count_t *counts, size_t n_counts, int64_t now_ms,
+                         size_t *cnt)
 {
-    /* Encode first: a record that cannot be encoded is logged and skipped (status 0) rather
-     * than failing, and so blocking, the whole batch. A cancel expands to one script op per
-     * configured journey: survey ids derive from (interaction, journey), so no index is kept. */
     char **values = calloc(n ? n : 1, sizeof *values);
     size_t *lens = calloc(n ? n : 1, sizeof *lens);
     if (!values || !lens) abort();
     size_t nops = 0;
-    int rc = -1;
     for (size_t i = 0; i < n; i++) {
-        if (ops[i].op != SB_SCHED_ADD) {
-            nops += s->cfg->n_journeys;
-            continue;
+        cnt[i] = s->cfg->n_journeys;
+        if (ops[i].op == SB_SCHED_ADD) {
+            values[i] = sb_record_encode(ops[i].rec, &lens[i]);
+            cnt[i] = values[i] ? 1 : 0;
+            if (!values[i])
+                sb_error("cannot encode survey record, skipped interaction=%s journey=%s",
+                         ops[i].rec->interaction_id, ops[i].rec->journey);
         }
-        values[i] = sb_record_encode(ops[i].rec, &lens[i]);
-        if (values[i])
-            nops++;
-        else
-            sb_error("cannot encode survey record, skipped interaction=%s journey=%s",
-                     ops[i].rec->interaction_id, ops[i].rec->journey);
+        nops += cnt[i];
     }
     sb_store_args_t *a = args_begin(s, now_ms);
     sb_store_args_int(a, (int64_t)nops);
@@ -379,7 +385,7 @@ int sb_sched_apply(sb_sched_t *s, const sb_sched_op_t *ops, size_t n, const sb_s
             sb_record_survey_id(rec->interaction_id, rec->journey, id);
             sb_store_args_str(a, "a");
             sb_store_args_copy(a, id, SB_SURVEY_ID_LEN);
-            sb_store_args_add(a, values[i], lens[i]);
+            sb_store_args_copy(a, values[i], lens[i]); /* outlives the records: see _send */
             sb_store_args_int(a, rec->due_ms);
             sb_store_args_str(a, rec->journey);
         } else {
@@ -395,21 +401,59 @@ int sb_sched_apply(sb_sched_t *s, const sb_sched_op_t *ops, size_t n, const sb_s
         sb_store_args_str(a, counts[i].field);
         sb_store_args_int(a, counts[i].n);
     }
-    redisReply *r = run(s, s->apply, "apply");
+    for (size_t i = 0; i < n; i++) free(values[i]);
+    free(values);
+    free(lens);
+    return nops;
+}
+
+/* Reads the apply script's reply (freed here) into status[] (may be NULL). */
+static int apply_result(redisReply *r, size_t n, size_t nops, const size_t *cnt, int *status)
+{
+    int rc = -1;
     if (r && r->type == REDIS_REPLY_ARRAY && r->elements == nops) {
         rc = 0;
         for (size_t i = 0, k = 0; i < n; i++) {
-            size_t cnt = ops[i].op == SB_SCHED_ADD ? (values[i] ? 1 : 0) : s->cfg->n_journeys;
             int v = 0;
-            for (size_t e = 0; e < cnt; e++, k++) v += (int)r->element[k]->integer;
+            for (size_t e = 0; e < cnt[i]; e++, k++) v += (int)r->element[k]->integer;
             if (status) status[i] = v;
         }
     }
     if (r) freeReplyObject(r);
-    for (size_t i = 0; i < n; i++) free(values[i]);
-    free(values);
-    free(lens);
     return rc;
+}
+
+static size_t *apply_cnt(sb_sched_t *s, size_t n)
+{
+    if (n > s->cnt_cap) {
+        free(s->cnt);
+        s->cnt_cap = n;
+        s->cnt = malloc(n * sizeof *s->cnt);
+        if (!s->cnt) abort();
+    }
+    return s->cnt;
+}
+
+int sb_sched_apply(sb_sched_t *s, const sb_sched_op_t *ops, size_t n, const sb_sched_count_t *counts,
+                   size_t n_counts, int *status, int64_t now_ms)
+{
+    size_t *cnt = apply_cnt(s, n ? n : 1);
+    size_t nops = apply_args(s, ops, n, counts, n_counts, now_ms, cnt);
+    return apply_result(run(s, s->apply, "apply"), n, nops, cnt, status);
+}
+
+int sb_sched_apply_send(sb_sched_t *s, const sb_sched_op_t *ops, size_t n,
+                        const sb_sched_count_t *counts, size_t n_counts, int64_t now_ms)
+{
+    size_t *cnt = apply_cnt(s, n ? n : 1);
+    s->apply_n = n;
+    s->apply_nops = apply_args(s, ops, n, counts, n_counts, now_ms, cnt);
+    return sb_store_eval_send(s->store, s->apply, 0, s->args.argc, s->args.argv, s->args.lens);
+}
+
+int sb_sched_apply_recv(sb_sched_t *s, int *status)
+{
+    return apply_result(receive(s, s->apply, "apply"), s->apply_n, s->apply_nops, s->cnt, status);
 }
 
 static int64_t fatigue_horizon(const sb_fatigue_t *f)

@@ -197,22 +197,6 @@ static void release(sb_kafka_consumer_t *c, held_t *h, int rc)
     memset(h, 0, sizeof *h);
 }
 
-int sb_service_consume(sb_kafka_consumer_t *c, sb_store_t *store, size_t max, int timeout_ms,
-                       sb_service_batch_fn fn, void *opaque, int64_t *busy_us)
-{
-    held_t h;
-    int n = take(c, max, timeout_ms, &h);
-    if (n <= 0) return n;
-    /* the same batch again until its effect is durable; offsets only after that */
-    int rc;
-    int64_t t0 = sb_mono_us();
-    while ((rc = fn(opaque, h.msgs, (const char(*)[512])h.src, (size_t)n)) != 0 && !sb_service_stop)
-        sb_service_wait_redis(store, c);
-    if (busy_us) *busy_us = sb_mono_us() - t0;
-    release(c, &h, rc);
-    return rc == 0 ? n : 0;
-}
-
 /* A pipelined batch to its end: finish (or, after a failure, again until durable). */
 static int settle(sb_kafka_consumer_t *c, sb_store_t *store, const sb_service_stages_t *st,
                   void *opaque, held_t *h, int rc)

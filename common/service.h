@@ -42,26 +42,15 @@ void sb_service_source_mqtt(char *out, size_t len, const char *topic);
  * until Redis answers or a stop is requested, resumes c. */
 void sb_service_wait_redis(sb_store_t *store, sb_kafka_consumer_t *c);
 
-/* Processes one batch: msgs[0..n) with their dead-letter source texts. Returns 0 once its
- * effect is durable, -1 to be called again with the same batch (Redis failed or stopping). */
-typedef int (*sb_service_batch_fn)(void *opaque, const sb_kafka_msg_t *msgs,
-                                   const char (*src)[512], size_t n);
-
-/* Consumes up to max messages (waiting up to timeout_ms for the first) and hands them to fn,
- * again and again with sb_service_wait_redis in between until it succeeds or a stop is
- * requested; only then are the offsets stored. *busy_us (may be NULL) gets the time fn took
- * in all. Returns the number of messages, 0 when none came, -1 when the consumer failed (after
- * a 1 s pause). */
-int sb_service_consume(sb_kafka_consumer_t *c, sb_store_t *store, size_t max, int timeout_ms,
-                       sb_service_batch_fn fn, void *opaque, int64_t *busy_us);
-
-/* The same with two batches in hand: while Redis works on one, the next is consumed and
- * parsed. A batch goes parse -> send (its I/O started) -> finish (waited for), or, after a
- * failure, again (the whole batch, synchronously) until it succeeds or a stop is requested;
- * end then releases it, and the offsets are stored once its effect is durable, in order.
- * Runs batches while messages keep coming, for up to budget_ms, and returns with nothing in
- * hand: the number of messages done. observe (may be NULL) gets each batch's time from
- * parsed to done, in us. */
+/* Consumes batches of up to max messages (waiting up to timeout_ms for the first) with two
+ * batches in hand: while Redis works on one, the next is consumed and parsed. A batch goes
+ * parse -> send (its I/O started) -> finish (waited for), or, after a failure, again (the
+ * whole batch, synchronously, with sb_service_wait_redis in between) until it succeeds or a
+ * stop is requested; end then releases it, and its offsets are stored once its effect is
+ * durable, in order. Runs batches while messages keep coming, for up to budget_ms, and
+ * returns with nothing in hand: the number of messages done (a consumer failure pauses 1 s
+ * and counts as none). observe (may be NULL) gets each batch's time from parsed to done,
+ * in us. */
 typedef struct sb_service_stages {
     void *(*parse)(void *opaque, const sb_kafka_msg_t *msgs, const char (*src)[512], size_t n);
     int (*send)(void *opaque, void *batch);   /* 0, or -1: not sent */

@@ -27,6 +27,28 @@ typedef struct in_msg {
     const char *device_id; /* from the MQTT topic's '+', NULL otherwise */
 } in_msg_t;
 
+/* Counter fields of a batch, aggregated by name. */
+typedef struct counts {
+    sb_sched_count_t *c;
+    char (*names)[96];
+    size_t n, cap;
+} counts_t;
+
+typedef struct dead {
+    size_t msg; /* index into the batch */
+    char reason[200];
+} dead_t;
+
+/* One batch from parsing to its end; two can be in hand (one in Redis while the next one is
+ * parsed). Its records live in the context's shared buffers until its script is sent. */
+typedef struct dbatch {
+    in_msg_t *in;
+    size_t n, cap, nops, nd;
+    dead_t *dead;
+    counts_t cs;
+    bool busy, sent;
+} dbatch_t;
+
 /* What one ingesting thread owns: its Redis connection, schedule handle and DLQ producer. */
 typedef struct ingest_ctx {
     const sb_config_t *cfg;
@@ -34,10 +56,15 @@ typedef struct ingest_ctx {
     sb_sched_t *sched;
     sb_kafka_producer_t *producer; /* NULL when Kafka is off */
     sb_wait_t wait; /* dead letters of the current batch */
-    /* work buffers reused from batch to batch (records are a few KiB each) */
+    /* work buffers reused from batch to batch (records are a few KiB each), filled for the
+     * batch `owner` */
     struct sb_record *recs;
     sb_sched_op_t *ops;
     size_t cap; /* entries in recs and ops */
+    struct sb_event *ev;
+    struct sb_candidate *cand;
+    const dbatch_t *owner;
+    dbatch_t b[2];
 } ingest_ctx_t;
 
 /* Releases an ingest context's work buffers. */
@@ -49,6 +76,17 @@ void ingest_ctx_free_buffers(ingest_ctx_t *ic);
  * then commit the batch), -1 when Redis or Kafka failed or a stop was requested (the caller
  * retries the same batch; every step is idempotent). */
 int ingest_batch(ingest_ctx_t *ic, const in_msg_t *msgs, size_t n);
+
+/* The same in steps, for sb_service_consume_pipelined: ingest_parse (no I/O; msgs[] is
+ * copied, what it points to must live until ingest_end), ingest_send (the schedule script
+ * sent without waiting: 0, or -1 not sent), ingest_finish (its answer, then the dead letters:
+ * what ingest_batch returns), ingest_again (the whole batch once more, synchronously),
+ * ingest_end (frees the slot). Nothing else may use the store between send and finish. */
+dbatch_t *ingest_parse(ingest_ctx_t *ic, const in_msg_t *msgs, size_t n);
+int ingest_send(ingest_ctx_t *ic, dbatch_t *b);
+int ingest_finish(ingest_ctx_t *ic, dbatch_t *b);
+int ingest_again(ingest_ctx_t *ic, dbatch_t *b);
+void ingest_end(ingest_ctx_t *ic, dbatch_t *b);
 
 /* Kafka delivery callback shared by every producer of the dispatcher (dispatches on tag). */
 void dispatcher_delivery(void *opaque, void *msg_opaque, int ok, const char *errstr);

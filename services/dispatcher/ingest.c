@@ -11,12 +11,6 @@
 #include "record.h"
 #include "rules.h"
 
-/* Counter fields of a batch, aggregated by name. */
-typedef struct counts {
-    sb_sched_count_t *c;
-    char (*names)[96];
-    size_t n, cap;
-} counts_t;
 
 static void count(counts_t *cs, const char *field, int64_t n)
 {
@@ -38,10 +32,6 @@ static void count(counts_t *cs, const char *field, int64_t n)
     cs->n++;
 }
 
-typedef struct dead {
-    size_t msg; /* index into the batch */
-    char reason[200];
-} dead_t;
 
 void dispatcher_delivery(void *opaque, void *msg_opaque, int ok, const char *errstr)
 {
@@ -90,12 +80,27 @@ void ingest_ctx_free_buffers(ingest_ctx_t *ic)
 {
     free(ic->recs);
     free(ic->ops);
-    ic->recs = NULL, ic->ops = NULL, ic->cap = 0;
+    free(ic->ev);
+    free(ic->cand);
+    ic->recs = NULL, ic->ops = NULL, ic->ev = NULL, ic->cand = NULL, ic->cap = 0;
+    for (int k = 0; k < 2; k++) {
+        dbatch_t *b = &ic->b[k];
+        free(b->in);
+        free(b->dead);
+        free(b->cs.c);
+        free(b->cs.names);
+        memset(b, 0, sizeof *b);
+    }
+    ic->owner = NULL;
 }
 
-int ingest_batch(ingest_ctx_t *ic, const in_msg_t *msgs, size_t n)
+/* Parses the batch's events into the shared record and op buffers (the batch becomes their
+ * owner) and its own dead letters and counters. */
+static void parse_into(ingest_ctx_t *ic, dbatch_t *b)
 {
     const sb_config_t *cfg = ic->cfg;
+    const in_msg_t *msgs = b->in;
+    size_t n = b->n;
     size_t need = n * cfg->n_journeys + n + 1;
     if (need > ic->cap) {
         free(ic->recs);
@@ -105,17 +110,21 @@ int ingest_batch(ingest_ctx_t *ic, const in_msg_t *msgs, size_t n)
         if (!ic->recs || !ic->ops) abort();
         ic->cap = need;
     }
+    if (!ic->ev) ic->ev = malloc(sizeof *ic->ev);
+    if (!ic->cand) ic->cand = malloc((cfg->n_journeys + 1) * sizeof *ic->cand);
+    if (!ic->ev || !ic->cand) abort();
     sb_record_t *recs = ic->recs;
     sb_sched_op_t *ops = ic->ops;
-    sb_event_t *ev = malloc(sizeof *ev);
-    sb_candidate_t *cand = malloc((cfg->n_journeys + 1) * sizeof *cand);
-    dead_t *dead = malloc((n + 1) * sizeof *dead);
-    if (!ev || !recs || !ops || !cand || !dead) abort();
-    counts_t cs = {0};
+    sb_event_t *ev = ic->ev;
+    sb_candidate_t *cand = ic->cand;
+    counts_t *cs = &b->cs;
+    dead_t *dead = b->dead;
     size_t nops = 0, nd = 0;
     char field[96], code[64];
+    ic->owner = b;
+    cs->n = 0;
 
-    count(&cs, "consumed", (int64_t)n);
+    count(cs, "consumed", (int64_t)n);
     for (size_t i = 0; i < n; i++) {
         char err[200];
         if (sb_event_parse(msgs[i].payload, msgs[i].len, cfg->mapping, msgs[i].device_id, ev,
@@ -124,7 +133,7 @@ int ingest_batch(ingest_ctx_t *ic, const in_msg_t *msgs, size_t n)
             snprintf(dead[nd].reason, sizeof dead[nd].reason, "%s", err);
             sb_reason_code(err, code, sizeof code);
             snprintf(field, sizeof field, "dlq|%s", code);
-            count(&cs, field, 1);
+            count(cs, field, 1);
             nd++;
             continue;
         }
@@ -136,7 +145,7 @@ int ingest_batch(ingest_ctx_t *ic, const in_msg_t *msgs, size_t n)
             ops[nops].op = SB_SCHED_CANCEL;
             ops[nops].rec = r;
             nops++;
-            count(&cs, "reopened", 1);
+            count(cs, "reopened", 1);
             continue;
         }
         size_t nc = sb_rules_match(cfg, ev, cand, cfg->n_journeys);
@@ -166,22 +175,76 @@ int ingest_batch(ingest_ctx_t *ic, const in_msg_t *msgs, size_t n)
                 snprintf(dead[nd].reason, sizeof dead[nd].reason,
                          "missing_field: channel (journey %s uses the event's channel)",
                          no_channel);
-            count(&cs, "dlq|missing_field", 1);
+            count(cs, "dlq|missing_field", 1);
             nd++;
         }
-        if (nc == 0) count(&cs, "unmatched", 1);
+        if (nc == 0) count(cs, "unmatched", 1);
     }
+    b->nops = nops;
+    b->nd = nd;
+}
 
-    int rc = sb_sched_apply(ic->sched, ops, nops, cs.c, cs.n, NULL, sb_now_ms());
-    if (rc != 0)
+dbatch_t *ingest_parse(ingest_ctx_t *ic, const in_msg_t *msgs, size_t n)
+{
+    dbatch_t *b = !ic->b[0].busy ? &ic->b[0] : !ic->b[1].busy ? &ic->b[1] : NULL;
+    if (!b) abort(); /* a caller with more than two batches in hand */
+    if (n > b->cap || !b->in) {
+        size_t cap = n > b->cap ? n : b->cap;
+        free(b->in), free(b->dead);
+        b->in = malloc((cap ? cap : 1) * sizeof *b->in);
+        b->dead = malloc((cap ? cap : 1) * sizeof *b->dead);
+        if (!b->in || !b->dead) abort();
+        b->cap = cap;
+    }
+    memcpy(b->in, msgs, n * sizeof *msgs);
+    b->n = n;
+    b->busy = true;
+    b->sent = false;
+    parse_into(ic, b);
+    return b;
+}
+
+int ingest_send(ingest_ctx_t *ic, dbatch_t *b)
+{
+    if (ic->owner != b) parse_into(ic, b); /* the buffers went to another batch meanwhile */
+    b->sent = sb_sched_apply_send(ic->sched, ic->ops, b->nops, b->cs.c, b->cs.n, sb_now_ms()) == 0;
+    return b->sent ? 0 : -1;
+}
+
+int ingest_finish(ingest_ctx_t *ic, dbatch_t *b)
+{
+    int rc;
+    if (b->sent) {
+        b->sent = false;
+        rc = sb_sched_apply_recv(ic->sched, NULL);
+    } else {
+        if (ic->owner != b) parse_into(ic, b);
+        rc = sb_sched_apply(ic->sched, ic->ops, b->nops, b->cs.c, b->cs.n, NULL, sb_now_ms());
+    }
+    if (rc != 0) {
         sb_warn("schedule batch failed, will retry err=\"%s\"", ic->store->errstr);
-    else
-        rc = publish_dead(ic, msgs, dead, nd);
+        return -1;
+    }
+    return publish_dead(ic, b->in, b->dead, b->nd);
+}
 
-    free(cs.c);
-    free(cs.names);
-    free(ev);
-    free(cand);
-    free(dead);
+int ingest_again(ingest_ctx_t *ic, dbatch_t *b)
+{
+    b->sent = false;
+    parse_into(ic, b);
+    return ingest_finish(ic, b);
+}
+
+void ingest_end(ingest_ctx_t *ic, dbatch_t *b)
+{
+    (void)ic;
+    b->busy = false;
+}
+
+int ingest_batch(ingest_ctx_t *ic, const in_msg_t *msgs, size_t n)
+{
+    dbatch_t *b = ingest_parse(ic, msgs, n);
+    int rc = ingest_finish(ic, b);
+    ingest_end(ic, b);
     return rc;
 }
