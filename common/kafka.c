@@ -652,6 +652,7 @@ int64_t sb_kafka_lag(sb_kafka_consumer_t *c)
     if (!atomic_load(&c->assigned_once) || rd_kafka_assignment(c->rk, &parts)) return -1;
     int64_t lag = 0;
     int known = 0;
+    bool unread = false;
     if (parts->cnt > 0 && rd_kafka_position(c->rk, parts) == RD_KAFKA_RESP_ERR_NO_ERROR) {
         for (int i = 0; i < parts->cnt; i++) {
             const rd_kafka_topic_partition_t *tp = &parts->elems[i];
@@ -663,13 +664,15 @@ int64_t sb_kafka_lag(sb_kafka_consumer_t *c)
                 known++;
             } else if (lo >= 0 && hi == lo) {
                 known++; /* empty partition, nothing consumed yet */
+            } else {
+                unread = true; /* messages there, no position yet: the lag is not known */
             }
         }
     }
     int cnt = parts->cnt;
     rd_kafka_topic_partition_list_destroy(parts);
     if (cnt == 0) return 0;
-    return known ? lag : -1;
+    return known && !unread ? lag : -1;
 }
 
 const char *sb_kafka_consumer_error(const sb_kafka_consumer_t *c)

@@ -111,7 +111,8 @@ int sb_kafka_resume(sb_kafka_consumer_t *c);
 
 /* Messages behind the log end over the assigned partitions (cached high watermark minus the
  * consume position; partitions with no cached values are left out). 0 with no assignment;
- * -1 when unknown (never assigned yet, or nothing cached). Cheap: no broker round trip; safe
+ * -1 when unknown (never assigned yet, nothing cached, or a partition that holds messages
+ * has no consume position yet: 0 then would claim a catch-up that has not happened). Cheap: no broker round trip; safe
  * from any thread (everything else of a handle belongs to the thread that polls it). */
 int64_t sb_kafka_lag(sb_kafka_consumer_t *c);
 
