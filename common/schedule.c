@@ -385,9 +385,11 @@ static size_t apply_args(sb_sched_t *s, const sb_sched_op_t *ops, size_t n,
             sb_record_survey_id(rec->interaction_id, rec->journey, id);
             sb_store_args_str(a, "a");
             sb_store_args_copy(a, id, SB_SURVEY_ID_LEN);
-            sb_store_args_copy(a, values[i], lens[i]); /* outlives the records: see _send */
+            /* copies, not borrowed: _recv may send these again (NOSCRIPT) after the caller
+             * reused the records */
+            sb_store_args_copy(a, values[i], lens[i]);
             sb_store_args_int(a, rec->due_ms);
-            sb_store_args_str(a, rec->journey);
+            sb_store_args_copy(a, rec->journey, strlen(rec->journey));
         } else {
             for (size_t j = 0; j < s->cfg->n_journeys; j++) {
                 sb_record_survey_id(rec->interaction_id, s->cfg->journeys[j].name, id);

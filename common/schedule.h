@@ -57,7 +57,8 @@ int sb_sched_apply(sb_sched_t *s, const sb_sched_op_t *ops, size_t n, const sb_s
 /* The same in two halves, so that the caller can work while Redis runs the script: _send
  * sends it without waiting (0, or -1: not sent); _recv reads the answer into status (may be
  * NULL), re-running the call if Redis had lost the script. Nothing else may use the store in
- * between; ops may be freed after _send, counts too. */
+ * between. ops and the records may be reused or freed after _send; counts must stay until
+ * _recv. */
 int sb_sched_apply_send(sb_sched_t *s, const sb_sched_op_t *ops, size_t n,
                         const sb_sched_count_t *counts, size_t n_counts, int64_t now_ms);
 int sb_sched_apply_recv(sb_sched_t *s, int *status);

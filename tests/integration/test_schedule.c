@@ -1256,6 +1256,47 @@ START_TEST(split_calls_overlap)
 }
 END_TEST
 
+/* The split apply: the records may be reused as soon as it is sent (the dispatcher parses
+ * the next batch into them), also when the server lost the script and _recv sends the call
+ * again: what is stored is what was sent. */
+START_TEST(split_apply_reuses_records)
+{
+    env_open(JOURNEYS, NO_FATIGUE);
+    enum { N = 50 };
+    sb_record_t *r = calloc(N, sizeof *r);
+    sb_sched_op_t ops[N];
+    ck_assert_ptr_nonnull(r);
+    char id[N][SB_SURVEY_ID_LEN + 1];
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < N; i++) {
+            char inter[32];
+            snprintf(inter, sizeof inter, "ap-%d-%d", round, i);
+            mk_rec(&r[i], inter, "support-csat", inter, NOW + HOUR + i, NOW + 72 * HOUR);
+            id_of(&r[i], id[i]);
+            ops[i] = (sb_sched_op_t){SB_SCHED_ADD, &r[i]};
+        }
+        sb_sched_count_t counts[] = {{"consumed", N}};
+        if (round == 1) freeReplyObject(cmd("SCRIPT", "FLUSH", NULL)); /* NOSCRIPT, resent */
+        ck_assert_int_eq(sb_sched_apply_send(E.s, ops, N, counts, 1, NOW), 0);
+        for (int i = 0; i < N; i++) { /* the next batch overwrites the records */
+            memset(&r[i], 'x', sizeof r[i]);
+            r[i].journey[5] = '\0';
+        }
+        int status[N];
+        ck_assert_int_eq(sb_sched_apply_recv(E.s, status), 0);
+        for (int i = 0; i < N; i++) ck_assert_int_eq(status[i], 1);
+        ck_assert_int_eq(counter("scheduled|support-csat"), (round + 1) * N);
+        ck_assert_int_eq(counter("scheduled|xxxxx"), 0);
+        sb_record_t got;
+        ck_assert_int_eq(sb_sched_get(E.s, id[N - 1], &got), 1);
+        ck_assert_str_eq(got.journey, "support-csat");
+        ck_assert_int_eq(got.due_ms, NOW + HOUR + N - 1);
+    }
+    free(r);
+    env_close();
+}
+END_TEST
+
 /* Records are read once per claim, before any is changed: when a survey's reminder and its
  * expiry check fall due in the same claim (a dispatcher that was down for days), the
  * reminder is not sent (past the expiry) and the survey expires once. */
@@ -1302,6 +1343,7 @@ int main(void)
     tcase_add_test(tc, memory_per_pending_survey);
     tcase_add_test(tc, big_batches_and_repeated_members);
     tcase_add_test(tc, split_calls_overlap);
+    tcase_add_test(tc, split_apply_reuses_records);
     tcase_add_test(tc, reminder_and_expiry_in_one_claim);
     suite_add_tcase(su, tc);
     /* The tests restart servers and fork claimers: harness state must live in this process. */
