@@ -9,7 +9,7 @@
 
 #define DAY_MS INT64_C(86400000)
 
-/* ARGV: prefix now nw {W B ttl}... then the script's own arguments from index `at`.
+/* ARGV: prefix now nw {W B}... then the script's own arguments from index `at`.
  * advance() moves each window's watermark to the bucket that starts its window as of now:
  * subtracting the buckets that left, or rebuilding the totals from the buckets in the
  * window when the watermark is too far behind for the old buckets to still exist. */
@@ -17,11 +17,9 @@
     "local P = ARGV[1]\n"                                                                   \
     "local now = tonumber(ARGV[2])\n"                                                       \
     "local nw = tonumber(ARGV[3])\n"                                                        \
-    "local W, B, TTL = {}, {}, {}\n"                                                        \
-    "for k = 1, nw do\n"                                                                    \
-    "  W[k], B[k], TTL[k] = tonumber(ARGV[1 + 3 * k]), tonumber(ARGV[2 + 3 * k]), tonumber(ARGV[3 + 3 * k])\n" \
-    "end\n"                                                                                 \
-    "local at = 4 + 3 * nw\n"                                                               \
+    "local W, B = {}, {}\n"                                                                 \
+    "for k = 1, nw do W[k], B[k] = tonumber(ARGV[2 + 2 * k]), tonumber(ARGV[3 + 2 * k]) end\n" \
+    "local at = 4 + 2 * nw\n"                                                               \
     "local function fmt(x) return string.format('%d', x) end\n"                             \
     "local function hw(k) return P .. 'hw:' .. fmt(W[k]) end\n"                            \
     "local function kw(k) return P .. 'kw:' .. fmt(W[k]) end\n"                            \
@@ -431,7 +429,7 @@ static int64_t bucket_ttl(const sb_config_t *cfg, int64_t width)
     return ttl;
 }
 
-/* prefix now nw {W B ttl}... */
+/* prefix now nw {W B}... */
 static void args_windows(sb_tally_t *t, int64_t now_ms)
 {
     const sb_config_t *cfg = t->cfg;
@@ -440,10 +438,9 @@ static void args_windows(sb_tally_t *t, int64_t now_ms)
     sb_store_args_int(&t->args, now_ms);
     sb_store_args_int(&t->args, (int64_t)cfg->n_windows);
     for (size_t k = 0; k < cfg->n_windows; k++) {
-        int64_t w = cfg->windows_ms[k], b = sb_window_bucket_width(w);
+        int64_t w = cfg->windows_ms[k];
         sb_store_args_int(&t->args, w);
-        sb_store_args_int(&t->args, b);
-        sb_store_args_int(&t->args, bucket_ttl(cfg, b));
+        sb_store_args_int(&t->args, sb_window_bucket_width(w));
     }
 }
 
