@@ -213,7 +213,7 @@ static int settle(sb_kafka_consumer_t *c, sb_store_t *store, const sb_service_st
 
 int sb_service_consume_pipelined(sb_kafka_consumer_t *c, sb_store_t *store, size_t max,
                                  int timeout_ms, int budget_ms, const sb_service_stages_t *st,
-                                 void *opaque, sb_service_batch_obs_fn observe, void *obs)
+                                 void *opaque, sb_http_latency_t *lat)
 {
     held_t prev = {0}, cur;
     int total = 0;
@@ -227,13 +227,13 @@ int sb_service_consume_pipelined(sb_kafka_consumer_t *c, sb_store_t *store, size
         int64_t t_cur = sb_mono_us();
         if (prev.n) {
             total += settle(c, store, st, opaque, &prev, st->finish(opaque, prev.batch));
-            if (observe) observe(obs, sb_mono_us() - t_prev);
+            if (lat) sb_http_latency_observe(lat, sb_mono_us() - t_prev);
         }
         if (!cur.n) break;
         t_prev = t_cur;
         if (st->send(opaque, cur.batch) != 0) {
             total += settle(c, store, st, opaque, &cur, -1);
-            if (observe) observe(obs, sb_mono_us() - t_prev);
+            if (lat) sb_http_latency_observe(lat, sb_mono_us() - t_prev);
         } else {
             prev = cur;
         }

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "http.h"
 #include "kafka.h"
 #include "store.h"
 
@@ -49,8 +50,7 @@ void sb_service_wait_redis(sb_store_t *store, sb_kafka_consumer_t *c);
  * stop is requested; end then releases it, and its offsets are stored once its effect is
  * durable, in order. Runs batches while messages keep coming, for up to budget_ms, and
  * returns with nothing in hand: the number of messages done (a consumer failure pauses 1 s
- * and counts as none). observe (may be NULL) gets each batch's time from parsed to done,
- * in us. */
+ * and counts as none). Each batch's time from parsed to done goes to lat (may be NULL). */
 typedef struct sb_service_stages {
     void *(*parse)(void *opaque, const sb_kafka_msg_t *msgs, const char (*src)[512], size_t n);
     int (*send)(void *opaque, void *batch);   /* 0, or -1: not sent */
@@ -58,10 +58,9 @@ typedef struct sb_service_stages {
     int (*again)(void *opaque, void *batch);  /* 0 durable, -1 not */
     void (*end)(void *opaque, void *batch);
 } sb_service_stages_t;
-typedef void (*sb_service_batch_obs_fn)(void *obs, int64_t us);
 int sb_service_consume_pipelined(sb_kafka_consumer_t *c, sb_store_t *store, size_t max,
                                  int timeout_ms, int budget_ms, const sb_service_stages_t *st,
-                                 void *opaque, sb_service_batch_obs_fn observe, void *obs);
+                                 void *opaque, sb_http_latency_t *lat);
 
 /* ---- producing a set of Kafka messages and waiting until every one is stored ----
  * The wait is the opaque of each produce call; its tag comes first so that a delivery

@@ -50,11 +50,10 @@ int alert_sink_flush(alert_sink_t *s, sb_tally_t *t);
 /* One batch from parsing to its end. Two can be in flight: one whose script Redis runs
  * while the next one is parsed. */
 typedef struct ibatch {
-    const in_msg_t *msgs; /* = in */
     in_msg_t *in;
     size_t n, ni, cap;
     int64_t now;
-    bool busy; /* in hand, from ingest_parse to ingest_end */
+    bool busy; /* in hand, from parse to end */
     bool sent; /* its tally script went out without waiting for the answer */
     struct work *w;
     sb_tally_item_t *items, *kpi;
@@ -85,20 +84,12 @@ void ingest_free_buffers(ingest_t *ig);
  * caller may commit), -1 to retry the same batch (Redis or Kafka failed, or stopping). */
 int ingest_batch(ingest_t *ig, const in_msg_t *msgs, size_t n);
 
-/* The same in steps, for a caller that keeps two batches in hand:
- *  ingest_parse: the checks that need no I/O (JSON, token, times), into a free one of the
- *    two batch slots (msgs[] is copied; what it points to must live until ingest_end);
- *  ingest_send: the survey records (one MGET), the checks that need them, and the tally
- *    script sent without waiting. Returns 0, or -1 (nothing sent: run ingest_again);
- *  ingest_finish: the script's answer, alerts, dead letters. Returns what ingest_batch does;
- *  ingest_again: the whole batch once more, synchronously (after a failure);
- *  ingest_end: frees the slot.
- * Nothing else may use the store between ingest_send and ingest_finish. */
-ibatch_t *ingest_parse(ingest_t *ig, const in_msg_t *msgs, size_t n);
-int ingest_send(ingest_t *ig, ibatch_t *b);
-int ingest_finish(ingest_t *ig, ibatch_t *b);
-int ingest_again(ingest_t *ig, ibatch_t *b);
-void ingest_end(ingest_t *ig, ibatch_t *b);
+/* The same for Kafka batches with two in hand (sb_service_consume_pipelined; opaque is the
+ * ingest_t): parse (the checks that need no I/O: JSON, token, times), send (the survey
+ * records in one MGET, the checks that need them, and the tally script sent without
+ * waiting), finish (the script's answer, alerts, dead letters), again (the whole batch once
+ * more, synchronously), end. */
+extern const sb_service_stages_t ingest_stages;
 
 /* Kafka delivery callback of the aggregator's producers. */
 void aggregator_delivery(void *opaque, void *msg_opaque, int ok, const char *errstr);

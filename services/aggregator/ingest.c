@@ -507,11 +507,12 @@ static void parse_all(ingest_t *ig, ibatch_t *b)
         w[i].state = 0;
         w[i].alert = w[i].comment = w[i].names = NULL;
         w[i].n_names = 0;
-        parse_one(ig, &b->msgs[i], &w[i], b->x, &b->kpi[i], b->cs, b->now);
+        parse_one(ig, &b->in[i], &w[i], b->x, &b->kpi[i], b->cs, b->now);
     }
 }
 
-ibatch_t *ingest_parse(ingest_t *ig, const in_msg_t *msgs, size_t n)
+/* A free one of the two batch slots, sized for n messages and marked in hand. */
+static ibatch_t *slot(ingest_t *ig, size_t n)
 {
     ibatch_t *b = !ig->b[0].busy ? &ig->b[0] : !ig->b[1].busy ? &ig->b[1] : NULL;
     if (!b) abort(); /* a caller with more than two batches in hand */
@@ -531,17 +532,34 @@ ibatch_t *ingest_parse(ingest_t *ig, const in_msg_t *msgs, size_t n)
         b->cap = cap;
     }
     b->busy = true;
-    memcpy(b->in, msgs, n * sizeof *msgs);
-    b->msgs = b->in;
     b->n = n;
+    return b;
+}
+
+static char stream_of(const sb_config_t *cfg, const char *topic)
+{
+    if (!strcmp(topic, cfg->topics.responses)) return STREAM_RESPONSE;
+    if (!strcmp(topic, cfg->topics.requests)) return STREAM_REQUEST;
+    return STREAM_INTERACTION;
+}
+
+/* The stages of a Kafka batch (ingest_stages): opaque is the ingest_t, batch an ibatch_t. */
+static void *stage_parse(void *opaque, const sb_kafka_msg_t *msgs, const char (*src)[512],
+                         size_t n)
+{
+    ingest_t *ig = opaque;
+    ibatch_t *b = slot(ig, n);
+    for (size_t i = 0; i < n; i++)
+        b->in[i] = (in_msg_t){msgs[i].payload, msgs[i].len, src[i], NULL,
+                              stream_of(ig->cfg, msgs[i].topic)};
     parse_all(ig, b);
     return b;
 }
 
-void ingest_end(ingest_t *ig, ibatch_t *b)
+static void stage_end(void *opaque, void *batch)
 {
-    (void)ig;
-    b->busy = false;
+    (void)opaque;
+    ((ibatch_t *)batch)->busy = false;
 }
 
 /* Step 2 and 3: the survey records (one MGET), the checks that need them, and the items
@@ -568,7 +586,7 @@ static int prepare(ingest_t *ig, ibatch_t *b)
     }
     for (size_t i = 0, k = 0; i < n; i++)
         if (w[i].state == 0)
-            check_record(ig, &b->msgs[i], &w[i], recs->element[k++], &b->x->rec, b->cs);
+            check_record(ig, &b->in[i], &w[i], recs->element[k++], &b->x->rec, b->cs);
     if (recs) freeReplyObject(recs);
 
     b->ni = 0;
@@ -594,15 +612,6 @@ static int prepare(ingest_t *ig, ibatch_t *b)
     return 0;
 }
 
-int ingest_send(ingest_t *ig, ibatch_t *b)
-{
-    if (prepare(ig, b) != 0) return -1;
-    if (sb_tally_apply_send(ig->tally, b->items, b->ni, b->cs->c, b->cs->n, b->now) != 0)
-        return -1;
-    b->sent = true;
-    return 0;
-}
-
 /* Frees what the batch's messages own (alerts not handed over, comments, slice names). */
 static void batch_release(ibatch_t *b)
 {
@@ -613,8 +622,25 @@ static void batch_release(ibatch_t *b)
     }
 }
 
-int ingest_finish(ingest_t *ig, ibatch_t *b)
+static int stage_send(void *opaque, void *batch)
 {
+    ingest_t *ig = opaque;
+    ibatch_t *b = batch;
+    if (prepare(ig, b) != 0 ||
+        sb_tally_apply_send(ig->tally, b->items, b->ni, b->cs->c, b->cs->n, b->now) != 0) {
+        batch_release(b); /* again() parses it afresh */
+        return -1;
+    }
+    b->sent = true;
+    return 0;
+}
+
+/* Step 4 and 5: the tally (the sent script's answer, or the whole call), then alerts and
+ * dead letters. */
+static int stage_finish(void *opaque, void *batch)
+{
+    ingest_t *ig = opaque;
+    ibatch_t *b = batch;
     work_t *w = b->w;
     size_t n = b->n;
     int rc = -1;
@@ -622,7 +648,9 @@ int ingest_finish(ingest_t *ig, ibatch_t *b)
         b->sent = false;
         rc = sb_tally_apply_recv(ig->tally, b->items, b->ni, b->cs->c, b->cs->n, b->now);
     } else {
-        rc = sb_tally_apply(ig->tally, b->items, b->ni, b->cs->c, b->cs->n, b->now);
+        rc = prepare(ig, b) == 0
+                 ? sb_tally_apply(ig->tally, b->items, b->ni, b->cs->c, b->cs->n, b->now)
+                 : -1;
     }
     if (rc != 0) {
         sb_warn("tally batch failed, will retry err=\"%s\"", ig->store->errstr);
@@ -643,33 +671,26 @@ int ingest_finish(ingest_t *ig, ibatch_t *b)
                 w[i].state = 'd';
     }
     publish_alerts(ig, w, n, b->items);
-    rc = publish_dead(ig, b->msgs, w, n);
+    rc = publish_dead(ig, b->in, w, n);
     batch_release(b);
     return rc;
 }
 
-/* A parsed batch, synchronously to its end. */
-static int run_sync(ingest_t *ig, ibatch_t *b)
+static int stage_again(void *opaque, void *batch)
 {
-    b->sent = false;
-    if (prepare(ig, b) != 0) {
-        sb_warn("tally batch failed, will retry err=\"%s\"", ig->store->errstr);
-        batch_release(b);
-        return -1;
-    }
-    return ingest_finish(ig, b);
+    parse_all(opaque, batch);
+    return stage_finish(opaque, batch);
 }
 
-int ingest_again(ingest_t *ig, ibatch_t *b)
-{
-    parse_all(ig, b);
-    return run_sync(ig, b);
-}
+const sb_service_stages_t ingest_stages = {stage_parse, stage_send, stage_finish, stage_again,
+                                           stage_end};
 
 int ingest_batch(ingest_t *ig, const in_msg_t *msgs, size_t n)
 {
-    ibatch_t *b = ingest_parse(ig, msgs, n);
-    int rc = run_sync(ig, b);
-    ingest_end(ig, b);
+    ibatch_t *b = slot(ig, n);
+    memcpy(b->in, msgs, n * sizeof *msgs);
+    parse_all(ig, b);
+    int rc = stage_finish(ig, b);
+    stage_end(ig, b);
     return rc;
 }

@@ -130,61 +130,12 @@ static void wait_redis(agg_t *a)
     sb_service_wait_redis(a->kin.store, a->consumer);
 }
 
-static char stream_of(const sb_config_t *cfg, const char *topic)
-{
-    if (!strcmp(topic, cfg->topics.responses)) return STREAM_RESPONSE;
-    if (!strcmp(topic, cfg->topics.requests)) return STREAM_REQUEST;
-    return STREAM_INTERACTION;
-}
-
-/* The Kafka batch stages (sb_service_consume_pipelined) over ingest.c's steps. */
-static void *stage_parse(void *opaque, const sb_kafka_msg_t *msgs, const char (*src)[512],
-                         size_t n)
-{
-    agg_t *a = opaque;
-    in_msg_t *in = malloc((n ? n : 1) * sizeof *in);
-    if (!in) abort();
-    for (size_t i = 0; i < n; i++)
-        in[i] = (in_msg_t){msgs[i].payload, msgs[i].len, src[i], NULL,
-                           stream_of(a->cfg, msgs[i].topic)};
-    ibatch_t *b = ingest_parse(&a->kin, in, n);
-    free(in);
-    return b;
-}
-
-static int stage_send(void *opaque, void *b)
-{
-    return ingest_send(&((agg_t *)opaque)->kin, b);
-}
-
-static int stage_finish(void *opaque, void *b)
-{
-    return ingest_finish(&((agg_t *)opaque)->kin, b);
-}
-
-static int stage_again(void *opaque, void *b)
-{
-    return ingest_again(&((agg_t *)opaque)->kin, b);
-}
-
-static void stage_end(void *opaque, void *b)
-{
-    ingest_end(&((agg_t *)opaque)->kin, b);
-}
-
-static void observe_batch(void *obs, int64_t us)
-{
-    sb_http_latency_observe(obs, us);
-}
-
 /* Batches for up to budget_ms while messages keep coming (two in hand: Redis counts one
  * while the next is parsed), then back to the loop's other duties. */
 static void consume_for(agg_t *a, int timeout_ms, int budget_ms)
 {
-    static const sb_service_stages_t stages = {stage_parse, stage_send, stage_finish,
-                                               stage_again, stage_end};
     sb_service_consume_pipelined(a->consumer, a->kin.store, (size_t)a->cfg->tuning.batch,
-                                 timeout_ms, budget_ms, &stages, a, observe_batch, &a->batch);
+                                 timeout_ms, budget_ms, &ingest_stages, &a->kin, &a->batch);
 }
 
 static void run(agg_t *a)

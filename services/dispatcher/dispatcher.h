@@ -77,16 +77,10 @@ void ingest_ctx_free_buffers(ingest_ctx_t *ic);
  * retries the same batch; every step is idempotent). */
 int ingest_batch(ingest_ctx_t *ic, const in_msg_t *msgs, size_t n);
 
-/* The same in steps, for sb_service_consume_pipelined: ingest_parse (no I/O; msgs[] is
- * copied, what it points to must live until ingest_end), ingest_send (the schedule script
- * sent without waiting: 0, or -1 not sent), ingest_finish (its answer, then the dead letters:
- * what ingest_batch returns), ingest_again (the whole batch once more, synchronously),
- * ingest_end (frees the slot). Nothing else may use the store between send and finish. */
-dbatch_t *ingest_parse(ingest_ctx_t *ic, const in_msg_t *msgs, size_t n);
-int ingest_send(ingest_ctx_t *ic, dbatch_t *b);
-int ingest_finish(ingest_ctx_t *ic, dbatch_t *b);
-int ingest_again(ingest_ctx_t *ic, dbatch_t *b);
-void ingest_end(ingest_ctx_t *ic, dbatch_t *b);
+/* The same for Kafka batches with two in hand (sb_service_consume_pipelined; opaque is the
+ * ingest_ctx_t): parse, send (the schedule script sent without waiting), finish (its answer,
+ * then the dead letters), again (the whole call once more, synchronously), end. */
+extern const sb_service_stages_t ingest_stages;
 
 /* Kafka delivery callback shared by every producer of the dispatcher (dispatches on tag). */
 void dispatcher_delivery(void *opaque, void *msg_opaque, int ok, const char *errstr);

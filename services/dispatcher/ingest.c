@@ -184,7 +184,8 @@ static void parse_into(ingest_ctx_t *ic, dbatch_t *b)
     b->nd = nd;
 }
 
-dbatch_t *ingest_parse(ingest_ctx_t *ic, const in_msg_t *msgs, size_t n)
+/* A free one of the two batch slots, sized for n messages and marked in hand. */
+static dbatch_t *slot(ingest_ctx_t *ic, size_t n)
 {
     dbatch_t *b = !ic->b[0].busy ? &ic->b[0] : !ic->b[1].busy ? &ic->b[1] : NULL;
     if (!b) abort(); /* a caller with more than two batches in hand */
@@ -196,23 +197,38 @@ dbatch_t *ingest_parse(ingest_ctx_t *ic, const in_msg_t *msgs, size_t n)
         if (!b->in || !b->dead) abort();
         b->cap = cap;
     }
-    memcpy(b->in, msgs, n * sizeof *msgs);
     b->n = n;
     b->busy = true;
     b->sent = false;
+    return b;
+}
+
+/* The stages of a Kafka batch (ingest_stages): opaque is the ingest_ctx_t, batch a dbatch_t. */
+static void *stage_parse(void *opaque, const sb_kafka_msg_t *msgs, const char (*src)[512],
+                         size_t n)
+{
+    ingest_ctx_t *ic = opaque;
+    dbatch_t *b = slot(ic, n);
+    for (size_t i = 0; i < n; i++)
+        b->in[i] = (in_msg_t){msgs[i].payload, msgs[i].len, src[i], NULL};
     parse_into(ic, b);
     return b;
 }
 
-int ingest_send(ingest_ctx_t *ic, dbatch_t *b)
+static int stage_send(void *opaque, void *batch)
 {
+    ingest_ctx_t *ic = opaque;
+    dbatch_t *b = batch;
     if (ic->owner != b) parse_into(ic, b); /* the buffers went to another batch meanwhile */
     b->sent = sb_sched_apply_send(ic->sched, ic->ops, b->nops, b->cs.c, b->cs.n, sb_now_ms()) == 0;
     return b->sent ? 0 : -1;
 }
 
-int ingest_finish(ingest_ctx_t *ic, dbatch_t *b)
+/* The schedule call (the sent script's answer, or the whole call), then the dead letters. */
+static int stage_finish(void *opaque, void *batch)
 {
+    ingest_ctx_t *ic = opaque;
+    dbatch_t *b = batch;
     int rc;
     if (b->sent) {
         b->sent = false;
@@ -228,23 +244,27 @@ int ingest_finish(ingest_ctx_t *ic, dbatch_t *b)
     return publish_dead(ic, b->in, b->dead, b->nd);
 }
 
-int ingest_again(ingest_ctx_t *ic, dbatch_t *b)
+static int stage_again(void *opaque, void *batch)
 {
-    b->sent = false;
-    parse_into(ic, b);
-    return ingest_finish(ic, b);
+    ((dbatch_t *)batch)->sent = false;
+    return stage_finish(opaque, batch);
 }
 
-void ingest_end(ingest_ctx_t *ic, dbatch_t *b)
+static void stage_end(void *opaque, void *batch)
 {
-    (void)ic;
-    b->busy = false;
+    (void)opaque;
+    ((dbatch_t *)batch)->busy = false;
 }
+
+const sb_service_stages_t ingest_stages = {stage_parse, stage_send, stage_finish, stage_again,
+                                           stage_end};
 
 int ingest_batch(ingest_ctx_t *ic, const in_msg_t *msgs, size_t n)
 {
-    dbatch_t *b = ingest_parse(ic, msgs, n);
-    int rc = ingest_finish(ic, b);
-    ingest_end(ic, b);
+    dbatch_t *b = slot(ic, n);
+    memcpy(b->in, msgs, n * sizeof *msgs);
+    parse_into(ic, b);
+    int rc = stage_finish(ic, b);
+    stage_end(ic, b);
     return rc;
 }

@@ -136,53 +136,13 @@ static void wait_redis(disp_t *d)
     sb_service_wait_redis(d->store, d->consumer);
 }
 
-/* The Kafka batch stages (sb_service_consume_pipelined) over ingest.c's steps. */
-static void *stage_parse(void *opaque, const sb_kafka_msg_t *msgs, const char (*src)[512],
-                         size_t n)
-{
-    disp_t *d = opaque;
-    in_msg_t *in = malloc((n ? n : 1) * sizeof *in);
-    if (!in) abort();
-    for (size_t i = 0; i < n; i++) in[i] = (in_msg_t){msgs[i].payload, msgs[i].len, src[i], NULL};
-    dbatch_t *b = ingest_parse(&d->kin, in, n);
-    free(in);
-    return b;
-}
-
-static int stage_send(void *opaque, void *b)
-{
-    return ingest_send(&((disp_t *)opaque)->kin, b);
-}
-
-static int stage_finish(void *opaque, void *b)
-{
-    return ingest_finish(&((disp_t *)opaque)->kin, b);
-}
-
-static int stage_again(void *opaque, void *b)
-{
-    return ingest_again(&((disp_t *)opaque)->kin, b);
-}
-
-static void stage_end(void *opaque, void *b)
-{
-    ingest_end(&((disp_t *)opaque)->kin, b);
-}
-
-static void observe_batch(void *obs, int64_t us)
-{
-    sb_http_latency_observe(obs, us);
-}
-
 /* Batches while events keep coming, two in hand (Redis schedules one while the next is
  * parsed), for at most tuning.batch_ms: the timers are checked in between. */
 static void consume_for(disp_t *d, int timeout_ms)
 {
-    static const sb_service_stages_t stages = {stage_parse, stage_send, stage_finish,
-                                               stage_again, stage_end};
     if (sb_service_consume_pipelined(d->consumer, d->store, (size_t)d->cfg->tuning.batch,
-                                     timeout_ms, d->cfg->tuning.batch_ms, &stages, d,
-                                     observe_batch, &d->batch) > 0)
+                                     timeout_ms, d->cfg->tuning.batch_ms, &ingest_stages,
+                                     &d->kin, &d->batch) > 0)
         d->fire.next_due_ms = 0; /* new surveys may be due now */
 }
 
