@@ -207,6 +207,18 @@ static int add1(const sb_record_t *r)
     return st;
 }
 
+/* Schedules survey <prefix><i> of journey (customer = interaction) and checks it is new;
+ * fills r and its survey id. */
+static void add_new(sb_record_t *r, char *id, const char *prefix, int i, const char *journey,
+                    int64_t due, int64_t expires)
+{
+    char inter[32];
+    snprintf(inter, sizeof inter, "%s%d", prefix, i);
+    mk_rec(r, inter, journey, inter, due, expires);
+    id_of(r, id);
+    ck_assert_int_eq(add1(r), 1);
+}
+
 static int cancel1(const char *interaction)
 {
     sb_record_t r;
@@ -429,13 +441,8 @@ START_TEST(claim_ack_remind_expire)
     enum { N = 6 };
     sb_record_t r[N];
     char id[N][25];
-    for (int i = 0; i < N; i++) {
-        char inter[16];
-        snprintf(inter, sizeof inter, "t-%d", i);
-        mk_rec(&r[i], inter, "support-csat", inter, NOW + off[i], NOW + off[i] + 72 * HOUR);
-        id_of(&r[i], id[i]);
-        ck_assert_int_eq(add1(&r[i]), 1);
-    }
+    for (int i = 0; i < N; i++)
+        add_new(&r[i], id[i], "t-", i, "support-csat", NOW + off[i], NOW + off[i] + 72 * HOUR);
     sb_claimed_t *cl = claim_buf(10);
     int64_t next = 0;
     size_t settled = 99;
@@ -553,11 +560,7 @@ START_TEST(answered_before_ack)
     sb_record_t r[2];
     char id[2][25], key[2][64];
     for (int i = 0; i < 2; i++) {
-        char inter[16];
-        snprintf(inter, sizeof inter, "t-ans-%d", i);
-        mk_rec(&r[i], inter, "support-csat", inter, NOW, NOW + 72 * HOUR);
-        id_of(&r[i], id[i]);
-        ck_assert_int_eq(add1(&r[i]), 1);
+        add_new(&r[i], id[i], "t-ans-", i, "support-csat", NOW, NOW + 72 * HOUR);
         snprintf(key[i], sizeof key[i], "sbt:s:%s", id[i]);
     }
     sb_claimed_t *cl = claim_buf(10);
@@ -667,13 +670,8 @@ START_TEST(release_and_expired_leases)
     env_open(JOURNEYS, NO_FATIGUE);
     sb_record_t r[3];
     char id[3][25];
-    for (int i = 0; i < 3; i++) {
-        char inter[16];
-        snprintf(inter, sizeof inter, "t-%d", i);
-        mk_rec(&r[i], inter, "onboarding-nps", inter, NOW - 100 + i, NOW + 7 * DAY);
-        id_of(&r[i], id[i]);
-        ck_assert_int_eq(add1(&r[i]), 1);
-    }
+    for (int i = 0; i < 3; i++)
+        add_new(&r[i], id[i], "t-", i, "onboarding-nps", NOW - 100 + i, NOW + 7 * DAY);
     sb_claimed_t *cl = claim_buf(4);
     ck_assert_int_eq(sb_sched_claim(E.s, NOW, 1, cl, NULL, NULL), 1);
     ck_assert_int_eq(sb_sched_claim(E.s, NOW + 500, 4, cl + 1, NULL, NULL), 2);
@@ -1063,14 +1061,9 @@ START_TEST(redis_restart_keeps_schedule)
     enum { N = 10 };
     sb_record_t r[N];
     char id[N][25];
-    for (int i = 0; i < N; i++) {
-        char inter[16];
-        snprintf(inter, sizeof inter, "t-%d", i);
-        /* five due now, five in an hour */
-        mk_rec(&r[i], inter, "support-csat", inter, NOW - 10 + i + (i >= 5) * HOUR, NOW + 72 * HOUR);
-        id_of(&r[i], id[i]);
-        ck_assert_int_eq(add1(&r[i]), 1);
-    }
+    for (int i = 0; i < N; i++) /* five due now, five in an hour */
+        add_new(&r[i], id[i], "t-", i, "support-csat", NOW - 10 + i + (i >= 5) * HOUR,
+                NOW + 72 * HOUR);
     sb_claimed_t *cl = claim_buf(N);
     ck_assert_int_eq(sb_sched_claim(E.s, NOW, 2, cl, NULL, NULL), 2);
 
@@ -1210,13 +1203,8 @@ START_TEST(split_calls_overlap)
     enum { N = 6 };
     sb_record_t r[N];
     char id[N][25];
-    for (int i = 0; i < N; i++) {
-        char inter[16];
-        snprintf(inter, sizeof inter, "sp-%d", i);
-        mk_rec(&r[i], inter, "support-csat", inter, NOW - 100 + i, NOW + 72 * HOUR);
-        id_of(&r[i], id[i]);
-        ck_assert_int_eq(add1(&r[i]), 1);
-    }
+    for (int i = 0; i < N; i++)
+        add_new(&r[i], id[i], "sp-", i, "support-csat", NOW - 100 + i, NOW + 72 * HOUR);
     sb_claimed_t *cl = claim_buf(N);
     /* claim the first three (blocking), then claim the rest while they are acknowledged */
     ck_assert_int_eq(sb_sched_claim(E.s, NOW, 3, cl, NULL, NULL), 3);
