@@ -1220,7 +1220,12 @@ START_TEST(split_calls_overlap)
     ck_assert_int_eq(done[0] + done[1] + done[2], 3);
     for (int i = 0; i < N; i++) ck_assert_str_eq(cl[i].survey_id, id[i]);
     ck_assert_int_eq(counter("fired|support-csat"), 3);
-    /* the next due timer: the earliest of the three reminders (ack time + 24 h) */
+    /* the next due timer: the earliest of the three reminders (ack time + 24 h). The claim
+     * above may have run before the ack (Redis serves two sockets that are ready at once in
+     * its own order): ask again now that both are done. */
+    ck_assert(next == NOW + 50 + DAY || next == INT64_MAX);
+    sb_claimed_t spare;
+    ck_assert_int_eq(sb_sched_claim(E.s, NOW, 1, &spare, &next, NULL), 0);
     ck_assert_int_eq(next, NOW + 50 + DAY);
     ck_assert_int_eq(state_of(id[0]), SB_REC_FIRED);
     ck_assert_int_eq(state_of(id[3]), SB_REC_PENDING);
