@@ -420,8 +420,10 @@ sb_kafka_consumer_t *sb_kafka_consumer_new(const sb_config_t *cfg, const char *g
         /* prefetch at most 8 MiB (librdkafka's default is 64 MiB): a service works one
          * batch at a time, and a backlog must not balloon its memory */
         {"queued.max.messages.kbytes", "8192"},
-        /* and fetch at most 8 MiB at a time (default 50 MiB, 1 MiB per partition) */
-        {"fetch.max.bytes", "8388608"},
+        /* and fetch at most 4 MiB at a time (default 50 MiB, 1 MiB per partition). With
+         * 8 MiB the aggregator's peak while draining a backlog reached 62-76 MiB; with 4 MiB
+         * it stayed at 51-53 MiB with no loss of throughput (docs/benchmarks.md). */
+        {"fetch.max.bytes", "4194304"},
         {"max.partition.fetch.bytes", "262144"},
         {NULL, NULL},
     };
