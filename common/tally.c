@@ -1233,6 +1233,67 @@ int sb_tally_release_lease(sb_tally_t *t, const char *token)
     return rc;
 }
 
+int sb_tally_shown_load(sb_tally_t *t, sb_tally_shown_fn fn, void *opaque)
+{
+    char key[300], cursor[32] = "0";
+    sb_store_key(t->store, key, sizeof key, "shown");
+    do {
+        const char *argv[] = {"HSCAN", key, cursor, "COUNT", "1000"};
+        redisReply *r = sb_store_cmdargv(t->store, 5, argv, NULL);
+        if (!r) return -1;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+            r->element[0]->type != REDIS_REPLY_STRING || r->element[0]->len >= sizeof cursor ||
+            r->element[1]->type != REDIS_REPLY_ARRAY) {
+            freeReplyObject(r);
+            return -1;
+        }
+        memcpy(cursor, r->element[0]->str, r->element[0]->len + 1);
+        const redisReply *kv = r->element[1];
+        for (size_t i = 0; i + 1 < kv->elements; i += 2) {
+            const char *row = kv->element[i]->str, *bar = strchr(row, '|');
+            char *end = NULL;
+            long long slice = strtoll(row, &end, 10);
+            if (!bar || end != bar || slice <= 0) continue; /* not written by us: ignore */
+            fn(opaque, slice, bar + 1, kv->element[i + 1]->str);
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    return 0;
+}
+
+int sb_tally_shown_save(sb_tally_t *t, const char *const *rows, const char *const *flags,
+                        size_t n)
+{
+    char key[300];
+    sb_store_key(t->store, key, sizeof key, "shown");
+    sb_store_args_t set = {0}, del = {0};
+    sb_store_args_str(&set, "HSET");
+    sb_store_args_str(&set, key);
+    sb_store_args_str(&del, "HDEL");
+    sb_store_args_str(&del, key);
+    for (size_t i = 0; i < n; i++) {
+        if (flags[i] && strchr(flags[i], '1')) {
+            sb_store_args_str(&set, rows[i]);
+            sb_store_args_str(&set, flags[i]);
+        } else {
+            sb_store_args_str(&del, rows[i]);
+        }
+    }
+    int rc = 0;
+    size_t sent = 0;
+    redisReply *rep[2] = {NULL, NULL};
+    if (set.argc > 2) rc |= sb_store_append_argv(t->store, set.argc, set.argv, set.lens), sent++;
+    if (rc == 0 && del.argc > 2) rc |= sb_store_append_argv(t->store, del.argc, del.argv, del.lens), sent++;
+    if (rc == 0 && sent) rc = sb_store_pipeline_get(t->store, rep, sent);
+    for (size_t i = 0; i < sent; i++) {
+        if (rc == 0 && rep[i]->type != REDIS_REPLY_INTEGER) rc = -1;
+        if (rep[i]) freeReplyObject(rep[i]);
+    }
+    sb_store_args_free(&set);
+    sb_store_args_free(&del);
+    return rc ? -1 : 0;
+}
+
 size_t sb_tally_slice_names(const sb_config_t *cfg, const char (*vals)[SB_STR_MAX + 1],
                             char (*names)[SB_TALLY_NAME_MAX])
 {

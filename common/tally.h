@@ -14,6 +14,8 @@
  *  P"rq:"<survey id>  "request counted" markers; P"ke:"<day start> hash of KPI event ids
  *  P"alertq"  sorted set of alerts not yet confirmed published (outbox), scored by time
  *  P"leader"  the publishing instance's token (lease)
+ *  P"shown"   hash "<slice id>|<window name>" -> one character per metric: which updates
+ *             the publisher last sent with a value (sb_tally_shown_save)
  *  P"stats:aggregator"  counters
  * A window's totals change in two ways only: an item whose bucket is at or after the
  * watermark adds to them, and moving the watermark forward subtracts the buckets that
@@ -194,6 +196,19 @@ int sb_tally_read(sb_tally_t *t, int64_t now_ms, const char *leader, int64_t lea
 void sb_tally_snapshot_free(sb_tally_snapshot_t *s);
 /* Gives up the publisher lease if token holds it (a stopping leader). Returns 0 or -1. */
 int sb_tally_release_lease(sb_tally_t *t, const char *token);
+
+/* What the publisher has shown. A retained MQTT value stays until something replaces it,
+ * so a publisher must send the empty update of a slice that empties; one newly elected
+ * cannot tell from its own memory what its predecessor sent. The publisher therefore keeps,
+ * per (slice, window), one character per metric in sb_metric_t order: '1' when the last
+ * update it sent had a value, '0' otherwise. sb_tally_shown_save writes rows (flags[i]
+ * NULL, or all '0', deletes row i) in one round trip; sb_tally_shown_load calls fn for
+ * every row stored. Both return 0, or -1 when Redis failed. */
+typedef void (*sb_tally_shown_fn)(void *opaque, int64_t slice, const char *window,
+                                  const char *flags);
+int sb_tally_shown_load(sb_tally_t *t, sb_tally_shown_fn fn, void *opaque);
+int sb_tally_shown_save(sb_tally_t *t, const char *const *rows, const char *const *flags,
+                        size_t n);
 
 /* ---- pure helpers (no I/O) ---- */
 

@@ -106,7 +106,8 @@ typedef struct publisher {
     /* last published state per (slice, window, metric): a hash of the update without its
      * time, 0 for "nothing to show" (count 0 and never published otherwise) */
     uint64_t *last;
-    size_t n_slices;   /* rows in last */
+    bool *dirty;       /* per (slice, window): what it shows changed, not yet saved in Redis */
+    size_t n_slices;   /* rows in last and dirty */
     int64_t next_republish_ms, next_alert_sweep_ms;
     uint64_t published, failed;
 } publisher_t;

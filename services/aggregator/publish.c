@@ -32,7 +32,9 @@ void publisher_free(publisher_t *p)
     /* hand the lease over at once instead of letting it run out */
     if (p->leader) sb_tally_release_lease(p->tally, p->token);
     free(p->last);
+    free(p->dirty);
     p->last = NULL;
+    p->dirty = NULL;
     p->n_slices = 0;
 }
 
@@ -43,16 +45,79 @@ static uint64_t fnv(const char *s)
     return h | 1; /* never 0: 0 means "nothing to show" */
 }
 
+/* In last[]: a value was shown, by a previous publisher (fnv() is odd, so never this) */
+#define SHOWN_BEFORE 2
+
 static void ensure_rows(publisher_t *p, size_t slices)
 {
     if (slices <= p->n_slices) return;
-    size_t row = p->cfg->n_windows * SB_METRIC__N;
+    size_t rows = p->cfg->n_windows, row = rows * SB_METRIC__N;
     size_t n = slices + 256;
     uint64_t *l = realloc(p->last, n * row * sizeof *l);
-    if (!l) abort();
+    bool *d = realloc(p->dirty, n * rows * sizeof *d);
+    if (!l || !d) abort();
     memset(l + p->n_slices * row, 0, (n - p->n_slices) * row * sizeof *l);
+    memset(d + p->n_slices * rows, 0, (n - p->n_slices) * rows * sizeof *d);
     p->last = l;
+    p->dirty = d;
     p->n_slices = n;
+}
+
+static void on_shown(void *opaque, int64_t slice, const char *window, const char *flags)
+{
+    publisher_t *p = opaque;
+    char name[SB_WINDOW_NAME_MAX];
+    for (size_t k = 0; k < p->cfg->n_windows; k++) {
+        sb_window_name(p->cfg->windows_ms[k], name, sizeof name);
+        if (strcmp(name, window) != 0) continue;
+        ensure_rows(p, (size_t)slice + 1);
+        uint64_t *last = &p->last[((size_t)slice * p->cfg->n_windows + k) * SB_METRIC__N];
+        for (int m = 0; m < SB_METRIC__N && flags[m]; m++)
+            if (flags[m] == '1') last[m] = SHOWN_BEFORE;
+        return;
+    }
+    /* a window no longer configured: its topics are left as they are */
+}
+
+/* Saves the rows whose shown state changed (sb_tally_shown_save); they stay dirty, to be
+ * saved with the next round, when Redis fails. */
+static int save_shown(publisher_t *p, size_t max_slice)
+{
+    const size_t nw = p->cfg->n_windows;
+    size_t n = 0, cap = 0;
+    char (*rows)[64] = NULL, (*flags)[SB_METRIC__N + 1] = NULL;
+    size_t *at = NULL;
+    for (size_t i = nw; i < max_slice * nw; i++) {
+        if (!p->dirty[i]) continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            rows = realloc(rows, cap * sizeof *rows);
+            flags = realloc(flags, cap * sizeof *flags);
+            at = realloc(at, cap * sizeof *at);
+            if (!rows || !flags || !at) abort();
+        }
+        char wname[SB_WINDOW_NAME_MAX];
+        sb_window_name(p->cfg->windows_ms[i % nw], wname, sizeof wname);
+        snprintf(rows[n], sizeof rows[n], "%zu|%s", i / nw, wname);
+        for (int m = 0; m < SB_METRIC__N; m++) flags[n][m] = p->last[i * SB_METRIC__N + m] ? '1' : '0';
+        flags[n][SB_METRIC__N] = '\0';
+        at[n++] = i;
+    }
+    int rc = 0;
+    if (n) {
+        const char **r = malloc(n * sizeof *r), **f = malloc(n * sizeof *f);
+        if (!r || !f) abort();
+        for (size_t j = 0; j < n; j++) r[j] = rows[j], f[j] = flags[j];
+        rc = sb_tally_shown_save(p->tally, r, f, n);
+        if (rc == 0)
+            for (size_t j = 0; j < n; j++) p->dirty[at[j]] = false;
+        free(r);
+        free(f);
+    }
+    free(rows);
+    free(flags);
+    free(at);
+    return rc;
 }
 
 /* Publishes one update on both transports. Returns 0 when every enabled transport took it. */
@@ -132,9 +197,17 @@ int publisher_tick(publisher_t *p, int64_t now_ms)
         return 0;
     }
     if (!p->leader) {
+        /* start from what the previous publishers showed */
+        if (p->last) {
+            memset(p->last, 0, p->n_slices * cfg->n_windows * SB_METRIC__N * sizeof *p->last);
+            memset(p->dirty, 0, p->n_slices * cfg->n_windows * sizeof *p->dirty);
+        }
+        if (sb_tally_shown_load(p->tally, on_shown, p) != 0) {
+            sb_tally_snapshot_free(&snap);
+            return -1;
+        }
         sb_info("publishing metrics token=%s", p->token);
         p->leader = true;
-        if (p->last) memset(p->last, 0, p->n_slices * cfg->n_windows * SB_METRIC__N * sizeof *p->last);
         p->next_republish_ms = now_ms + (int64_t)cfg->publish.republish_s * 1000;
     }
     bool republish = now_ms >= p->next_republish_ms;
@@ -160,6 +233,8 @@ int publisher_tick(publisher_t *p, int64_t now_ms)
             const sb_tally_window_t *w = &snap.w[k];
             uint64_t *last = &p->last[(slice * cfg->n_windows + k) * SB_METRIC__N];
             bool active = sb_tally_slice_active(w, (int64_t)slice);
+            uint64_t before[SB_METRIC__N];
+            memcpy(before, last, sizeof before);
             for (int m = 0; m < SB_METRIC__N; m++) {
                 if (!active && last[m] == 0) continue;
                 sb_metric_update_t u;
@@ -190,14 +265,17 @@ int publisher_tick(publisher_t *p, int64_t now_ms)
                 }
                 free(json);
             }
+            for (int m = 0; m < SB_METRIC__N; m++)
+                if (!before[m] != !last[m]) p->dirty[slice * cfg->n_windows + k] = true;
         }
     }
     sb_tally_snapshot_free(&snap);
+    if (save_shown(p, max_slice) != 0) rc = -1;
     if (p->producer) sb_kafka_producer_poll(p->producer, 0);
     p->published += (uint64_t)published;
     if (now_ms >= p->next_alert_sweep_ms) {
         p->next_alert_sweep_ms = now_ms + ALERT_SWEEP_MS;
         sweep_alerts(p, now_ms);
     }
-    return published;
+    return rc < 0 ? -1 : published;
 }

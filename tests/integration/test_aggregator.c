@@ -733,6 +733,73 @@ START_TEST(late_subscriber_gets_retained)
 }
 END_TEST
 
+static const sb_metric_update_t *find(const upds_t *o, const char *key)
+{
+    for (size_t i = 0; i < o->n; i++)
+        if (!strcmp(o->v[i].key, key)) return &o->v[i].u;
+    ck_abort_msg("no update %s", key);
+    return NULL;
+}
+
+/* A slice that empties while no instance publishes still gets its empty update: the next
+ * publisher reads from Redis what was shown before and clears it. A 1m window holds only
+ * the current minute, so the response leaves it when the minute turns. */
+START_TEST(emptied_slice_cleared_by_next_publisher)
+{
+    env_t e;
+    env_open(&e, "r8", "100100", "{\"windows\":[\"1m\",\"1h\"]}");
+    /* leave at least 20 s of the minute for counting and publishing */
+    while (sb_now_ms() % MIN > 40 * SEC) sleep_ms(200);
+    const char *dims[SB_DIM__N] = {0};
+    dims[SB_DIM_CHANNEL] = "sms";
+    survey_t s;
+    survey_make(&e, &s, "r8-0", SB_KIND_CSAT, dims, SB_REC_FIRED);
+    int64_t answered = sb_now_ms();
+    char buf[1024];
+    response_json(buf, sizeof buf, &s, NULL, 5, answered, NULL);
+    produce(&e, e.cfg->topics.responses, s.id, buf);
+    flush_all(&e);
+    agg_start(&e, 0);
+    wait_counted(&e, 1, 60000);
+    sleep_ms(3 * e.cfg->publish.interval_ms + 500);
+    agg_stop(&e, 0);
+    ck_assert_msg(sb_now_ms() / MIN == answered / MIN, "the minute turned too early");
+    upds_t o;
+    read_metrics(&e, &o);
+    ck_assert_int_eq(find(&o, "csat|1m|channel|sms")->v.count, 1);
+    ck_assert_int_eq(find(&o, "csat|1m|all|all")->v.count, 1);
+    upds_free(&o);
+
+    /* the minute turns while nothing publishes; then another instance takes over */
+    while (sb_now_ms() / MIN == answered / MIN) sleep_ms(200);
+    agg_start(&e, 1);
+    int64_t end = sb_mono_ms() + 30000;
+    for (;;) {
+        read_metrics(&e, &o);
+        if (find(&o, "csat|1m|channel|sms")->v.count == 0 || sb_mono_ms() > end) break;
+        upds_free(&o);
+        sleep_ms(300);
+    }
+    ck_assert_int_eq(find(&o, "csat|1m|channel|sms")->v.count, 0);
+    ck_assert(!find(&o, "csat|1m|channel|sms")->v.has_value);
+    ck_assert_int_eq(find(&o, "csat|1m|all|all")->v.count, 0);
+    ck_assert_int_eq(find(&o, "csat|1h|channel|sms")->v.count, 1); /* still in the hour */
+    upds_free(&o);
+    /* what is shown now is recorded: the 1m rows are gone, the 1h ones are there */
+    redisReply *r = sb_store_cmd(e.st, "HGETALL r8:shown");
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(r->type, REDIS_REPLY_ARRAY);
+    ck_assert_int_ge(r->elements, 4); /* all|all, channel|sms, ... in the 1h window */
+    for (size_t i = 0; i < r->elements; i += 2) {
+        ck_assert_msg(strstr(r->element[i]->str, "|1h") != NULL, "%s", r->element[i]->str);
+        ck_assert_int_eq(strlen(r->element[i + 1]->str), SB_METRIC__N);
+    }
+    freeReplyObject(r);
+    agg_stop(&e, 1);
+    env_close(&e);
+}
+END_TEST
+
 /* ================================================================ 6. bad responses */
 
 START_TEST(bad_responses_dead_lettered)
@@ -827,13 +894,6 @@ END_TEST
 
 /* ================================================================ 7. requests and KPIs */
 
-static const sb_metric_update_t *find(const upds_t *o, const char *key)
-{
-    for (size_t i = 0; i < o->n; i++)
-        if (!strcmp(o->v[i].key, key)) return &o->v[i].u;
-    ck_abort_msg("no update %s", key);
-    return NULL;
-}
 
 START_TEST(rates_and_kpis)
 {
@@ -1081,6 +1141,7 @@ static Suite *suite(void)
     tcase_add_test(tc, bad_responses_dead_lettered);
     tcase_add_test(tc, rates_and_kpis);
     tcase_add_test(tc, late_subscriber_gets_retained);
+    tcase_add_test(tc, emptied_slice_cleared_by_next_publisher);
     tcase_add_test(tc, mqtt_inputs);
     tcase_add_test(tc, dlq_replay);
     tcase_add_test(tc, oracle_single);
