@@ -20,6 +20,7 @@
 #include "config.h"
 #include "record.h"
 #include "store.h"
+#include "util.h"
 
 #define SB_SCHED_MEMBER_MAX (SB_SURVEY_ID_LEN + 3) /* "<id>:r" + NUL */
 
@@ -42,10 +43,7 @@ typedef struct sb_sched_op {
 } sb_sched_op_t;
 
 /* A counter increment applied in the same atomic call ("consumed", "dlq|too_large", ...). */
-typedef struct sb_sched_count {
-    const char *field;
-    int64_t n;
-} sb_sched_count_t;
+typedef sb_count_t sb_sched_count_t;
 
 /* Applies a batch of operations and counter increments in one atomic script. status[i]
  * (may be NULL) becomes 1 when op i changed something (scheduled / number of surveys

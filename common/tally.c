@@ -697,23 +697,6 @@ static void find_repeats(const sb_tally_item_t *items, size_t n, int *first)
     free(tab);
 }
 
-/* Counter fields of a batch, merged by name (names borrowed). */
-typedef struct tcounts {
-    const char *f[96];
-    int64_t n[96];
-    size_t len;
-} tcounts_t;
-
-static void tcount(tcounts_t *c, const char *f, int64_t n)
-{
-    for (size_t i = 0; i < c->len; i++)
-        if (!strcmp(c->f[i], f)) {
-            c->n[i] += n;
-            return;
-        }
-    if (c->len < sizeof c->f / sizeof c->f[0]) c->f[c->len] = f, c->n[c->len++] = n;
-}
-
 static const char *result_counter(const sb_tally_item_t *it, char r)
 {
     static const char *const counted[SB_KIND__N] = {
@@ -821,16 +804,16 @@ static void args_batch(sb_tally_t *t, const sb_tally_item_t *items, size_t n, co
         if (use[i] && items[i].type == SB_TALLY_RESPONSE && items[i].alert)
             sb_store_args_str(a, items[i].alert);
     /* counters: the caller's and the batch's results, as they will be if it applies */
-    tcounts_t *c = calloc(1, sizeof *c);
-    if (!c) abort();
-    for (size_t i = 0; i < n_counters; i++) tcount(c, counters[i].field, counters[i].n);
-    for (size_t i = 0; i < n; i++) tcount(c, result_counter(&items[i], result_of(items, first, i)), 1);
-    sb_store_args_int(a, (int64_t)c->len);
-    for (size_t i = 0; i < c->len; i++) {
-        sb_store_args_str(a, c->f[i]);
-        sb_store_args_int(a, c->n[i]);
+    sb_counts_t c = {0};
+    for (size_t i = 0; i < n_counters; i++) sb_counts_add(&c, counters[i].field, counters[i].n);
+    for (size_t i = 0; i < n; i++)
+        sb_counts_add(&c, result_counter(&items[i], result_of(items, first, i)), 1);
+    sb_store_args_int(a, (int64_t)c.n);
+    for (size_t i = 0; i < c.n; i++) {
+        sb_store_args_copy(a, c.c[i].field, strlen(c.c[i].field));
+        sb_store_args_int(a, c.c[i].n);
     }
-    free(c);
+    sb_counts_free(&c);
 }
 
 /* The state of one batch between planning and the script's answer. */

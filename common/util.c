@@ -245,3 +245,31 @@ int sb_fail(char *err, size_t errlen, const char *fmt, ...)
     }
     return -1;
 }
+
+void sb_counts_add(sb_counts_t *cs, const char *field, int64_t n)
+{
+    size_t len = strnlen(field, SB_COUNT_NAME_MAX - 1);
+    for (size_t i = 0; i < cs->n; i++)
+        if (!strncmp(cs->names[i], field, len) && cs->names[i][len] == '\0') {
+            cs->c[i].n += n;
+            return;
+        }
+    if (cs->n == cs->cap) {
+        cs->cap = cs->cap ? cs->cap * 2 : 16;
+        cs->c = realloc(cs->c, cs->cap * sizeof *cs->c);
+        cs->names = realloc(cs->names, cs->cap * sizeof *cs->names);
+        if (!cs->c || !cs->names) abort();
+        for (size_t i = 0; i < cs->n; i++) cs->c[i].field = cs->names[i]; /* names moved */
+    }
+    memcpy(cs->names[cs->n], field, len);
+    cs->names[cs->n][len] = '\0';
+    cs->c[cs->n] = (sb_count_t){cs->names[cs->n], n};
+    cs->n++;
+}
+
+void sb_counts_free(sb_counts_t *cs)
+{
+    free(cs->c);
+    free(cs->names);
+    memset(cs, 0, sizeof *cs);
+}

@@ -56,6 +56,26 @@ void sb_problems_add(sb_problems_t *p, const char *fmt, ...)
 /* Frees the messages (not p itself); p is empty afterwards. */
 void sb_problems_clear(sb_problems_t *p);
 
+/* A counter increment by field name ("consumed", "dlq|too_large", ...). */
+typedef struct sb_count {
+    const char *field;
+    int64_t n;
+} sb_count_t;
+
+/* A batch's counter increments merged by field name, so that each field is written once
+ * per batch. c[0..n) point into names, copies of at most SB_COUNT_NAME_MAX - 1 bytes (a
+ * longer field is cut). Start zeroed; set n = 0 to reuse; sb_counts_free releases. */
+#define SB_COUNT_NAME_MAX 96
+typedef struct sb_counts {
+    sb_count_t *c;
+    char (*names)[SB_COUNT_NAME_MAX];
+    size_t n, cap;
+} sb_counts_t;
+
+/* Adds n to field (aborts on OOM). */
+void sb_counts_add(sb_counts_t *cs, const char *field, int64_t n);
+void sb_counts_free(sb_counts_t *cs);
+
 /* snprintf into err when err is not NULL; always returns -1 so callers can `return sb_fail(...)`. */
 int sb_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

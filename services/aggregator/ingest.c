@@ -17,29 +17,14 @@
 #include "survey.h"
 #include "token.h"
 
-/* Counter fields of a batch, merged by name. */
-typedef struct counts {
-    sb_sched_count_t c[64];
-    char names[64][96];
-    size_t n;
-} counts_t;
-
-static void count(counts_t *cs, const char *field)
+static void count(sb_counts_t *cs, const char *field)
 {
-    for (size_t i = 0; i < cs->n; i++)
-        if (!strcmp(cs->names[i], field)) {
-            cs->c[i].n++;
-            return;
-        }
-    if (cs->n == sizeof cs->c / sizeof cs->c[0]) return; /* reason codes are a short list */
-    snprintf(cs->names[cs->n], sizeof cs->names[0], "%s", field);
-    cs->c[cs->n] = (sb_sched_count_t){cs->names[cs->n], 1};
-    cs->n++;
+    sb_counts_add(cs, field, 1);
 }
 
-static void countf(counts_t *cs, const char *prefix, const char *what)
+static void countf(sb_counts_t *cs, const char *prefix, const char *what)
 {
-    char f[96];
+    char f[SB_COUNT_NAME_MAX];
     snprintf(f, sizeof f, "%s%.80s", prefix, what);
     count(cs, f);
 }
@@ -84,9 +69,9 @@ static void keep_names(const sb_config_t *cfg, work_t *w, const char (*vals)[SB_
     w->n_names = n;
 }
 
-static void dead(work_t *w, counts_t *cs, const char *fmt, ...)
+static void dead(work_t *w, sb_counts_t *cs, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static void dead(work_t *w, counts_t *cs, const char *fmt, ...)
+static void dead(work_t *w, sb_counts_t *cs, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -184,7 +169,7 @@ static char *alert_json(const sb_config_t *cfg, const work_t *w, const sb_record
 }
 
 /* Resolves the slices of one item from its slice names. Returns 0 or -1 (Redis). */
-static int slices_of(ingest_t *ig, const work_t *w, sb_tally_item_t *it, counts_t *cs)
+static int slices_of(ingest_t *ig, const work_t *w, sb_tally_item_t *it, sb_counts_t *cs)
 {
     const char *ptr[SB_DIM__N] = {0};
     bool capped[SB_DIM__N];
@@ -232,7 +217,7 @@ static void event_dims(const sb_event_t *ev, char (*vals)[SB_STR_MAX + 1])
 
 /* Step 1: parse and check what needs no Redis. */
 static void parse_one(ingest_t *ig, const in_msg_t *m, work_t *w, scratch_t *x,
-                      sb_tally_item_t *it, counts_t *cs, int64_t now)
+                      sb_tally_item_t *it, sb_counts_t *cs, int64_t now)
 {
     const sb_config_t *cfg = ig->cfg;
     char err[200];
@@ -353,7 +338,7 @@ static void parse_one(ingest_t *ig, const in_msg_t *m, work_t *w, scratch_t *x,
 
 /* Step 2: with its survey record (NULL: none), decide a response or request. */
 static void check_record(ingest_t *ig, const in_msg_t *m, work_t *w, const redisReply *v,
-                         sb_record_t *rec, counts_t *cs)
+                         sb_record_t *rec, sb_counts_t *cs)
 {
     char err[200];
     if (!v || v->type != REDIS_REPLY_STRING) {
@@ -486,6 +471,7 @@ void ingest_free_buffers(ingest_t *ig)
         free(b->w);
         free(b->items);
         free(b->kpi);
+        if (b->cs) sb_counts_free(b->cs);
         free(b->cs);
         free(b->x);
         free(b->argv);
@@ -525,7 +511,7 @@ static ibatch_t *slot(ingest_t *ig, size_t n)
         b->kpi = malloc((cap ? cap : 1) * sizeof *b->kpi);
         b->argv = malloc((cap + 1) * sizeof *b->argv);
         b->keys = malloc((cap ? cap : 1) * sizeof *b->keys);
-        if (!b->cs) b->cs = malloc(sizeof *b->cs);
+        if (!b->cs) b->cs = calloc(1, sizeof *b->cs);
         if (!b->x) b->x = malloc(sizeof *b->x);
         if (!b->in || !b->w || !b->items || !b->kpi || !b->argv || !b->keys || !b->cs || !b->x)
             abort();

@@ -27,13 +27,6 @@ typedef struct in_msg {
     const char *device_id; /* from the MQTT topic's '+', NULL otherwise */
 } in_msg_t;
 
-/* Counter fields of a batch, aggregated by name. */
-typedef struct counts {
-    sb_sched_count_t *c;
-    char (*names)[96];
-    size_t n, cap;
-} counts_t;
-
 typedef struct dead {
     size_t msg; /* index into the batch */
     char reason[200];
@@ -45,7 +38,7 @@ typedef struct dbatch {
     in_msg_t *in;
     size_t n, cap, nops, nd;
     dead_t *dead;
-    counts_t cs;
+    sb_counts_t cs;
     bool busy, sent;
 } dbatch_t;
 

@@ -12,26 +12,6 @@
 #include "rules.h"
 
 
-static void count(counts_t *cs, const char *field, int64_t n)
-{
-    for (size_t i = 0; i < cs->n; i++)
-        if (!strcmp(cs->names[i], field)) {
-            cs->c[i].n += n;
-            return;
-        }
-    if (cs->n == cs->cap) {
-        cs->cap = cs->cap ? cs->cap * 2 : 16;
-        cs->c = realloc(cs->c, cs->cap * sizeof *cs->c);
-        cs->names = realloc(cs->names, cs->cap * sizeof *cs->names);
-        if (!cs->c || !cs->names) abort();
-        for (size_t i = 0; i < cs->n; i++) cs->c[i].field = cs->names[i];
-    }
-    snprintf(cs->names[cs->n], sizeof cs->names[0], "%s", field);
-    cs->c[cs->n].field = cs->names[cs->n];
-    cs->c[cs->n].n = n;
-    cs->n++;
-}
-
 
 void dispatcher_delivery(void *opaque, void *msg_opaque, int ok, const char *errstr)
 {
@@ -87,8 +67,7 @@ void ingest_ctx_free_buffers(ingest_ctx_t *ic)
         dbatch_t *b = &ic->b[k];
         free(b->in);
         free(b->dead);
-        free(b->cs.c);
-        free(b->cs.names);
+        sb_counts_free(&b->cs);
         memset(b, 0, sizeof *b);
     }
     ic->owner = NULL;
@@ -117,14 +96,14 @@ static void parse_into(ingest_ctx_t *ic, dbatch_t *b)
     sb_sched_op_t *ops = ic->ops;
     sb_event_t *ev = ic->ev;
     sb_candidate_t *cand = ic->cand;
-    counts_t *cs = &b->cs;
+    sb_counts_t *cs = &b->cs;
     dead_t *dead = b->dead;
     size_t nops = 0, nd = 0;
     char field[96], code[64];
     ic->owner = b;
     cs->n = 0;
 
-    count(cs, "consumed", (int64_t)n);
+    sb_counts_add(cs, "consumed", (int64_t)n);
     for (size_t i = 0; i < n; i++) {
         char err[200];
         if (sb_event_parse(msgs[i].payload, msgs[i].len, cfg->mapping, msgs[i].device_id, ev,
@@ -133,7 +112,7 @@ static void parse_into(ingest_ctx_t *ic, dbatch_t *b)
             snprintf(dead[nd].reason, sizeof dead[nd].reason, "%s", err);
             sb_reason_code(err, code, sizeof code);
             snprintf(field, sizeof field, "dlq|%s", code);
-            count(cs, field, 1);
+            sb_counts_add(cs, field, 1);
             nd++;
             continue;
         }
@@ -145,7 +124,7 @@ static void parse_into(ingest_ctx_t *ic, dbatch_t *b)
             ops[nops].op = SB_SCHED_CANCEL;
             ops[nops].rec = r;
             nops++;
-            count(cs, "reopened", 1);
+            sb_counts_add(cs, "reopened", 1);
             continue;
         }
         size_t nc = sb_rules_match(cfg, ev, cand, cfg->n_journeys);
@@ -175,10 +154,10 @@ static void parse_into(ingest_ctx_t *ic, dbatch_t *b)
                 snprintf(dead[nd].reason, sizeof dead[nd].reason,
                          "missing_field: channel (journey %s uses the event's channel)",
                          no_channel);
-            count(cs, "dlq|missing_field", 1);
+            sb_counts_add(cs, "dlq|missing_field", 1);
             nd++;
         }
-        if (nc == 0) count(cs, "unmatched", 1);
+        if (nc == 0) sb_counts_add(cs, "unmatched", 1);
     }
     b->nops = nops;
     b->nd = nd;

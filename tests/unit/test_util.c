@@ -1,5 +1,6 @@
 /* Unit tests for common/util.c: UTF-8, topic safety, durations, RFC 3339 times. */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -152,6 +153,52 @@ START_TEST(problems_and_fail)
 }
 END_TEST
 
+START_TEST(counts_merge_by_name)
+{
+    sb_counts_t cs = {0};
+    sb_counts_add(&cs, "consumed", 1000);
+    sb_counts_add(&cs, "dlq|bad_json", 1);
+    sb_counts_add(&cs, "consumed", 24); /* merged: 1000 + 24 */
+    sb_counts_add(&cs, "dlq|bad_json", -1);
+    ck_assert_uint_eq(cs.n, 2);
+    ck_assert_str_eq(cs.c[0].field, "consumed");
+    ck_assert_int_eq(cs.c[0].n, 1024);
+    ck_assert_str_eq(cs.c[1].field, "dlq|bad_json");
+    ck_assert_int_eq(cs.c[1].n, 0);
+    /* a prefix of a name is another name */
+    sb_counts_add(&cs, "dlq|bad", 5);
+    ck_assert_uint_eq(cs.n, 3);
+    /* past the first 16 entries the arrays grow: every field still points at its own name */
+    char f[32];
+    for (int i = 0; i < 40; i++) {
+        snprintf(f, sizeof f, "capped|dim%d", i);
+        sb_counts_add(&cs, f, i);
+    }
+    ck_assert_uint_eq(cs.n, 43);
+    for (size_t i = 0; i < cs.n; i++) ck_assert_ptr_eq(cs.c[i].field, cs.names[i]);
+    ck_assert_str_eq(cs.c[42].field, "capped|dim39");
+    ck_assert_int_eq(cs.c[42].n, 39);
+    ck_assert_int_eq(cs.c[0].n, 1024);
+    /* a field longer than 95 bytes is cut to 95, and its repeats merge with the cut name */
+    char longf[130];
+    memset(longf, 'x', 120);
+    longf[120] = '\0';
+    sb_counts_add(&cs, longf, 1);
+    sb_counts_add(&cs, longf, 1);
+    ck_assert_uint_eq(cs.n, 44);
+    ck_assert_uint_eq(strlen(cs.c[43].field), SB_COUNT_NAME_MAX - 1);
+    ck_assert_int_eq(cs.c[43].n, 2);
+    /* reuse for the next batch */
+    cs.n = 0;
+    sb_counts_add(&cs, "late", 3);
+    ck_assert_uint_eq(cs.n, 1);
+    ck_assert_str_eq(cs.c[0].field, "late");
+    sb_counts_free(&cs);
+    ck_assert_uint_eq(cs.n, 0);
+    ck_assert_ptr_null(cs.c);
+}
+END_TEST
+
 START_TEST(log_levels)
 {
     ck_assert_int_eq(sb_log_level_parse("debug"), SB_LOG_DEBUG);
@@ -175,6 +222,7 @@ int main(void)
     tcase_add_test(tc, rfc3339_parse);
     tcase_add_test(tc, time_format_round_trip);
     tcase_add_test(tc, problems_and_fail);
+    tcase_add_test(tc, counts_merge_by_name);
     tcase_add_test(tc, log_levels);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
