@@ -101,6 +101,27 @@ bool sb_event_locale_valid(const char *s)
 /* Shortest decimal text that reads back as the same double. */
 static void format_real(double d, char *out, size_t outlen)
 {
+    /* Fast path for what KPIs usually are, d = k / 1000 for an integer k (12.5, 0.25): when
+     * k / 1000.0 == d, d is the double nearest to the decimal k/1000, which has at most 12
+     * significant digits here (d <= KPI_SECONDS_MAX), so "%.15g" prints exactly that decimal,
+     * trailing zeros dropped; d >= 0.001 keeps "%g" out of exponent notation. -0.0 and
+     * everything else take the general path. */
+    double m = d * 1000;
+    if (d >= 0.001 && d <= KPI_SECONDS_MAX && !signbit(d) && m == floor(m) &&
+        (double)(int64_t)m / 1000.0 == d && outlen >= SB_INT_TEXT_MAX + 4) {
+        int64_t k = (int64_t)m;
+        size_t n = sb_int_format(k / 1000, out);
+        int frac = (int)(k % 1000);
+        if (frac) {
+            out[n++] = '.';
+            for (int div = 100; frac; div /= 10) {
+                out[n++] = (char)('0' + frac / div);
+                frac %= div;
+            }
+            out[n] = '\0';
+        }
+        return;
+    }
     /* 15 significant digits always give the shortest text when any precision up to 15 would
      * round-trip (%g drops the trailing zeros), so the search starts there */
     for (int prec = 15; prec <= 17; prec++) {
@@ -109,20 +130,22 @@ static void format_real(double d, char *out, size_t outlen)
     }
 }
 
-/* Reads a text field: a string (or, when allow_int, an integer as its decimal text) into dst.
- * Returns 1 when present, 0 when absent ("" counts as absent), -1 with a reason. */
-static int read_text(const json_t *v, const char *name, bool allow_int, char *dst, char *err,
-                     size_t errlen)
+/* Reads a text field: a string (or, when allow_int, an integer as its decimal text) into dst
+ * and its length into *len. Returns 1 when present, 0 when absent ("" counts as absent), -1
+ * with a reason. */
+static int read_text(const json_t *v, const char *name, bool allow_int, char *dst, size_t *len,
+                     char *err, size_t errlen)
 {
     if (json_is_string(v)) {
         size_t n = json_string_length(v);
         if (n == 0) return 0;
         if (n > SB_STR_MAX) return sb_fail(err, errlen, "too_long: %s", name);
         memcpy(dst, json_string_value(v), n + 1);
+        *len = n;
         return 1;
     }
     if (allow_int && json_is_integer(v)) {
-        snprintf(dst, SB_STR_MAX + 1, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        *len = sb_int_format(json_integer_value(v), dst);
         return 1;
     }
     return sb_fail(err, errlen, "wrong_type: %s", name);
@@ -134,17 +157,18 @@ static int read_field(sb_field_t f, const json_t *v, sb_event_t *out, char *err,
     const char *name = sb_field_names[f];
     char *dst = out->val[f];
     char q[96];
+    size_t len = 0; /* of the text read_text put in dst */
     int rc;
     switch (fields[f].type) {
     case FT_ID:
-        if ((rc = read_text(v, name, true, dst, err, errlen)) <= 0) return rc;
-        if (!sb_str_topic_safe(dst, strlen(dst)))
+        if ((rc = read_text(v, name, true, dst, &len, err, errlen)) <= 0) return rc;
+        if (!sb_str_topic_safe(dst, len))
             return sb_fail(err, errlen, "unsafe_chars: %s", name);
         return 0;
     case FT_TYPE:
-        if ((rc = read_text(v, name, false, dst, err, errlen)) <= 0) return rc;
+        if ((rc = read_text(v, name, false, dst, &len, err, errlen)) <= 0) return rc;
         if ((rc = sb_event_type_parse(dst)) < 0) {
-            sb_dlq_quote(q, sizeof q, dst, strlen(dst));
+            sb_dlq_quote(q, sizeof q, dst, len);
             dst[0] = '\0';
             return sb_fail(err, errlen, "bad_type: %s", q);
         }
@@ -153,19 +177,19 @@ static int read_field(sb_field_t f, const json_t *v, sb_event_t *out, char *err,
     case FT_TIME:
         if (json_is_string(v) && json_string_length(v) == 0) return 0;
         if (sb_dlq_time(v, name, &out->occurred_ms, err, errlen) != 0) return -1;
-        return read_text(v, name, true, dst, err, errlen) < 0 ? -1 : 0;
+        return read_text(v, name, true, dst, &len, err, errlen) < 0 ? -1 : 0;
     case FT_TZ:
-        if ((rc = read_text(v, name, false, dst, err, errlen)) <= 0) return rc;
+        if ((rc = read_text(v, name, false, dst, &len, err, errlen)) <= 0) return rc;
         if (!sb_event_tz_plausible(dst)) {
-            sb_dlq_quote(q, sizeof q, dst, strlen(dst));
+            sb_dlq_quote(q, sizeof q, dst, len);
             dst[0] = '\0';
             return sb_fail(err, errlen, "bad_tz: %s", q);
         }
         return 0;
     case FT_LOCALE:
-        if ((rc = read_text(v, name, false, dst, err, errlen)) <= 0) return rc;
+        if ((rc = read_text(v, name, false, dst, &len, err, errlen)) <= 0) return rc;
         if (!sb_event_locale_valid(dst)) {
-            sb_dlq_quote(q, sizeof q, dst, strlen(dst));
+            sb_dlq_quote(q, sizeof q, dst, len);
             dst[0] = '\0';
             return sb_fail(err, errlen, "bad_locale: %s", q);
         }
@@ -176,7 +200,7 @@ static int read_field(sb_field_t f, const json_t *v, sb_event_t *out, char *err,
         if (!isfinite(d) || d < 0 || d > KPI_SECONDS_MAX)
             return sb_fail(err, errlen, "bad_kpi: %s: out of range", name);
         if (json_is_integer(v))
-            snprintf(dst, SB_STR_MAX + 1, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+            sb_int_format(json_integer_value(v), dst);
         else
             format_real(d, dst, SB_STR_MAX + 1);
         if (f == SB_F_KPI_FRT)
@@ -198,7 +222,7 @@ static int read_field(sb_field_t f, const json_t *v, sb_event_t *out, char *err,
             return sb_fail(err, errlen, "bad_kpi: %s: out of range", name);
         out->has_transfers = true;
         out->transfers = (int64_t)n;
-        snprintf(dst, SB_STR_MAX + 1, "%" JSON_INTEGER_FORMAT, n);
+        sb_int_format(n, dst);
         return 0;
     }
     }

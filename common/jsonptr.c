@@ -46,8 +46,12 @@ int sb_jsonptr_resolve(json_t *doc, const char *ptr, json_t **out, char *err, si
         *out = cur;
         return 0;
     }
-    /* One buffer holds each unescaped token in turn; tokens never grow when unescaped. */
-    char *tok = malloc(strlen(ptr) + 1);
+    /* One buffer holds each unescaped token in turn; tokens never grow when unescaped.
+     * Pointers of a mapping are short: those use the stack (this runs for every field of
+     * every event). */
+    char small[128];
+    size_t plen = strlen(ptr);
+    char *tok = plen < sizeof small ? small : malloc(plen + 1);
     if (!tok) return sb_fail(err, errlen, "out_of_memory");
     const char *p = ptr;
     while (cur && *p == '/') {
@@ -63,7 +67,11 @@ int sb_jsonptr_resolve(json_t *doc, const char *ptr, json_t **out, char *err, si
         }
         tok[n] = '\0';
         if (json_is_object(cur)) {
+#if JANSSON_VERSION_HEX >= 0x020e00
+            cur = json_object_getn(cur, tok, n); /* the length is known: no strlen per field */
+#else
             cur = json_object_get(cur, tok);
+#endif
         } else if (json_is_array(cur)) {
             size_t idx;
             cur = parse_index(tok, &idx) == 0 ? json_array_get(cur, idx) : NULL;
@@ -71,7 +79,7 @@ int sb_jsonptr_resolve(json_t *doc, const char *ptr, json_t **out, char *err, si
             cur = NULL;
         }
     }
-    free(tok);
+    if (tok != small) free(tok);
     *out = cur;
     return 0;
 }

@@ -3,7 +3,9 @@
 #include "event.h"
 
 #include <errno.h>
+#include <openssl/evp.h>
 #include <openssl/sha.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,12 +14,30 @@
 #define SEP '\x1f'
 #define NFIELDS 19
 
+/* SHA-256 fetched once: SHA256() looks the algorithm up in OpenSSL's provider store on every
+ * call (locks and a hash table), which cost more than the hashing of these short texts. */
+static EVP_MD *sha256;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+    sha256 = EVP_MD_fetch(NULL, "SHA256", NULL); /* kept for the process's life */
+}
+
 void sb_record_survey_id(const char *interaction_id, const char *journey, char *out)
 {
     unsigned char md[SHA256_DIGEST_LENGTH];
     char buf[2 * SB_STR_MAX + 2];
-    int n = snprintf(buf, sizeof buf, "%s|%s", interaction_id, journey);
-    SHA256((const unsigned char *)buf, n < 0 ? 0 : (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1, md);
+    /* "interaction_id|journey", cut to the buffer as snprintf would cut it */
+    size_t n = strnlen(interaction_id, sizeof buf - 1);
+    memcpy(buf, interaction_id, n);
+    if (n < sizeof buf - 1) buf[n++] = '|';
+    size_t jn = strnlen(journey, sizeof buf - 1 - n);
+    memcpy(buf + n, journey, jn);
+    n += jn;
+    pthread_once(&sha256_once, sha256_fetch);
+    if (!sha256 || !EVP_Digest(buf, n, md, NULL, sha256, NULL))
+        SHA256((const unsigned char *)buf, n, md);
     static const char hex[] = "0123456789abcdef";
     for (int i = 0; i < SB_SURVEY_ID_LEN / 2; i++) {
         out[2 * i] = hex[md[i] >> 4];
@@ -26,9 +46,13 @@ void sb_record_survey_id(const char *interaction_id, const char *journey, char *
     out[SB_SURVEY_ID_LEN] = '\0';
 }
 
+/* Copies src (NULL: "") into a field, cut to SB_STR_MAX bytes. */
 static void copy(char *dst, const char *src)
 {
-    snprintf(dst, SB_STR_MAX + 1, "%s", src ? src : "");
+    if (!src) src = "";
+    size_t n = strnlen(src, SB_STR_MAX);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
 }
 
 void sb_record_from_event(sb_record_t *r, const sb_event_t *ev, const sb_journey_t *j,
@@ -85,17 +109,29 @@ char *sb_record_encode(const sb_record_t *r, size_t *len)
         return NULL;
     char due[16], exp[16], rem[16];
     b36(due, r->due_ms), b36(exp, r->expires_ms), b36(rem, r->remind_after_ms);
-    char *buf = NULL;
-    int n = asprintf(&buf,
-                     "%c%c1%c%s%c%s%c%s%c%s%c%s%c%s%c%s%c%s%c%s%c%s%c%s%c%s%c%s%c%s%c%s%c%s%c%s",
-                     r->state, SEP, SEP, sb_kind_names[r->kind], SEP, r->journey, SEP,
-                     r->customer_id, SEP, r->interaction_id, SEP, r->channel, SEP, r->locale,
-                     SEP, r->device_id, SEP, r->dim[SB_DIM_AGENT], SEP, r->dim[SB_DIM_TEAM], SEP,
-                     r->dim[SB_DIM_REGION], SEP, r->dim[SB_DIM_PRODUCT], SEP,
-                     r->dim[SB_DIM_STAGE], SEP, r->dim[SB_DIM_KIND], SEP, due, SEP, exp, SEP,
-                     rem, SEP, r->reason);
-    if (n < 0) return NULL;
-    if (len) *len = (size_t)n;
+    /* Written field by field (this runs once per scheduled survey, and a format string of
+     * 19 fields cost more than the copying): state, version "1", then the texts, each after
+     * a separator. The state is written as a byte even when it is NUL, as "%c" did. */
+    const char *f[] = {sb_kind_names[r->kind], r->journey, r->customer_id, r->interaction_id,
+                       r->channel, r->locale, r->device_id, r->dim[SB_DIM_AGENT],
+                       r->dim[SB_DIM_TEAM], r->dim[SB_DIM_REGION], r->dim[SB_DIM_PRODUCT],
+                       r->dim[SB_DIM_STAGE], r->dim[SB_DIM_KIND], due, exp, rem, r->reason};
+    enum { NF = sizeof f / sizeof f[0] };
+    size_t fl[NF], total = 3; /* state, separator, version */
+    for (size_t i = 0; i < NF; i++) {
+        fl[i] = strlen(f[i]);
+        total += 1 + fl[i];
+    }
+    char *buf = malloc(total + 1), *o = buf;
+    if (!buf) return NULL;
+    *o++ = r->state, *o++ = SEP, *o++ = '1';
+    for (size_t i = 0; i < NF; i++) {
+        *o++ = SEP;
+        memcpy(o, f[i], fl[i]);
+        o += fl[i];
+    }
+    *o = '\0';
+    if (len) *len = total;
     return buf;
 }
 

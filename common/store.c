@@ -563,9 +563,8 @@ void sb_store_args_copy(sb_store_args_t *a, const char *str, size_t len)
 
 void sb_store_args_int(sb_store_args_t *a, int64_t v)
 {
-    char tmp[24];
-    int n = snprintf(tmp, sizeof tmp, "%lld", (long long)v);
-    sb_store_args_copy(a, tmp, (size_t)n);
+    char tmp[SB_INT_TEXT_MAX];
+    sb_store_args_copy(a, tmp, sb_int_format(v, tmp));
 }
 
 void sb_store_args_reset(sb_store_args_t *a)

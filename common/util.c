@@ -30,13 +30,37 @@ int64_t sb_mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+size_t sb_int_format(int64_t v, char *out)
+{
+    char tmp[SB_INT_TEXT_MAX];
+    size_t n = 0, o = 0;
+    /* through unsigned, so that INT64_MIN has a magnitude */
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) out[o++] = '-';
+    while (n) out[o++] = tmp[--n];
+    out[o] = '\0';
+    return o;
+}
+
 bool sb_utf8_valid(const char *buf, size_t len)
 {
     const unsigned char *s = (const unsigned char *)buf, *end = s + len;
     while (s < end) {
         unsigned c = *s;
         if (c < 0x80) {
+            /* Messages are mostly ASCII: skip it eight bytes at a time (memcpy, as the
+             * bytes need not be aligned) until a byte with the high bit set is near. */
             s++;
+            while (end - s >= 8) {
+                uint64_t w;
+                memcpy(&w, s, 8);
+                if (w & 0x8080808080808080ULL) break;
+                s += 8;
+            }
             continue;
         }
         size_t n;

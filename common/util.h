@@ -19,6 +19,12 @@ int64_t sb_mono_ms(void);
 /* Monotonic clock in microseconds. */
 int64_t sb_mono_us(void);
 
+/* Writes v in decimal ("-42", "0") with a terminating NUL, as snprintf's "%lld" would, into
+ * out (at least SB_INT_TEXT_MAX bytes); returns the length. For hot paths, where snprintf's
+ * format parsing costs more than the digits. */
+#define SB_INT_TEXT_MAX 21 /* "-9223372036854775808" and NUL */
+size_t sb_int_format(int64_t v, char *out);
+
 /* True when buf[0..len) is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 bool sb_utf8_valid(const char *buf, size_t len);
 

@@ -425,6 +425,35 @@ START_TEST(tz_and_locale)
 }
 END_TEST
 
+/* The text of a real KPI: the shortest decimal that reads back as the same double. Values of
+ * the form k/1000 take a fast path; the others must come out as they did with "%.15g" alone. */
+START_TEST(kpi_real_text)
+{
+    static const struct {
+        const char *json, *text;
+    } cases[] = {
+        {"1234.5", "1234.5"},       /* one decimal */
+        {"0.001", "0.001"},         /* the smallest k/1000 */
+        {"12.125", "12.125"},       /* three decimals */
+        {"7.250", "7.25"},          /* trailing zero dropped */
+        {"90.0", "90"},             /* a real with no fraction prints as an integer */
+        {"315359999.999", "315359999.999"}, /* 12 significant digits, just under the cap */
+        {"0.0001", "0.0001"},       /* below 0.001: the general path ("%.15g" gives 0.0001) */
+        {"0.00001", "1e-05"},       /* "%g" switches to an exponent below 1e-4 */
+        {"1.0001", "1.0001"},       /* four decimals: general path */
+        {"0.30000000000000004", "0.30000000000000004"}, /* 0.1 + 0.2 needs 17 digits */
+        {"2.5e2", "250"},           /* exponent notation in, a real 250.0 */
+        {"-0.0", "-0"},             /* -0.0 passes the range check; "%.15g" gives "-0" */
+    };
+    char extra[96];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(extra, sizeof extra, ",\"kpi\":{\"resolution_s\":%s}", cases[i].json);
+        ck_assert_str_eq(parse_with(extra), "");
+        ck_assert_str_eq(ev.val[SB_F_KPI_ART], cases[i].text);
+    }
+}
+END_TEST
+
 START_TEST(kpis)
 {
     ck_assert_str_eq(parse_with(",\"kpi\":{\"first_response_s\":0.1,\"resolution_s\":0,"
@@ -470,6 +499,7 @@ int main(void)
     tcase_add_test(tc, types_and_device);
     tcase_add_test(tc, tz_and_locale);
     tcase_add_test(tc, kpis);
+    tcase_add_test(tc, kpi_real_text);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -18,6 +18,47 @@ START_TEST(utf8_accepts_valid)
 }
 END_TEST
 
+START_TEST(utf8_ascii_runs)
+{
+    /* ASCII is skipped eight bytes at a time: a multi-byte sequence (or a bad byte) must be
+     * seen wherever it falls relative to those words, and at the very end */
+    char buf[40];
+    for (size_t at = 0; at + 3 <= sizeof buf; at++) {
+        memset(buf, 'a', sizeof buf);
+        memcpy(buf + at, "\xe6\x82\xa8", 3); /* 您, valid */
+        ck_assert(sb_utf8_valid(buf, sizeof buf));
+        buf[at + 2] = 'a'; /* its last continuation byte replaced by ASCII: invalid */
+        ck_assert(!sb_utf8_valid(buf, sizeof buf));
+        memset(buf, 'a', sizeof buf);
+        buf[at] = (char)0xff; /* never valid */
+        ck_assert(!sb_utf8_valid(buf, sizeof buf));
+    }
+    memset(buf, 'a', sizeof buf);
+    buf[sizeof buf - 1] = (char)0xc3; /* a truncated 2-byte sequence as the last byte */
+    ck_assert(!sb_utf8_valid(buf, sizeof buf));
+    ck_assert(sb_utf8_valid(buf, sizeof buf - 1));
+}
+END_TEST
+
+START_TEST(int_format)
+{
+    char out[SB_INT_TEXT_MAX];
+    ck_assert_uint_eq(sb_int_format(0, out), 1);
+    ck_assert_str_eq(out, "0");
+    ck_assert_uint_eq(sb_int_format(7, out), 1);
+    ck_assert_str_eq(out, "7");
+    ck_assert_uint_eq(sb_int_format(-42, out), 3);
+    ck_assert_str_eq(out, "-42");
+    ck_assert_uint_eq(sb_int_format(1000, out), 4);
+    ck_assert_str_eq(out, "1000");
+    /* 2^63 - 1 and -2^63: 19 digits, and 19 digits with the sign */
+    ck_assert_uint_eq(sb_int_format(INT64_MAX, out), 19);
+    ck_assert_str_eq(out, "9223372036854775807");
+    ck_assert_uint_eq(sb_int_format(INT64_MIN, out), 20);
+    ck_assert_str_eq(out, "-9223372036854775808");
+}
+END_TEST
+
 START_TEST(utf8_rejects_invalid)
 {
     ck_assert(!sb_utf8_valid("\xc0\xaf", 2));         /* overlong '/' */
@@ -217,6 +258,8 @@ int main(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, utf8_accepts_valid);
     tcase_add_test(tc, utf8_rejects_invalid);
+    tcase_add_test(tc, utf8_ascii_runs);
+    tcase_add_test(tc, int_format);
     tcase_add_test(tc, topic_safety);
     tcase_add_test(tc, durations);
     tcase_add_test(tc, rfc3339_parse);
