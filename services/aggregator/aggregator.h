@@ -96,6 +96,19 @@ void aggregator_delivery(void *opaque, void *msg_opaque, int ok, const char *err
 
 /* ---- publication (publish.c) ---- */
 
+/* A metric update's Kafka delivery that fails (the message timed out, say) is sent again by
+ * the publisher's next round, even when the update is empty (an emptied slice, which the
+ * periodic republish does not cover): each produce call carries a metric_msg_t, and the
+ * delivery callback (on whichever thread polled) queues the failed row for the publisher. */
+#define TAG_METRIC 3
+struct publisher;
+typedef struct metric_msg {
+    int tag;              /* TAG_METRIC */
+    struct publisher *p;
+    size_t at;            /* index into p->last */
+    uint64_t epoch;       /* p->epoch when sent: a leadership later, the index means nothing */
+} metric_msg_t;
+
 typedef struct publisher {
     const sb_config_t *cfg;
     sb_tally_t *tally;
@@ -110,10 +123,20 @@ typedef struct publisher {
     size_t n_slices;   /* rows in last and dirty */
     int64_t next_republish_ms, next_alert_sweep_ms;
     uint64_t published, failed;
+    uint64_t epoch;          /* leaderships taken by this instance */
+    pthread_mutex_t redo_mu; /* guards redo: failed deliveries, indexes into last */
+    size_t *redo, n_redo, cap_redo;
 } publisher_t;
+
+/* Called by the delivery callback for an opaque tagged TAG_METRIC (frees it). */
+void publisher_delivered(metric_msg_t *m, int ok, const char *errstr);
 
 void publisher_init(publisher_t *p, const sb_config_t *cfg, sb_tally_t *tally,
                     sb_kafka_producer_t *producer, sb_mqtt_t *mqtt_pub, const char *instance);
+/* Hands the lease over (a stopping instance; the tally is still open). */
+void publisher_release(publisher_t *p);
+/* Frees what the publisher holds: after the producer is gone, since its delivery reports
+ * come to publisher_delivered. */
 void publisher_free(publisher_t *p);
 /* One publication round: takes or renews the lease, reads every window, publishes what
  * changed (and everything that has a value when the republish period is up), and

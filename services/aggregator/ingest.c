@@ -107,8 +107,8 @@ void aggregator_delivery(void *opaque, void *msg_opaque, int ok, const char *err
             free(a->json);
         }
         free(a);
-    } else if (!ok) {
-        sb_warn("metric update not delivered err=\"%s\"", errstr ? errstr : "");
+    } else if (tag == TAG_METRIC) {
+        publisher_delivered(msg_opaque, ok, errstr);
     }
 }
 

@@ -175,7 +175,7 @@ static void shutdown_all(agg_t *a)
     close_ingest(&a->min);
     if (a->producer) sb_kafka_producer_flush(a->producer, 3000); /* alerts in flight */
     if (a->kin.tally) alert_sink_flush(&a->sink, a->kin.tally);
-    publisher_free(&a->pub);
+    publisher_release(&a->pub);
     close_ingest(&a->kin);
     if (a->mqtt_pub) sb_mqtt_wait_published(a->mqtt_pub, 2000);
     sb_mqtt_free(a->mqtt_pub);
@@ -183,6 +183,7 @@ static void shutdown_all(agg_t *a)
         sb_kafka_producer_flush(a->producer, 3000);
         sb_kafka_producer_free(a->producer);
     }
+    publisher_free(&a->pub);
 }
 
 int main(int argc, char **argv)

@@ -14,6 +14,9 @@
 #include "window.h"
 
 #define ALERT_SWEEP_MS 30000
+/* In last[]: a value may be shown (by a previous publisher, or by an update whose delivery
+ * failed) and must be sent again; fnv() is odd, so never this */
+#define SHOWN_BEFORE 2
 #define ALERT_STALE_MS 60000
 
 void publisher_init(publisher_t *p, const sb_config_t *cfg, sb_tally_t *tally,
@@ -25,16 +28,59 @@ void publisher_init(publisher_t *p, const sb_config_t *cfg, sb_tally_t *tally,
     p->producer = producer;
     p->mqtt_pub = mqtt_pub;
     snprintf(p->token, sizeof p->token, "%s-%lld", instance, (long long)sb_now_ms());
+    pthread_mutex_init(&p->redo_mu, NULL);
+}
+
+void publisher_delivered(metric_msg_t *m, int ok, const char *errstr)
+{
+    publisher_t *p = m->p;
+    if (!ok) {
+        sb_warn("metric update not delivered, will send it again err=\"%s\"", errstr ? errstr : "");
+        pthread_mutex_lock(&p->redo_mu);
+        if (m->epoch == p->epoch) {
+            if (p->n_redo == p->cap_redo) {
+                p->cap_redo = p->cap_redo ? p->cap_redo * 2 : 64;
+                p->redo = realloc(p->redo, p->cap_redo * sizeof *p->redo);
+                if (!p->redo) abort();
+            }
+            p->redo[p->n_redo++] = m->at;
+        }
+        pthread_mutex_unlock(&p->redo_mu);
+    }
+    free(m);
+}
+
+/* Marks the rows whose delivery failed as "may be shown": the round sends them again. */
+static void take_redo(publisher_t *p)
+{
+    size_t cells = p->n_slices * p->cfg->n_windows * SB_METRIC__N;
+    pthread_mutex_lock(&p->redo_mu);
+    for (size_t i = 0; i < p->n_redo; i++)
+        if (p->redo[i] < cells) {
+            if (p->last[p->redo[i]] == 0) p->dirty[p->redo[i] / SB_METRIC__N] = true;
+            p->last[p->redo[i]] = SHOWN_BEFORE;
+        }
+    p->n_redo = 0;
+    pthread_mutex_unlock(&p->redo_mu);
+}
+
+void publisher_release(publisher_t *p)
+{
+    /* hand the lease over at once instead of letting it run out */
+    if (p->leader) sb_tally_release_lease(p->tally, p->token);
+    p->leader = false;
 }
 
 void publisher_free(publisher_t *p)
 {
-    /* hand the lease over at once instead of letting it run out */
-    if (p->leader) sb_tally_release_lease(p->tally, p->token);
     free(p->last);
     free(p->dirty);
     p->last = NULL;
     p->dirty = NULL;
+    free(p->redo);
+    p->redo = NULL;
+    p->n_redo = p->cap_redo = 0;
+    pthread_mutex_destroy(&p->redo_mu);
     p->n_slices = 0;
 }
 
@@ -45,8 +91,6 @@ static uint64_t fnv(const char *s)
     return h | 1; /* never 0: 0 means "nothing to show" */
 }
 
-/* In last[]: a value was shown, by a previous publisher (fnv() is odd, so never this) */
-#define SHOWN_BEFORE 2
 
 static void ensure_rows(publisher_t *p, size_t slices)
 {
@@ -125,7 +169,7 @@ static int save_shown(publisher_t *p, size_t max_slice)
 }
 
 /* Publishes one update on both transports. Returns 0 when every enabled transport took it. */
-static int send_update(publisher_t *p, const sb_metric_update_t *u, const char *json)
+static int send_update(publisher_t *p, const sb_metric_update_t *u, const char *json, size_t at)
 {
     const sb_config_t *cfg = p->cfg;
     int rc = 0;
@@ -133,9 +177,14 @@ static int send_update(publisher_t *p, const sb_metric_update_t *u, const char *
         char key[700];
         int kl = snprintf(key, sizeof key, "%s|%s|%s|%s", sb_metric_names[u->metric], u->window,
                           u->dimension, u->value);
+        metric_msg_t *m = malloc(sizeof *m);
+        if (!m) abort();
+        *m = (metric_msg_t){TAG_METRIC, p, at, p->epoch};
         if (sb_kafka_produce(p->producer, cfg->topics.metrics, key, (size_t)kl, json,
-                             strlen(json), NULL) != 0)
+                             strlen(json), m) != 0) {
+            free(m);
             rc = -1;
+        }
     }
     if (p->mqtt_pub) {
         char topic[700];
@@ -212,6 +261,10 @@ int publisher_tick(publisher_t *p, int64_t now_ms)
         }
         sb_info("publishing metrics token=%s", p->token);
         p->leader = true;
+        pthread_mutex_lock(&p->redo_mu);
+        p->epoch++; /* deliveries of an earlier leadership no longer matter */
+        p->n_redo = 0;
+        pthread_mutex_unlock(&p->redo_mu);
         p->next_republish_ms = now_ms + (int64_t)cfg->publish.republish_s * 1000;
     }
     bool republish = now_ms >= p->next_republish_ms;
@@ -227,6 +280,7 @@ int publisher_tick(publisher_t *p, int64_t now_ms)
     }
     if (p->n_slices > max_slice) max_slice = p->n_slices;
     ensure_rows(p, max_slice);
+    take_redo(p);
 
     int published = 0;
     char wname[SB_WINDOW_MAX][SB_WINDOW_NAME_MAX];
@@ -261,7 +315,7 @@ int publisher_tick(publisher_t *p, int64_t now_ms)
                 u.as_of_ms = snap.as_of_ms;
                 char *json = sb_metric_update_encode(&u);
                 if (!json) continue;
-                if (send_update(p, &u, json) == 0) {
+                if (send_update(p, &u, json, (size_t)(last + m - p->last)) == 0) {
                     last[m] = h;
                     published++;
                 } else {

@@ -741,6 +741,23 @@ static const sb_metric_update_t *find(const upds_t *o, const char *key)
     return NULL;
 }
 
+/* Reads the metrics topic until the last update of key has count want (or timeout_ms has
+ * passed, which fails); o then holds what was read. */
+static void wait_update_count(env_t *e, upds_t *o, const char *key, uint64_t want, int timeout_ms)
+{
+    int64_t end = sb_mono_ms() + timeout_ms;
+    for (;;) {
+        read_metrics(e, o);
+        const sb_metric_update_t *u = NULL;
+        for (size_t i = 0; i < o->n; i++)
+            if (!strcmp(o->v[i].key, key)) u = &o->v[i].u;
+        if ((u && u->v.count == want) || sb_mono_ms() > end) break;
+        upds_free(o);
+        sleep_ms(300);
+    }
+    ck_assert_int_eq(find(o, key)->v.count, want);
+}
+
 /* A slice that empties while no instance publishes still gets its empty update: the next
  * publisher reads from Redis what was shown before and clears it. A 1m window holds only
  * the current minute, so the response leaves it when the minute turns. */
@@ -773,14 +790,7 @@ START_TEST(emptied_slice_cleared_by_next_publisher)
     /* the minute turns while nothing publishes; then another instance takes over */
     while (sb_now_ms() / MIN == answered / MIN) sleep_ms(200);
     agg_start(&e, 1);
-    int64_t end = sb_mono_ms() + 30000;
-    for (;;) {
-        read_metrics(&e, &o);
-        if (find(&o, "csat|1m|channel|sms")->v.count == 0 || sb_mono_ms() > end) break;
-        upds_free(&o);
-        sleep_ms(300);
-    }
-    ck_assert_int_eq(find(&o, "csat|1m|channel|sms")->v.count, 0);
+    wait_update_count(&e, &o, "csat|1m|channel|sms", 0, 30000);
     ck_assert(!find(&o, "csat|1m|channel|sms")->v.has_value);
     ck_assert_int_eq(find(&o, "csat|1m|all|all")->v.count, 0);
     ck_assert_int_eq(find(&o, "csat|1h|channel|sms")->v.count, 1); /* still in the hour */
@@ -1070,6 +1080,68 @@ START_TEST(mqtt_inputs)
 }
 END_TEST
 
+/* A metric update whose Kafka delivery fails is sent again once Kafka is back, without
+ * waiting for the periodic republish (600 s here) or for another change: with Kafka down,
+ * a response over MQTT still counts, its update times out (message.timeout.ms 3 s), and
+ * the count reaches the metrics topic after Kafka returns. */
+START_TEST(failed_metric_delivery_resent)
+{
+    env_t e;
+    env_open(&e, "r9", "100100", "{\"kafka\":{\"properties\":{\"message.timeout.ms\":\"3000\"}}}");
+    const char *dims[SB_DIM__N] = {0};
+    dims[SB_DIM_CHANNEL] = "device";
+    survey_t s[2];
+    int64_t now = sb_now_ms();
+    char buf[1024];
+    for (int i = 0; i < 2; i++) {
+        char inter[16];
+        snprintf(inter, sizeof inter, "r9-%d", i);
+        survey_make(&e, &s[i], inter, SB_KIND_CSAT, dims, SB_REC_FIRED);
+    }
+    response_json(buf, sizeof buf, &s[0], NULL, 5, now, NULL);
+    produce(&e, e.cfg->topics.responses, s[0].id, buf);
+    flush_all(&e);
+    agg_start(&e, 0);
+    wait_counted(&e, 1, 60000);
+    upds_t o;
+    wait_update_count(&e, &o, "csat|1h|all|all", 1, 20000);
+    upds_free(&o);
+
+    ck_assert_int_eq(sb_h_kafka_down(&h), 0);
+    char err[256], topic[128];
+    sb_mqtt_t *dev = sb_mqtt_new(e.cfg, "r9-device", NULL, 0, NULL, NULL, err, sizeof err);
+    ck_assert_msg(dev != NULL, "%s", err);
+    ck_assert_int_eq(sb_mqtt_wait_up(dev, 10000), 0);
+    response_json(buf, sizeof buf, &s[1], NULL, 4, now, NULL);
+    snprintf(topic, sizeof topic, "%s/fieldservice/dev-1/survey/response", e.name);
+    ck_assert_int_eq(sb_mqtt_publish(dev, topic, buf, strlen(buf), false, NULL), 0);
+    ck_assert_int_eq(sb_mqtt_wait_published(dev, 5000), 0);
+    sb_mqtt_free(dev);
+    wait_counted(&e, 2, 30000);
+    /* the update with count 2 is produced now and fails after 3 s: the log says so */
+    char logpath[600], *text = NULL;
+    snprintf(logpath, sizeof logpath, "%s/%s-agg.log", h.dir, e.name);
+    int64_t end = sb_mono_ms() + 20000;
+    for (;;) {
+        FILE *f = fopen(logpath, "r");
+        ck_assert_ptr_nonnull(f);
+        static char all[1 << 20];
+        size_t n = fread(all, 1, sizeof all - 1, f);
+        fclose(f);
+        all[n] = '\0';
+        text = strstr(all, "metric update not delivered");
+        if (text || sb_mono_ms() > end) break;
+        sleep_ms(200);
+    }
+    ck_assert_msg(text != NULL, "no failed metric delivery in %s", logpath);
+    ck_assert_int_eq(sb_h_kafka_up(&h), 0);
+    wait_update_count(&e, &o, "csat|1h|all|all", 2, 30000);
+    upds_free(&o);
+    agg_stop(&e, 0);
+    env_close(&e);
+}
+END_TEST
+
 /* ================================================================ 9. dead-letter replay */
 
 /* A response that arrived before its survey record (e.g. Redis restored from an older
@@ -1143,6 +1215,7 @@ static Suite *suite(void)
     tcase_add_test(tc, late_subscriber_gets_retained);
     tcase_add_test(tc, emptied_slice_cleared_by_next_publisher);
     tcase_add_test(tc, mqtt_inputs);
+    tcase_add_test(tc, failed_metric_delivery_resent);
     tcase_add_test(tc, dlq_replay);
     tcase_add_test(tc, oracle_single);
     tcase_add_test(tc, oracle_kill9);
