@@ -264,7 +264,7 @@ static int cmd_consume(const opts_t *o)
     const char *ov[] = {"kafka.properties={\"fetch.wait.max.ms\":\"5\"}"};
     if (!(cfg = load_config(o->cfg_path, ov, 1))) goto fail;
     snprintf(group, sizeof group, "bench-consume-%ld", (long)getpid());
-    c = sb_kafka_consumer_new(cfg, group, (const char *const[]){o->topic}, 1, err, sizeof err);
+    c = sb_kafka_consumer_new(cfg, group, (const char *const[]){o->topic}, 1, 0, err, sizeof err);
     seen = calloc((size_t)o->n / 8 + 1, 1);
     lat = malloc((size_t)o->n * sizeof *lat);
     transit = malloc((size_t)o->n * sizeof *transit);
@@ -552,7 +552,7 @@ static int cmd_responses(const opts_t *o)
         char group[64];
         snprintf(group, sizeof group, "bench-watch-%d", (int)getpid());
         const char *topics[] = {cfg->topics.metrics};
-        if (!(c = sb_kafka_consumer_new(cfg, group, topics, 1, err, sizeof err))) {
+        if (!(c = sb_kafka_consumer_new(cfg, group, topics, 1, 0, err, sizeof err))) {
             fprintf(stderr, "loadgen: %s\n", err);
             goto fail;
         }

@@ -404,10 +404,12 @@ static void on_consumer_error(rd_kafka_t *rk, int err, const char *reason, void 
 }
 
 sb_kafka_consumer_t *sb_kafka_consumer_new(const sb_config_t *cfg, const char *group,
-                                           const char *const *topics, size_t n, char *err,
-                                           size_t errlen)
+                                           const char *const *topics, size_t n, int prefetch_kib,
+                                           char *err, size_t errlen)
 {
-    static const prop_t defaults[] = {
+    char prefetch[24];
+    snprintf(prefetch, sizeof prefetch, "%d", prefetch_kib > 0 ? prefetch_kib : SB_KAFKA_PREFETCH_KIB);
+    const prop_t defaults[] = {
         {"enable.auto.commit", "true"},
         {"enable.auto.offset.store", "false"},
         {"auto.offset.reset", "earliest"},
@@ -417,9 +419,11 @@ sb_kafka_consumer_t *sb_kafka_consumer_new(const sb_config_t *cfg, const char *g
          * killed member's partitions over sooner. */
         {"session.timeout.ms", "6000"},
         {"heartbeat.interval.ms", "2000"},
-        /* prefetch at most 8 MiB (librdkafka's default is 64 MiB): a service works one
-         * batch at a time, and a backlog must not balloon its memory */
-        {"queued.max.messages.kbytes", "8192"},
+        /* prefetch less than librdkafka's default of 64 MiB: a service works one batch at a
+         * time, and a backlog must not balloon its memory. But librdkafka 2.0 stops fetching
+         * for a fixed second whenever this queue is full (librdkafka#2879), so a consumer
+         * that drains it faster than that waits: size it for about a second of input. */
+        {"queued.max.messages.kbytes", prefetch},
         /* and fetch at most 4 MiB at a time (default 50 MiB, 1 MiB per partition). With
          * 8 MiB the aggregator's peak while draining a backlog reached 62-76 MiB; with 4 MiB
          * it stayed at 51-53 MiB with no loss of throughput (docs/benchmarks.md). */

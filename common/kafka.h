@@ -77,10 +77,13 @@ typedef struct sb_kafka_msg {
  * without a committed offset starts at the earliest message. Partitions are spread with the
  * cooperative-sticky assignor: a rebalance revokes only the partitions that move, after
  * committing their stored offsets. session.timeout.ms defaults to 6000 (heartbeat 2000).
- * cfg->kafka.properties are applied verbatim after these defaults. Returns NULL with err. */
+ * librdkafka prefetches up to prefetch_kib KiB (queued.max.messages.kbytes; 0 means
+ * SB_KAFKA_PREFETCH_KIB). cfg->kafka.properties are applied verbatim after these defaults.
+ * Returns NULL with err. */
+#define SB_KAFKA_PREFETCH_KIB 8192
 sb_kafka_consumer_t *sb_kafka_consumer_new(const sb_config_t *cfg, const char *group,
-                                           const char *const *topics, size_t n, char *err,
-                                           size_t errlen);
+                                           const char *const *topics, size_t n, int prefetch_kib,
+                                           char *err, size_t errlen);
 
 /* Waits up to timeout_ms for a first message, then takes what is immediately available, up to
  * max. On success *out is a new array of the returned count (NULL when 0), to be released with

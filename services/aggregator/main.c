@@ -90,7 +90,7 @@ static int start(agg_t *a)
         snprintf(group, sizeof group, "%s.aggregator", cfg->kafka.group);
         const char *topics[] = {cfg->topics.responses, cfg->topics.requests,
                                 cfg->topics.interactions};
-        a->consumer = sb_kafka_consumer_new(cfg, group, topics, 3, err, sizeof err);
+        a->consumer = sb_kafka_consumer_new(cfg, group, topics, 3, 0, err, sizeof err);
         if (!a->consumer) goto fail;
     }
     if (mqtt && cfg->mqtt_topics.n_responses + cfg->mqtt_topics.n_interactions) {

@@ -70,7 +70,7 @@ static int replay(ctl_t *ctl, const replay_opts_t *o)
     snprintf(group, sizeof group, "%s.dlq-replay%s%s", cfg->kafka.group, o->reason ? "." : "",
              o->reason ? o->reason : "");
     const char *topics[] = {cfg->topics.dlq};
-    if (!(c = sb_kafka_consumer_new(cfg, group, topics, 1, err, sizeof err)) ||
+    if (!(c = sb_kafka_consumer_new(cfg, group, topics, 1, 0, err, sizeof err)) ||
         (!o->dry_run && !(p = sb_kafka_producer_new(cfg, "surveybus-dlq-replay", delivered, NULL,
                                                      err, sizeof err)))) {
         fprintf(stderr, "surveybusctl: kafka: %s\n", err);

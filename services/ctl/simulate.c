@@ -302,7 +302,7 @@ int ctl_cmd_simulate(ctl_t *ctl, int argc, char **argv)
         char group[400];
         snprintf(group, sizeof group, "%s.simulate", cfg->kafka.group);
         const char *topics[] = {cfg->topics.requests};
-        if (!(cons = sb_kafka_consumer_new(cfg, group, topics, 1, err, sizeof err))) {
+        if (!(cons = sb_kafka_consumer_new(cfg, group, topics, 1, 0, err, sizeof err))) {
             fprintf(stderr, "surveybusctl: kafka: %s\n", err);
             goto out;
         }

@@ -109,7 +109,7 @@ source_t *source_start(sb_service_t *svc, hub_t *hub, char *err, size_t errlen)
     char group[400];
     snprintf(group, sizeof group, "surveybus-web-%s-%lld", svc->instance, (long long)sb_now_ms());
     const char *topics[] = {cfg->topics.metrics, cfg->topics.alerts};
-    s->consumer = sb_kafka_consumer_new(cfg, group, topics, 2, err, errlen);
+    s->consumer = sb_kafka_consumer_new(cfg, group, topics, 2, 0, err, errlen);
     if (!s->consumer) {
         free(s);
         return NULL;

@@ -104,7 +104,7 @@ static int payload_index(const sb_kafka_msg_t *m)
 static sb_kafka_consumer_t *consumer(const char *group, const char *topic)
 {
     const char *topics[] = {topic};
-    sb_kafka_consumer_t *c = sb_kafka_consumer_new(&cfg, group, topics, 1, err, sizeof err);
+    sb_kafka_consumer_t *c = sb_kafka_consumer_new(&cfg, group, topics, 1, 0, err, sizeof err);
     ck_assert_msg(c != NULL, "consumer: %s", err);
     return c;
 }
