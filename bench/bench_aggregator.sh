@@ -19,8 +19,10 @@ INTERVAL_MS=${BENCH_INTERVAL_MS:-1000}
 # the mock cluster answers a fetch only when fetch.wait.max.ms ends, whatever arrives meanwhile
 # (real brokers answer as soon as data is there): shorter than the default 500 ms for latency
 FETCH_WAIT_MS=${BENCH_FETCH_WAIT_MS:-20}
+AGG_SET=${BENCH_AGGREGATOR_SET:-}     # one --set path=value for the aggregator only
+AGGREGATOR=${BENCH_AGGREGATOR_BIN:-$BIN/surveybus-aggregator} # another build, for A/B runs
 
-for b in "$BIN/surveybus-aggregator" "$BIN/surveybus-devkafka" "$LOADGEN"; do
+for b in "$AGGREGATOR" "$BIN/surveybus-devkafka" "$LOADGEN"; do
     [ -x "$b" ] || { echo "bench: $b missing (run: make bench-aggregator)" >&2; exit 1; }
 done
 for t in redis-server redis-cli redis-benchmark kcat; do
@@ -62,7 +64,9 @@ log "    kcat: $RAW_RATE msg/s (from the first message to the last)"
 aof_settle # the 200,000 records just written would set off a rewrite during ingest
 rcli config resetstat >/dev/null
 R0=$(redis_cpu)
-"$BIN/surveybus-aggregator" -c "$CFG" 2>>"$TMP/aggregator.log" &
+agg_args=(-c "$CFG")
+[ -z "$AGG_SET" ] || agg_args+=(--set "$AGG_SET")
+"$AGGREGATOR" "${agg_args[@]}" 2>>"$TMP/aggregator.log" &
 AGG_PID=$!
 C0=$(ticks "$AGG_PID"); K0=$(ticks "$KAFKA_PID")
 log "2/3 ingest: aggregator started on the backlog"
