@@ -57,7 +57,7 @@ typedef struct ibatch {
     bool sent; /* its tally script went out without waiting for the answer */
     struct work *w;
     sb_tally_item_t *items, *kpi;
-    sb_counts_t *cs;
+    sb_counts_t cs;
     struct scratch *x; /* decoding space */
     const char **argv;
     char (*keys)[300];

@@ -471,8 +471,7 @@ void ingest_free_buffers(ingest_t *ig)
         free(b->w);
         free(b->items);
         free(b->kpi);
-        if (b->cs) sb_counts_free(b->cs);
-        free(b->cs);
+        sb_counts_free(&b->cs);
         free(b->x);
         free(b->argv);
         free(b->keys);
@@ -487,13 +486,13 @@ static void parse_all(ingest_t *ig, ibatch_t *b)
     b->ni = 0;
     b->sent = false;
     b->now = sb_now_ms();
-    b->cs->n = 0;
+    b->cs.n = 0;
     work_t *w = b->w;
     for (size_t i = 0; i < b->n; i++) {
         w[i].state = 0;
         w[i].alert = w[i].comment = w[i].names = NULL;
         w[i].n_names = 0;
-        parse_one(ig, &b->in[i], &w[i], b->x, &b->kpi[i], b->cs, b->now);
+        parse_one(ig, &b->in[i], &w[i], b->x, &b->kpi[i], &b->cs, b->now);
     }
 }
 
@@ -502,7 +501,7 @@ static ibatch_t *slot(ingest_t *ig, size_t n)
 {
     ibatch_t *b = !ig->b[0].busy ? &ig->b[0] : !ig->b[1].busy ? &ig->b[1] : NULL;
     if (!b) abort(); /* a caller with more than two batches in hand */
-    if (n > b->cap || !b->cs) {
+    if (n > b->cap || !b->x) {
         size_t cap = n > b->cap ? n : b->cap;
         free(b->w), free(b->items), free(b->kpi), free(b->argv), free(b->keys), free(b->in);
         b->in = malloc((cap ? cap : 1) * sizeof *b->in);
@@ -511,9 +510,8 @@ static ibatch_t *slot(ingest_t *ig, size_t n)
         b->kpi = malloc((cap ? cap : 1) * sizeof *b->kpi);
         b->argv = malloc((cap + 1) * sizeof *b->argv);
         b->keys = malloc((cap ? cap : 1) * sizeof *b->keys);
-        if (!b->cs) b->cs = calloc(1, sizeof *b->cs);
         if (!b->x) b->x = malloc(sizeof *b->x);
-        if (!b->in || !b->w || !b->items || !b->kpi || !b->argv || !b->keys || !b->cs || !b->x)
+        if (!b->in || !b->w || !b->items || !b->kpi || !b->argv || !b->keys || !b->x)
             abort();
         b->cap = cap;
     }
@@ -572,7 +570,7 @@ static int prepare(ingest_t *ig, ibatch_t *b)
     }
     for (size_t i = 0, k = 0; i < n; i++)
         if (w[i].state == 0)
-            check_record(ig, &b->in[i], &w[i], recs->element[k++], &b->x->rec, b->cs);
+            check_record(ig, &b->in[i], &w[i], recs->element[k++], &b->x->rec, &b->cs);
     if (recs) freeReplyObject(recs);
 
     b->ni = 0;
@@ -592,7 +590,7 @@ static int prepare(ingest_t *ig, ibatch_t *b)
         } else {
             continue;
         }
-        if (slices_of(ig, &w[i], it, b->cs)) return -1;
+        if (slices_of(ig, &w[i], it, &b->cs)) return -1;
         w[i].item = (int)b->ni++;
     }
     return 0;
@@ -613,7 +611,7 @@ static int stage_send(void *opaque, void *batch)
     ingest_t *ig = opaque;
     ibatch_t *b = batch;
     if (prepare(ig, b) != 0 ||
-        sb_tally_apply_send(ig->tally, b->items, b->ni, b->cs->c, b->cs->n, b->now) != 0) {
+        sb_tally_apply_send(ig->tally, b->items, b->ni, b->cs.c, b->cs.n, b->now) != 0) {
         batch_release(b); /* again() parses it afresh */
         return -1;
     }
@@ -632,10 +630,10 @@ static int stage_finish(void *opaque, void *batch)
     int rc = -1;
     if (b->sent) {
         b->sent = false;
-        rc = sb_tally_apply_recv(ig->tally, b->items, b->ni, b->cs->c, b->cs->n, b->now);
+        rc = sb_tally_apply_recv(ig->tally, b->items, b->ni, b->cs.c, b->cs.n, b->now);
     } else {
         rc = prepare(ig, b) == 0
-                 ? sb_tally_apply(ig->tally, b->items, b->ni, b->cs->c, b->cs->n, b->now)
+                 ? sb_tally_apply(ig->tally, b->items, b->ni, b->cs.c, b->cs.n, b->now)
                  : -1;
     }
     if (rc != 0) {
