@@ -426,7 +426,7 @@ sb_kafka_consumer_t *sb_kafka_consumer_new(const sb_config_t *cfg, const char *g
         {"queued.max.messages.kbytes", prefetch},
         /* and fetch at most 4 MiB at a time (default 50 MiB, 1 MiB per partition). With
          * 8 MiB the aggregator's peak while draining a backlog reached 62-76 MiB; with 4 MiB
-         * it stayed at 51-53 MiB with no loss of throughput (docs/benchmarks.md). */
+         * it stayed at 48-53 MiB with no loss of throughput (docs/benchmarks.md). */
         {"fetch.max.bytes", "4194304"},
         {"max.partition.fetch.bytes", "262144"},
         {NULL, NULL},

@@ -1244,8 +1244,7 @@ int sb_tally_shown_load(sb_tally_t *t, sb_tally_shown_fn fn, void *opaque)
     return 0;
 }
 
-int sb_tally_shown_save(sb_tally_t *t, const char *const *rows, const char *const *flags,
-                        size_t n)
+int sb_tally_shown_save(sb_tally_t *t, const sb_tally_shown_row_t *rows, size_t n)
 {
     char key[300];
     sb_store_key(t->store, key, sizeof key, "shown");
@@ -1255,11 +1254,11 @@ int sb_tally_shown_save(sb_tally_t *t, const char *const *rows, const char *cons
     sb_store_args_str(&del, "HDEL");
     sb_store_args_str(&del, key);
     for (size_t i = 0; i < n; i++) {
-        if (flags[i] && strchr(flags[i], '1')) {
-            sb_store_args_str(&set, rows[i]);
-            sb_store_args_str(&set, flags[i]);
+        if (strchr(rows[i].flags, '1')) {
+            sb_store_args_str(&set, rows[i].key);
+            sb_store_args_str(&set, rows[i].flags);
         } else {
-            sb_store_args_str(&del, rows[i]);
+            sb_store_args_str(&del, rows[i].key);
         }
     }
     int rc = 0;

@@ -201,14 +201,17 @@ int sb_tally_release_lease(sb_tally_t *t, const char *token);
  * so a publisher must send the empty update of a slice that empties; one newly elected
  * cannot tell from its own memory what its predecessor sent. The publisher therefore keeps,
  * per (slice, window), one character per metric in sb_metric_t order: '1' when the last
- * update it sent had a value, '0' otherwise. sb_tally_shown_save writes rows (flags[i]
- * NULL, or all '0', deletes row i) in one round trip; sb_tally_shown_load calls fn for
- * every row stored. Both return 0, or -1 when Redis failed. */
+ * update it sent had a value, '0' otherwise. sb_tally_shown_save writes rows (a row whose
+ * flags are all '0' is deleted) in one round trip; sb_tally_shown_load calls fn for every
+ * row stored. Both return 0, or -1 when Redis failed. */
+typedef struct sb_tally_shown_row {
+    char key[64]; /* "<slice id>|<window name>" */
+    char flags[SB_METRIC__N + 1];
+} sb_tally_shown_row_t;
 typedef void (*sb_tally_shown_fn)(void *opaque, int64_t slice, const char *window,
                                   const char *flags);
 int sb_tally_shown_load(sb_tally_t *t, sb_tally_shown_fn fn, void *opaque);
-int sb_tally_shown_save(sb_tally_t *t, const char *const *rows, const char *const *flags,
-                        size_t n);
+int sb_tally_shown_save(sb_tally_t *t, const sb_tally_shown_row_t *rows, size_t n);
 
 /* ---- pure helpers (no I/O) ---- */
 

@@ -132,38 +132,26 @@ static void on_shown(void *opaque, int64_t slice, const char *window, const char
 static int save_shown(publisher_t *p, size_t max_slice)
 {
     const size_t nw = p->cfg->n_windows;
-    size_t n = 0, cap = 0;
-    char (*rows)[64] = NULL, (*flags)[SB_METRIC__N + 1] = NULL;
-    size_t *at = NULL;
+    size_t n = 0, cap = 0, *at = NULL;
+    sb_tally_shown_row_t *rows = NULL;
     for (size_t i = nw; i < max_slice * nw; i++) {
         if (!p->dirty[i]) continue;
         if (n == cap) {
             cap = cap ? cap * 2 : 64;
             rows = realloc(rows, cap * sizeof *rows);
-            flags = realloc(flags, cap * sizeof *flags);
             at = realloc(at, cap * sizeof *at);
-            if (!rows || !flags || !at) abort();
+            if (!rows || !at) abort();
         }
         char wname[SB_WINDOW_NAME_MAX];
         sb_window_name(p->cfg->windows_ms[i % nw], wname, sizeof wname);
-        snprintf(rows[n], sizeof rows[n], "%zu|%s", i / nw, wname);
-        for (int m = 0; m < SB_METRIC__N; m++) flags[n][m] = p->last[i * SB_METRIC__N + m] ? '1' : '0';
-        flags[n][SB_METRIC__N] = '\0';
+        snprintf(rows[n].key, sizeof rows[n].key, "%zu|%s", i / nw, wname);
+        for (int m = 0; m < SB_METRIC__N; m++) rows[n].flags[m] = p->last[i * SB_METRIC__N + m] ? '1' : '0';
+        rows[n].flags[SB_METRIC__N] = '\0';
         at[n++] = i;
     }
-    int rc = 0;
-    if (n) {
-        const char **r = malloc(n * sizeof *r), **f = malloc(n * sizeof *f);
-        if (!r || !f) abort();
-        for (size_t j = 0; j < n; j++) r[j] = rows[j], f[j] = flags[j];
-        rc = sb_tally_shown_save(p->tally, r, f, n);
-        if (rc == 0)
-            for (size_t j = 0; j < n; j++) p->dirty[at[j]] = false;
-        free(r);
-        free(f);
-    }
+    int rc = n ? sb_tally_shown_save(p->tally, rows, n) : 0;
+    for (size_t j = 0; rc == 0 && j < n; j++) p->dirty[at[j]] = false;
     free(rows);
-    free(flags);
     free(at);
     return rc;
 }
