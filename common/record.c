@@ -12,7 +12,9 @@
 #include <string.h>
 
 #define SEP '\x1f'
-#define NFIELDS 19
+/* Version 2 has 20 fields; version 1 (19) lacked the interaction's channel (field 9), and
+ * is still read: records written before an upgrade stay in Redis until they expire. */
+#define NFIELDS 20
 
 /* SHA-256 fetched once: SHA256() looks the algorithm up in OpenSSL's provider store on every
  * call (locks and a hash table), which cost more than the hashing of these short texts. */
@@ -73,7 +75,11 @@ void sb_record_from_event(sb_record_t *r, const sb_event_t *ev, const sb_journey
     copy(r->locale, ev->val[SB_F_LOCALE]);
     copy(r->device_id, ev->val[SB_F_DEVICE_ID]);
     copy(r->dim[SB_DIM_ALL], "all");
-    copy(r->dim[SB_DIM_CHANNEL], r->channel);
+    /* the interaction's channel is the dimension, as for its KPIs (a phone call surveyed by
+     * email counts for phone); without one, the channel the survey goes out on */
+    copy(r->dim[SB_DIM_CHANNEL], ev->val[SB_F_CHANNEL][0]     ? ev->val[SB_F_CHANNEL]
+                                 : ev->val[SB_F_DEVICE_ID][0] ? "device"
+                                                              : r->channel);
     copy(r->dim[SB_DIM_AGENT], ev->val[SB_F_AGENT]);
     copy(r->dim[SB_DIM_TEAM], ev->val[SB_F_TEAM]);
     copy(r->dim[SB_DIM_REGION], ev->val[SB_F_REGION]);
@@ -110,10 +116,12 @@ char *sb_record_encode(const sb_record_t *r, size_t *len)
     char due[16], exp[16], rem[16];
     b36(due, r->due_ms), b36(exp, r->expires_ms), b36(rem, r->remind_after_ms);
     /* Written field by field (this runs once per scheduled survey, and a format string of
-     * 19 fields cost more than the copying): state, version "1", then the texts, each after
-     * a separator. The state is written as a byte even when it is NUL, as "%c" did. */
+     * 20 fields cost more than the copying): state, version "2", then the texts, each after
+     * a separator. The state is written as a byte even when it is NUL, as "%c" did. The
+     * channel dimension is kept only when it differs from the delivery channel. */
+    const char *ich = strcmp(r->dim[SB_DIM_CHANNEL], r->channel) ? r->dim[SB_DIM_CHANNEL] : "";
     const char *f[] = {sb_kind_names[r->kind], r->journey, r->customer_id, r->interaction_id,
-                       r->channel, r->locale, r->device_id, r->dim[SB_DIM_AGENT],
+                       r->channel, r->locale, r->device_id, ich, r->dim[SB_DIM_AGENT],
                        r->dim[SB_DIM_TEAM], r->dim[SB_DIM_REGION], r->dim[SB_DIM_PRODUCT],
                        r->dim[SB_DIM_STAGE], r->dim[SB_DIM_KIND], due, exp, rem, r->reason};
     enum { NF = sizeof f / sizeof f[0] };
@@ -124,7 +132,7 @@ char *sb_record_encode(const sb_record_t *r, size_t *len)
     }
     char *buf = malloc(total + 1), *o = buf;
     if (!buf) return NULL;
-    *o++ = r->state, *o++ = SEP, *o++ = '1';
+    *o++ = r->state, *o++ = SEP, *o++ = '2';
     for (size_t i = 0; i < NF; i++) {
         *o++ = SEP;
         memcpy(o, f[i], fl[i]);
@@ -173,8 +181,17 @@ int sb_record_decode(const char *buf, size_t len, sb_record_t *out, char *err, s
         f[nf] = p, fl[nf] = (size_t)(q - p), nf++;
         if (more) p = q + 1;
     }
-    if (nf != NFIELDS || more) return sb_fail(err, errlen, "bad_record: %zu fields", nf);
-    if (fl[0] != 1 || fl[1] != 1 || f[1][0] != '1') return sb_fail(err, errlen, "bad_record: version");
+    /* version 1 lacked the interaction's channel (field 9): read as version 2 with it empty */
+    size_t v1 = nf >= 2 && fl[1] == 1 && f[1][0] == '1';
+    bool known = v1 || (nf >= 2 && fl[1] == 1 && f[1][0] == '2');
+    if (more || nf < NFIELDS - 1 || (known && nf != NFIELDS - v1))
+        return sb_fail(err, errlen, "bad_record: %zu fields", nf);
+    if (!known || fl[0] != 1) return sb_fail(err, errlen, "bad_record: version");
+    if (v1) { /* the layout of version 2, with an empty field 9 */
+        memmove(f + 10, f + 9, (NFIELDS - 10) * sizeof *f);
+        memmove(fl + 10, fl + 9, (NFIELDS - 10) * sizeof *fl);
+        f[9] = "", fl[9] = 0;
+    }
     out->state = f[0][0];
     char kind[16];
     int k = -1; /* sb_kind_t is unsigned: test the parse result before storing it */
@@ -182,18 +199,20 @@ int sb_record_decode(const char *buf, size_t len, sb_record_t *out, char *err, s
     if (k < 0) return sb_fail(err, errlen, "bad_record: kind");
     out->kind = (sb_kind_t)k;
     char *str[] = {out->journey, out->customer_id, out->interaction_id, out->channel,
-                   out->locale, out->device_id, out->dim[SB_DIM_AGENT], out->dim[SB_DIM_TEAM], out->dim[SB_DIM_REGION],
-                   out->dim[SB_DIM_PRODUCT], out->dim[SB_DIM_STAGE], out->dim[SB_DIM_KIND]};
+                   out->locale, out->device_id, out->dim[SB_DIM_CHANNEL], out->dim[SB_DIM_AGENT],
+                   out->dim[SB_DIM_TEAM], out->dim[SB_DIM_REGION], out->dim[SB_DIM_PRODUCT],
+                   out->dim[SB_DIM_STAGE], out->dim[SB_DIM_KIND]};
     for (size_t i = 0; i < sizeof str / sizeof str[0]; i++)
         if (field_str(str[i], SB_STR_MAX + 1, f[3 + i], fl[3 + i]))
             return sb_fail(err, errlen, "bad_record: field %zu too long", 3 + i);
-    if (field_int(&out->due_ms, f[15], fl[15]) || field_int(&out->expires_ms, f[16], fl[16]) ||
-        field_int(&out->remind_after_ms, f[17], fl[17]))
+    if (field_int(&out->due_ms, f[16], fl[16]) || field_int(&out->expires_ms, f[17], fl[17]) ||
+        field_int(&out->remind_after_ms, f[18], fl[18]))
         return sb_fail(err, errlen, "bad_record: time");
-    if (field_str(out->reason, sizeof out->reason, f[18], fl[18]))
+    if (field_str(out->reason, sizeof out->reason, f[19], fl[19]))
         return sb_fail(err, errlen, "bad_record: reason");
     snprintf(out->dim[SB_DIM_ALL], SB_STR_MAX + 1, "all");
-    memcpy(out->dim[SB_DIM_CHANNEL], out->channel, sizeof out->channel);
+    if (!out->dim[SB_DIM_CHANNEL][0])
+        memcpy(out->dim[SB_DIM_CHANNEL], out->channel, sizeof out->channel);
     memcpy(out->dim[SB_DIM_JOURNEY], out->journey, sizeof out->journey);
     memcpy(out->dim[SB_DIM_LOCALE], out->locale, sizeof out->locale);
     memcpy(out->dim[SB_DIM_DEVICE], out->device_id, sizeof out->device_id);

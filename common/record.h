@@ -48,8 +48,10 @@ typedef struct sb_record {
 void sb_record_survey_id(const char *interaction_id, const char *journey, char *out);
 
 /* Fills a record from a parsed event and the journey that matched (dimension values from
- * the event, journey name, state pending). The channel is the journey's, else the event's,
- * else "device" when the event has a device id (MQTT visits), else "" (nowhere to send). */
+ * the event, journey name, state pending). The channel the survey goes out on is the
+ * journey's, else the event's, else "device" when the event has a device id (MQTT visits),
+ * else "" (nowhere to send). The channel dimension is the interaction's, as for its KPIs:
+ * the event's channel, else "device" with a device id, else the channel sent on. */
 struct sb_event;
 void sb_record_from_event(sb_record_t *r, const struct sb_event *ev, const sb_journey_t *j,
                           int64_t due_ms, int64_t expires_ms);

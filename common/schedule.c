@@ -89,8 +89,12 @@
     "end\n"
 
 /* ARGV: prefix now nops {op...} ncounts {field n}...
- * op ADD:    'a' id value due journey   (no expiry while pending: set when it settles)
- * op CANCEL: 'c' id                      (the journey is read from the record) */
+ * op ADD:    'a' id value due journey at (no expiry while pending: set when it settles)
+ * op CANCEL: 'c' id at                   (the journey is read from the record; at '-': by
+ *                                        an operator, reason "operator")
+ * A cancelled record ends with the reason "reopened@<at>"; an ADD of an event that occurred
+ * after that reopen replaces it (a completion after the reopen), any other ADD is a
+ * duplicate (a redelivery, a client retry, a second completion). */
 static const char LUA_APPLY[] = LUA_PRELUDE
     "local i = 4\n"
     "local res = {}\n"
@@ -101,7 +105,15 @@ static const char LUA_APPLY[] = LUA_PRELUDE
     "  local op, id = ARGV[i], ARGV[i + 1]\n"
     "  local key = P .. 's:' .. id\n"
     "  if op == 'a' then\n"
-    "    if redis.call('SET', key, ARGV[i + 2], 'NX') then\n"
+    "    local new = redis.call('SET', key, ARGV[i + 2], 'NX')\n"
+    "    if not new then\n"
+    "      local v = redis.call('GET', key)\n"
+    "      local t = v and string.sub(v, 1, 1) == 'x' and string.match(v, '\\31reopened@(%d+)$')\n"
+    "      if t and tonumber(ARGV[i + 5]) > tonumber(t) then\n"
+    "        new = redis.call('SET', key, ARGV[i + 2])\n"
+    "      end\n"
+    "    end\n"
+    "    if new then\n"
     "      timers[#timers + 1] = ARGV[i + 3]\n"
     "      timers[#timers + 1] = id\n"
     "      count('scheduled|' .. ARGV[i + 4])\n"
@@ -110,18 +122,19 @@ static const char LUA_APPLY[] = LUA_PRELUDE
     "      count('duplicate')\n"
     "      res[k] = 0\n"
     "    end\n"
-    "    i = i + 5\n"
+    "    i = i + 6\n"
     "  else\n"
     "    res[k] = 0\n"
     "    if #timers > 0 then bulk('ZADD', sched, timers) timers = {} end\n"
     "    local v = redis.call('GET', key)\n"
     "    if v and string.sub(v, 1, 1) == 'p' and redis.call('ZREM', sched, id) == 1 then\n"
     "      local _, journey = head(v)\n"
-    "      setbyte(key, 'x', (tail(v)))\n"
+    "      local why = ARGV[i + 2] == '-' and 'operator' or 'reopened@' .. ARGV[i + 2]\n"
+    "      setstate(key, v, 'x', why, (tail(v)))\n"
     "      count('cancelled|' .. journey)\n"
     "      res[k] = 1\n"
     "    end\n"
-    "    i = i + 2\n"
+    "    i = i + 3\n"
     "  end\n"
     "end\n"
     "local nc = tonumber(ARGV[i])\n"
@@ -390,11 +403,13 @@ static size_t apply_args(sb_sched_t *s, const sb_sched_op_t *ops, size_t n,
             sb_store_args_copy(a, values[i], lens[i]);
             sb_store_args_int(a, rec->due_ms);
             sb_store_args_copy(a, rec->journey, strlen(rec->journey));
+            sb_store_args_int(a, ops[i].at_ms);
         } else {
             for (size_t j = 0; j < s->cfg->n_journeys; j++) {
                 sb_record_survey_id(rec->interaction_id, s->cfg->journeys[j].name, id);
                 sb_store_args_str(a, "c");
                 sb_store_args_copy(a, id, SB_SURVEY_ID_LEN);
+                sb_store_args_int(a, ops[i].at_ms);
             }
         }
     }
@@ -661,7 +676,8 @@ int sb_sched_cancel_id(sb_sched_t *s, const char *survey_id, int64_t now_ms)
     sb_store_args_int(a, 1);
     sb_store_args_str(a, "c");
     sb_store_args_str(a, survey_id);
-    sb_store_args_int(a, 0);
+    sb_store_args_str(a, "-"); /* an operator's cancel: final (no reopen time) */
+    sb_store_args_int(a, 0);   /* no counters */
     redisReply *r = run(s, s->apply, "cancel");
     if (!r) return -1;
     int rc = r->type == REDIS_REPLY_ARRAY && r->elements == 1 ? (int)r->element[0]->integer : -1;

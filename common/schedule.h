@@ -35,11 +35,14 @@ void sb_sched_free(sb_sched_t *s);
 enum { SB_SCHED_ADD = 1, SB_SCHED_CANCEL = 2 };
 
 /* One ingest operation. ADD: schedule rec under its survey id unless a record already
- * exists (then it is a duplicate). CANCEL: cancel the pending survey of every journey for
- * rec->interaction_id (only interaction_id is read). */
+ * exists (then it is a duplicate), except a survey cancelled by a reopen that happened
+ * before at_ms: the interaction was completed again, so the survey is scheduled anew.
+ * CANCEL: cancel the pending survey of every journey for rec->interaction_id (only
+ * interaction_id is read), remembering at_ms, the reopen's time, in the record. */
 typedef struct sb_sched_op {
     int op;
     const sb_record_t *rec;
+    int64_t at_ms; /* the event's occurrence time */
 } sb_sched_op_t;
 
 /* A counter increment applied in the same atomic call ("consumed", "dlq|too_large", ...). */

@@ -123,6 +123,7 @@ static void parse_into(ingest_ctx_t *ic, dbatch_t *b)
                      ev->val[SB_F_INTERACTION_ID]);
             ops[nops].op = SB_SCHED_CANCEL;
             ops[nops].rec = r;
+            ops[nops].at_ms = ev->occurred_ms;
             nops++;
             sb_counts_add(cs, "reopened", 1);
             continue;
@@ -143,6 +144,7 @@ static void parse_into(ingest_ctx_t *ic, dbatch_t *b)
             }
             ops[nops].op = SB_SCHED_ADD;
             ops[nops].rec = r;
+            ops[nops].at_ms = ev->occurred_ms;
             nops++;
         }
         if (no_device || no_channel) {

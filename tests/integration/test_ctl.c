@@ -88,7 +88,7 @@ static void schedule_three(char ids[3][SB_SURVEY_ID_LEN + 1])
         strcpy(r[i].dim[SB_DIM_AGENT], "\xe5\xbc\xa0\xe4\xbc\x9f"); /* 张伟 */
         r[i].due_ms = now + 3600000 + i * 1000;
         r[i].expires_ms = r[i].due_ms + 72 * 3600000LL;
-        ops[i] = (sb_sched_op_t){SB_SCHED_ADD, &r[i]};
+        ops[i] = (sb_sched_op_t){SB_SCHED_ADD, &r[i], 0};
         sb_record_survey_id(inter[i], "support-csat", ids[i]);
     }
     sb_sched_count_t counts[] = {{"consumed", 3}};

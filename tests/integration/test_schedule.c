@@ -198,13 +198,18 @@ static void id_of(const sb_record_t *r, char *id)
     sb_record_survey_id(r->interaction_id, r->journey, id);
 }
 
-/* Schedules one record; returns its status. */
-static int add1(const sb_record_t *r)
+/* Schedules one record from an event that occurred at at; returns its status. */
+static int add_at(const sb_record_t *r, int64_t at)
 {
-    sb_sched_op_t op = {SB_SCHED_ADD, r};
+    sb_sched_op_t op = {SB_SCHED_ADD, r, at};
     int st = -1;
     ck_assert_int_eq(sb_sched_apply(E.s, &op, 1, NULL, 0, &st, NOW), 0);
     return st;
+}
+
+static int add1(const sb_record_t *r)
+{
+    return add_at(r, 0);
 }
 
 /* Schedules survey <prefix><i> of journey (customer = interaction) and checks it is new;
@@ -219,15 +224,21 @@ static void add_new(sb_record_t *r, char *id, const char *prefix, int i, const c
     ck_assert_int_eq(add1(r), 1);
 }
 
-static int cancel1(const char *interaction)
+/* Cancels the interaction's pending surveys for a reopen at at; returns the count. */
+static int cancel_at(const char *interaction, int64_t at)
 {
     sb_record_t r;
     memset(&r, 0, sizeof r);
     snprintf(r.interaction_id, sizeof r.interaction_id, "%s", interaction);
-    sb_sched_op_t op = {SB_SCHED_CANCEL, &r};
+    sb_sched_op_t op = {SB_SCHED_CANCEL, &r, at};
     int st = -1;
     ck_assert_int_eq(sb_sched_apply(E.s, &op, 1, NULL, 0, &st, NOW), 0);
     return st;
+}
+
+static int cancel1(const char *interaction)
+{
+    return cancel_at(interaction, 0);
 }
 
 static char state_of(const char *id)
@@ -235,6 +246,12 @@ static char state_of(const char *id)
     sb_record_t r;
     ck_assert_int_eq(sb_sched_get(E.s, id, &r), 1);
     return r.state;
+}
+
+/* The stored record of a survey: 0, or -1 when there is none. */
+static int record_of(const char *id, sb_record_t *r)
+{
+    return sb_sched_get(E.s, id, r) == 1 ? 0 : -1;
 }
 
 static sb_claimed_t *claim_buf(size_t n)
@@ -284,12 +301,12 @@ START_TEST(add_batch_and_duplicates)
     ck_assert_int_eq(zscore("sbt:sched", id), NOW + HOUR + 7 * SEC);
     snprintf(key, sizeof key, "sbt:s:%s", id);
     assert_no_ttl(id);
-    /* the stored value: 19 fields, times in base 36, no event id, zone or occurrence time */
+    /* the stored value: 20 fields, times in base 36, no event id, zone or occurrence time */
     redisReply *raw = cmd("GET", key, NULL);
     ck_assert_int_eq(raw->type, REDIS_REPLY_STRING);
     int seps = 0;
     for (size_t i = 0; i < raw->len; i++) seps += raw->str[i] == '\x1f';
-    ck_assert_int_eq(seps, 18);
+    ck_assert_int_eq(seps, 19);
     char due36[16] = "", want_tail[64];
     int nd = 8; /* times from mid-1972 to mid-2059 have 8 base-36 digits */
     for (int64_t v = NOW + HOUR + 7 * SEC; nd > 0; v /= 36)
@@ -358,8 +375,8 @@ START_TEST(cancel_by_interaction)
     ck_assert_int_eq(add1(&c), 1);
     ck_assert_int_eq(add1(&d), 1);
 
-    /* both journeys' surveys of t-1 */
-    ck_assert_int_eq(cancel1("t-1"), 2);
+    /* both journeys' surveys of t-1, reopened at NOW - 1 min */
+    ck_assert_int_eq(cancel_at("t-1", NOW - 60 * SEC), 2);
     ck_assert_int_eq(state_of(ida), SB_REC_CANCELLED);
     ck_assert_int_eq(state_of(idb), SB_REC_CANCELLED);
     ck_assert_int_eq(state_of(idc), SB_REC_PENDING);
@@ -377,9 +394,33 @@ START_TEST(cancel_by_interaction)
     ck_assert_int_eq(cancel1("t-1"), 0);
     ck_assert_int_eq(cancel1("t-unknown"), 0);
     ck_assert_int_eq(counter("cancelled|support-csat"), 1);
-    /* a scheduled survey added after a cancel is a duplicate (one survey per interaction) */
-    ck_assert_int_eq(add1(&a), 0);
+    /* the cancel keeps the reopen's time as the record's reason */
+    sb_record_t got;
+    ck_assert_int_eq(record_of(ida, &got), 0);
+    char want[40];
+    snprintf(want, sizeof want, "reopened@%lld", (long long)(NOW - 60 * SEC));
+    ck_assert_str_eq(got.reason, want);
+    /* a completion from before the reopen (a redelivery, a retry), or at the same time, is
+     * a duplicate (one survey per interaction) */
+    ck_assert_int_eq(add_at(&a, NOW - 2 * 60 * SEC), 0);
+    ck_assert_int_eq(add_at(&a, NOW - 60 * SEC), 0);
     ck_assert_int_eq(state_of(ida), SB_REC_CANCELLED);
+    ck_assert_int_eq(counter("scheduled|support-csat"), 2);
+    /* a completion after the reopen schedules the survey again: pending, no lifetime, its
+     * timer back in the schedule, counted as scheduled */
+    ck_assert_int_eq(add_at(&a, NOW - 30 * SEC), 1);
+    ck_assert_int_eq(state_of(ida), SB_REC_PENDING);
+    assert_no_ttl(ida);
+    ck_assert_int_eq(record_of(ida, &got), 0);
+    ck_assert_str_eq(got.reason, "");
+    ck_assert_int_eq(zscore("sbt:sched", ida), NOW + HOUR);
+    ck_assert_int_eq(counter("scheduled|support-csat"), 3);
+    /* once pending again, a further completion is a duplicate; a second reopen cancels it */
+    ck_assert_int_eq(add_at(&a, NOW - 20 * SEC), 0);
+    ck_assert_int_eq(cancel_at("t-1", NOW - 10 * SEC), 1);
+    ck_assert_int_eq(state_of(ida), SB_REC_CANCELLED);
+    ck_assert_int_eq(state_of(idb), SB_REC_CANCELLED);
+    ck_assert_int_eq(counter("cancelled|support-csat"), 2);
 
     /* a fired survey is not cancelled */
     sb_claimed_t *cl = claim_buf(4);
@@ -403,14 +444,14 @@ START_TEST(cancel_by_interaction)
     /* add and cancel in one batch apply in order */
     sb_record_t e;
     mk_rec(&e, "t-5", "self-service-ces", "c-5", NOW + 5 * 60 * SEC, NOW + 7 * DAY);
-    sb_sched_op_t ops[] = {{SB_SCHED_ADD, &e}, {SB_SCHED_CANCEL, &e}, {SB_SCHED_CANCEL, &c}};
+    sb_sched_op_t ops[] = {{SB_SCHED_ADD, &e, 0}, {SB_SCHED_CANCEL, &e, 0}, {SB_SCHED_CANCEL, &c, 0}};
     int st[3];
     ck_assert_int_eq(sb_sched_apply(E.s, ops, 3, NULL, 0, st, NOW), 0);
     ck_assert_int_eq(st[0], 1);
     ck_assert_int_eq(st[1], 1);
     ck_assert_int_eq(st[2], 1);
     ck_assert_int_eq(counter("cancelled|self-service-ces"), 1);
-    ck_assert_int_eq(counter("cancelled|support-csat"), 2);
+    ck_assert_int_eq(counter("cancelled|support-csat"), 3);
 
     /* by id (surveybusctl) */
     sb_record_t f;
@@ -425,7 +466,12 @@ START_TEST(cancel_by_interaction)
     ck_assert_int_eq(sb_sched_cancel_id(E.s, idd, NOW), 0); /* fired */
     ck_assert_int_eq(sb_sched_cancel_id(E.s, "abc", NOW), 0);
     ck_assert_int_eq(state_of(idf), SB_REC_CANCELLED);
-    ck_assert_int_eq(counter("cancelled|support-csat"), 3);
+    ck_assert_int_eq(record_of(idf, &got), 0);
+    ck_assert_str_eq(got.reason, "operator");
+    ck_assert_int_eq(counter("cancelled|support-csat"), 4);
+    /* an operator's cancel is final: no completion schedules that survey again */
+    ck_assert_int_eq(add_at(&f, NOW + DAY), 0);
+    ck_assert_int_eq(state_of(idf), SB_REC_CANCELLED);
     free(cl);
     env_close();
 }
@@ -605,7 +651,7 @@ START_TEST(claim_after_expiry)
     /* a survey reminded too late: fired at NOW, its reminder is claimed after expiry */
     mk_rec(&c, "t-slow", "support-csat", "c-3", NOW, NOW + 72 * HOUR);
     id_of(&a, ida), id_of(&b, idb), id_of(&c, idc);
-    sb_sched_op_t bad[] = {{SB_SCHED_ADD, &b}, {SB_SCHED_ADD, &a}};
+    sb_sched_op_t bad[] = {{SB_SCHED_ADD, &b, 0}, {SB_SCHED_ADD, &a, 0}};
     sb_sched_count_t cnt[] = {{"consumed", 2}};
     int st[2] = {7, 7};
     ck_assert_int_eq(sb_sched_apply(E.s, bad, 2, cnt, 1, st, NOW), 0);
@@ -1134,7 +1180,7 @@ START_TEST(big_batches_and_repeated_members)
             snprintf(inter, sizeof inter, "big-%d", base + i);
             /* onboarding-nps: no reminder; due in order so the claim order is known */
             mk_rec(&r[i], inter, "onboarding-nps", inter, NOW - N + base + i, NOW + 7 * DAY);
-            ops[i] = (sb_sched_op_t){SB_SCHED_ADD, &r[i]};
+            ops[i] = (sb_sched_op_t){SB_SCHED_ADD, &r[i], 0};
         }
         ck_assert_int_eq(sb_sched_apply(E.s, ops, B, NULL, 0, NULL, NOW), 0);
     }
@@ -1266,7 +1312,7 @@ START_TEST(split_apply_reuses_records)
             snprintf(inter, sizeof inter, "ap-%d-%d", round, i);
             mk_rec(&r[i], inter, "support-csat", inter, NOW + HOUR + i, NOW + 72 * HOUR);
             id_of(&r[i], id[i]);
-            ops[i] = (sb_sched_op_t){SB_SCHED_ADD, &r[i]};
+            ops[i] = (sb_sched_op_t){SB_SCHED_ADD, &r[i], 0};
         }
         sb_sched_count_t counts[] = {{"consumed", N}};
         if (round == 1) freeReplyObject(cmd("SCRIPT", "FLUSH", NULL)); /* NOSCRIPT, resent */

@@ -65,7 +65,7 @@ static void fill_full(sb_record_t *r)
     strcpy(r->locale, "zh-CN");
     strcpy(r->device_id, "设备-7");
     strcpy(r->dim[SB_DIM_ALL], "all");
-    strcpy(r->dim[SB_DIM_CHANNEL], "微信");
+    strcpy(r->dim[SB_DIM_CHANNEL], "电话"); /* a phone call, surveyed over 微信 */
     strcpy(r->dim[SB_DIM_AGENT], "王小明");
     strcpy(r->dim[SB_DIM_TEAM], "上海一组");
     strcpy(r->dim[SB_DIM_REGION], "华东");
@@ -124,8 +124,9 @@ START_TEST(encode_exact_format)
     size_t len = 0;
     char *v = sb_record_encode(&r, &len);
     ck_assert_ptr_nonnull(v);
-    static const char want[] = "p" S "1" S "ces" S "j" S "c" S "i" S "ch" S "en" S "" S "a" S
-                               "t" S "r" S "pr" S "st" S "k" S "mwro18g0" S "1ffuo0" S "0" S "";
+    static const char want[] = "p" S "2" S "ces" S "j" S "c" S "i" S "ch" S "en" S "" S "" S
+                               "a" S "t" S "r" S "pr" S "st" S "k" S "mwro18g0" S "1ffuo0" S "0" S
+                               "";
     ck_assert_uint_eq(len, sizeof want - 1);
     ck_assert_str_eq(v, want);
     /* len may be NULL */
@@ -148,11 +149,30 @@ START_TEST(encode_exact_format)
     ck_assert_int_eq(d.kind, SB_KIND_CES);
     free(v);
 
+    /* an interaction channel other than the delivery channel is field 9; decoded as the
+     * channel dimension, the delivery channel staying as it is */
+    strcpy(r.dim[SB_DIM_CHANNEL], "phone");
+    v = sb_record_encode(&r, &len);
+    static const char want3[] = "p" S "2" S "ces" S "j" S "c" S "i" S "ch" S "en" S "" S
+                                "phone" S "a" S "t" S "r" S "pr" S "st" S "k" S "mwro18g0" S
+                                "1ffuo0" S "0" S "";
+    ck_assert_str_eq(v, want3);
+    ck_assert_int_eq(sb_record_decode(v, len, &d, err, sizeof err), 0);
+    ck_assert_str_eq(d.channel, "ch");
+    ck_assert_str_eq(d.dim[SB_DIM_CHANNEL], "phone");
+    free(v);
+    /* the same as the delivery channel: not stored twice */
+    strcpy(r.dim[SB_DIM_CHANNEL], "ch");
+    v = sb_record_encode(&r, &len);
+    ck_assert_str_eq(v, want);
+    free(v);
+    strcpy(r.dim[SB_DIM_CHANNEL], "");
+
     /* digit boundaries: 35 is "z", 36 is "10", 36^2 - 1 is "zz", INT64_MAX 13 digits */
     r.due_ms = 35, r.expires_ms = 36, r.remind_after_ms = 1295;
     v = sb_record_encode(&r, &len);
-    static const char want2[] = "p" S "1" S "ces" S "j" S "c" S "i" S "ch" S "en" S "" S "a" S
-                                "t" S "r" S "pr" S "st" S "k" S "z" S "10" S "zz" S "";
+    static const char want2[] = "p" S "2" S "ces" S "j" S "c" S "i" S "ch" S "en" S "" S "" S
+                                "a" S "t" S "r" S "pr" S "st" S "k" S "z" S "10" S "zz" S "";
     ck_assert_str_eq(v, want2);
     free(v);
     r.due_ms = INT64_MAX;
@@ -270,15 +290,15 @@ static void reject(const char *text, size_t len, const char *want_err)
     ck_assert_msg(strcmp(err, want_err) == 0, "err \"%s\", want \"%s\"", err, want_err);
 }
 
-/* A minimal record's encoding (19 fields) with field idx replaced. */
+/* A minimal record's encoding (20 fields, version 2) with field idx replaced. */
 static char *with_field(int idx, const char *value)
 {
     static char buf[4096];
-    const char *f[19] = {"p", "1", "csat", "j", "c", "i", "ch", "en", "", "a",
+    const char *f[20] = {"p", "2", "csat", "j", "c", "i", "ch", "en", "", "", "a",
                          "t", "r", "pr", "st", "k", "1", "2", "3", ""};
     f[idx] = value;
     size_t n = 0;
-    for (int i = 0; i < 19; i++) n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%s", i ? S : "", f[i]);
+    for (int i = 0; i < 20; i++) n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%s", i ? S : "", f[i]);
     return buf;
 }
 
@@ -294,25 +314,51 @@ START_TEST(decode_rejects)
     ck_assert_int_eq(d.expires_ms, 2);
     ck_assert_int_eq(d.remind_after_ms, 3);
 
-    /* field counts: 18 (no reason field), 20 (one too many), nothing at all */
+    /* field counts: 18 (no reason field), 21 (one too many), nothing at all */
     static const char f18[] = "p" S "1" S "csat" S "j" S "c" S "i" S "ch" S "en" S "" S "a" S
                               "t" S "r" S "pr" S "st" S "k" S "1" S "2" S "3";
     reject(f18, sizeof f18 - 1, "bad_record: 18 fields");
-    char f20[512];
-    snprintf(f20, sizeof f20, "%s" S "extra", ok);
-    reject(f20, strlen(f20), "bad_record: 19 fields");
-    snprintf(f20, sizeof f20, "%s" S, ok); /* trailing separator: an empty 20th field */
-    reject(f20, strlen(f20), "bad_record: 19 fields");
+    char f21[512];
+    snprintf(f21, sizeof f21, "%s" S "extra", ok);
+    reject(f21, strlen(f21), "bad_record: 20 fields");
+    snprintf(f21, sizeof f21, "%s" S, ok); /* trailing separator: an empty 21st field */
+    reject(f21, strlen(f21), "bad_record: 20 fields");
     reject("", 0, "bad_record: 1 fields");
     reject("p", 1, "bad_record: 1 fields");
     /* the old 22-field layout (decimal times, event id, zone, occurrence) is not a record */
     static const char old[] = "p" S "1" S "csat" S "j" S "c" S "i" S "e" S "ch" S "en" S "" S
                               "UTC" S "a" S "t" S "r" S "pr" S "st" S "k" S "1" S "2" S "3" S
                               "0" S "";
-    reject(old, sizeof old - 1, "bad_record: 19 fields");
+    reject(old, sizeof old - 1, "bad_record: 20 fields");
+
+    /* a version 1 record (19 fields, written before the interaction's channel was kept)
+     * is read with the delivery channel as the channel dimension */
+    static const char v1[] = "f" S "1" S "csat" S "j" S "c" S "i" S "ch" S "en" S "" S "a" S
+                             "t" S "r" S "pr" S "st" S "k" S "1" S "2" S "3" S "";
+    ck_assert_int_eq(sb_record_decode(v1, sizeof v1 - 1, &d, err, sizeof err), 0);
+    ck_assert_int_eq(d.state, 'f');
+    ck_assert_str_eq(d.channel, "ch");
+    ck_assert_str_eq(d.dim[SB_DIM_CHANNEL], "ch");
+    ck_assert_str_eq(d.dim[SB_DIM_AGENT], "a");
+    ck_assert_str_eq(d.dim[SB_DIM_KIND], "k");
+    ck_assert_int_eq(d.due_ms, 1);
+    ck_assert_int_eq(d.expires_ms, 2);
+    ck_assert_int_eq(d.remind_after_ms, 3);
+    ck_assert_str_eq(d.reason, "");
+    /* ... but 19 fields are not a version 2 record, nor 20 a version 1 */
+    char *t21 = with_field(19, "x" S "3");
+    reject(t21, strlen(t21), "bad_record: 20 fields");
+    char v1x[512];
+    snprintf(v1x, sizeof v1x, "%.*s" S "x", (int)(sizeof v1 - 1), v1);
+    reject(v1x, strlen(v1x), "bad_record: 20 fields");
+    static const char v2short[] = "p" S "2" S "csat" S "j" S "c" S "i" S "ch" S "en" S "" S
+                                  "a" S "t" S "r" S "pr" S "st" S "k" S "1" S "2" S "3" S "";
+    reject(v2short, sizeof v2short - 1, "bad_record: 19 fields");
+
 
     /* version, state byte */
-    reject(with_field(1, "2"), strlen(with_field(1, "2")), "bad_record: version");
+    reject(with_field(1, "3"), strlen(with_field(1, "3")), "bad_record: version");
+    reject(with_field(1, "0"), strlen(with_field(1, "0")), "bad_record: version");
     reject(with_field(1, "11"), strlen(with_field(1, "11")), "bad_record: version");
     reject(with_field(1, ""), strlen(with_field(1, "")), "bad_record: version");
     reject(with_field(0, ""), strlen(with_field(0, "")), "bad_record: version");
@@ -329,27 +375,27 @@ START_TEST(decode_rejects)
      * ("1y2p0ij32e8e8" is INT64_MAX + 1; 14 digits are too many even with leading zeros) */
     const char *times[] = {"", "A", "MWRO18G0", "1.5", " 5", "5 ", "+5", "-1", "-",
                            "1_0", "1y2p0ij32e8e8", "zzzzzzzzzzzzz", "00000000000001"};
-    for (int fi = 15; fi <= 17; fi++)
+    for (int fi = 16; fi <= 18; fi++)
         for (size_t i = 0; i < sizeof times / sizeof times[0]; i++) {
             char *t = with_field(fi, times[i]);
             reject(t, strlen(t), "bad_record: time");
         }
     /* the extremes are times: 0 and INT64_MAX; and the hand-worked value */
-    char *t = with_field(15, "1y2p0ij32e8e7");
+    char *t = with_field(16, "1y2p0ij32e8e7");
     ck_assert_int_eq(sb_record_decode(t, strlen(t), &d, err, sizeof err), 0);
     ck_assert_int_eq(d.due_ms, INT64_MAX);
-    t = with_field(16, "0");
+    t = with_field(17, "0");
     ck_assert_int_eq(sb_record_decode(t, strlen(t), &d, err, sizeof err), 0);
     ck_assert_int_eq(d.expires_ms, 0);
-    t = with_field(17, "mwro18g0");
+    t = with_field(18, "mwro18g0");
     ck_assert_int_eq(sb_record_decode(t, strlen(t), &d, err, sizeof err), 0);
     ck_assert_int_eq(d.remind_after_ms, 1795341600000LL);
 
-    /* over-long text fields: 257 bytes in each of fields 3..14, 32 bytes of reason */
+    /* over-long text fields: 257 bytes in each of fields 3..15, 32 bytes of reason */
     char big[SB_STR_MAX + 2];
     memset(big, 'x', SB_STR_MAX + 1);
     big[SB_STR_MAX + 1] = '\0';
-    for (int fi = 3; fi <= 14; fi++) {
+    for (int fi = 3; fi <= 15; fi++) {
         char want[64];
         snprintf(want, sizeof want, "bad_record: field %d too long", fi);
         t = with_field(fi, big);
@@ -361,10 +407,10 @@ START_TEST(decode_rejects)
     ck_assert_uint_eq(strlen(d.customer_id), SB_STR_MAX);
     char reason[40];
     memset(reason, 'r', 32), reason[32] = '\0';
-    t = with_field(18, reason);
+    t = with_field(19, reason);
     reject(t, strlen(t), "bad_record: reason");
     reason[31] = '\0';
-    t = with_field(18, reason);
+    t = with_field(19, reason);
     ck_assert_int_eq(sb_record_decode(t, strlen(t), &d, err, sizeof err), 0);
     ck_assert_str_eq(d.reason, reason);
 
@@ -430,7 +476,9 @@ START_TEST(from_event_fills_dimensions)
     ck_assert_str_eq(r.locale, "zh-CN");
     ck_assert_str_eq(r.device_id, "dev-7");
     ck_assert_str_eq(r.dim[SB_DIM_ALL], "all");
-    ck_assert_str_eq(r.dim[SB_DIM_CHANNEL], "email");
+    /* the channel dimension is the interaction's: a phone call surveyed by email counts
+     * for phone, as its KPIs do */
+    ck_assert_str_eq(r.dim[SB_DIM_CHANNEL], "phone");
     ck_assert_str_eq(r.dim[SB_DIM_AGENT], "王小明");
     ck_assert_str_eq(r.dim[SB_DIM_TEAM], "sh-1");
     ck_assert_str_eq(r.dim[SB_DIM_REGION], "east");
@@ -477,6 +525,16 @@ START_TEST(from_event_fills_dimensions)
     sb_record_from_event(&r, &ev, &j, 1, 2);
     ck_assert_str_eq(r.channel, "device");
     ck_assert_str_eq(r.dim[SB_DIM_CHANNEL], "device");
+    /* sent by email, the visit's channel is still "device" */
+    j.channel = jchan;
+    sb_record_from_event(&r, &ev, &j, 1, 2);
+    ck_assert_str_eq(r.channel, "email");
+    ck_assert_str_eq(r.dim[SB_DIM_CHANNEL], "device");
+    /* neither a channel nor a device in the event: the channel sent on */
+    ev_set(&ev, SB_F_DEVICE_ID, "");
+    sb_record_from_event(&r, &ev, &j, 1, 2);
+    ck_assert_str_eq(r.dim[SB_DIM_CHANNEL], "email");
+    j.channel = empty;
 
     /* absent fields stay "" */
     memset(&ev, 0, sizeof ev);
