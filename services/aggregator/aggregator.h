@@ -117,10 +117,12 @@ typedef struct publisher {
     char token[200];   /* this instance's leader token */
     bool leader;
     /* last published state per (slice, window, metric): a hash of the update without its
-     * time, 0 for "nothing to show" (count 0 and never published otherwise) */
+     * time (odd), 0 for "nothing shown", or publish.c's SHOWN_BEFORE (a value may be shown:
+     * send again) or SHOWN_EMPTY (the count-0 update was sent) */
     uint64_t *last;
     bool *dirty;       /* per (slice, window): what it shows changed, not yet saved in Redis */
     size_t n_slices;   /* rows in last and dirty */
+    int64_t all_slice; /* slice id of all|all, registered by the first round; 0 before */
     int64_t next_republish_ms, next_alert_sweep_ms;
     uint64_t published, failed;
     uint64_t epoch;          /* leaderships taken by this instance */
@@ -139,7 +141,9 @@ void publisher_release(publisher_t *p);
  * come to publisher_delivered. */
 void publisher_free(publisher_t *p);
 /* One publication round: takes or renews the lease, reads every window, publishes what
- * changed (and everything that has a value when the republish period is up), and
+ * changed (and everything that has a value when the republish period is up; an update
+ * with no data, count 0, once: for every metric of each slice with anything in the window,
+ * and of all|all always), and
  * republishes alerts whose instance died. Returns the number of updates published, or -1
  * (Redis). */
 int publisher_tick(publisher_t *p, int64_t now_ms);

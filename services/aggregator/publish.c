@@ -1,8 +1,10 @@
 /* Metric publication: one instance at a time (a lease in Redis) reads every window's totals,
  * computes each slice's metrics and publishes those whose update differs from the last one
- * it published (and, every republish_s, every slice with a value), to Kafka (key
- * metric|window|dimension|value) and to retained MQTT topics. It also republishes alerts
- * whose ingesting instance died before confirming them. */
+ * it published (and, every republish_s, every update with a value), to Kafka (key
+ * metric|window|dimension|value) and to retained MQTT topics. Every metric of a slice with
+ * anything in the window, and of all|all always, is published: one with no data once, with
+ * count 0 and score null. It also republishes alerts whose ingesting instance died before
+ * confirming them. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,10 +16,18 @@
 #include "window.h"
 
 #define ALERT_SWEEP_MS 30000
-/* In last[]: a value may be shown (by a previous publisher, or by an update whose delivery
- * failed) and must be sent again; fnv() is odd, so never this */
+/* In last[], besides 0 (nothing shown) and a value's hash (fnv() is odd, so never these):
+ * a value may be shown (by a previous publisher, or by an update whose delivery failed) and
+ * must be sent again; the empty update (count 0, score null) was sent */
 #define SHOWN_BEFORE 2
+#define SHOWN_EMPTY 4
 #define ALERT_STALE_MS 60000
+
+/* Whether a last[] state stands for a value on the bus (the '1' of P"shown"). */
+static bool shows_value(uint64_t last)
+{
+    return last != 0 && last != SHOWN_EMPTY;
+}
 
 void publisher_init(publisher_t *p, const sb_config_t *cfg, sb_tally_t *tally,
                     sb_kafka_producer_t *producer, sb_mqtt_t *mqtt_pub, const char *instance)
@@ -57,7 +67,7 @@ static void take_redo(publisher_t *p)
     pthread_mutex_lock(&p->redo_mu);
     for (size_t i = 0; i < p->n_redo; i++)
         if (p->redo[i] < cells) {
-            if (p->last[p->redo[i]] == 0) p->dirty[p->redo[i] / SB_METRIC__N] = true;
+            if (!shows_value(p->last[p->redo[i]])) p->dirty[p->redo[i] / SB_METRIC__N] = true;
             p->last[p->redo[i]] = SHOWN_BEFORE;
         }
     p->n_redo = 0;
@@ -88,7 +98,7 @@ static uint64_t fnv(const char *s)
 {
     uint64_t h = 1469598103934665603ULL;
     for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h | 1; /* never 0: 0 means "nothing to show" */
+    return h | 1; /* odd: never 0 nor SHOWN_BEFORE / SHOWN_EMPTY */
 }
 
 
@@ -145,7 +155,8 @@ static int save_shown(publisher_t *p, size_t max_slice)
         char wname[SB_WINDOW_NAME_MAX];
         sb_window_name(p->cfg->windows_ms[i % nw], wname, sizeof wname);
         snprintf(rows[n].key, sizeof rows[n].key, "%zu|%s", i / nw, wname);
-        for (int m = 0; m < SB_METRIC__N; m++) rows[n].flags[m] = p->last[i * SB_METRIC__N + m] ? '1' : '0';
+        for (int m = 0; m < SB_METRIC__N; m++)
+            rows[n].flags[m] = shows_value(p->last[i * SB_METRIC__N + m]) ? '1' : '0';
         rows[n].flags[SB_METRIC__N] = '\0';
         at[n++] = i;
     }
@@ -237,6 +248,16 @@ int publisher_tick(publisher_t *p, int64_t now_ms)
         p->leader = false;
         return 0;
     }
+    if (!p->all_slice) {
+        /* all|all is published from the first round, before any data registered it */
+        const char *all = "all|all";
+        int64_t id = 0;
+        if (sb_tally_slices(p->tally, &all, 1, &id, NULL) != 0 || id <= 0) {
+            sb_tally_snapshot_free(&snap);
+            return -1;
+        }
+        p->all_slice = id;
+    }
     if (!p->leader) {
         /* start from what the previous publishers showed */
         if (p->last) {
@@ -266,6 +287,7 @@ int publisher_tick(publisher_t *p, int64_t now_ms)
         if (snap.w[k].n_kpi && (size_t)snap.w[k].kpi[snap.w[k].n_kpi - 1].slice + 1 > max_slice)
             max_slice = (size_t)snap.w[k].kpi[snap.w[k].n_kpi - 1].slice + 1;
     }
+    if ((size_t)p->all_slice + 1 > max_slice) max_slice = (size_t)p->all_slice + 1;
     if (p->n_slices > max_slice) max_slice = p->n_slices;
     ensure_rows(p, max_slice);
     take_redo(p);
@@ -279,27 +301,32 @@ int publisher_tick(publisher_t *p, int64_t now_ms)
             const sb_tally_window_t *w = &snap.w[k];
             uint64_t *last = &p->last[(slice * cfg->n_windows + k) * SB_METRIC__N];
             bool active = sb_tally_slice_active(w, (int64_t)slice);
+            bool always = (int64_t)slice == p->all_slice;
             uint64_t before[SB_METRIC__N];
             memcpy(before, last, sizeof before);
             for (int m = 0; m < SB_METRIC__N; m++) {
-                if (!active && last[m] == 0) continue;
+                /* an idle slice: only what it shows with a value (or, all|all, never sent) */
+                if (!active && (last[m] == SHOWN_EMPTY || (last[m] == 0 && !always))) continue;
                 sb_metric_update_t u;
                 memset(&u, 0, sizeof u);
                 u.metric = (sb_metric_t)m;
                 sb_tally_metric(w, (int64_t)slice, u.metric, cfg, &u.v);
                 bool empty = !u.v.has_value && u.v.count == 0 && u.v.num == 0;
-                if (empty && last[m] == 0) continue;
+                if (empty && last[m] == SHOWN_EMPTY) continue; /* sent once, retained */
                 if (!name && !(name = sb_tally_slice_name(p->tally, (int64_t)slice))) break;
                 const char *bar = strchr(name, '|');
                 if (!bar) break;
                 snprintf(u.window, sizeof u.window, "%s", wname[k]);
                 snprintf(u.dimension, sizeof u.dimension, "%.*s", (int)(bar - name), name);
                 snprintf(u.value, sizeof u.value, "%s", bar + 1);
-                char *text = sb_metric_update_encode(&u); /* as_of 0: the state, for comparison */
-                if (!text) continue;
-                uint64_t h = empty ? 0 : fnv(text);
-                free(text);
-                if (h == last[m] && !(republish && h)) continue;
+                uint64_t h = SHOWN_EMPTY;
+                if (!empty) {
+                    char *text = sb_metric_update_encode(&u); /* as_of 0: the state, to compare */
+                    if (!text) continue;
+                    h = fnv(text);
+                    free(text);
+                }
+                if (h == last[m] && !republish) continue; /* h != SHOWN_EMPTY here */
                 u.as_of_ms = snap.as_of_ms;
                 char *json = sb_metric_update_encode(&u);
                 if (!json) continue;
@@ -312,7 +339,8 @@ int publisher_tick(publisher_t *p, int64_t now_ms)
                 free(json);
             }
             for (int m = 0; m < SB_METRIC__N; m++)
-                if (!before[m] != !last[m]) p->dirty[slice * cfg->n_windows + k] = true;
+                if (shows_value(before[m]) != shows_value(last[m]))
+                    p->dirty[slice * cfg->n_windows + k] = true;
         }
     }
     sb_tally_snapshot_free(&snap);

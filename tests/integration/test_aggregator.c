@@ -40,7 +40,7 @@ static sb_h_t h;
 static const char TOPICS[] = "x.resp,x.req,x.in,x.met,x.alert,x.dlq,o1.resp,o1.met,o2.resp,o2.met,"
                              "o3.resp,o3.met,o4.resp,o4.met,r5.resp,r5.met,b6.resp,b6.met,"
                              "b6.alert,b6.dlq,k7.resp,k7.req,k7.in,k7.met,m8.resp,m8.met,"
-                             "d9.resp,d9.met,d9.alert,d9.dlq";
+                             "d9.resp,d9.met,d9.alert,d9.dlq,n10.resp,n10.in,n10.met";
 
 static void setup(void)
 {
@@ -387,6 +387,13 @@ static void oracle(const sb_config_t *cfg, const answer_t *ans, size_t n, const 
         sb_stats_rate(t, 0, out);
         break;
     }
+    case SB_METRIC_FRT:
+    case SB_METRIC_ART:
+    case SB_METRIC_FCR:
+    case SB_METRIC_TRANSFER_RATE:
+        /* no KPI events in the streams: an active slice's KPI metrics are its empty update */
+        memset(out, 0, sizeof *out);
+        break;
     default: ck_abort_msg("metric %d unexpected", u->metric);
     }
 }
@@ -1204,6 +1211,158 @@ START_TEST(dlq_replay)
 }
 END_TEST
 
+/* ================================================================ 10. empty metrics */
+
+/* How many times key was sent on the metrics topic (every message, not only the last). */
+static int times_sent(const texts_t *t, const char *key)
+{
+    int n = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        sb_metric_update_t u;
+        char err[128], k[600];
+        ck_assert_msg(sb_metric_update_decode(t->v[i], strlen(t->v[i]), &u, err, sizeof err) == 0,
+                      "%s: %s", t->v[i], err);
+        snprintf(k, sizeof k, "%s|%s|%s|%s", sb_metric_names[u.metric], u.window, u.dimension,
+                 u.value);
+        n += !strcmp(k, key);
+    }
+    return n;
+}
+
+/* An update with no data: count 0 and score null in its text. */
+static void expect_empty(const upds_t *o, const char *key)
+{
+    find(o, key);
+    for (size_t i = 0; i < o->n; i++)
+        if (!strcmp(o->v[i].key, key))
+            ck_assert_msg(strstr(o->v[i].json, "\"count\":0,\"score\":null") != NULL, "%s: %s",
+                          key, o->v[i].json);
+}
+
+/* SPEC §4: every metric of a slice is published, score null while it has no data, and all|all
+ * always, from the first round on. With CSAT responses only (channel email) and one FRT event
+ * (channel phone): NPS and CES of all|all, CSAT of channel|phone and FRT of channel|email are
+ * count-0 updates, each sent once: not again on later rounds nor on the periodic republish
+ * (1 s here), which keeps resending the values. */
+START_TEST(empty_metrics_published)
+{
+    env_t e;
+    env_open(&e, "n10", "101100", "{\"windows\":[\"1h\",\"24h\"],\"publish\":{\"republish_s\":1}}");
+    agg_start(&e, 0);
+    /* before any data: all|all, every metric of every window, empty */
+    upds_t o;
+    wait_update_count(&e, &o, "transfer_rate|24h|all|all", 0, 30000);
+    int64_t end = sb_mono_ms() + 10000;
+    while (o.n < 2 * SB_METRIC__N && sb_mono_ms() < end) {
+        upds_free(&o);
+        sleep_ms(300);
+        read_metrics(&e, &o);
+    }
+    ck_assert_int_eq(o.n, 2 * SB_METRIC__N);
+    for (size_t i = 0; i < o.n; i++) {
+        ck_assert_msg(strstr(o.v[i].key, "|all|all") != NULL, "%s", o.v[i].key);
+        expect_empty(&o, o.v[i].key);
+    }
+    upds_free(&o);
+
+    const char *dims[SB_DIM__N] = {0};
+    dims[SB_DIM_CHANNEL] = "email";
+    survey_t s[2];
+    int64_t now = sb_now_ms();
+    char buf[1024];
+    for (int i = 0; i < 2; i++) {
+        char inter[16];
+        snprintf(inter, sizeof inter, "n10-%d", i);
+        survey_make(&e, &s[i], inter, SB_KIND_CSAT, dims, SB_REC_FIRED);
+        response_json(buf, sizeof buf, &s[i], NULL, i ? 3 : 5, now, NULL);
+        produce(&e, e.cfg->topics.responses, s[i].id, buf);
+    }
+    snprintf(buf, sizeof buf,
+             "{\"event_id\":\"n10-e1\",\"occurred_at\":%lld,\"customer_id\":\"c\","
+             "\"interaction_id\":\"n10-i1\",\"kind\":\"support_ticket\",\"channel\":\"phone\","
+             "\"kpi\":{\"first_response_s\":60}}",
+             (long long)(now - MIN));
+    produce(&e, e.cfg->topics.interactions, NULL, buf);
+    flush_all(&e);
+    wait_counted(&e, 2, 60000);
+    end = sb_mono_ms() + 20000;
+    while (stat_get(&e, "kpi_events") < 1 && sb_mono_ms() < end) sleep_ms(100);
+    ck_assert_int_eq(stat_get(&e, "kpi_events"), 1);
+    wait_update_count(&e, &o, "frt|24h|channel|phone", 1, 20000);
+    upds_free(&o);
+    sleep_ms(2500); /* later rounds, and two periodic republishes */
+    read_metrics(&e, &o);
+    const sb_metric_update_t *u = find(&o, "csat|24h|all|all"); /* 5 and 3 on 1..5 */
+    ck_assert_int_eq(u->v.count, 2);
+    ck_assert_double_eq(u->v.score, 50.0);
+    u = find(&o, "frt|1h|channel|phone");
+    ck_assert_int_eq(u->v.count, 1);
+    ck_assert_double_eq(u->v.score, 60.0);
+    /* no NPS or CES anywhere, no CSAT for phone, no FRT for email: count 0, score null */
+    static const char *const empty[] = {
+        "nps|24h|all|all", "nps|1h|all|all", "ces|24h|all|all", "ces|1h|all|all",
+        "csat|24h|channel|phone", "csat|1h|channel|phone", "nps|24h|channel|phone",
+        "nps|24h|channel|email", "frt|24h|channel|email", "fcr|1h|channel|email",
+        "response_rate|24h|channel|phone"};
+    size_t n_empty = sizeof empty / sizeof *empty;
+    for (size_t i = 0; i < n_empty; i++) expect_empty(&o, empty[i]);
+    upds_free(&o);
+    /* each sent once; the values again and again */
+    texts_t all;
+    read_texts(&e, e.cfg->topics.metrics, &all);
+    for (size_t i = 0; i < n_empty; i++)
+        ck_assert_msg(times_sent(&all, empty[i]) == 1, "%s sent %d times", empty[i],
+                      times_sent(&all, empty[i]));
+    ck_assert_int_ge(times_sent(&all, "csat|24h|all|all"), 3); /* empty, 2, republished */
+    ck_assert_int_ge(times_sent(&all, "frt|24h|channel|phone"), 2);
+    texts_free(&all);
+
+    /* a dashboard subscribing now gets them from the retained topics */
+    retained_t r;
+    memset(&r, 0, sizeof r);
+    pthread_mutex_init(&r.mu, NULL);
+    char f[2][96], err[256];
+    snprintf(f[0], sizeof f[0], "%s/metrics/nps/24h/all/all", e.name);
+    snprintf(f[1], sizeof f[1], "%s/metrics/csat/24h/channel/phone", e.name);
+    const char *subs[] = {f[0], f[1]};
+    sb_mqtt_t *m = sb_mqtt_new(e.cfg, "n10-dashboard", subs, 2, on_retained, &r, err, sizeof err);
+    ck_assert_msg(m != NULL, "%s", err);
+    ck_assert_int_eq(sb_mqtt_wait_up(m, 10000), 0);
+    end = sb_mono_ms() + 10000;
+    for (;;) {
+        pthread_mutex_lock(&r.mu);
+        size_t n = r.u.n;
+        pthread_mutex_unlock(&r.mu);
+        if (n >= 2 || sb_mono_ms() > end) break;
+        sleep_ms(50);
+    }
+    sb_mqtt_free(m);
+    ck_assert_int_eq(r.u.bad, 0);
+    expect_empty(&r.u, f[0]);
+    expect_empty(&r.u, f[1]);
+    upds_free(&r.u);
+    pthread_mutex_destroy(&r.mu);
+
+    /* P"shown" keeps '1' only for what was sent with a value: never NPS or CES here */
+    redisReply *x = sb_store_cmd(e.st, "HGETALL n10:shown");
+    ck_assert_ptr_nonnull(x);
+    ck_assert_int_eq(x->type, REDIS_REPLY_ARRAY);
+    ck_assert_int_ge(x->elements, 2);
+    bool csat_shown = false;
+    for (size_t i = 0; i + 1 < x->elements; i += 2) {
+        const char *fl = x->element[i + 1]->str;
+        ck_assert_int_eq(strlen(fl), SB_METRIC__N);
+        ck_assert_msg(fl[SB_METRIC_NPS] == '0' && fl[SB_METRIC_CES] == '0', "%s: %s",
+                      x->element[i]->str, fl);
+        csat_shown |= fl[SB_METRIC_CSAT] == '1';
+    }
+    freeReplyObject(x);
+    ck_assert(csat_shown);
+    agg_stop(&e, 0);
+    env_close(&e);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("aggregator");
@@ -1217,6 +1376,7 @@ static Suite *suite(void)
     tcase_add_test(tc, mqtt_inputs);
     tcase_add_test(tc, failed_metric_delivery_resent);
     tcase_add_test(tc, dlq_replay);
+    tcase_add_test(tc, empty_metrics_published);
     tcase_add_test(tc, oracle_single);
     tcase_add_test(tc, oracle_kill9);
     tcase_add_test(tc, oracle_redis_restart);
