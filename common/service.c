@@ -67,8 +67,12 @@ int sb_service_init(sb_service_t *svc, const char *name, int argc, char **argv)
     sb_problems_t probs = {0};
     svc->cfg = sb_config_load(path, sets, n_sets, &probs);
     free(sets);
-    for (size_t i = 0; i < probs.n; i++)
-        fprintf(stderr, "surveybus-%s: %s: %s\n", name, path, probs.msg[i]);
+    /* SPEC §1: one line, the first problem; check-config lists them all */
+    if (probs.n == 1)
+        fprintf(stderr, "surveybus-%s: %s: %s\n", name, path, probs.msg[0]);
+    else if (probs.n > 1)
+        fprintf(stderr, "surveybus-%s: %s: %s (and %zu more; run surveybusctl check-config)\n",
+                name, path, probs.msg[0], probs.n - 1);
     sb_problems_clear(&probs);
     if (!svc->cfg) return -1;
     sb_log_init(name, svc->cfg->log_level);

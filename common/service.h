@@ -28,7 +28,8 @@ typedef struct sb_service {
 
 /* Parses the command line, loads the configuration and installs signal handlers. Returns 0
  * to run, 1 when the process should exit 0 (help or version printed), -1 when it should exit
- * 1 (a one-line reason, or every config problem, printed on stderr). */
+ * 1 (a one-line reason printed on stderr: for a bad config, the first problem and how many
+ * more there are). */
 int sb_service_init(sb_service_t *svc, const char *name, int argc, char **argv);
 void sb_service_fini(sb_service_t *svc);
 

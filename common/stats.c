@@ -202,9 +202,10 @@ bool sb_stats_is_alert(sb_kind_t kind, int score, const sb_scale_t *scale, int n
 const char *sb_stats_alert_type(sb_kind_t kind)
 {
     switch (kind) {
-    case SB_KIND_NPS: return "detractor";
-    case SB_KIND_CSAT: return "dissatisfied";
-    case SB_KIND_CES: return "hard_effort";
+    case SB_KIND_NPS:
+    case SB_KIND_CSAT:
+    case SB_KIND_CES:
+        return "detractor";
     default: return NULL;
     }
 }

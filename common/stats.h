@@ -105,8 +105,8 @@ int sb_stats_kpi(const int64_t *keys, const uint64_t *counts, size_t n, double s
 bool sb_stats_is_alert(sb_kind_t kind, int score, const sb_scale_t *scale, int nps_max,
                        int csat_max, int ces_hard_min, int ces_hard_max);
 
-/* The alert type of a kind: "detractor" (NPS), "dissatisfied" (CSAT), "hard_effort" (CES);
- * NULL for an unknown kind. Static string. */
+/* The alert type of a kind: "detractor" for every kind (SPEC §4; the alert's "kind" tells
+ * NPS, CSAT and CES apart); NULL for an unknown kind. Static string. */
 const char *sb_stats_alert_type(sb_kind_t kind);
 
 /* ---- publication ---- */

@@ -36,8 +36,9 @@ typedef struct ctl_cmd {
     ctl_cmd_fn run;
 } ctl_cmd_t;
 
-/* Loads the configuration named by the global options. On failure prints every problem as
- * "FILE: problem" on stderr and returns NULL. Caller frees. */
+/* Loads the configuration named by the global options. On failure prints one line on stderr,
+ * "FILE: problem" for the first problem and how many more there are, and returns NULL.
+ * Caller frees. */
 sb_config_t *ctl_load_config(const ctl_t *ctl);
 
 /* Loads the configuration and connects to Redis, waiting at most a few seconds. Returns 0 or

@@ -2,7 +2,8 @@
  * fixed (a survey record restored, a mapping corrected). It reads the dead-letter topic in
  * its own consumer group, so each dead letter is replayed once; a message that fails again
  * becomes a new dead letter. Kafka sources go back to their topic, MQTT sources to their
- * topic (QoS 1). Payloads cut to 4 KiB in the envelope cannot be replayed and are skipped. */
+ * topic (QoS 1). Payloads cut to 4 KiB in the envelope cannot be replayed and are skipped.
+ * With --json the outcome is one JSON object on stdout (see print_json). */
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -42,6 +43,45 @@ static void bump(tally_line_t *t, size_t *n, size_t cap, const char *code)
     }
 }
 
+/* The --json outcome, one line: {"dry_run":B,"reason":CODE|null,"total":N,
+ * "replayed"|"would_replay":{CODE:N,...},"skipped":{WHY:N,...}}, plus for a dry run
+ * "messages":[{"source","to","reason"},...] (the text form's "would replay" lines). Takes
+ * ownership of msgs (may be NULL). */
+static void print_json(const replay_opts_t *o, long total, const tally_line_t *done, size_t n_done,
+                       const tally_line_t *skipped, size_t n_skipped, json_t *msgs)
+{
+    json_t *res = json_object(), *d = json_object(), *sk = json_object();
+    for (size_t i = 0; i < n_done; i++)
+        json_object_set_new(d, done[i].code, json_integer(done[i].n));
+    for (size_t i = 0; i < n_skipped; i++)
+        json_object_set_new(sk, skipped[i].code, json_integer(skipped[i].n));
+    json_object_set_new(res, "dry_run", json_boolean(o->dry_run));
+    json_object_set_new(res, "reason", o->reason ? json_string(o->reason) : json_null());
+    json_object_set_new(res, "total", json_integer(total));
+    json_object_set_new(res, o->dry_run ? "would_replay" : "replayed", d);
+    json_object_set_new(res, "skipped", sk);
+    if (msgs) json_object_set_new(res, "messages", msgs);
+    char *txt = json_dumps(res, JSON_COMPACT);
+    if (!txt) abort();
+    printf("%s\n", txt);
+    free(txt);
+    json_decref(res);
+}
+
+/* A dry run's "would replay" of one message: a line, or with --json an entry of msgs. */
+static void would_replay(json_t *msgs, const char *source, const char *transport, const char *topic,
+                         const char *code)
+{
+    if (!msgs) {
+        printf("would replay %s -> %s %s (%s)\n", source, transport, topic, code);
+        return;
+    }
+    char to[600];
+    snprintf(to, sizeof to, "%s:%s", transport, topic);
+    json_array_append_new(msgs,
+                          json_pack("{s:s,s:s,s:s}", "source", source, "to", to, "reason", code));
+}
+
 static void delivered(void *opaque, void *msg_opaque, int ok, const char *errstr)
 {
     (void)opaque;
@@ -60,6 +100,7 @@ static int replay(ctl_t *ctl, const replay_opts_t *o)
     tally_line_t done[64], skipped[64];
     size_t n_done = 0, n_skipped = 0;
     long total = 0;
+    json_t *planned = ctl->json && o->dry_run ? json_array() : NULL; /* --json --dry-run */
     if (!cfg->kafka.brokers || !*cfg->kafka.brokers) {
         fprintf(stderr, "surveybusctl: dlq replay needs Kafka (the dead letters are there)\n");
         goto out;
@@ -133,7 +174,7 @@ static int replay(ctl_t *ctl, const replay_opts_t *o)
                 }
                 char *topic = strndup(t, (size_t)(slash - t));
                 if (o->dry_run) {
-                    printf("would replay %s -> kafka %s (%s)\n", source, topic, code);
+                    would_replay(planned, source, "kafka", topic, code);
                     free(topic);
                 } else {
                     out[k++] = (sb_outmsg_t){topic, NULL, 0, json_string_value(pl),
@@ -141,7 +182,7 @@ static int replay(ctl_t *ctl, const replay_opts_t *o)
                 }
             } else if (!strncmp(source, "mqtt:", 5)) {
                 if (o->dry_run) {
-                    printf("would replay %s -> mqtt %s (%s)\n", source, source + 5, code);
+                    would_replay(planned, source, "mqtt", source + 5, code);
                 } else {
                     if (!m && cfg->mqtt.url && *cfg->mqtt.url) {
                         m = sb_mqtt_new(cfg, "surveybus-dlq-replay", NULL, 0, NULL, NULL, err, sizeof err);
@@ -189,13 +230,20 @@ static int replay(ctl_t *ctl, const replay_opts_t *o)
         if ((o->limit && total >= o->limit) || caught_up) break;
     }
     if (!o->dry_run) sb_kafka_commit(c);
-    for (size_t i = 0; i < n_done; i++)
-        printf("%s %ld %s\n", o->dry_run ? "would replay" : "replayed", done[i].n, done[i].code);
-    for (size_t i = 0; i < n_skipped; i++)
-        printf("skipped %ld %s\n", skipped[i].n, skipped[i].code);
-    if (!n_done && !n_skipped) printf("no dead letters to replay\n");
+    if (ctl->json) {
+        print_json(o, total, done, n_done, skipped, n_skipped, planned);
+        planned = NULL;
+    } else {
+        for (size_t i = 0; i < n_done; i++)
+            printf("%s %ld %s\n", o->dry_run ? "would replay" : "replayed", done[i].n,
+                   done[i].code);
+        for (size_t i = 0; i < n_skipped; i++)
+            printf("skipped %ld %s\n", skipped[i].n, skipped[i].code);
+        if (!n_done && !n_skipped) printf("no dead letters to replay\n");
+    }
     rc = 0;
 out:
+    json_decref(planned);
     if (c) sb_kafka_consumer_close(c);
     if (p) {
         sb_kafka_producer_flush(p, 5000);

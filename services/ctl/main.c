@@ -54,13 +54,17 @@ static void usage(FILE *out)
 }
 
 /* Loads the configuration named by the global options for a command that needs one. On
- * failure prints every problem as "FILE: problem" on stderr and returns NULL. Caller frees. */
+ * failure prints one line on stderr, "FILE: problem" for the first problem and how many more
+ * there are (check-config lists them all), and returns NULL. Caller frees. */
 sb_config_t *ctl_load_config(const ctl_t *ctl)
 {
     sb_problems_t probs = {0};
     sb_config_t *cfg = sb_config_load(ctl->config_path, ctl->sets, ctl->n_sets, &probs);
-    for (size_t i = 0; i < probs.n; i++)
-        fprintf(stderr, "surveybusctl: %s: %s\n", ctl->config_path, probs.msg[i]);
+    if (probs.n == 1)
+        fprintf(stderr, "surveybusctl: %s: %s\n", ctl->config_path, probs.msg[0]);
+    else if (probs.n > 1)
+        fprintf(stderr, "surveybusctl: %s: %s (and %zu more; run surveybusctl check-config)\n",
+                ctl->config_path, probs.msg[0], probs.n - 1);
     sb_problems_clear(&probs);
     /* a command-line tool: only warnings and errors unless debug is asked for */
     if (cfg) sb_log_set_level(cfg->log_level > SB_LOG_WARN ? cfg->log_level : cfg->log_level == SB_LOG_DEBUG ? SB_LOG_DEBUG : SB_LOG_WARN);

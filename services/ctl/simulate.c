@@ -3,8 +3,10 @@
  * visits on MQTT) with agents, teams, regions, products and service KPIs, and plays the
  * customers: it reads the survey requests the dispatcher publishes and answers a share of them
  * after a short delay, with scores that depend on how good the agent is and how long the
- * customer waited, so that the dashboards show differences worth looking at. */
+ * customer waited, so that the dashboards show differences worth looking at. Progress goes
+ * to stderr; with --json, a summary of the run is one JSON object on stdout at the end. */
 #include <getopt.h>
+#include <jansson.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -263,6 +265,24 @@ static void send_event(sim_t *s, uint64_t seq)
     }
 }
 
+/* The --json summary, one line: what was sent and seen, as the progress lines report it, and
+ * what was left when the run ended. */
+static void print_json(const sim_t *s, double rate, double respond, int64_t elapsed_ms)
+{
+    json_t *o =
+        json_pack("{s:f,s:f,s:f,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "rate", rate, "respond", respond,
+                  "duration_s", (double)elapsed_ms / 1000.0, "events", (json_int_t)s->events,
+                  "visits", (json_int_t)s->visits, "garbage", (json_int_t)s->garbage,
+                  "requests_seen", (json_int_t)s->requests, "answers_sent", (json_int_t)s->answers,
+                  "repeats", (json_int_t)s->duplicates, "not_answered", (json_int_t)s->skipped,
+                  "answers_pending", (json_int_t)s->n_pending);
+    char *txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    if (!txt) abort();
+    printf("%s\n", txt);
+    free(txt);
+    json_decref(o);
+}
+
 int ctl_cmd_simulate(ctl_t *ctl, int argc, char **argv)
 {
     static const struct option lopts[] = {{"rate", required_argument, NULL, 'r'},
@@ -292,6 +312,7 @@ int ctl_cmd_simulate(ctl_t *ctl, int argc, char **argv)
     pthread_mutex_init(&s->mu, NULL);
     char err[512];
     int rc = 1;
+    int64_t elapsed_ms = 0;
     sb_kafka_consumer_t *cons = NULL;
     bool kafka = cfg->kafka.brokers && *cfg->kafka.brokers;
     if (kafka) {
@@ -355,6 +376,7 @@ int ctl_cmd_simulate(ctl_t *ctl, int argc, char **argv)
             next_report += 5000;
         }
     }
+    elapsed_ms = sb_mono_ms() - t0;
     rc = 0;
 out:
     if (cons) {
@@ -367,6 +389,8 @@ out:
     }
     if (s->mqtt) sb_mqtt_wait_published(s->mqtt, 2000);
     sb_mqtt_free(s->mqtt);
+    /* after the MQTT thread is gone: the counters are final */
+    if (rc == 0 && ctl->json) print_json(s, rate, respond, elapsed_ms);
     pthread_mutex_destroy(&s->mu);
     free(pending);
     free(s);

@@ -40,7 +40,8 @@ static sb_h_t h;
 static const char TOPICS[] = "x.resp,x.req,x.in,x.met,x.alert,x.dlq,o1.resp,o1.met,o2.resp,o2.met,"
                              "o3.resp,o3.met,o4.resp,o4.met,r5.resp,r5.met,b6.resp,b6.met,"
                              "b6.alert,b6.dlq,k7.resp,k7.req,k7.in,k7.met,m8.resp,m8.met,"
-                             "d9.resp,d9.met,d9.alert,d9.dlq,n10.resp,n10.in,n10.met";
+                             "d9.resp,d9.met,d9.alert,d9.dlq,n10.resp,n10.in,n10.met,"
+                             "s10.resp,s10.req,s10.in";
 
 static void setup(void)
 {
@@ -1154,7 +1155,8 @@ END_TEST
 /* A response that arrived before its survey record (e.g. Redis restored from an older
  * backup) is dead-lettered as unknown_survey; once the record is back, `surveybusctl dlq
  * replay --reason unknown_survey` sends it to the responses topic again and it counts. A
- * dry run changes nothing; a second replay finds nothing new. */
+ * dry run changes nothing; a second replay finds nothing new. With --json each run prints
+ * one object with the same counts. */
 START_TEST(dlq_replay)
 {
     env_t e;
@@ -1191,14 +1193,61 @@ START_TEST(dlq_replay)
     ck_assert_int_eq(sb_h_run(cmd, &out), 0);
     ck_assert_msg(strstr(out, "would replay 1 unknown_survey"), "%s", out);
     free(out);
+    /* the same dry run, --json: one object on stdout, the message it would send */
+    char src[200];
+    snprintf(src, sizeof src, "kafka:%s/", e.cfg->topics.responses);
+    snprintf(cmd, sizeof cmd, "%s -c %s --json dlq replay --reason unknown_survey --dry-run",
+             sb_h_bin("surveybusctl"), e.path);
+    ck_assert_int_eq(sb_h_run(cmd, &out), 0);
+    json_error_t je;
+    json_t *j = json_loads(out, 0, &je);
+    ck_assert_msg(json_is_object(j), "%s: %s", je.text, out);
+    ck_assert(json_is_true(json_object_get(j, "dry_run")));
+    ck_assert_str_eq(json_string_value(json_object_get(j, "reason")), "unknown_survey");
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "total")), 1);
+    ck_assert_int_eq(
+        json_integer_value(json_object_get(json_object_get(j, "would_replay"), "unknown_survey")),
+        1);
+    ck_assert_uint_eq(json_object_size(json_object_get(j, "would_replay")), 1);
+    ck_assert_uint_eq(json_object_size(json_object_get(j, "skipped")), 0);
+    ck_assert_ptr_null(json_object_get(j, "replayed"));
+    json_t *m0 = json_array_get(json_object_get(j, "messages"), 0);
+    ck_assert_uint_eq(json_array_size(json_object_get(j, "messages")), 1);
+    ck_assert_msg(!strncmp(json_string_value(json_object_get(m0, "source")), src, strlen(src)),
+                  "%s", out);
+    char to[200];
+    snprintf(to, sizeof to, "kafka:%s", e.cfg->topics.responses);
+    ck_assert_str_eq(json_string_value(json_object_get(m0, "to")), to);
+    ck_assert_str_eq(json_string_value(json_object_get(m0, "reason")), "unknown_survey");
+    json_decref(j);
+    free(out);
+    /* the replay itself, --json */
+    snprintf(cmd, sizeof cmd, "%s -c %s --json dlq replay --reason unknown_survey",
+             sb_h_bin("surveybusctl"), e.path);
+    ck_assert_int_eq(sb_h_run(cmd, &out), 0);
+    j = json_loads(out, 0, &je);
+    ck_assert_msg(json_is_object(j), "%s: %s", je.text, out);
+    ck_assert(json_is_false(json_object_get(j, "dry_run")));
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "total")), 1);
+    ck_assert_int_eq(
+        json_integer_value(json_object_get(json_object_get(j, "replayed"), "unknown_survey")), 1);
+    ck_assert_uint_eq(json_object_size(json_object_get(j, "replayed")), 1);
+    ck_assert_uint_eq(json_object_size(json_object_get(j, "skipped")), 0);
+    ck_assert_ptr_null(json_object_get(j, "messages"));
+    json_decref(j);
+    free(out);
+    wait_counted(&e, 2, 60000);
+    /* nothing new: the text says so, --json gives empty counts */
     snprintf(cmd, sizeof cmd, "%s -c %s dlq replay --reason unknown_survey 2>&1",
              sb_h_bin("surveybusctl"), e.path);
     ck_assert_int_eq(sb_h_run(cmd, &out), 0);
-    ck_assert_msg(strstr(out, "replayed 1 unknown_survey"), "%s", out);
-    free(out);
-    wait_counted(&e, 2, 60000);
-    ck_assert_int_eq(sb_h_run(cmd, &out), 0);
     ck_assert_msg(strstr(out, "no dead letters to replay"), "%s", out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s -c %s --json dlq replay --reason unknown_survey",
+             sb_h_bin("surveybusctl"), e.path);
+    ck_assert_int_eq(sb_h_run(cmd, &out), 0);
+    ck_assert_str_eq(out, "{\"dry_run\":false,\"reason\":\"unknown_survey\",\"total\":0,"
+                          "\"replayed\":{},\"skipped\":{}}\n");
     free(out);
     upds_t o;
     read_metrics(&e, &o);
@@ -1363,6 +1412,50 @@ START_TEST(empty_metrics_published)
 }
 END_TEST
 
+/* ================================================================ 11. simulate --json */
+
+/* `surveybusctl --json simulate` prints one object on stdout when it stops: what it sent, as
+ * its progress lines on stderr report it. Its events are on the interactions topic. Its own
+ * topics: nothing else reads what it writes. */
+START_TEST(simulate_json)
+{
+    env_t e;
+    env_open(&e, "s10", "111000", NULL);
+    char cmd[1200], *out = NULL;
+    snprintf(cmd, sizeof cmd,
+             "%s -c %s --set mqtt.url='' --json simulate --rate 20 --duration 2s --respond 1 "
+             "2>/dev/null",
+             sb_h_bin("surveybusctl"), e.path);
+    ck_assert_int_eq(sb_h_run(cmd, &out), 0);
+    json_error_t je;
+    json_t *j = json_loads(out, 0, &je); /* one object, nothing after it */
+    ck_assert_msg(json_is_object(j), "%s: %s", je.text, out);
+    long long events = json_integer_value(json_object_get(j, "events"));
+    long long garbage = json_integer_value(json_object_get(j, "garbage"));
+    /* 20 events/s for 2 s, a few fewer when the last one was not yet due */
+    ck_assert_msg(events >= 30 && events <= 40, "%s", out);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "visits")), 0); /* no MQTT */
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "requests_seen")),
+                     0); /* no dispatcher */
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "answers_sent")), 0);
+    ck_assert(json_is_integer(json_object_get(j, "repeats")));
+    ck_assert(json_is_integer(json_object_get(j, "not_answered")));
+    ck_assert(json_is_integer(json_object_get(j, "answers_pending")));
+    ck_assert_double_eq(json_real_value(json_object_get(j, "rate")), 20.0);
+    ck_assert_double_eq(json_real_value(json_object_get(j, "respond")), 1.0);
+    ck_assert(json_real_value(json_object_get(j, "duration_s")) >= 2.0);
+    json_decref(j);
+    free(out);
+    /* what it counted is on the topic: its events and half its garbage (the other half went
+     * to the responses topic) */
+    texts_t in;
+    read_texts(&e, e.cfg->topics.interactions, &in);
+    ck_assert_uint_eq(in.n, (size_t)(events + garbage / 2));
+    texts_free(&in);
+    env_close(&e);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("aggregator");
@@ -1381,6 +1474,7 @@ static Suite *suite(void)
     tcase_add_test(tc, oracle_kill9);
     tcase_add_test(tc, oracle_redis_restart);
     tcase_add_test(tc, oracle_two_instances);
+    tcase_add_test(tc, simulate_json);
     suite_add_tcase(s, tc);
     return s;
 }

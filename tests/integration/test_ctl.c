@@ -190,6 +190,29 @@ START_TEST(check_config_exit_codes)
     ck_assert_int_eq(sb_h_run(cmd, &out), 1);
     ck_assert_msg(strstr(out, "journeys[0].delay") && strstr(out, "publish.interval_ms"), "%s", out);
     free(out);
+    /* a service, or another command, says why in one line (SPEC §1): the first problem and
+     * how many more check-config lists */
+    static const char *const bin[] = {"surveybus-dispatcher", "surveybusctl"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof cmd,
+                 "%s -c %s --set journeys[0].delay=5x --set "
+                 "publish.interval_ms=oops%s 2>&1",
+                 sb_h_bin(bin[i]), cfg_path, i ? " stats" : "");
+        ck_assert_int_eq(sb_h_run(cmd, &out), 1);
+        const char *nl = strchr(out, '\n');
+        ck_assert_msg(nl && nl[1] == '\0', "%s: not one line:\n%s", bin[i], out);
+        ck_assert_msg(strstr(out, "journeys[0].delay") && !strstr(out, "publish.interval_ms") &&
+                          strstr(out, " (and 1 more; run surveybusctl check-config)\n"),
+                      "%s: %s", bin[i], out);
+        free(out);
+    }
+    snprintf(cmd, sizeof cmd, "%s -c %s --set publish.interval_ms=oops 2>&1",
+             sb_h_bin("surveybus-aggregator"), cfg_path);
+    ck_assert_int_eq(sb_h_run(cmd, &out), 1);
+    ck_assert_msg(strstr(out, "publish.interval_ms") && !strstr(out, "more;") &&
+                      strchr(out, '\n') == out + strlen(out) - 1,
+                  "%s", out);
+    free(out);
     /* unreachable Redis: a clear failure, not a hang */
     snprintf(cmd, sizeof cmd, "%s -c %s --set redis.url=redis://127.0.0.1:1/0 stats 2>&1",
              sb_h_bin("surveybusctl"), cfg_path);

@@ -453,8 +453,8 @@ START_TEST(alerts)
     ck_assert(!sb_stats_is_alert(SB_KIND__N, 0, &nps, 6, 3, 6, 2));
 
     ck_assert_str_eq(sb_stats_alert_type(SB_KIND_NPS), "detractor");
-    ck_assert_str_eq(sb_stats_alert_type(SB_KIND_CSAT), "dissatisfied");
-    ck_assert_str_eq(sb_stats_alert_type(SB_KIND_CES), "hard_effort");
+    ck_assert_str_eq(sb_stats_alert_type(SB_KIND_CSAT), "detractor");
+    ck_assert_str_eq(sb_stats_alert_type(SB_KIND_CES), "detractor");
     ck_assert_ptr_null(sb_stats_alert_type(SB_KIND__N));
 }
 END_TEST
