@@ -30,6 +30,14 @@ static void usage(FILE *out, const char *name)
             name, name, SB_DEFAULT_CONFIG);
 }
 
+void sb_service_problems(const sb_problems_t *p, const char *prog, const char *file)
+{
+    if (p->n == 0) return;
+    fprintf(stderr, "%s: %s: %s", prog, file, p->msg[0]);
+    if (p->n > 1) fprintf(stderr, " (and %zu more; run surveybusctl check-config)", p->n - 1);
+    fputc('\n', stderr);
+}
+
 int sb_service_init(sb_service_t *svc, const char *name, int argc, char **argv)
 {
     memset(svc, 0, sizeof *svc);
@@ -67,12 +75,9 @@ int sb_service_init(sb_service_t *svc, const char *name, int argc, char **argv)
     sb_problems_t probs = {0};
     svc->cfg = sb_config_load(path, sets, n_sets, &probs);
     free(sets);
-    /* SPEC §1: one line, the first problem; check-config lists them all */
-    if (probs.n == 1)
-        fprintf(stderr, "surveybus-%s: %s: %s\n", name, path, probs.msg[0]);
-    else if (probs.n > 1)
-        fprintf(stderr, "surveybus-%s: %s: %s (and %zu more; run surveybusctl check-config)\n",
-                name, path, probs.msg[0], probs.n - 1);
+    char prog[80];
+    snprintf(prog, sizeof prog, "surveybus-%s", name);
+    sb_service_problems(&probs, prog, path);
     sb_problems_clear(&probs);
     if (!svc->cfg) return -1;
     sb_log_init(name, svc->cfg->log_level);

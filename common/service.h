@@ -31,6 +31,10 @@ typedef struct sb_service {
  * 1 (a one-line reason printed on stderr: for a bad config, the first problem and how many
  * more there are). */
 int sb_service_init(sb_service_t *svc, const char *name, int argc, char **argv);
+
+/* Reports config problems on stderr in one line (SPEC §1): "prog: file: first problem",
+ * and how many more there are. Nothing when p is empty. */
+void sb_service_problems(const sb_problems_t *p, const char *prog, const char *file);
 void sb_service_fini(sb_service_t *svc);
 
 /* Sleeps up to ms, returning early when a stop signal arrives. */

@@ -41,6 +41,11 @@ typedef struct ctl_cmd {
  * Caller frees. */
 sb_config_t *ctl_load_config(const ctl_t *ctl);
 
+/* Prints o as one line of compact JSON (plus flags, e.g. JSON_SORT_KEYS) on stdout and
+ * releases it (takes ownership; NULL prints nothing). */
+struct json_t;
+void ctl_print_json(struct json_t *o, size_t flags);
+
 /* Loads the configuration and connects to Redis, waiting at most a few seconds. Returns 0 or
  * prints the reason and returns -1. */
 int ctl_open_store(const ctl_t *ctl, sb_config_t **cfg, sb_store_t **store);

@@ -61,11 +61,7 @@ static void print_json(const replay_opts_t *o, long total, const tally_line_t *d
     json_object_set_new(res, o->dry_run ? "would_replay" : "replayed", d);
     json_object_set_new(res, "skipped", sk);
     if (msgs) json_object_set_new(res, "messages", msgs);
-    char *txt = json_dumps(res, JSON_COMPACT);
-    if (!txt) abort();
-    printf("%s\n", txt);
-    free(txt);
-    json_decref(res);
+    ctl_print_json(res, 0);
 }
 
 /* A dry run's "would replay" of one message: a line, or with --json an entry of msgs. */

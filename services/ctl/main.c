@@ -2,6 +2,7 @@
  * here; each subcommand is one function in the table below, called with its own arguments. */
 #include "ctl.h"
 #include "log.h"
+#include "service.h"
 #include "util.h"
 
 #include <jansson.h>
@@ -53,6 +54,14 @@ static void usage(FILE *out)
     }
 }
 
+void ctl_print_json(json_t *o, size_t flags)
+{
+    char *s = o ? json_dumps(o, JSON_COMPACT | flags) : NULL;
+    if (s) printf("%s\n", s);
+    free(s);
+    json_decref(o);
+}
+
 /* Loads the configuration named by the global options for a command that needs one. On
  * failure prints one line on stderr, "FILE: problem" for the first problem and how many more
  * there are (check-config lists them all), and returns NULL. Caller frees. */
@@ -60,11 +69,7 @@ sb_config_t *ctl_load_config(const ctl_t *ctl)
 {
     sb_problems_t probs = {0};
     sb_config_t *cfg = sb_config_load(ctl->config_path, ctl->sets, ctl->n_sets, &probs);
-    if (probs.n == 1)
-        fprintf(stderr, "surveybusctl: %s: %s\n", ctl->config_path, probs.msg[0]);
-    else if (probs.n > 1)
-        fprintf(stderr, "surveybusctl: %s: %s (and %zu more; run surveybusctl check-config)\n",
-                ctl->config_path, probs.msg[0], probs.n - 1);
+    sb_service_problems(&probs, "surveybusctl", ctl->config_path);
     sb_problems_clear(&probs);
     /* a command-line tool: only warnings and errors unless debug is asked for */
     if (cfg) sb_log_set_level(cfg->log_level > SB_LOG_WARN ? cfg->log_level : cfg->log_level == SB_LOG_DEBUG ? SB_LOG_DEBUG : SB_LOG_WARN);
@@ -95,10 +100,7 @@ static int cmd_check_config(ctl_t *ctl, int argc, char **argv)
             json_object_set_new(out, "kafka", json_boolean(kafka));
             json_object_set_new(out, "mqtt", json_boolean(mqtt));
         }
-        char *s = out ? json_dumps(out, JSON_COMPACT) : NULL;
-        if (s) printf("%s\n", s);
-        free(s);
-        json_decref(out);
+        ctl_print_json(out, 0);
     } else if (cfg) {
         printf("config OK: %zu journeys, kafka %s, mqtt %s\n", cfg->n_journeys,
                kafka ? "on" : "off", mqtt ? "on" : "off");

@@ -276,11 +276,7 @@ static void print_json(const sim_t *s, double rate, double respond, int64_t elap
                   "requests_seen", (json_int_t)s->requests, "answers_sent", (json_int_t)s->answers,
                   "repeats", (json_int_t)s->duplicates, "not_answered", (json_int_t)s->skipped,
                   "answers_pending", (json_int_t)s->n_pending);
-    char *txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    if (!txt) abort();
-    printf("%s\n", txt);
-    free(txt);
-    json_decref(o);
+    ctl_print_json(o, 0);
 }
 
 int ctl_cmd_simulate(ctl_t *ctl, int argc, char **argv)

@@ -94,9 +94,7 @@ int ctl_cmd_stats(ctl_t *ctl, int argc, char **argv)
     sb_sched_free(sched);
     if (rc) fprintf(stderr, "surveybusctl: reading counters failed: %s\n", store->errstr);
     if (ctl->json) {
-        char *txt = json_dumps(out, JSON_COMPACT | JSON_SORT_KEYS);
-        if (txt) printf("%s\n", txt);
-        free(txt);
+        ctl_print_json(json_incref(out), JSON_SORT_KEYS);
     } else {
         print_tree("", out);
     }

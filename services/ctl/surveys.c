@@ -42,14 +42,6 @@ static json_t *record_json(const char *id, const sb_record_t *r)
     return o;
 }
 
-static void print_json(json_t *o)
-{
-    char *s = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII * 0);
-    if (s) printf("%s\n", s);
-    free(s);
-    json_decref(o);
-}
-
 static int pending(ctl_t *ctl, sb_sched_t *sched, int argc, char **argv)
 {
     const char *customer = NULL;
@@ -89,7 +81,7 @@ static int pending(ctl_t *ctl, sb_sched_t *sched, int argc, char **argv)
                recs[i].channel, due);
     }
     if (list)
-        print_json(list);
+        ctl_print_json(list, 0);
     else
         printf("%d pending%s\n", n, n == limit ? " (limit reached: --limit N for more)" : "");
     free(recs);
@@ -118,7 +110,7 @@ int ctl_cmd_surveys(ctl_t *ctl, int argc, char **argv)
         if (found == 1) {
             json_t *o = record_json(argv[2], &r);
             if (ctl->json) {
-                print_json(o);
+                ctl_print_json(o, 0);
             } else {
                 const char *key;
                 json_t *v;
@@ -143,7 +135,7 @@ int ctl_cmd_surveys(ctl_t *ctl, int argc, char **argv)
     } else {
         int c = sb_sched_cancel_id(sched, argv[2], sb_now_ms());
         if (ctl->json)
-            print_json(json_pack("{s:s,s:b}", "survey_id", argv[2], "cancelled", c == 1));
+            ctl_print_json(json_pack("{s:s,s:b}", "survey_id", argv[2], "cancelled", c == 1), 0);
         else if (c == 1)
             printf("cancelled %s\n", argv[2]);
         else
