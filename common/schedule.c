@@ -49,8 +49,9 @@
     "  redis.call('PEXPIREAT', key, keep(exp))\n"                                               \
     "  fresh[key] = st\n"                                                                       \
     "end\n"                                                                                     \
+    "-- The reason is the record's last field: it replaces what was there.\n"                    \
     "local function setstate(key, v, st, reason, exp)\n"                                        \
-    "  local nv = st .. string.sub(v, 2) .. (reason or '')\n"                                   \
+    "  local nv = st .. string.match(v, '^.(.*\\31)') .. (reason or '')\n"                       \
     "  redis.call('SET', key, nv, 'PXAT', keep(exp))\n"                                         \
     "  fresh[key] = nv\n"                                                                       \
     "end\n"                                                                                     \
@@ -93,8 +94,9 @@
  * op CANCEL: 'c' id at                   (the journey is read from the record; at '-': by
  *                                        an operator, reason "operator")
  * A cancelled record ends with the reason "reopened@<at>"; an ADD of an event that occurred
- * after that reopen replaces it (a completion after the reopen), any other ADD is a
- * duplicate (a redelivery, a client retry, a second completion). */
+ * after that reopen replaces it (a completion after the reopen) and keeps that reason, any
+ * other ADD is a duplicate (a redelivery, a client retry, a second completion). A reopen at or
+ * before the kept one is a duplicate too: it was delivered again, and cancels nothing. */
 static const char LUA_APPLY[] = LUA_PRELUDE
     "local i = 4\n"
     "local res = {}\n"
@@ -109,7 +111,8 @@ static const char LUA_APPLY[] = LUA_PRELUDE
     "    local new = not old\n"
     "    local t = old and string.sub(old, 1, 1) == 'x' and string.match(old, '\\31reopened@(%d+)$')\n"
     "    if t and tonumber(ARGV[i + 5]) > tonumber(t) then\n"
-    "      new = redis.call('SET', key, ARGV[i + 2])\n"
+    "      -- pending again; the reason field keeps the reopen, which is now behind it\n"
+    "      new = redis.call('SET', key, ARGV[i + 2] .. 'reopened@' .. t)\n"
     "    end\n"
     "    if new then\n"
     "      timers[#timers + 1] = ARGV[i + 3]\n"
@@ -125,7 +128,13 @@ static const char LUA_APPLY[] = LUA_PRELUDE
     "    res[k] = 0\n"
     "    if #timers > 0 then bulk('ZADD', sched, timers) timers = {} end\n"
     "    local v = redis.call('GET', key)\n"
-    "    if v and string.sub(v, 1, 1) == 'p' and redis.call('ZREM', sched, id) == 1 then\n"
+    "    -- a survey scheduled again after a reopen is not cancelled by that reopen, or an\n"
+    "    -- earlier one, delivered again\n"
+    "    local p = v and string.sub(v, 1, 1) == 'p'\n"
+    "    local t = p and ARGV[i + 2] ~= '-' and string.match(v, '\\31reopened@(%d+)$')\n"
+    "    if t and tonumber(ARGV[i + 2]) <= tonumber(t) then\n"
+    "      count('duplicate')\n"
+    "    elseif p and redis.call('ZREM', sched, id) == 1 then\n"
     "      local _, journey = head(v)\n"
     "      local why = ARGV[i + 2] == '-' and 'operator' or 'reopened@' .. ARGV[i + 2]\n"
     "      setstate(key, v, 'x', why, (tail(v)))\n"

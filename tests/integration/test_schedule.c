@@ -412,15 +412,29 @@ START_TEST(cancel_by_interaction)
     ck_assert_int_eq(state_of(ida), SB_REC_PENDING);
     assert_no_ttl(ida);
     ck_assert_int_eq(record_of(ida, &got), 0);
-    ck_assert_str_eq(got.reason, "");
+    ck_assert_str_eq(got.reason, want); /* scheduled again after that reopen */
     ck_assert_int_eq(zscore("sbt:sched", ida), NOW + HOUR);
     ck_assert_int_eq(counter("scheduled|support-csat"), 3);
-    /* once pending again, a further completion is a duplicate; a second reopen cancels it */
+    /* once pending again, a further completion is a duplicate; so is the reopen delivered
+     * again (another partition, a replay), or an older one: the survey stays pending */
+    int64_t dup0 = counter("duplicate");
     ck_assert_int_eq(add_at(&a, NOW - 20 * SEC), 0);
+    ck_assert_int_eq(counter("duplicate"), dup0 + 1);
+    ck_assert_int_eq(cancel_at("t-1", NOW - 60 * SEC), 0);
+    ck_assert_int_eq(cancel_at("t-1", NOW - 90 * SEC), 0);
+    ck_assert_int_eq(state_of(ida), SB_REC_PENDING);
+    ck_assert_int_eq(zscore("sbt:sched", ida), NOW + HOUR);
+    ck_assert_int_eq(counter("duplicate"), dup0 + 3); /* not for t-1's cancelled NPS survey */
+    ck_assert_int_eq(counter("cancelled|support-csat"), 1);
+    /* a second reopen, after it, cancels it; the reason is the new reopen's alone */
     ck_assert_int_eq(cancel_at("t-1", NOW - 10 * SEC), 1);
     ck_assert_int_eq(state_of(ida), SB_REC_CANCELLED);
     ck_assert_int_eq(state_of(idb), SB_REC_CANCELLED);
     ck_assert_int_eq(counter("cancelled|support-csat"), 2);
+    ck_assert_int_eq(record_of(ida, &got), 0);
+    snprintf(want, sizeof want, "reopened@%lld", (long long)(NOW - 10 * SEC));
+    ck_assert_str_eq(got.reason, want);
+    ck_assert_int_eq(zscore("sbt:sched", ida), -1);
 
     /* a fired survey is not cancelled */
     sb_claimed_t *cl = claim_buf(4);
