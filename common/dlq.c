@@ -64,20 +64,18 @@ void sb_dlq_quote(char *out, size_t outlen, const char *s, size_t len)
     sanitize(out, outlen, s, len, QUOTE_MAX);
 }
 
-json_t *sb_dlq_load(const char *buf, size_t len, char *err, size_t errlen)
+/* The checks of outside input before any JSON parser sees it. Returns 0 or -1. */
+static int check_raw(const char *buf, size_t len, char *err, size_t errlen)
 {
-    if (len > SB_MSG_MAX) {
-        sb_fail(err, errlen, "too_large");
-        return NULL;
-    }
-    if (len > 0 && memchr(buf, '\0', len)) {
-        sb_fail(err, errlen, "nul_byte");
-        return NULL;
-    }
-    if (!sb_utf8_valid(buf, len)) {
-        sb_fail(err, errlen, "invalid_utf8");
-        return NULL;
-    }
+    if (len > SB_MSG_MAX) return sb_fail(err, errlen, "too_large");
+    if (len > 0 && memchr(buf, '\0', len)) return sb_fail(err, errlen, "nul_byte");
+    if (!sb_utf8_valid(buf, len)) return sb_fail(err, errlen, "invalid_utf8");
+    return 0;
+}
+
+/* jansson's reading of checked input as an object, or NULL with the reason. */
+static json_t *load_checked(const char *buf, size_t len, char *err, size_t errlen)
+{
     /* Duplicate keys are rejected: parsers disagree on which one wins (first, last, error),
      * so a message like {"score":10,"score":0} could be read differently by a gateway that
      * checked it and by us; an ambiguous message is a dead letter, not a guess. */
@@ -102,21 +100,45 @@ json_t *sb_dlq_load(const char *buf, size_t len, char *err, size_t errlen)
     return doc;
 }
 
-int sb_dlq_time(const json_t *v, const char *name, int64_t *ms, char *err, size_t errlen)
+json_t *sb_dlq_load(const char *buf, size_t len, char *err, size_t errlen)
+{
+    return check_raw(buf, len, err, errlen) == 0 ? load_checked(buf, len, err, errlen) : NULL;
+}
+
+int sb_dlq_open(const char *buf, size_t len, sb_jtok_t *t, int cap, sb_jdoc_t *d, char *err,
+                size_t errlen)
+{
+    *d = (sb_jdoc_t){NULL, t, -1};
+    if (check_raw(buf, len, err, errlen) != 0) return -1;
+    if ((d->n = sb_jscan(buf, len, t, cap)) >= 0) return 0;
+    d->doc = load_checked(buf, len, err, errlen);
+    return d->doc ? 0 : -1;
+}
+
+int sb_dlq_time_val(const sb_jval_t *v, const char *name, int64_t *ms, char *err, size_t errlen)
 {
     int64_t t;
-    if (json_is_integer(v)) {
-        t = (int64_t)json_integer_value(v);
-    } else if (json_is_string(v)) {
-        const char *s = json_string_value(v);
+    if (v->type == SB_JV_INT) {
+        t = v->i;
+    } else if (v->type == SB_JV_STR) {
+        char small[64];
+        char *s = v->n < sizeof small ? small : malloc(v->n + 1);
+        if (!s) abort();
+        memcpy(s, v->s, v->n);
+        s[v->n] = '\0';
         size_t n = strspn(s, "0123456789");
+        int rc = 0;
         if (n > 0 && s[n] == '\0') {
-            if (n > 15) return sb_fail(err, errlen, "bad_time: %s: out of range", name);
-            t = strtoll(s, NULL, 10);
+            if (n > 15)
+                rc = sb_fail(err, errlen, "bad_time: %s: out of range", name);
+            else
+                t = strtoll(s, NULL, 10);
         } else if (sb_time_parse_rfc3339(s, &t) != 0) {
-            return sb_fail(err, errlen, "bad_time: %s: not RFC 3339 or epoch milliseconds", name);
+            rc = sb_fail(err, errlen, "bad_time: %s: not RFC 3339 or epoch milliseconds", name);
         }
-    } else if (json_is_real(v)) {
+        if (s != small) free(s);
+        if (rc) return rc;
+    } else if (v->type == SB_JV_REAL) {
         return sb_fail(err, errlen, "bad_time: %s: epoch milliseconds must be an integer", name);
     } else {
         return sb_fail(err, errlen, "bad_time: %s: not a string or integer", name);

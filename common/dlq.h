@@ -10,6 +10,8 @@
 
 #include <jansson.h>
 
+#include "jscan.h"
+
 /* Earliest and latest (exclusive) plausible event time: 2000-01-01 and 2100-01-01 UTC. */
 #define SB_TIME_MIN_MS 946684800000LL
 #define SB_TIME_MAX_MS 4102444800000LL
@@ -21,10 +23,17 @@
  * Returns a new reference (caller json_decref's) or NULL with the reason in err. */
 json_t *sb_dlq_load(const char *buf, size_t len, char *err, size_t errlen);
 
+/* sb_dlq_load into d, with the same checks and reasons, but read by sb_jscan into t (cap
+ * tokens) when it can, which allocates nothing, and by jansson otherwise. Returns 0 (the
+ * caller then calls sb_dlq_close), or -1 with the reason in err. */
+int sb_dlq_open(const char *buf, size_t len, sb_jtok_t *t, int cap, sb_jdoc_t *d, char *err,
+                size_t errlen);
+static inline void sb_dlq_close(sb_jdoc_t *d) { json_decref(d->doc), d->doc = NULL; }
+
 /* Reads a time value: an RFC 3339 string, or epoch milliseconds as a JSON integer or a
  * string of digits; it must lie in [SB_TIME_MIN_MS, SB_TIME_MAX_MS). Returns 0 and *ms, or
  * -1 with "bad_time: <name>: <why>" in err. */
-int sb_dlq_time(const json_t *v, const char *name, int64_t *ms, char *err, size_t errlen);
+int sb_dlq_time_val(const sb_jval_t *v, const char *name, int64_t *ms, char *err, size_t errlen);
 
 /* Copies untrusted text into a reason detail: at most 64 bytes of s, cut at a UTF-8
  * boundary, "..." appended when cut, control characters and malformed bytes shown as '?'.

@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
 
 #include "dlq.h"
 #include "jsonptr.h"
@@ -16,6 +15,7 @@
 #define TRANSFERS_MAX 1000
 #define LOCALE_MAX 35
 #define TZ_MAX 64
+#define EVENT_TOKENS 256 /* more go to jansson: events have a few dozen */
 
 /* How a canonical field is read and checked. */
 enum ftype {
@@ -133,26 +133,27 @@ static void format_real(double d, char *out, size_t outlen)
 /* Reads a text field: a string (or, when allow_int, an integer as its decimal text) into dst
  * and its length into *len. Returns 1 when present, 0 when absent ("" counts as absent), -1
  * with a reason. */
-static int read_text(const json_t *v, const char *name, bool allow_int, char *dst, size_t *len,
-                     char *err, size_t errlen)
+static int read_text(const sb_jval_t *v, const char *name, bool allow_int, char *dst,
+                     size_t *len, char *err, size_t errlen)
 {
-    if (json_is_string(v)) {
-        size_t n = json_string_length(v);
+    if (v->type == SB_JV_STR) {
+        size_t n = v->n;
         if (n == 0) return 0;
         if (n > SB_STR_MAX) return sb_fail(err, errlen, "too_long: %s", name);
-        memcpy(dst, json_string_value(v), n + 1);
+        memcpy(dst, v->s, n);
+        dst[n] = '\0';
         *len = n;
         return 1;
     }
-    if (allow_int && json_is_integer(v)) {
-        *len = sb_int_format(json_integer_value(v), dst);
+    if (allow_int && v->type == SB_JV_INT) {
+        *len = sb_int_format(v->i, dst);
         return 1;
     }
     return sb_fail(err, errlen, "wrong_type: %s", name);
 }
 
-/* Reads and checks one mapped field v (not NULL, not null) into out. Returns 0 or -1. */
-static int read_field(sb_field_t f, const json_t *v, sb_event_t *out, char *err, size_t errlen)
+/* Reads and checks one mapped field v (present, not null) into out. Returns 0 or -1. */
+static int read_field(sb_field_t f, const sb_jval_t *v, sb_event_t *out, char *err, size_t errlen)
 {
     const char *name = sb_field_names[f];
     char *dst = out->val[f];
@@ -175,8 +176,8 @@ static int read_field(sb_field_t f, const json_t *v, sb_event_t *out, char *err,
         out->type = (sb_event_type_t)rc;
         return 0;
     case FT_TIME:
-        if (json_is_string(v) && json_string_length(v) == 0) return 0;
-        if (sb_dlq_time(v, name, &out->occurred_ms, err, errlen) != 0) return -1;
+        if (v->type == SB_JV_STR && v->n == 0) return 0;
+        if (sb_dlq_time_val(v, name, &out->occurred_ms, err, errlen) != 0) return -1;
         return read_text(v, name, true, dst, &len, err, errlen) < 0 ? -1 : 0;
     case FT_TZ:
         if ((rc = read_text(v, name, false, dst, &len, err, errlen)) <= 0) return rc;
@@ -195,12 +196,13 @@ static int read_field(sb_field_t f, const json_t *v, sb_event_t *out, char *err,
         }
         return 0;
     case FT_SECONDS: {
-        if (!json_is_number(v)) return sb_fail(err, errlen, "bad_kpi: %s: not a number", name);
-        double d = json_number_value(v);
+        if (v->type != SB_JV_INT && v->type != SB_JV_REAL)
+            return sb_fail(err, errlen, "bad_kpi: %s: not a number", name);
+        double d = v->d;
         if (!isfinite(d) || d < 0 || d > KPI_SECONDS_MAX)
             return sb_fail(err, errlen, "bad_kpi: %s: out of range", name);
-        if (json_is_integer(v))
-            sb_int_format(json_integer_value(v), dst);
+        if (v->type == SB_JV_INT)
+            sb_int_format(v->i, dst);
         else
             format_real(d, dst, SB_STR_MAX + 1);
         if (f == SB_F_KPI_FRT)
@@ -210,14 +212,15 @@ static int read_field(sb_field_t f, const json_t *v, sb_event_t *out, char *err,
         return 0;
     }
     case FT_BOOL:
-        if (!json_is_boolean(v)) return sb_fail(err, errlen, "bad_kpi: %s: not a boolean", name);
+        if (v->type != SB_JV_TRUE && v->type != SB_JV_FALSE)
+            return sb_fail(err, errlen, "bad_kpi: %s: not a boolean", name);
         out->has_fcr = true;
-        out->fcr = json_is_true(v);
+        out->fcr = v->type == SB_JV_TRUE;
         strcpy(dst, out->fcr ? "true" : "false");
         return 0;
     case FT_COUNT: {
-        if (!json_is_integer(v)) return sb_fail(err, errlen, "bad_kpi: %s: not an integer", name);
-        json_int_t n = json_integer_value(v);
+        if (v->type != SB_JV_INT) return sb_fail(err, errlen, "bad_kpi: %s: not an integer", name);
+        int64_t n = v->i;
         if (n < 0 || n > TRANSFERS_MAX)
             return sb_fail(err, errlen, "bad_kpi: %s: out of range", name);
         out->has_transfers = true;
@@ -234,8 +237,9 @@ int sb_event_parse(const char *buf, size_t len, char *const mapping[SB_F__N], co
 {
     int rc = -1;
     memset(out, 0, sizeof *out);
-    json_t *doc = sb_dlq_load(buf, len, err, errlen);
-    if (!doc) goto fail;
+    sb_jtok_t toks[EVENT_TOKENS];
+    sb_jdoc_t doc;
+    if (sb_dlq_open(buf, len, toks, EVENT_TOKENS, &doc, err, errlen) != 0) return -1;
     out->type = device_id ? SB_EV_VISIT_COMPLETED : SB_EV_COMPLETED;
     for (int i = 0; i < SB_F__N; i++) {
         sb_field_t f = (sb_field_t)i;
@@ -254,12 +258,16 @@ int sb_event_parse(const char *buf, size_t len, char *const mapping[SB_F__N], co
             continue;
         }
         const char *ptr = mapping ? mapping[f] : NULL;
-        json_t *v = NULL;
-        if (ptr && *ptr && sb_jsonptr_resolve(doc, ptr, &v, NULL, 0) != 0) {
-            sb_fail(err, errlen, "bad_mapping: %s", name);
-            goto fail;
+        sb_jval_t v = {SB_JV_NONE};
+        if (ptr && *ptr) {
+            if (!sb_jsonptr_valid(ptr)) {
+                sb_fail(err, errlen, "bad_mapping: %s", name);
+                goto fail;
+            }
+            v = sb_jdoc_get(&doc, ptr);
         }
-        if (v && !json_is_null(v) && read_field(f, v, out, err, errlen) != 0) {
+        if (v.type != SB_JV_NONE && v.type != SB_JV_NULL &&
+            read_field(f, &v, out, err, errlen) != 0) {
             out->val[f][0] = '\0';
             goto fail;
         }
@@ -271,6 +279,6 @@ int sb_event_parse(const char *buf, size_t len, char *const mapping[SB_F__N], co
     strcpy(out->val[SB_F_TYPE], type_names[out->type]);
     rc = 0;
 fail:
-    json_decref(doc);
+    sb_dlq_close(&doc);
     return rc;
 }

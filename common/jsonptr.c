@@ -18,8 +18,7 @@ bool sb_jsonptr_valid(const char *ptr)
     return true;
 }
 
-/* Array index per RFC 6901: "0" or [1-9][0-9]*. Returns 0 and *idx, or -1. */
-static int parse_index(const char *tok, size_t *idx)
+int sb_jsonptr_index(const char *tok, size_t *idx)
 {
     if (tok[0] == '\0' || (tok[0] == '0' && tok[1] != '\0')) return -1;
     size_t v = 0;
@@ -30,6 +29,22 @@ static int parse_index(const char *tok, size_t *idx)
     }
     *idx = v;
     return 0;
+}
+
+const char *sb_jsonptr_next(const char *p, char *tok, size_t *len)
+{
+    size_t n = 0;
+    for (p++; *p && *p != '/';) {
+        if (*p == '~') {
+            tok[n++] = p[1] == '0' ? '~' : '/';
+            p += 2;
+        } else {
+            tok[n++] = *p++;
+        }
+    }
+    tok[n] = '\0';
+    *len = n;
+    return p;
 }
 
 int sb_jsonptr_resolve(json_t *doc, const char *ptr, json_t **out, char *err, size_t errlen)
@@ -55,17 +70,8 @@ int sb_jsonptr_resolve(json_t *doc, const char *ptr, json_t **out, char *err, si
     if (!tok) return sb_fail(err, errlen, "out_of_memory");
     const char *p = ptr;
     while (cur && *p == '/') {
-        p++;
-        size_t n = 0;
-        while (*p && *p != '/') {
-            if (*p == '~') {
-                tok[n++] = p[1] == '0' ? '~' : '/';
-                p += 2;
-            } else {
-                tok[n++] = *p++;
-            }
-        }
-        tok[n] = '\0';
+        size_t n;
+        p = sb_jsonptr_next(p, tok, &n);
         if (json_is_object(cur)) {
 #if JANSSON_VERSION_HEX >= 0x020e00
             cur = json_object_getn(cur, tok, n); /* the length is known: no strlen per field */
@@ -74,7 +80,7 @@ int sb_jsonptr_resolve(json_t *doc, const char *ptr, json_t **out, char *err, si
 #endif
         } else if (json_is_array(cur)) {
             size_t idx;
-            cur = parse_index(tok, &idx) == 0 ? json_array_get(cur, idx) : NULL;
+            cur = sb_jsonptr_index(tok, &idx) == 0 ? json_array_get(cur, idx) : NULL;
         } else {
             cur = NULL;
         }

@@ -13,22 +13,27 @@
 #include "dlq.h"
 #include "event.h"
 
+#define MSG_TOKENS 64 /* more go to jansson: a request has about 30, a response 12 */
+
 /* ---- field readers: 1 present, 0 absent (missing, null or ""), -1 error ---- */
 
-static int get_text(json_t *doc, const char *key, char *dst, size_t max, char *err, size_t errlen)
+static bool absent(const sb_jval_t *v) { return v->type == SB_JV_NONE || v->type == SB_JV_NULL; }
+
+static int get_text(const sb_jdoc_t *doc, const char *key, char *dst, size_t max, char *err,
+                    size_t errlen)
 {
-    json_t *v = json_object_get(doc, key);
-    if (!v || json_is_null(v)) return 0;
-    if (!json_is_string(v)) return sb_fail(err, errlen, "wrong_type: %s", key);
-    size_t n = json_string_length(v);
-    if (n == 0) return 0;
-    if (n > max) return sb_fail(err, errlen, "too_long: %s", key);
-    memcpy(dst, json_string_value(v), n + 1);
+    sb_jval_t v = sb_jdoc_key(doc, NULL, key);
+    if (absent(&v)) return 0;
+    if (v.type != SB_JV_STR) return sb_fail(err, errlen, "wrong_type: %s", key);
+    if (v.n == 0) return 0;
+    if (v.n > max) return sb_fail(err, errlen, "too_long: %s", key);
+    memcpy(dst, v.s, v.n);
+    dst[v.n] = '\0';
     return 1;
 }
 
 /* A text used in topics and keys. */
-static int get_id(json_t *doc, const char *key, bool required, char *dst, char *err, size_t errlen)
+static int get_id(const sb_jdoc_t *doc, const char *key, bool required, char *dst, char *err, size_t errlen)
 {
     int rc = get_text(doc, key, dst, SB_STR_MAX, err, errlen);
     if (rc < 0) return -1;
@@ -45,34 +50,34 @@ static bool token_ok(const char *s, size_t n)
     return true;
 }
 
-static int get_token(json_t *doc, char *dst, char *err, size_t errlen)
+static int get_token(const sb_jdoc_t *doc, char *dst, char *err, size_t errlen)
 {
-    json_t *v = json_object_get(doc, "token");
-    if (!v || json_is_null(v)) return sb_fail(err, errlen, "missing_field: token");
-    if (!json_is_string(v)) return sb_fail(err, errlen, "wrong_type: token");
-    size_t n = json_string_length(v);
-    if (n == 0) return sb_fail(err, errlen, "missing_field: token");
-    if (!token_ok(json_string_value(v), n)) return sb_fail(err, errlen, "bad_token_format");
-    memcpy(dst, json_string_value(v), n + 1);
+    sb_jval_t v = sb_jdoc_key(doc, NULL, "token");
+    if (absent(&v)) return sb_fail(err, errlen, "missing_field: token");
+    if (v.type != SB_JV_STR) return sb_fail(err, errlen, "wrong_type: token");
+    if (v.n == 0) return sb_fail(err, errlen, "missing_field: token");
+    if (!token_ok(v.s, v.n)) return sb_fail(err, errlen, "bad_token_format");
+    memcpy(dst, v.s, v.n);
+    dst[v.n] = '\0';
     return 1;
 }
 
-static int get_time(json_t *doc, const char *key, bool required, int64_t *ms, char *err,
+static int get_time(const sb_jdoc_t *doc, const char *key, bool required, int64_t *ms, char *err,
                     size_t errlen)
 {
-    json_t *v = json_object_get(doc, key);
-    if (!v || json_is_null(v) || (json_is_string(v) && json_string_length(v) == 0))
+    sb_jval_t v = sb_jdoc_key(doc, NULL, key);
+    if (absent(&v) || (v.type == SB_JV_STR && v.n == 0))
         return required ? sb_fail(err, errlen, "missing_field: %s", key) : 0;
-    return sb_dlq_time(v, key, ms, err, errlen) == 0 ? 1 : -1;
+    return sb_dlq_time_val(&v, key, ms, err, errlen) == 0 ? 1 : -1;
 }
 
-static int get_int(json_t *obj, const char *key, const char *name, int *out, char *err,
-                   size_t errlen)
+static int get_int(const sb_jdoc_t *doc, const sb_jval_t *obj, const char *key, const char *name,
+                   int *out, char *err, size_t errlen)
 {
-    json_t *v = json_object_get(obj, key);
-    if (!v || json_is_null(v)) return sb_fail(err, errlen, "missing_field: %s", name);
-    if (!json_is_integer(v)) return sb_fail(err, errlen, "wrong_type: %s", name);
-    json_int_t n = json_integer_value(v);
+    sb_jval_t v = sb_jdoc_key(doc, obj, key);
+    if (absent(&v)) return sb_fail(err, errlen, "missing_field: %s", name);
+    if (v.type != SB_JV_INT) return sb_fail(err, errlen, "wrong_type: %s", name);
+    int64_t n = v.i;
     if (n < INT_MIN || n > INT_MAX) return sb_fail(err, errlen, "bad_scale: %s", name);
     *out = (int)n;
     return 1;
@@ -213,8 +218,9 @@ int sb_survey_request_decode(const char *buf, size_t len, sb_survey_request_t *o
     int rc = -1;
     char q[96], kind[SB_STR_MAX + 1];
     memset(out, 0, sizeof *out);
-    json_t *doc = sb_dlq_load(buf, len, err, errlen);
-    if (!doc) goto fail;
+    sb_jtok_t toks[MSG_TOKENS];
+    sb_jdoc_t d, *doc = &d;
+    if (sb_dlq_open(buf, len, toks, MSG_TOKENS, doc, err, errlen) != 0) return -1;
     if (get_id(doc, "survey_id", true, out->survey_id, err, errlen) < 0) goto fail;
 
     int k = get_text(doc, "kind", kind, SB_STR_MAX, err, errlen);
@@ -257,17 +263,17 @@ int sb_survey_request_decode(const char *buf, size_t len, sb_survey_request_t *o
         }
     }
 
-    json_t *scale = json_object_get(doc, "scale");
-    if (!scale || json_is_null(scale)) {
+    sb_jval_t scale = sb_jdoc_key(doc, NULL, "scale");
+    if (absent(&scale)) {
         sb_fail(err, errlen, "missing_field: scale");
         goto fail;
     }
-    if (!json_is_object(scale)) {
+    if (scale.type != SB_JV_OBJ) {
         sb_fail(err, errlen, "wrong_type: scale");
         goto fail;
     }
-    if (get_int(scale, "min", "scale.min", &out->scale_min, err, errlen) < 0 ||
-        get_int(scale, "max", "scale.max", &out->scale_max, err, errlen) < 0)
+    if (get_int(doc, &scale, "min", "scale.min", &out->scale_min, err, errlen) < 0 ||
+        get_int(doc, &scale, "max", "scale.max", &out->scale_max, err, errlen) < 0)
         goto fail;
     if (out->scale_min < 0 || out->scale_min >= out->scale_max || out->scale_max > SB_SCORE_MAX) {
         sb_fail(err, errlen, "bad_scale: %d..%d", out->scale_min, out->scale_max);
@@ -284,29 +290,29 @@ int sb_survey_request_decode(const char *buf, size_t len, sb_survey_request_t *o
     if (get_token(doc, out->token, err, errlen) < 0) goto fail;
     if (get_id(doc, "device_id", false, out->device_id, err, errlen) < 0) goto fail;
 
-    json_t *rem = json_object_get(doc, "reminder");
-    if (rem && !json_is_null(rem)) {
-        if (!json_is_boolean(rem)) {
+    sb_jval_t rem = sb_jdoc_key(doc, NULL, "reminder");
+    if (!absent(&rem)) {
+        if (rem.type != SB_JV_TRUE && rem.type != SB_JV_FALSE) {
             sb_fail(err, errlen, "wrong_type: reminder");
             goto fail;
         }
-        out->reminder = json_is_true(rem);
+        out->reminder = rem.type == SB_JV_TRUE;
     }
     rc = 0;
 fail:
-    json_decref(doc);
+    sb_dlq_close(doc);
     return rc;
 }
 
 /* ---- responses ---- */
 
 /* Checks and copies a comment, CR LF and lone CR made LF. Returns 1, 0 (empty) or -1. */
-static int read_comment(const json_t *v, sb_survey_response_t *out, char *err, size_t errlen)
+static int read_comment(const sb_jval_t *v, sb_survey_response_t *out, char *err, size_t errlen)
 {
-    if (!json_is_string(v)) return sb_fail(err, errlen, "wrong_type: comment");
-    size_t n = json_string_length(v), o = 0;
+    if (v->type != SB_JV_STR) return sb_fail(err, errlen, "wrong_type: comment");
+    size_t n = v->n, o = 0;
     if (n > SB_COMMENT_MAX) return sb_fail(err, errlen, "comment_too_long");
-    const unsigned char *s = (const unsigned char *)json_string_value(v);
+    const unsigned char *s = (const unsigned char *)v->s;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = s[i];
         if (c == '\r') {
@@ -327,33 +333,34 @@ int sb_survey_response_decode(const char *buf, size_t len, const char *device_id
 {
     int rc = -1;
     memset(out, 0, sizeof *out);
-    json_t *doc = sb_dlq_load(buf, len, err, errlen);
-    if (!doc) goto fail;
+    sb_jtok_t toks[MSG_TOKENS];
+    sb_jdoc_t d, *doc = &d;
+    if (sb_dlq_open(buf, len, toks, MSG_TOKENS, doc, err, errlen) != 0) return -1;
     if (get_id(doc, "survey_id", true, out->survey_id, err, errlen) < 0) goto fail;
     if (get_token(doc, out->token, err, errlen) < 0) goto fail;
 
-    json_t *score = json_object_get(doc, "score");
-    if (!score || json_is_null(score)) {
+    sb_jval_t score = sb_jdoc_key(doc, NULL, "score");
+    if (absent(&score)) {
         sb_fail(err, errlen, "missing_field: score");
         goto fail;
     }
-    if (json_is_real(score)) {
+    if (score.type == SB_JV_REAL) {
         sb_fail(err, errlen, "score_not_integer");
         goto fail;
     }
-    if (!json_is_integer(score)) {
+    if (score.type != SB_JV_INT) {
         sb_fail(err, errlen, "wrong_type: score");
         goto fail;
     }
-    json_int_t s = json_integer_value(score);
+    int64_t s = score.i;
     if (s < INT_MIN || s > INT_MAX) {
         sb_fail(err, errlen, "score_out_of_range");
         goto fail;
     }
     out->score = (int)s;
 
-    json_t *comment = json_object_get(doc, "comment");
-    if (comment && !json_is_null(comment) && read_comment(comment, out, err, errlen) < 0) goto fail;
+    sb_jval_t comment = sb_jdoc_key(doc, NULL, "comment");
+    if (!absent(&comment) && read_comment(&comment, out, err, errlen) < 0) goto fail;
 
     int tr = get_time(doc, "answered_at", false, &out->answered_ms, err, errlen);
     if (tr < 0) goto fail;
@@ -373,7 +380,7 @@ int sb_survey_response_decode(const char *buf, size_t len, const char *device_id
     }
     rc = 0;
 fail:
-    json_decref(doc);
+    sb_dlq_close(doc);
     return rc;
 }
 
