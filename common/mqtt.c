@@ -662,3 +662,19 @@ int sb_mqtt_template_filter(const char *tmpl, char *out, size_t len)
     out[o] = '\0';
     return 0;
 }
+
+bool sb_mqtt_filters_overlap(const char *a, const char *b)
+{
+    for (;;) {
+        if (!strcmp(a, "#") || !strcmp(b, "#")) return true;
+        const char *ae = strchrnul(a, '/'), *be = strchrnul(b, '/');
+        size_t al = (size_t)(ae - a), bl = (size_t)(be - b);
+        bool wild = (al == 1 && *a == '+') || (bl == 1 && *b == '+');
+        if (!wild && (al != bl || memcmp(a, b, al) != 0)) return false;
+        if (!*ae && !*be) return true;
+        /* one has no level left: the other may only go on with a '#' ("a/#" matches "a") */
+        if (!*ae || !*be) return !strcmp(*ae ? ae : be, "/#");
+        a = ae + 1;
+        b = be + 1;
+    }
+}

@@ -101,4 +101,9 @@ int sb_mqtt_topic_render(const char *tmpl, const char *const *keys, const char *
  * len bytes (out is then unspecified). */
 int sb_mqtt_template_filter(const char *tmpl, char *out, size_t len);
 
+/* True when some topic matches both filters (each a valid filter; the rule that '$' topics
+ * never match a leading wildcard is not applied): "a/+/c" and "a/b/#" overlap, "a/+" and
+ * "a/b/c" do not. */
+bool sb_mqtt_filters_overlap(const char *a, const char *b);
+
 #endif

@@ -1,8 +1,8 @@
 /* surveybus-aggregator: consumes survey responses, the survey requests sent and the
- * interaction events' KPIs (Kafka and/or MQTT), counts them exactly once into Redis rolling
- * windows, and publishes metric updates and alerts. The main thread runs Kafka ingest and
- * publication; libmosquitto's callback thread ingests MQTT messages with its own Redis
- * connection. */
+ * interaction events' KPIs (Kafka and/or MQTT; requests from MQTT only with Kafka off),
+ * counts them exactly once into Redis rolling windows, and publishes metric updates and
+ * alerts. The main thread runs Kafka ingest and publication; libmosquitto's callback thread
+ * ingests MQTT messages with its own Redis connection. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +10,9 @@
 #include "aggregator.h"
 #include "http.h"
 #include "log.h"
+
+/* A topic template is at most 1024 bytes (config.c), and its filter is no longer. */
+#define REQ_FILTER_MAX 1025
 
 typedef struct agg {
     sb_service_t svc;
@@ -23,6 +26,10 @@ typedef struct agg {
     alert_sink_t sink;
     sb_http_t *http;
     sb_http_latency_t batch; /* ingest batch times, for /metrics */
+    /* With Kafka off, the subscription filters of the MQTT request topics, each once (see
+     * request_filters); none with Kafka on, which carries the same requests */
+    char req_filters[2][REQ_FILTER_MAX];
+    size_t n_req;
 } agg_t;
 
 static int on_mqtt(void *opaque, const char *topic, const void *payload, size_t len)
@@ -37,6 +44,9 @@ static int on_mqtt(void *opaque, const char *topic, const void *payload, size_t 
     for (size_t i = 0; !stream && i < cfg->mqtt_topics.n_interactions; i++)
         if (sb_mqtt_topic_match(cfg->mqtt_topics.interactions[i], topic, device, sizeof device) == 1)
             stream = STREAM_INTERACTION;
+    /* last: a topic that also matches a response or interaction filter is read as that */
+    for (size_t i = 0; !stream && i < a->n_req; i++)
+        if (sb_mqtt_topic_match(a->req_filters[i], topic, NULL, 0) == 1) stream = STREAM_REQUEST;
     if (!stream) return 0;
     sb_service_source_mqtt(source, sizeof source, topic);
     in_msg_t m = {payload, len, source, device[0] ? device : NULL, stream};
@@ -66,6 +76,42 @@ static void close_ingest(ingest_t *ig)
     memset(ig, 0, sizeof *ig);
 }
 
+/* Without Kafka, the requests sent (the response rate's denominator) are read from the
+ * topics the dispatcher publishes them on: the filters of mqtt_topics.requests and
+ * .device_requests ('+' for every level with a placeholder) go into a->req_filters, each
+ * once and not when a response or interaction filter is the same. on_mqtt reads a message
+ * as one stream only, responses and interactions first, so requests on a topic that also
+ * matches one of those are not counted: such an overlap is logged. Returns 0 or -1. */
+static int request_filters(agg_t *a, char *err, size_t el)
+{
+    const sb_config_t *cfg = a->cfg;
+    const char *tmpl[] = {cfg->mqtt_topics.requests, cfg->mqtt_topics.device_requests};
+    char f[2][REQ_FILTER_MAX];
+    size_t n_resp = cfg->mqtt_topics.n_responses;
+    for (size_t i = 0; i < 2; i++)
+        if (sb_mqtt_template_filter(tmpl[i], f[i], sizeof f[i]) != 0)
+            return sb_fail(err, el, "mqtt request topic template too long: %s", tmpl[i]);
+    for (size_t i = 0; i < 2; i++) {
+        if (i == 1 && !strcmp(f[1], f[0])) break; /* both templates give the same topics */
+        bool known = false;
+        for (size_t j = 0; j < n_resp + cfg->mqtt_topics.n_interactions; j++) {
+            bool resp = j < n_resp;
+            const char *o =
+                resp ? cfg->mqtt_topics.responses[j] : cfg->mqtt_topics.interactions[j - n_resp];
+            if (!sb_mqtt_filters_overlap(f[i], o)) continue;
+            known |= !strcmp(f[i], o);
+            sb_warn("mqtt request filter overlaps a%s filter: messages on topics both match are "
+                    "read as %s, not as requests filter=%s %s_filter=%s",
+                    resp ? " response" : "n interaction", resp ? "responses" : "interaction events",
+                    f[i], resp ? "response" : "interaction", o);
+        }
+        if (known) continue;
+        sb_info("reading survey requests from mqtt filter=%s", f[i]);
+        memcpy(a->req_filters[a->n_req++], f[i], sizeof f[i]);
+    }
+    return 0;
+}
+
 static int start(agg_t *a)
 {
     const sb_config_t *cfg = a->cfg;
@@ -93,14 +139,17 @@ static int start(agg_t *a)
         a->consumer = sb_kafka_consumer_new(cfg, group, topics, 3, 0, err, sizeof err);
         if (!a->consumer) goto fail;
     }
-    if (mqtt && cfg->mqtt_topics.n_responses + cfg->mqtt_topics.n_interactions) {
+    if (mqtt && !kafka && request_filters(a, err, sizeof err)) goto fail;
+    size_t n_in = cfg->mqtt_topics.n_responses + cfg->mqtt_topics.n_interactions;
+    if (mqtt && n_in + a->n_req) {
         if (open_ingest(a, &a->min, err, sizeof err)) goto fail;
-        size_t n = cfg->mqtt_topics.n_responses + cfg->mqtt_topics.n_interactions;
+        size_t n = n_in + a->n_req;
         const char **subs = malloc(n * sizeof *subs);
         if (!subs) abort();
         for (size_t i = 0; i < cfg->mqtt_topics.n_responses; i++) subs[i] = cfg->mqtt_topics.responses[i];
         for (size_t i = 0; i < cfg->mqtt_topics.n_interactions; i++)
             subs[cfg->mqtt_topics.n_responses + i] = cfg->mqtt_topics.interactions[i];
+        for (size_t i = 0; i < a->n_req; i++) subs[n_in + i] = a->req_filters[i];
         a->mqtt_sub = sb_mqtt_new(cfg, a->svc.client_id, subs, n, on_mqtt, a, err, sizeof err);
         free(subs);
         if (!a->mqtt_sub) goto fail;

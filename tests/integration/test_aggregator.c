@@ -1,8 +1,9 @@
 /* The real bin/surveybus-aggregator as a child process against the harness's redis-server,
  * mosquitto and devkafka. Survey records are written into Redis as the dispatcher writes
- * them; responses, requests and interaction events go in on Kafka; what comes out (metric
- * updates on Kafka and retained MQTT topics, alerts, dead letters, Redis counters) is
- * compared with a brute-force recomputation from the accepted input.
+ * them; responses, requests and interaction events go in on Kafka (some on MQTT, and in the
+ * MQTT-only test a real dispatcher sends the requests); what comes out (metric updates on
+ * Kafka and retained MQTT topics, alerts, dead letters, Redis counters) is compared with a
+ * brute-force recomputation from the accepted input.
  * Each test has its own topics, Redis prefix, consumer group and MQTT client ids. */
 #include <check.h>
 #include <jansson.h>
@@ -108,6 +109,7 @@ static void env_open(env_t *e, const char *name, const char *own, const char *ex
     char err[256];
     e->st = sb_store_new(e->cfg, err, sizeof err);
     ck_assert_msg(e->st != NULL, "store: %s", err);
+    if (!e->cfg->kafka.brokers || !e->cfg->kafka.brokers[0]) return; /* an MQTT-only test */
     e->prod = sb_kafka_producer_new(e->cfg, "test-producer", on_dr, e, err, sizeof err);
     ck_assert_msg(e->prod != NULL, "producer: %s", err);
 }
@@ -120,8 +122,10 @@ static void env_close(env_t *e)
             sb_h_wait_exit(e->procs[i], 5000, NULL);
         }
     if (h.redis_pid == 0) sb_h_redis_start(&h);
-    sb_kafka_producer_flush(e->prod, 5000);
-    sb_kafka_producer_free(e->prod);
+    if (e->prod) {
+        sb_kafka_producer_flush(e->prod, 5000);
+        sb_kafka_producer_free(e->prod);
+    }
     sb_store_free(e->st);
     sb_config_free(e->cfg);
 }
@@ -1456,6 +1460,237 @@ START_TEST(simulate_json)
 }
 END_TEST
 
+/* ================================================================ 12. MQTT only */
+
+/* The messages a test client received, in order (the first 16). */
+typedef struct inbox {
+    pthread_mutex_t mu;
+    size_t n;
+    char topic[16][256];
+    char payload[16][2048];
+} inbox_t;
+
+static int on_inbox(void *opaque, const char *topic, const void *payload, size_t len)
+{
+    inbox_t *b = opaque;
+    pthread_mutex_lock(&b->mu);
+    if (b->n < 16) {
+        snprintf(b->topic[b->n], sizeof b->topic[0], "%s", topic);
+        snprintf(b->payload[b->n], sizeof b->payload[0], "%.*s", (int)len, (const char *)payload);
+        b->n++;
+    }
+    pthread_mutex_unlock(&b->mu);
+    return 0;
+}
+
+static size_t inbox_wait(inbox_t *b, size_t want, int timeout_ms)
+{
+    int64_t end = sb_mono_ms() + timeout_ms;
+    for (;;) {
+        pthread_mutex_lock(&b->mu);
+        size_t n = b->n;
+        pthread_mutex_unlock(&b->mu);
+        if (n >= want || sb_mono_ms() > end) return n;
+        sleep_ms(50);
+    }
+}
+
+static void stat_wait(env_t *e, const char *field, long long want, int timeout_ms)
+{
+    int64_t end = sb_mono_ms() + timeout_ms;
+    while (stat_get(e, field) < want && sb_mono_ms() < end) sleep_ms(100);
+    ck_assert_msg(stat_get(e, field) == want, "%s %lld, want %lld", field, stat_get(e, field),
+                  want);
+}
+
+/* Whether the last response_rate update received on topic has these published numbers
+ * ("count" is the responses); fails when it does not and must. */
+static bool rate_is(retained_t *r, const char *topic, long long count, long long requests,
+                    double score, bool must)
+{
+    pthread_mutex_lock(&r->mu);
+    char *json = NULL;
+    for (size_t i = 0; i < r->u.n && !json; i++)
+        if (!strcmp(r->u.v[i].key, topic)) json = strdup(r->u.v[i].json);
+    pthread_mutex_unlock(&r->mu);
+    ck_assert_msg(json || !must, "nothing on %s", topic);
+    if (!json) return false;
+    json_t *o = json_loads(json, 0, NULL);
+    ck_assert_ptr_nonnull(o);
+    bool same = json_integer_value(json_object_get(o, "count")) == count &&
+                json_integer_value(json_object_get(o, "requests")) == requests &&
+                json_number_value(json_object_get(o, "score")) == score;
+    ck_assert_msg(same || !must, "%s: %s", topic, json);
+    json_decref(o);
+    free(json);
+    return same;
+}
+
+/* Kafka off: the aggregator reads the requests sent from the MQTT request topics, so the
+ * response rate has its denominator. A real dispatcher (Kafka off too) turns four MQTT
+ * visits into four requests: two to devices (mqtt_topics.device_requests) and two by SMS
+ * (mqtt_topics.requests). One request is delivered a second time and counts once; two
+ * surveys are answered over MQTT. The retained response_rate is then count 2 (responses)
+ * of 4 requests: 50 %, and 1 of 2 for each journey. */
+START_TEST(mqtt_only_response_rate)
+{
+    env_t e;
+    env_open(&e, "q12", "000000",
+             "{\"kafka\":{\"brokers\":\"\"},"
+             "\"mqtt_topics\":{\"requests\":\"q12/surveys/{channel}/{customer_id}\","
+             "\"device_requests\":\"q12/fieldservice/{device_id}/survey/request\"},"
+             "\"journeys\":["
+             "{\"name\":\"q12-visit\",\"on\":{\"kind\":\"field_visit\"},\"survey\":\"csat\"},"
+             "{\"name\":\"q12-callback\",\"on\":{\"kind\":\"callback\"},\"survey\":\"nps\","
+             "\"channel\":\"sms\"}]}");
+    ck_assert_ptr_null(e.prod);
+    char err[256], topic[128], buf[2048];
+    /* the dispatcher's session, so that it gets the visits published before it subscribed;
+     * the aggregator has none yet: what it reads it subscribed to itself */
+    snprintf(topic, sizeof topic, "%s/fieldservice/+/visit/completed", e.name);
+    const char *visits[] = {topic};
+    sb_mqtt_t *m = sb_mqtt_new(e.cfg, "q12-disp", visits, 1, on_nothing, NULL, err, sizeof err);
+    ck_assert_msg(m != NULL, "%s", err);
+    ck_assert_int_eq(sb_mqtt_wait_up(m, 10000), 0);
+    sb_mqtt_free(m);
+    agg_start(&e, 0);
+    sb_mqtt_t *dev = sb_mqtt_new(e.cfg, "q12-devices", NULL, 0, NULL, NULL, err, sizeof err);
+    ck_assert_msg(dev != NULL, "%s", err);
+    ck_assert_int_eq(sb_mqtt_wait_up(dev, 10000), 0);
+
+    /* ready once a request on a request topic reaches it: one for a survey that does not
+     * exist, which only counts as requests_unknown */
+    sb_survey_request_t *q = calloc(1, sizeof *q);
+    ck_assert_ptr_nonnull(q);
+    sb_record_survey_id("q12-probe", "q12-callback", q->survey_id);
+    snprintf(q->journey, sizeof q->journey, "q12-callback");
+    snprintf(q->customer_id, sizeof q->customer_id, "c-probe");
+    snprintf(q->interaction_id, sizeof q->interaction_id, "q12-probe");
+    snprintf(q->channel, sizeof q->channel, "sms");
+    snprintf(q->question, sizeof q->question, "Would you recommend us?");
+    q->kind = SB_KIND_NPS, q->scale_min = 0, q->scale_max = 10;
+    q->issued_ms = sb_now_ms(), q->expires_ms = q->issued_ms + DAY;
+    ck_assert_int_eq(
+        sb_token_sign(e.cfg->token.secret, q->survey_id, q->expires_ms, q->token, sizeof q->token),
+        0);
+    char *probe = sb_survey_request_encode(q);
+    ck_assert_ptr_nonnull(probe);
+    snprintf(topic, sizeof topic, "%s/surveys/sms/c-probe", e.name);
+    int64_t end = sb_mono_ms() + 30000;
+    while (stat_get(&e, "requests_unknown") < 1 && sb_mono_ms() < end) {
+        ck_assert_int_eq(sb_mqtt_publish(dev, topic, probe, strlen(probe), false, NULL), 0);
+        sleep_ms(200);
+    }
+    free(probe);
+    ck_assert_int_ge(stat_get(&e, "requests_unknown"), 1);
+    ck_assert_int_eq(stat_get(&e, "requests"), 0);
+
+    /* the customers' and devices' side: every request, from before the dispatcher starts */
+    inbox_t *in = calloc(1, sizeof *in);
+    ck_assert_ptr_nonnull(in);
+    pthread_mutex_init(&in->mu, NULL);
+    char rf[2][96];
+    snprintf(rf[0], sizeof rf[0], "%s/fieldservice/+/survey/request", e.name);
+    snprintf(rf[1], sizeof rf[1], "%s/surveys/+/+", e.name);
+    const char *req_subs[] = {rf[0], rf[1]};
+    sb_mqtt_t *cust =
+        sb_mqtt_new(e.cfg, "q12-customers", req_subs, 2, on_inbox, in, err, sizeof err);
+    ck_assert_msg(cust != NULL, "%s", err);
+    ck_assert_int_eq(sb_mqtt_wait_up(cust, 10000), 0);
+
+    const char *argv[] = {getenv("SB_DISPATCHER") ? getenv("SB_DISPATCHER")
+                                                  : sb_h_bin("surveybus-dispatcher"),
+                          "-c", e.path, "--set", "mqtt.client_id=q12-disp", NULL};
+    e.procs[1] = sb_h_spawn(&h, argv, "q12-disp.log");
+    ck_assert_int_gt(e.procs[1], 0);
+    int64_t now = sb_now_ms();
+    for (int i = 1; i <= 4; i++) {
+        snprintf(topic, sizeof topic, "%s/fieldservice/dev-%d/visit/completed", e.name, i);
+        snprintf(buf, sizeof buf,
+                 "{\"event_id\":\"q12-e%d\",\"occurred_at\":%lld,\"customer_id\":\"c-%d\","
+                 "\"interaction_id\":\"q12-i%d\",\"kind\":\"%s\"}",
+                 i, (long long)now, i, i, i <= 2 ? "field_visit" : "callback");
+        ck_assert_int_eq(sb_mqtt_publish(dev, topic, buf, strlen(buf), false, NULL), 0);
+    }
+    ck_assert_int_eq(inbox_wait(in, 4, 30000), 4);
+    stat_wait(&e, "requests", 4, 20000);
+
+    /* one request delivered again (a redelivery after a crash): the same survey, no new
+     * request */
+    pthread_mutex_lock(&in->mu);
+    const char *dup_topic = in->topic[0], *dup = in->payload[0];
+    pthread_mutex_unlock(&in->mu);
+    ck_assert_int_eq(sb_mqtt_publish(dev, dup_topic, dup, strlen(dup), false, NULL), 0);
+    stat_wait(&e, "requests_duplicate", 1, 20000);
+    ck_assert_int_eq(stat_get(&e, "requests"), 4);
+
+    /* one device survey and one SMS survey answered */
+    bool answered_device = false, answered_sms = false;
+    snprintf(topic, sizeof topic, "%s/fieldservice/dev-1/survey/response", e.name);
+    for (size_t i = 0; i < 4; i++) {
+        bool device = strstr(in->topic[i], "/fieldservice/") != NULL;
+        if (device ? answered_device : answered_sms) continue;
+        ck_assert_int_eq(
+            sb_survey_request_decode(in->payload[i], strlen(in->payload[i]), q, err, sizeof err),
+            0);
+        ck_assert_int_eq(q->kind, device ? SB_KIND_CSAT : SB_KIND_NPS);
+        ck_assert_str_eq(q->channel, device ? "device" : "sms");
+        snprintf(buf, sizeof buf, "{\"survey_id\":\"%s\",\"token\":\"%s\",\"score\":%d}",
+                 q->survey_id, q->token, device ? 5 : 9);
+        ck_assert_int_eq(sb_mqtt_publish(dev, topic, buf, strlen(buf), false, NULL), 0);
+        if (device)
+            answered_device = true;
+        else
+            answered_sms = true;
+    }
+    ck_assert(answered_device && answered_sms);
+    free(q);
+    ck_assert_int_eq(sb_mqtt_wait_published(dev, 5000), 0);
+    wait_counted(&e, 2, 60000);
+
+    /* what a dashboard reads from the retained metric topics */
+    retained_t r;
+    memset(&r, 0, sizeof r);
+    pthread_mutex_init(&r.mu, NULL);
+    char mf[96], all[96], jv[96], jc[96];
+    snprintf(mf, sizeof mf, "%s/metrics/response_rate/1h/#", e.name);
+    snprintf(all, sizeof all, "%s/metrics/response_rate/1h/all/all", e.name);
+    snprintf(jv, sizeof jv, "%s/metrics/response_rate/1h/journey/q12-visit", e.name);
+    snprintf(jc, sizeof jc, "%s/metrics/response_rate/1h/journey/q12-callback", e.name);
+    const char *met_subs[] = {mf};
+    sb_mqtt_t *dash =
+        sb_mqtt_new(e.cfg, "q12-dashboard", met_subs, 1, on_retained, &r, err, sizeof err);
+    ck_assert_msg(dash != NULL, "%s", err);
+    ck_assert_int_eq(sb_mqtt_wait_up(dash, 10000), 0);
+    end = sb_mono_ms() + 10000;
+    while (!(rate_is(&r, all, 2, 4, 50.0, false) && rate_is(&r, jv, 1, 2, 50.0, false) &&
+             rate_is(&r, jc, 1, 2, 50.0, false)) &&
+           sb_mono_ms() < end)
+        sleep_ms(50);
+    sb_mqtt_free(dash);
+    ck_assert_int_eq(r.u.bad, 0);
+    rate_is(&r, all, 2, 4, 50.0, true);
+    rate_is(&r, jv, 1, 2, 50.0, true);
+    rate_is(&r, jc, 1, 2, 50.0, true);
+    upds_free(&r.u);
+    pthread_mutex_destroy(&r.mu);
+    ck_assert_int_eq(stat_get(&e, "requests"), 4);
+    ck_assert_int_eq(stat_get(&e, "requests_duplicate"), 1);
+
+    sb_mqtt_free(cust);
+    pthread_mutex_destroy(&in->mu);
+    free(in);
+    sb_mqtt_free(dev);
+    int st = 0;
+    ck_assert_int_eq(sb_h_kill(e.procs[1], SIGTERM), 0);
+    ck_assert_msg(sb_h_wait_exit(e.procs[1], 10000, &st) == 0, "dispatcher did not stop");
+    e.procs[1] = 0;
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "dispatcher exit status 0x%x", st);
+    agg_stop(&e, 0);
+    env_close(&e);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("aggregator");
@@ -1467,6 +1702,7 @@ static Suite *suite(void)
     tcase_add_test(tc, late_subscriber_gets_retained);
     tcase_add_test(tc, emptied_slice_cleared_by_next_publisher);
     tcase_add_test(tc, mqtt_inputs);
+    tcase_add_test(tc, mqtt_only_response_rate);
     tcase_add_test(tc, failed_metric_delivery_resent);
     tcase_add_test(tc, dlq_replay);
     tcase_add_test(tc, empty_metrics_published);

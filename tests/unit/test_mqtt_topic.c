@@ -1,5 +1,6 @@
-/* Unit tests of the pure MQTT topic helpers: filter matching with '+' extraction and
- * template rendering with topic-safety checks. */
+/* Unit tests of the pure MQTT topic helpers: filter matching with '+' extraction, template
+ * rendering with topic-safety checks, the subscription filters of templates and whether two
+ * filters overlap. */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
@@ -231,6 +232,67 @@ START_TEST(template_filter)
 }
 END_TEST
 
+/* The aggregator's request subscriptions (Kafka off): each rendered request topic matches
+ * its template's filter. */
+START_TEST(template_filter_requests)
+{
+    char f[64], topic[64];
+    ck_assert_int_eq(sb_mqtt_template_filter("surveys/{channel}/{customer_id}", f, sizeof f), 0);
+    ck_assert_str_eq(f, "surveys/+/+");
+    const char *k[] = {"channel", "customer_id", "device_id"}, *v[] = {"sms", "c-42", "dev-7"};
+    ck_assert_int_eq(
+        sb_mqtt_topic_render("surveys/{channel}/{customer_id}", k, v, 3, topic, sizeof topic), 0);
+    ck_assert_int_eq(sb_mqtt_topic_match(f, topic, NULL, 0), 1); /* surveys/sms/c-42 */
+    ck_assert_int_eq(
+        sb_mqtt_template_filter("fieldservice/{device_id}/survey/request", f, sizeof f), 0);
+    ck_assert_str_eq(f, "fieldservice/+/survey/request");
+    ck_assert_int_eq(sb_mqtt_topic_render("fieldservice/{device_id}/survey/request", k, v, 3, topic,
+                                          sizeof topic),
+                     0);
+    ck_assert_int_eq(sb_mqtt_topic_match(f, topic, NULL, 0), 1);
+    /* placeholders sharing a level with text or with each other: the level is one '+',
+     * since no value holds a '/' */
+    ck_assert_int_eq(sb_mqtt_template_filter("req/{channel}-{customer_id}", f, sizeof f), 0);
+    ck_assert_str_eq(f, "req/+");
+    ck_assert_int_eq(
+        sb_mqtt_topic_render("req/{channel}-{customer_id}", k, v, 3, topic, sizeof topic), 0);
+    ck_assert_str_eq(topic, "req/sms-c-42");
+    ck_assert_int_eq(sb_mqtt_topic_match(f, topic, NULL, 0), 1);
+    ck_assert_int_eq(sb_mqtt_template_filter("dev-{device_id}/ask", f, sizeof f), 0);
+    ck_assert_str_eq(f, "+/ask");
+    /* a template without a placeholder is its own filter */
+    ck_assert_int_eq(sb_mqtt_template_filter("surveys/all", f, sizeof f), 0);
+    ck_assert_str_eq(f, "surveys/all");
+}
+END_TEST
+
+START_TEST(filters_overlap)
+{
+    /* the default filters: requests, device requests, responses, visits are all apart */
+    ck_assert(!sb_mqtt_filters_overlap("fieldservice/+/survey/request",
+                                       "fieldservice/+/survey/response"));
+    ck_assert(!sb_mqtt_filters_overlap("fieldservice/+/survey/request",
+                                       "fieldservice/+/visit/completed"));
+    ck_assert(!sb_mqtt_filters_overlap("surveys/+/+", "fieldservice/+/survey/response"));
+    /* identical, '+' against a name, '+' against '+' */
+    ck_assert(sb_mqtt_filters_overlap("surveys/+/+", "surveys/+/+"));
+    ck_assert(sb_mqtt_filters_overlap("surveys/+/+", "surveys/responses/+"));
+    ck_assert(sb_mqtt_filters_overlap("+/dev-7/survey/request", "fieldservice/+/+/request"));
+    ck_assert(sb_mqtt_filters_overlap("a//b", "a/+/b")); /* '+' matches an empty level */
+    /* '#' matches the rest, also its parent level alone */
+    ck_assert(sb_mqtt_filters_overlap("fieldservice/#", "fieldservice/+/survey/request"));
+    ck_assert(sb_mqtt_filters_overlap("surveys/+/+", "#"));
+    ck_assert(sb_mqtt_filters_overlap("a/#", "a"));
+    ck_assert(sb_mqtt_filters_overlap("a", "a/#"));
+    ck_assert(!sb_mqtt_filters_overlap("b/#", "a/+"));
+    /* different numbers of levels */
+    ck_assert(!sb_mqtt_filters_overlap("surveys/+/+", "surveys/+"));
+    ck_assert(!sb_mqtt_filters_overlap("a/+", "a/b/c"));
+    ck_assert(!sb_mqtt_filters_overlap("a/+", "a"));
+    ck_assert(!sb_mqtt_filters_overlap("a/b", "a/bc"));
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("mqtt_topic");
@@ -252,6 +314,8 @@ static Suite *suite(void)
     tcase_add_test(r, render_bad_templates);
     tcase_add_test(r, render_length_bound);
     tcase_add_test(r, template_filter);
+    tcase_add_test(r, template_filter_requests);
+    tcase_add_test(r, filters_overlap);
     suite_add_tcase(s, r);
     return s;
 }
