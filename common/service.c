@@ -227,10 +227,46 @@ static int settle(sb_kafka_consumer_t *c, sb_store_t *store, const sb_service_st
     return rc == 0 ? n : 0;
 }
 
+/* The loop with read and plan stages: three batches in hand. Per round, in this order:
+ * read the parsed batch (its records come from Redis before the planned batch's script
+ * runs), send the planned batch, plan the read one and consume and parse a new one while
+ * Redis runs that script, then finish the sent batch. */
+static int consume_staged(sb_kafka_consumer_t *c, sb_store_t *store, size_t max, int timeout_ms,
+                          int64_t end, const sb_service_stages_t *st, void *opaque,
+                          sb_http_latency_t *lat)
+{
+    held_t ready = {0}, next = {0}, cur;
+    int ready_rc = 0, total = 0;
+    int64_t t_ready = 0, t_next = 0;
+    for (;;) {
+        int next_rc = next.n ? st->read(opaque, next.batch) : 0;
+        int sent = ready.n && ready_rc == 0 ? st->send(opaque, ready.batch) : -1;
+        if (next.n && next_rc == 0) next_rc = st->plan(opaque, next.batch);
+        bool busy = ready.n || next.n;
+        memset(&cur, 0, sizeof cur);
+        if (!sb_service_stop && (!busy || sb_mono_ms() < end) &&
+            take(c, max, busy ? 0 : timeout_ms, &cur) > 0)
+            cur.batch = st->parse(opaque, cur.msgs, (const char(*)[512])cur.src, (size_t)cur.n);
+        int64_t t_cur = sb_mono_us();
+        if (ready.n) {
+            /* a batch that failed before its script was sent is done again, whole */
+            total += settle(c, store, st, opaque, &ready, sent == 0 ? st->finish(opaque, ready.batch) : -1);
+            if (lat) sb_http_latency_observe(lat, sb_mono_us() - t_ready);
+        }
+        ready = next, ready_rc = next_rc, t_ready = t_next;
+        next = cur, t_next = t_cur;
+        if (!ready.n && !next.n) break;
+    }
+    return total;
+}
+
 int sb_service_consume_pipelined(sb_kafka_consumer_t *c, sb_store_t *store, size_t max,
                                  int timeout_ms, int budget_ms, const sb_service_stages_t *st,
                                  void *opaque, sb_http_latency_t *lat)
 {
+    if (st->read)
+        return consume_staged(c, store, max, timeout_ms, sb_mono_ms() + budget_ms, st, opaque,
+                              lat);
     held_t prev = {0}, cur;
     int total = 0;
     int64_t end = sb_mono_ms() + budget_ms, t_prev = 0;

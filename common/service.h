@@ -58,6 +58,12 @@ void sb_service_wait_redis(sb_store_t *store, sb_kafka_consumer_t *c);
  * and counts as none). Each batch's time from parsed to done goes to lat (may be NULL). */
 typedef struct sb_service_stages {
     void *(*parse)(void *opaque, const sb_kafka_msg_t *msgs, const char (*src)[512], size_t n);
+    /* optional (both or neither): the batch's reads (0, or -1: the batch is done again,
+     * whole), then its planning (CPU only; 0 or -1 likewise). With them three batches are in
+     * hand: a batch is read before the script of the one ahead of it is sent, and planned
+     * while that script runs. */
+    int (*read)(void *opaque, void *batch);
+    int (*plan)(void *opaque, void *batch);
     int (*send)(void *opaque, void *batch);   /* 0, or -1: not sent */
     int (*finish)(void *opaque, void *batch); /* 0 durable, -1 not */
     int (*again)(void *opaque, void *batch);  /* 0 durable, -1 not */

@@ -224,20 +224,26 @@ typedef struct entry {
     int64_t id;
 } entry_t;
 
+/* A batch between planning and the script's answer. */
+struct sb_tally_batch {
+    int64_t planned[SB_WINDOW_MAX]; /* the watermarks it was planned with */
+    int *first;                     /* first occurrence of each item, -1 */
+    bool *use;                      /* the items its attempt claims */
+    size_t cap;
+    sb_store_args_t args; /* the script's arguments */
+};
+
 struct sb_tally {
     sb_store_t *store;
     const sb_config_t *cfg;
     sb_store_script_t *apply, *read, *reg;
-    sb_store_args_t args;
+    sb_store_args_t args; /* scratch of the other calls */
     entry_t *map;
     size_t map_n, map_cap;
     char **names; /* id -> name */
     size_t n_names;
-    int64_t wm[SB_WINDOW_MAX];      /* each window's watermark as last seen (a planning guess) */
-    int64_t planned[SB_WINDOW_MAX]; /* the watermarks the batch in hand was planned with */
-    int *first;                     /* the batch in hand: first occurrence of each item, -1 */
-    bool *use;                      /* and the items its attempt claims */
-    size_t batch_cap;
+    int64_t wm[SB_WINDOW_MAX]; /* each window's watermark as last seen (a planning guess) */
+    sb_tally_batch_t own;      /* the batch of sb_tally_apply */
 };
 
 static uint64_t hash_str(const char *s)
@@ -324,8 +330,9 @@ void sb_tally_free(sb_tally_t *t)
     sb_store_script_free(t->read);
     sb_store_script_free(t->reg);
     sb_store_args_free(&t->args);
-    free(t->first);
-    free(t->use);
+    free(t->own.first);
+    free(t->own.use);
+    sb_store_args_free(&t->own.args);
     for (size_t i = 0; i < t->map_cap; i++) free(t->map[i].name);
     free(t->map);
     for (size_t i = 0; i < t->n_names; i++) free(t->names[i]);
@@ -333,9 +340,26 @@ void sb_tally_free(sb_tally_t *t)
     free(t);
 }
 
-static redisReply *run(sb_tally_t *t, const sb_store_script_t *sc, const char *what)
+sb_tally_batch_t *sb_tally_batch_new(void)
 {
-    redisReply *r = sb_store_eval(t->store, sc, 0, t->args.argc, t->args.argv, t->args.lens);
+    sb_tally_batch_t *b = calloc(1, sizeof *b);
+    if (!b) abort();
+    return b;
+}
+
+void sb_tally_batch_free(sb_tally_batch_t *b)
+{
+    if (!b) return;
+    free(b->first);
+    free(b->use);
+    sb_store_args_free(&b->args);
+    free(b);
+}
+
+static redisReply *run(sb_tally_t *t, sb_store_t *st, const sb_store_script_t *sc,
+                       const char *what)
+{
+    redisReply *r = sb_store_eval(st, sc, 0, t->args.argc, t->args.argv, t->args.lens);
     if (r && r->type == REDIS_REPLY_ERROR) {
         sb_error("redis script failed op=%s err=\"%s\"", what, r->str);
         freeReplyObject(r);
@@ -346,6 +370,12 @@ static redisReply *run(sb_tally_t *t, const sb_store_script_t *sc, const char *w
 
 int sb_tally_slices(sb_tally_t *t, const char *const *names, size_t n, int64_t *ids,
                     bool *capped)
+{
+    return sb_tally_slices_via(t, t->store, names, n, ids, capped);
+}
+
+int sb_tally_slices_via(sb_tally_t *t, sb_store_t *via, const char *const *names, size_t n,
+                        int64_t *ids, bool *capped)
 {
     /* register the unknown names (and, for capped ones, their dimension's "_other") */
     for (int pass = 0; pass < 2; pass++) {
@@ -368,7 +398,7 @@ int sb_tally_slices(sb_tally_t *t, const char *const *names, size_t n, int64_t *
             }
         }
         if ((size_t)t->args.argc == start) continue;
-        redisReply *r = run(t, t->reg, "register");
+        redisReply *r = run(t, via, t->reg, "register");
         if (!r) return -1;
         if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)t->args.argc - start) {
             freeReplyObject(r);
@@ -429,18 +459,18 @@ static int64_t bucket_ttl(const sb_config_t *cfg, int64_t width)
     return ttl;
 }
 
-/* prefix now nw {W B}... */
-static void args_windows(sb_tally_t *t, int64_t now_ms)
+/* prefix now nw {W B}... into a (reset first) */
+static void args_windows(sb_tally_t *t, sb_store_args_t *a, int64_t now_ms)
 {
     const sb_config_t *cfg = t->cfg;
-    sb_store_args_reset(&t->args);
-    sb_store_args_str(&t->args, sb_store_prefix(t->store));
-    sb_store_args_int(&t->args, now_ms);
-    sb_store_args_int(&t->args, (int64_t)cfg->n_windows);
+    sb_store_args_reset(a);
+    sb_store_args_str(a, sb_store_prefix(t->store));
+    sb_store_args_int(a, now_ms);
+    sb_store_args_int(a, (int64_t)cfg->n_windows);
     for (size_t k = 0; k < cfg->n_windows; k++) {
         int64_t w = cfg->windows_ms[k];
-        sb_store_args_int(&t->args, w);
-        sb_store_args_int(&t->args, sb_window_bucket_width(w));
+        sb_store_args_int(a, w);
+        sb_store_args_int(a, sb_window_bucket_width(w));
     }
 }
 
@@ -735,13 +765,12 @@ static size_t op_group_end(const sb_tally_op_t *ops, size_t nops, size_t lo)
     return hi;
 }
 
-/* Appends the script's arguments for the pending items (use[]) planned with wm. */
-static void args_batch(sb_tally_t *t, const sb_tally_item_t *items, size_t n, const bool *use,
-                       const int *first, const int64_t *wm, const sb_sched_count_t *counters,
-                       size_t n_counters)
+/* Appends the script's arguments for the pending items (use[]) planned with wm to a. */
+static void args_batch(sb_tally_t *t, sb_store_args_t *a, const sb_tally_item_t *items,
+                       size_t n, const bool *use, const int *first, const int64_t *wm,
+                       const sb_sched_count_t *counters, size_t n_counters)
 {
     const sb_config_t *cfg = t->cfg;
-    sb_store_args_t *a = &t->args;
     int64_t longest = cfg->n_windows ? cfg->windows_ms[cfg->n_windows - 1] : DAY_MS;
     for (size_t k = 0; k < cfg->n_windows; k++) sb_store_args_int(a, wm[k]);
     /* a request is counted once while its survey can still be in a window; KPI event ids are
@@ -817,39 +846,41 @@ static void args_batch(sb_tally_t *t, const sb_tally_item_t *items, size_t n, co
 }
 
 /* The state of one batch between planning and the script's answer. */
-static void batch_begin(sb_tally_t *t, sb_tally_item_t *items, size_t n)
+static void batch_begin(sb_tally_batch_t *tb, sb_tally_item_t *items, size_t n)
 {
-    if (n > t->batch_cap) {
-        free(t->first);
-        free(t->use);
-        t->batch_cap = n;
-        t->first = malloc(n * sizeof *t->first);
-        t->use = malloc(n * sizeof *t->use);
-        if (!t->first || !t->use) abort();
+    if (n > tb->cap) {
+        free(tb->first);
+        free(tb->use);
+        tb->cap = n;
+        tb->first = malloc(n * sizeof *tb->first);
+        tb->use = malloc(n * sizeof *tb->use);
+        if (!tb->first || !tb->use) abort();
     }
     for (size_t i = 0; i < n; i++) items[i].result = 0;
-    find_repeats(items, n, t->first);
+    find_repeats(items, n, tb->first);
 }
 
 /* Plans an attempt: the watermarks the windows should have now (or further on, as last
  * seen), and every item not decided yet claimed as new. Builds the script's arguments. */
-static void batch_args(sb_tally_t *t, const sb_tally_item_t *items, size_t n,
-                       const sb_sched_count_t *counters, size_t n_counters, int64_t now_ms)
+static void batch_args(sb_tally_t *t, sb_tally_batch_t *tb, const sb_tally_item_t *items,
+                       size_t n, const sb_sched_count_t *counters, size_t n_counters,
+                       int64_t now_ms)
 {
     const sb_config_t *cfg = t->cfg;
     for (size_t k = 0; k < cfg->n_windows; k++) {
         int64_t w = cfg->windows_ms[k], b = sb_window_bucket_width(w);
         int64_t firstb = now_ms - now_ms % b - w + b; /* as advance() computes it */
-        t->planned[k] = t->wm[k] > firstb ? t->wm[k] : firstb;
+        tb->planned[k] = t->wm[k] > firstb ? t->wm[k] : firstb;
     }
-    for (size_t i = 0; i < n; i++) t->use[i] = t->first[i] < 0 && items[i].result == 0;
-    args_windows(t, now_ms);
-    args_batch(t, items, n, t->use, t->first, t->planned, counters, n_counters);
+    for (size_t i = 0; i < n; i++) tb->use[i] = tb->first[i] < 0 && items[i].result == 0;
+    args_windows(t, &tb->args, now_ms);
+    args_batch(t, &tb->args, items, n, tb->use, tb->first, tb->planned, counters, n_counters);
 }
 
 /* Takes in the script's reply (freed here). Returns 1 applied (every result set), 0 not
  * applied but known better now (plan again), -1 failed. */
-static int batch_reply(sb_tally_t *t, sb_tally_item_t *items, size_t n, redisReply *r)
+static int batch_reply(sb_tally_t *t, sb_tally_batch_t *tb, sb_tally_item_t *items, size_t n,
+                       redisReply *r)
 {
     const sb_config_t *cfg = t->cfg;
     int rc = -1;
@@ -860,8 +891,9 @@ static int batch_reply(sb_tally_t *t, sb_tally_item_t *items, size_t n, redisRep
                r->element[0]->type != REDIS_REPLY_INTEGER) {
         sb_error("tally script returned an unexpected reply type=%d", r->type);
     } else if (r->element[0]->integer == 1) {
-        for (size_t k = 0; k < cfg->n_windows; k++) t->wm[k] = t->planned[k];
-        for (size_t i = 0; i < n; i++) items[i].result = result_of(items, t->first, i);
+        for (size_t k = 0; k < cfg->n_windows; k++)
+            if (tb->planned[k] > t->wm[k]) t->wm[k] = tb->planned[k];
+        for (size_t i = 0; i < n; i++) items[i].result = result_of(items, tb->first, i);
         rc = 1;
     } else if (r->element[0]->integer == 2 && r->elements == 1 + cfg->n_windows) {
         sb_debug("tally batch planned with old watermarks, planning again");
@@ -876,7 +908,7 @@ static int batch_reply(sb_tally_t *t, sb_tally_item_t *items, size_t n, redisRep
         size_t k = 0;
         for (int ty = 0; ty < 3; ty++)
             for (size_t i = 0; i < n; i++)
-                if (t->use[i] && items[i].type == types[ty] && k < r->element[1]->len) {
+                if (tb->use[i] && items[i].type == types[ty] && k < r->element[1]->len) {
                     char x = r->element[1]->str[k++];
                     if (x != 'c') items[i].result = x;
                 }
@@ -891,15 +923,15 @@ static int batch_reply(sb_tally_t *t, sb_tally_item_t *items, size_t n, redisRep
 /* Plans and runs attempts until one applies. Optimistic: each attempt assumes the planned
  * watermarks and new claims; the script checks both and otherwise undoes its claims and
  * says what differed, so each retry knows more and a few suffice. */
-static int batch_attempts(sb_tally_t *t, sb_tally_item_t *items, size_t n,
+static int batch_attempts(sb_tally_t *t, sb_tally_batch_t *tb, sb_tally_item_t *items, size_t n,
                           const sb_sched_count_t *counters, size_t n_counters, int64_t now_ms,
                           int rc)
 {
     for (int attempt = 0; attempt < 8 && rc == 0; attempt++) {
-        batch_args(t, items, n, counters, n_counters, now_ms);
-        rc = batch_reply(t, items, n,
-                         sb_store_eval(t->store, t->apply, 0, t->args.argc, t->args.argv,
-                                       t->args.lens));
+        batch_args(t, tb, items, n, counters, n_counters, now_ms);
+        rc = batch_reply(t, tb, items, n,
+                         sb_store_eval(t->store, t->apply, 0, tb->args.argc, tb->args.argv,
+                                       tb->args.lens));
     }
     if (rc == 1) return 0;
     for (size_t i = 0; i < n; i++) items[i].result = 0;
@@ -909,19 +941,24 @@ static int batch_attempts(sb_tally_t *t, sb_tally_item_t *items, size_t n,
 int sb_tally_apply(sb_tally_t *t, sb_tally_item_t *items, size_t n,
                    const sb_sched_count_t *counters, size_t n_counters, int64_t now_ms)
 {
-    batch_begin(t, items, n);
-    return batch_attempts(t, items, n, counters, n_counters, now_ms, 0);
+    batch_begin(&t->own, items, n);
+    return batch_attempts(t, &t->own, items, n, counters, n_counters, now_ms, 0);
 }
 
-int sb_tally_apply_send(sb_tally_t *t, sb_tally_item_t *items, size_t n,
-                        const sb_sched_count_t *counters, size_t n_counters, int64_t now_ms)
+void sb_tally_apply_plan(sb_tally_t *t, sb_tally_batch_t *tb, sb_tally_item_t *items, size_t n,
+                         const sb_sched_count_t *counters, size_t n_counters, int64_t now_ms)
 {
-    batch_begin(t, items, n);
-    batch_args(t, items, n, counters, n_counters, now_ms);
-    return sb_store_eval_send(t->store, t->apply, 0, t->args.argc, t->args.argv, t->args.lens);
+    batch_begin(tb, items, n);
+    batch_args(t, tb, items, n, counters, n_counters, now_ms);
 }
 
-int sb_tally_apply_recv(sb_tally_t *t, sb_tally_item_t *items, size_t n,
+int sb_tally_apply_send(sb_tally_t *t, sb_tally_batch_t *tb)
+{
+    return sb_store_eval_send(t->store, t->apply, 0, tb->args.argc, tb->args.argv,
+                              tb->args.lens);
+}
+
+int sb_tally_apply_recv(sb_tally_t *t, sb_tally_batch_t *tb, sb_tally_item_t *items, size_t n,
                         const sb_sched_count_t *counters, size_t n_counters, int64_t now_ms)
 {
     redisReply *r = NULL;
@@ -933,8 +970,8 @@ int sb_tally_apply_recv(sb_tally_t *t, sb_tally_item_t *items, size_t n,
      * synchronous attempts take over with what this one learned */
     int rc = r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "NOSCRIPT", 8)
                  ? (freeReplyObject(r), 0)
-                 : batch_reply(t, items, n, r);
-    return batch_attempts(t, items, n, counters, n_counters, now_ms, rc);
+                 : batch_reply(t, tb, items, n, r);
+    return batch_attempts(t, tb, items, n, counters, n_counters, now_ms, rc);
 }
 
 int sb_tally_alerts_done(sb_tally_t *t, const char *const *alerts, size_t n)
@@ -1160,10 +1197,10 @@ int sb_tally_read(sb_tally_t *t, int64_t now_ms, const char *leader, int64_t lea
                   sb_tally_snapshot_t *out)
 {
     memset(out, 0, sizeof *out);
-    args_windows(t, now_ms);
+    args_windows(t, &t->args, now_ms);
     sb_store_args_str(&t->args, leader ? leader : "");
     sb_store_args_int(&t->args, lease_ms);
-    redisReply *r = run(t, t->read, "read");
+    redisReply *r = run(t, t->store, t->read, "read");
     if (!r) return -1;
     int rc = -1;
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 1) goto done;

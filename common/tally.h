@@ -57,6 +57,10 @@ void sb_tally_free(sb_tally_t *t);
  * the id of "dim|_other" and capped[i] (may be NULL) is set. Returns 0 or -1 (Redis). */
 int sb_tally_slices(sb_tally_t *t, const char *const *names, size_t n, int64_t *ids,
                     bool *capped);
+/* The same, registering through via (a connection to the same Redis), for a caller whose
+ * own connection waits on a script sent with sb_tally_apply_send. */
+int sb_tally_slices_via(sb_tally_t *t, sb_store_t *via, const char *const *names, size_t n,
+                        int64_t *ids, bool *capped);
 
 /* "dim|value" of a slice id, refreshing the registry from Redis when the id is unknown.
  * Returns a borrowed string, or NULL when the id is not registered or Redis failed. */
@@ -108,15 +112,22 @@ typedef struct sb_tally_item {
 int sb_tally_apply(sb_tally_t *t, sb_tally_item_t *items, size_t n,
                    const sb_sched_count_t *counters, size_t n_counters, int64_t now_ms);
 
-/* sb_tally_apply in two halves, so that the caller can work while Redis runs the script:
- * _send plans the batch and sends the script without waiting (0, or -1: nothing sent);
- * _recv takes its answer and, when it did not apply (a claim already made, moved
- * watermarks, the script not loaded), finishes the batch with the synchronous attempts.
- * _recv returns what sb_tally_apply returns. Between the two, no other command may use the
- * store, and items and counters must stay as they are. */
-int sb_tally_apply_send(sb_tally_t *t, sb_tally_item_t *items, size_t n,
-                        const sb_sched_count_t *counters, size_t n_counters, int64_t now_ms);
-int sb_tally_apply_recv(sb_tally_t *t, sb_tally_item_t *items, size_t n,
+/* sb_tally_apply in parts, so that the caller can work while Redis runs the script, and
+ * even plan the next batch meanwhile: each batch in flight has its own sb_tally_batch_t.
+ * _plan plans the batch into tb (no I/O); _send sends its script without waiting (0, or -1:
+ * nothing sent); _recv takes its answer and, when it did not apply (a claim already made,
+ * moved watermarks, the script not loaded), finishes the batch with the synchronous
+ * attempts. _recv returns what sb_tally_apply returns. Between _send and _recv no other
+ * command may use the store, and from _plan to _recv the items and counters must stay as
+ * they are. A batch planned before the previous one applied is planned with what was known
+ * then; the script refuses it if that was stale, and _recv plans it again. */
+typedef struct sb_tally_batch sb_tally_batch_t;
+sb_tally_batch_t *sb_tally_batch_new(void); /* never NULL (aborts on OOM) */
+void sb_tally_batch_free(sb_tally_batch_t *tb);
+void sb_tally_apply_plan(sb_tally_t *t, sb_tally_batch_t *tb, sb_tally_item_t *items, size_t n,
+                         const sb_sched_count_t *counters, size_t n_counters, int64_t now_ms);
+int sb_tally_apply_send(sb_tally_t *t, sb_tally_batch_t *tb);
+int sb_tally_apply_recv(sb_tally_t *t, sb_tally_batch_t *tb, sb_tally_item_t *items, size_t n,
                         const sb_sched_count_t *counters, size_t n_counters, int64_t now_ms);
 
 /* ---- planning a batch (pure, no I/O; sb_tally_apply uses it) ---- */

@@ -55,6 +55,8 @@ typedef struct ibatch {
     int64_t now;
     bool busy; /* in hand, from parse to end */
     bool sent; /* its tally script went out without waiting for the answer */
+    redisReply *recs;     /* its survey records (read, not yet checked) */
+    sb_tally_batch_t *tb; /* its tally plan */
     struct work *w;
     sb_tally_item_t *items, *kpi;
     sb_counts_t cs;
@@ -67,12 +69,14 @@ typedef struct ibatch {
 typedef struct ingest {
     const sb_config_t *cfg;
     sb_store_t *store;
+    sb_store_t *rstore; /* Kafka ingest: a second connection for the reads of the batch being
+                         * planned while the tally script of the one before runs */
     sb_tally_t *tally;
     sb_kafka_producer_t *producer; /* dead letters and alerts; NULL when Kafka is off */
     sb_mqtt_t *mqtt_pub;           /* alerts; NULL when MQTT is off (shared, thread-safe) */
     sb_wait_t wait;
     alert_sink_t *sink; /* shared */
-    ibatch_t b[2];      /* work buffers, reused from batch to batch */
+    ibatch_t b[3];      /* work buffers, reused from batch to batch */
 } ingest_t;
 
 /* Releases an ingest context's work buffers. */
@@ -84,11 +88,11 @@ void ingest_free_buffers(ingest_t *ig);
  * caller may commit), -1 to retry the same batch (Redis or Kafka failed, or stopping). */
 int ingest_batch(ingest_t *ig, const in_msg_t *msgs, size_t n);
 
-/* The same for Kafka batches with two in hand (sb_service_consume_pipelined; opaque is the
- * ingest_t): parse (the checks that need no I/O: JSON, token, times), send (the survey
- * records in one MGET, the checks that need them, and the tally script sent without
- * waiting), finish (the script's answer, alerts, dead letters), again (the whole batch once
- * more, synchronously), end. */
+/* The same for Kafka batches with three in hand (sb_service_consume_pipelined; opaque is the
+ * ingest_t): parse (the checks that need no I/O: JSON, token, times), read (the survey
+ * records in one MGET, on rstore), plan (the checks that need them, the slices, the tally
+ * plan), send (the tally script, without waiting), finish (the script's answer, alerts,
+ * dead letters), again (the whole batch once more, synchronously), end. */
 extern const sb_service_stages_t ingest_stages;
 
 /* Kafka delivery callback of the aggregator's producers. */

@@ -169,14 +169,15 @@ static char *alert_json(const sb_config_t *cfg, const work_t *w, const sb_record
 }
 
 /* Resolves the slices of one item from its slice names. Returns 0 or -1 (Redis). */
-static int slices_of(ingest_t *ig, const work_t *w, sb_tally_item_t *it, sb_counts_t *cs)
+static int slices_of(ingest_t *ig, sb_store_t *via, const work_t *w, sb_tally_item_t *it,
+                     sb_counts_t *cs)
 {
     const char *ptr[SB_DIM__N] = {0};
     bool capped[SB_DIM__N];
     size_t n = w->n_names < SB_DIM__N ? w->n_names : SB_DIM__N;
     const char *p = w->names;
     for (size_t i = 0; i < n; i++, p += strlen(p) + 1) ptr[i] = p;
-    if (sb_tally_slices(ig->tally, ptr, n, it->slices, capped) != 0) return -1;
+    if (sb_tally_slices_via(ig->tally, via, ptr, n, it->slices, capped) != 0) return -1;
     it->n_slices = n;
     for (size_t i = 0; i < n; i++)
         if (capped[i]) {
@@ -466,8 +467,10 @@ static int publish_dead(ingest_t *ig, const in_msg_t *msgs, work_t *w, size_t n)
 
 void ingest_free_buffers(ingest_t *ig)
 {
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 3; k++) {
         ibatch_t *b = &ig->b[k];
+        if (b->recs) freeReplyObject(b->recs);
+        sb_tally_batch_free(b->tb);
         free(b->w);
         free(b->items);
         free(b->kpi);
@@ -499,8 +502,11 @@ static void parse_all(ingest_t *ig, ibatch_t *b)
 /* A free one of the two batch slots, sized for n messages and marked in hand. */
 static ibatch_t *slot(ingest_t *ig, size_t n)
 {
-    ibatch_t *b = !ig->b[0].busy ? &ig->b[0] : !ig->b[1].busy ? &ig->b[1] : NULL;
-    if (!b) abort(); /* a caller with more than two batches in hand */
+    ibatch_t *b = NULL;
+    for (int k = 0; k < 3 && !b; k++)
+        if (!ig->b[k].busy) b = &ig->b[k];
+    if (!b) abort(); /* a caller with more than three batches in hand */
+    if (!b->tb) b->tb = sb_tally_batch_new();
     if (n > b->cap || !b->x) {
         size_t cap = n > b->cap ? n : b->cap;
         free(b->w), free(b->items), free(b->kpi), free(b->argv), free(b->keys), free(b->in);
@@ -546,12 +552,13 @@ static void stage_end(void *opaque, void *batch)
     ((ibatch_t *)batch)->busy = false;
 }
 
-/* Step 2 and 3: the survey records (one MGET), the checks that need them, and the items
- * with their slices. Returns 0 or -1 (Redis). */
-static int prepare(ingest_t *ig, ibatch_t *b)
+/* Step 2: the survey records of the batch, in one MGET on via, kept in b->recs for
+ * check_all. Returns 0 or -1 (Redis). */
+static int read_records(ingest_t *ig, sb_store_t *via, ibatch_t *b)
 {
     work_t *w = b->w;
     size_t n = b->n, nk = 0;
+    if (b->recs) freeReplyObject(b->recs), b->recs = NULL;
     b->argv[0] = "MGET";
     for (size_t i = 0; i < n; i++)
         if (w[i].state == 0) {
@@ -559,19 +566,27 @@ static int prepare(ingest_t *ig, ibatch_t *b)
             b->argv[1 + nk] = b->keys[nk];
             nk++;
         }
-    redisReply *recs = NULL;
-    if (nk) {
-        recs = sb_store_cmdargv(ig->store, (int)(1 + nk), b->argv, NULL);
-        if (!recs) return -1;
-        if (recs->type != REDIS_REPLY_ARRAY || recs->elements != nk) {
-            freeReplyObject(recs);
-            return -1;
-        }
+    if (!nk) return 0;
+    redisReply *recs = sb_store_cmdargv(via, (int)(1 + nk), b->argv, NULL);
+    if (!recs) return -1;
+    if (recs->type != REDIS_REPLY_ARRAY || recs->elements != nk) {
+        freeReplyObject(recs);
+        return -1;
     }
+    b->recs = recs;
+    return 0;
+}
+
+/* Step 3: the checks that need the records, and the items with their slices (new ones
+ * registered through via). Returns 0 or -1 (Redis). */
+static int check_all(ingest_t *ig, sb_store_t *via, ibatch_t *b)
+{
+    work_t *w = b->w;
+    size_t n = b->n;
     for (size_t i = 0, k = 0; i < n; i++)
         if (w[i].state == 0)
-            check_record(ig, &b->in[i], &w[i], recs->element[k++], &b->x->rec, &b->cs);
-    if (recs) freeReplyObject(recs);
+            check_record(ig, &b->in[i], &w[i], b->recs->element[k++], &b->x->rec, &b->cs);
+    if (b->recs) freeReplyObject(b->recs), b->recs = NULL;
 
     b->ni = 0;
     for (size_t i = 0; i < n; i++) {
@@ -590,7 +605,7 @@ static int prepare(ingest_t *ig, ibatch_t *b)
         } else {
             continue;
         }
-        if (slices_of(ig, &w[i], it, &b->cs)) return -1;
+        if (slices_of(ig, via, &w[i], it, &b->cs)) return -1;
         w[i].item = (int)b->ni++;
     }
     return 0;
@@ -599,6 +614,7 @@ static int prepare(ingest_t *ig, ibatch_t *b)
 /* Frees what the batch's messages own (alerts not handed over, comments, slice names). */
 static void batch_release(ibatch_t *b)
 {
+    if (b->recs) freeReplyObject(b->recs), b->recs = NULL;
     for (size_t i = 0; i < b->n; i++) {
         work_t *w = &b->w[i];
         free(w->alert), free(w->comment), free(w->names);
@@ -606,13 +622,36 @@ static void batch_release(ibatch_t *b)
     }
 }
 
+/* The stages of a Kafka batch after stage_parse: reads and registrations go through rstore,
+ * as the store's connection may be waiting on the script of the batch ahead. A failure
+ * leaves the batch to again(), which parses it afresh and does it all on store. */
+static int stage_read(void *opaque, void *batch)
+{
+    ingest_t *ig = opaque;
+    ibatch_t *b = batch;
+    if (read_records(ig, ig->rstore, b) == 0) return 0;
+    batch_release(b);
+    return -1;
+}
+
+static int stage_plan(void *opaque, void *batch)
+{
+    ingest_t *ig = opaque;
+    ibatch_t *b = batch;
+    if (check_all(ig, ig->rstore, b) != 0) {
+        batch_release(b);
+        return -1;
+    }
+    sb_tally_apply_plan(ig->tally, b->tb, b->items, b->ni, b->cs.c, b->cs.n, b->now);
+    return 0;
+}
+
 static int stage_send(void *opaque, void *batch)
 {
     ingest_t *ig = opaque;
     ibatch_t *b = batch;
-    if (prepare(ig, b) != 0 ||
-        sb_tally_apply_send(ig->tally, b->items, b->ni, b->cs.c, b->cs.n, b->now) != 0) {
-        batch_release(b); /* again() parses it afresh */
+    if (sb_tally_apply_send(ig->tally, b->tb) != 0) {
+        batch_release(b);
         return -1;
     }
     b->sent = true;
@@ -630,9 +669,9 @@ static int stage_finish(void *opaque, void *batch)
     int rc = -1;
     if (b->sent) {
         b->sent = false;
-        rc = sb_tally_apply_recv(ig->tally, b->items, b->ni, b->cs.c, b->cs.n, b->now);
+        rc = sb_tally_apply_recv(ig->tally, b->tb, b->items, b->ni, b->cs.c, b->cs.n, b->now);
     } else {
-        rc = prepare(ig, b) == 0
+        rc = read_records(ig, ig->store, b) == 0 && check_all(ig, ig->store, b) == 0
                  ? sb_tally_apply(ig->tally, b->items, b->ni, b->cs.c, b->cs.n, b->now)
                  : -1;
     }
@@ -666,8 +705,13 @@ static int stage_again(void *opaque, void *batch)
     return stage_finish(opaque, batch);
 }
 
-const sb_service_stages_t ingest_stages = {stage_parse, stage_send, stage_finish, stage_again,
-                                           stage_end};
+const sb_service_stages_t ingest_stages = {.parse = stage_parse,
+                                           .read = stage_read,
+                                           .plan = stage_plan,
+                                           .send = stage_send,
+                                           .finish = stage_finish,
+                                           .again = stage_again,
+                                           .end = stage_end};
 
 int ingest_batch(ingest_t *ig, const in_msg_t *msgs, size_t n)
 {

@@ -56,12 +56,15 @@ static int on_mqtt(void *opaque, const char *topic, const void *payload, size_t 
     return rc;
 }
 
-static int open_ingest(agg_t *a, ingest_t *ig, char *err, size_t el)
+/* An ingest context; the pipelined one (Kafka) gets a second Redis connection for the
+ * reads of the batch it plans while a script runs on the first. */
+static int open_ingest(agg_t *a, ingest_t *ig, bool pipelined, char *err, size_t el)
 {
     ig->cfg = a->cfg;
     ig->store = sb_store_new(a->cfg, err, el);
     if (!ig->store) return -1;
     ig->tally = sb_tally_new(ig->store, a->cfg);
+    if (pipelined && !(ig->rstore = sb_store_new(a->cfg, err, el))) return -1;
     ig->producer = a->producer;
     ig->mqtt_pub = a->mqtt_pub;
     ig->sink = &a->sink;
@@ -72,6 +75,7 @@ static void close_ingest(ingest_t *ig)
 {
     ingest_free_buffers(ig);
     sb_tally_free(ig->tally);
+    sb_store_free(ig->rstore);
     sb_store_free(ig->store);
     memset(ig, 0, sizeof *ig);
 }
@@ -129,7 +133,7 @@ static int start(agg_t *a)
         a->mqtt_pub = sb_mqtt_new(cfg, cid, NULL, 0, NULL, NULL, err, sizeof err);
         if (!a->mqtt_pub) goto fail;
     }
-    if (open_ingest(a, &a->kin, err, sizeof err)) goto fail;
+    if (open_ingest(a, &a->kin, true, err, sizeof err)) goto fail;
     publisher_init(&a->pub, cfg, a->kin.tally, a->producer, a->mqtt_pub, a->svc.instance);
     if (kafka) {
         char group[600];
@@ -142,7 +146,7 @@ static int start(agg_t *a)
     if (mqtt && !kafka && request_filters(a, err, sizeof err)) goto fail;
     size_t n_in = cfg->mqtt_topics.n_responses + cfg->mqtt_topics.n_interactions;
     if (mqtt && n_in + a->n_req) {
-        if (open_ingest(a, &a->min, err, sizeof err)) goto fail;
+        if (open_ingest(a, &a->min, false, err, sizeof err)) goto fail;
         size_t n = n_in + a->n_req;
         const char **subs = malloc(n * sizeof *subs);
         if (!subs) abort();

@@ -237,8 +237,11 @@ static void stage_end(void *opaque, void *batch)
     ((dbatch_t *)batch)->busy = false;
 }
 
-const sb_service_stages_t ingest_stages = {stage_parse, stage_send, stage_finish, stage_again,
-                                           stage_end};
+const sb_service_stages_t ingest_stages = {.parse = stage_parse,
+                                           .send = stage_send,
+                                           .finish = stage_finish,
+                                           .again = stage_again,
+                                           .end = stage_end};
 
 int ingest_batch(ingest_ctx_t *ic, const in_msg_t *msgs, size_t n)
 {

@@ -851,6 +851,50 @@ START_TEST(exactly_once)
 }
 END_TEST
 
+/* The aggregator's Kafka loop plans a batch before the script of the one ahead of it has
+ * run (sb_tally_apply_plan with a sb_tally_batch_t each). Here B shares a response and a
+ * request with A and is planned first: A applies, B's script finds those claims taken,
+ * B is planned again without them, and nothing counts twice. */
+START_TEST(planned_ahead)
+{
+    env_open("t2b:", "");
+    register_slices();
+    int64_t now = T0 + 10 * HOUR;
+    int64_t sl[2] = {SL[0], SL[2]};
+    sb_tally_item_t a[3], b[3];
+    a[0] = resp("pa-1", SB_REC_FIRED, now - 5 * MIN, sl, 2, SB_KIND_NPS, 10, NULL);
+    a[1] = resp("pa-2", SB_REC_FIRED, now - 5 * MIN, sl, 2, SB_KIND_NPS, 3, NULL);
+    a[2] = req("pq-1", now - 9 * MIN, sl, 2);
+    b[0] = a[1]; /* the same response, delivered again in the next batch */
+    b[1] = req("pq-1", now - 9 * MIN, sl, 2);
+    b[2] = resp("pb-3", SB_REC_FIRED, now - 4 * MIN, sl, 1, SB_KIND_CSAT, 4, NULL);
+    sb_tally_batch_t *ta = sb_tally_batch_new(), *tb = sb_tally_batch_new();
+    sb_tally_apply_plan(E.t, ta, a, 3, NULL, 0, now);
+    sb_tally_apply_plan(E.t, tb, b, 3, NULL, 0, now);
+    ck_assert_int_eq(sb_tally_apply_send(E.t, ta), 0);
+    ck_assert_int_eq(sb_tally_apply_recv(E.t, ta, a, 3, NULL, 0, now), 0);
+    ck_assert_int_eq(sb_tally_apply_send(E.t, tb), 0);
+    ck_assert_int_eq(sb_tally_apply_recv(E.t, tb, b, 3, NULL, 0, now), 0);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(a[i].result, 'c');
+        model_add(&a[i]);
+    }
+    ck_assert_int_eq(b[0].result, 'd');
+    ck_assert_int_eq(b[1].result, 'd');
+    ck_assert_int_eq(b[2].result, 'c');
+    model_add(&b[2]);
+    ck_assert_int_eq(stat("counted|nps"), 2);
+    ck_assert_int_eq(stat("counted|csat"), 1);
+    ck_assert_int_eq(stat("duplicate"), 1);
+    ck_assert_int_eq(stat("requests"), 1);
+    ck_assert_int_eq(stat("requests_duplicate"), 1);
+    check_all(now, "planned ahead", NULL);
+    sb_tally_batch_free(ta);
+    sb_tally_batch_free(tb);
+    env_close();
+}
+END_TEST
+
 /* ---------------------------------------------------------------- 3. late */
 
 START_TEST(late_within_lateness)
@@ -1141,6 +1185,7 @@ int main(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, windows_match_brute_force);
     tcase_add_test(tc, exactly_once);
+    tcase_add_test(tc, planned_ahead);
     tcase_add_test(tc, late_within_lateness);
     tcase_add_test(tc, future_within_lateness);
     tcase_add_test(tc, skewed_clocks);
