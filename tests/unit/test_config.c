@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "unit.h"
+
 #define DATA "tests/data/config/"
 
 static const char *const env_vars[] = {"SURVEYBUS_KAFKA_BROKERS", "SURVEYBUS_MQTT_URL",
@@ -827,9 +829,5 @@ static Suite *config_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(config_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return sb_unit_run(config_suite());
 }

@@ -7,6 +7,8 @@
 
 #include "event.h"
 
+#include "unit.h"
+
 /* A writable string literal: sb_event_parse takes the config's `char *` pointers. */
 #define P(s) ((char[]){s})
 
@@ -501,9 +503,5 @@ int main(void)
     tcase_add_test(tc, kpis);
     tcase_add_test(tc, kpi_real_text);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return sb_unit_run(s);
 }

@@ -10,6 +10,8 @@
 #include "event.h"
 #include "jscan.h"
 
+#include "unit.h"
+
 static sb_jtok_t t[64];
 
 static int scan(const char *s) { return sb_jscan(s, strlen(s), t, 64); }
@@ -170,9 +172,5 @@ int main(void)
     tcase_add_test(tc, find);
     tcase_add_test(tc, event_both_paths);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return sb_unit_run(s);
 }

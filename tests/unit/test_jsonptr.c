@@ -6,6 +6,8 @@
 
 #include "jsonptr.h"
 
+#include "unit.h"
+
 /* The example document of RFC 6901 section 5. */
 static const char *rfc_doc =
     "{\"foo\":[\"bar\",\"baz\"],\"\":0,\"a/b\":1,\"c%d\":2,\"e^f\":3,\"g|h\":4,\"i\\\\j\":5,"
@@ -128,9 +130,5 @@ int main(void)
     tcase_add_test(tc, missing_and_scalars);
     tcase_add_test(tc, malformed);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return sb_unit_run(s);
 }

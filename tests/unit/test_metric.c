@@ -9,6 +9,8 @@
 #include "metric.h"
 #include "stats.h"
 
+#include "unit.h"
+
 static char err[256];
 
 /* 2026-11-22T11:00:00Z (20779 days after the epoch * 86400 + 11 h, see test_survey.c) + 123 ms. */
@@ -552,9 +554,5 @@ int main(void)
     tcase_add_test(td, decode_rejections);
     tcase_add_test(td, json_line);
     suite_add_tcase(s, td);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return sb_unit_run(s);
 }

@@ -7,6 +7,8 @@
 
 #include "mqtt.h"
 
+#include "unit.h"
+
 /* ---------------------------------------------------------------- match */
 
 START_TEST(match_device_id)
@@ -322,9 +324,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return sb_unit_run(suite());
 }

@@ -10,6 +10,8 @@
 #include "event.h"
 #include "record.h"
 
+#include "unit.h"
+
 #define S "\x1f"
 
 /* ---------------------------------------------------------------- survey id */
@@ -576,9 +578,5 @@ int main(void)
     tcase_add_test(tc, from_event_fills_dimensions);
     tcase_add_test(tc, state_names);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return sb_unit_run(s);
 }

@@ -6,6 +6,8 @@
 
 #include "rules.h"
 
+#include "unit.h"
+
 #define MIN_MS 60000LL
 #define HOUR_MS 3600000LL
 #define DAY_MS 86400000LL
@@ -494,10 +496,7 @@ int main(void)
     tcase_add_test(tc, fatigue_future_history_entries);
     suite_add_tcase(s, tc);
 
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int rc = sb_unit_run(s);
     sb_tz_cache_free();
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return rc;
 }

@@ -6,6 +6,8 @@
 
 #include "stats.h"
 
+#include "unit.h"
+
 /* 1..5 CSAT with top-2-box, and the two CES conventions on 1..7. */
 static const sb_scale_t CSAT5 = {.min = 1, .max = 5, .satisfied_min = 4};
 static const sb_scale_t CES_LOW = {.min = 1, .max = 7, .easy_low = true, .easy_max = 2};
@@ -549,9 +551,5 @@ static Suite *stats_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(stats_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    const int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return sb_unit_run(stats_suite());
 }

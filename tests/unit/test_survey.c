@@ -11,6 +11,8 @@
 #include "survey.h"
 #include "util.h"
 
+#include "unit.h"
+
 static char err[256];
 
 /* 2026-11-22T11:00:00Z: 20779 days after the epoch (see test_event.c) * 86400 + 11 h. */
@@ -556,9 +558,5 @@ int main(void)
     tcase_add_test(td, reason_codes);
     tcase_add_test(td, quote_details);
     suite_add_tcase(s, td);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return sb_unit_run(s);
 }

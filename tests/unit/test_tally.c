@@ -11,6 +11,8 @@
 #include "stats.h"
 #include "tally.h"
 
+#include "unit.h"
+
 /* ---- cells ---- */
 
 START_TEST(cell_index)
@@ -903,9 +905,5 @@ int main(void)
     tcase_add_test(tp, plan_shared_bucket_once);
     suite_add_tcase(s, tp);
 
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return sb_unit_run(s);
 }

@@ -9,6 +9,8 @@
 #include "token.h"
 #include "util.h"
 
+#include "unit.h"
+
 static const char *const SECRET = "secret";
 static char tok[SB_TOKEN_MAX];
 
@@ -261,9 +263,5 @@ int main(void)
     tcase_add_test(tc, threads);
     suite_add_tcase(s, tc);
 
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return sb_unit_run(s);
 }

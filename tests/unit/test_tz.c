@@ -11,6 +11,8 @@
 #include "tz.h"
 #include "util.h"
 
+#include "unit.h"
+
 #define H 3600
 
 /* Epoch ms of a UTC civil time (also used for "local ms", a local time written as UTC). */
@@ -523,10 +525,7 @@ int main(void)
     tcase_add_test(tc, cache_is_thread_safe);
     suite_add_tcase(s, tc);
 
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int rc = sb_unit_run(s);
     sb_tz_cache_free();
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return rc;
 }

@@ -7,6 +7,8 @@
 #include "log.h"
 #include "util.h"
 
+#include "unit.h"
+
 START_TEST(utf8_accepts_valid)
 {
     ck_assert(sb_utf8_valid("", 0));
@@ -268,9 +270,5 @@ int main(void)
     tcase_add_test(tc, counts_merge_by_name);
     tcase_add_test(tc, log_levels);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return sb_unit_run(s);
 }

@@ -5,6 +5,8 @@
 
 #include "window.h"
 
+#include "unit.h"
+
 #define MIN SB_WINDOW_MINUTE_MS
 #define HOUR SB_WINDOW_HOUR_MS
 #define DAY SB_WINDOW_DAY_MS
@@ -329,9 +331,5 @@ static Suite *window_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(window_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    const int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return sb_unit_run(window_suite());
 }
