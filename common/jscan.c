@@ -98,7 +98,7 @@ static int number(scan_t *s)
         if (n > REAL_TEXT_MAX) return -1;
         memcpy(text, a, n);
         text[n] = '\0';
-        v->d = strtod(text, NULL);
+        v->d = strtod(text, NULL); /* '.' as in the C locale: the services never set one */
         if (!isfinite(v->d)) return -1; /* jansson: "real number overflow" */
     }
     s->t[k].end = k + 1;

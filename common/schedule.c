@@ -94,9 +94,10 @@
  * op CANCEL: 'c' id at                   (the journey is read from the record; at '-': by
  *                                        an operator, reason "operator")
  * A cancelled record ends with the reason "reopened@<at>"; an ADD of an event that occurred
- * after that reopen replaces it (a completion after the reopen) and keeps that reason, any
- * other ADD is a duplicate (a redelivery, a client retry, a second completion). A reopen at or
- * before the kept one is a duplicate too: it was delivered again, and cancels nothing. */
+ * after that reopen replaces it (a completion after the reopen) with the reason
+ * "completed@<at>", any other ADD is a duplicate (a redelivery, a client retry, a second
+ * completion). A reopen at or before that completion is a duplicate too (delivered again,
+ * or late): it cancels nothing. */
 static const char LUA_APPLY[] = LUA_PRELUDE
     "local i = 4\n"
     "local res = {}\n"
@@ -111,8 +112,8 @@ static const char LUA_APPLY[] = LUA_PRELUDE
     "    local new = not old\n"
     "    local t = old and string.sub(old, 1, 1) == 'x' and string.match(old, '\\31reopened@(%d+)$')\n"
     "    if t and tonumber(ARGV[i + 5]) > tonumber(t) then\n"
-    "      -- pending again; the reason field keeps the reopen, which is now behind it\n"
-    "      new = redis.call('SET', key, ARGV[i + 2] .. 'reopened@' .. t)\n"
+    "      -- pending again; the reason field keeps the time of the completion that did it\n"
+    "      new = redis.call('SET', key, ARGV[i + 2] .. 'completed@' .. ARGV[i + 5])\n"
     "    end\n"
     "    if new then\n"
     "      timers[#timers + 1] = ARGV[i + 3]\n"
@@ -128,10 +129,10 @@ static const char LUA_APPLY[] = LUA_PRELUDE
     "    res[k] = 0\n"
     "    if #timers > 0 then bulk('ZADD', sched, timers) timers = {} end\n"
     "    local v = redis.call('GET', key)\n"
-    "    -- a survey scheduled again after a reopen is not cancelled by that reopen, or an\n"
-    "    -- earlier one, delivered again\n"
+    "    -- a survey scheduled again after a reopen is not cancelled by a reopen from before\n"
+    "    -- the completion that scheduled it (that reopen delivered again, or late)\n"
     "    local p = v and string.sub(v, 1, 1) == 'p'\n"
-    "    local t = p and ARGV[i + 2] ~= '-' and string.match(v, '\\31reopened@(%d+)$')\n"
+    "    local t = p and ARGV[i + 2] ~= '-' and string.match(v, '\\31completed@(%d+)$')\n"
     "    if t and tonumber(ARGV[i + 2]) <= tonumber(t) then\n"
     "      count('duplicate')\n"
     "    elseif p and redis.call('ZREM', sched, id) == 1 then\n"

@@ -37,11 +37,11 @@ enum { SB_SCHED_ADD = 1, SB_SCHED_CANCEL = 2 };
 /* One ingest operation. ADD: schedule rec under its survey id unless a record already
  * exists (then it is a duplicate), except a survey cancelled by a reopen that happened
  * before at_ms: the interaction was completed again, so the survey is scheduled anew (its
- * record keeps the reason "reopened@<reopen ms>").
+ * record keeps the reason "completed@<at_ms>").
  * CANCEL: cancel the pending survey of every journey for rec->interaction_id (only
  * interaction_id is read), remembering at_ms, the reopen's time, in the record. A survey
- * scheduled anew is not cancelled by a reopen at or before the one it remembers (that reopen
- * was delivered again): counted as a duplicate. */
+ * scheduled anew is not cancelled by a reopen at or before the completion that scheduled it
+ * (a reopen delivered again, or late): counted as a duplicate. */
 typedef struct sb_sched_op {
     int op;
     const sb_record_t *rec;

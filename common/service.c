@@ -219,7 +219,9 @@ static void release(sb_kafka_consumer_t *c, held_t *h, int rc)
     memset(h, 0, sizeof *h);
 }
 
-/* A pipelined batch to its end: finish (or, after a failure, again until durable). */
+/* A pipelined batch to its end: finish (or, after a failure, again until durable). Returns
+ * the messages done, or -1 when a stop came first: its offsets were not stored, and the
+ * caller must then drop the batches behind it (drop), whose offsets would pass it. */
 static int settle(sb_kafka_consumer_t *c, sb_store_t *store, const sb_service_stages_t *st,
                   void *opaque, held_t *h, int rc)
 {
@@ -230,7 +232,15 @@ static int settle(sb_kafka_consumer_t *c, sb_store_t *store, const sb_service_st
     }
     st->end(opaque, h->batch);
     release(c, h, rc);
-    return rc == 0 ? n : 0;
+    return rc == 0 ? n : -1;
+}
+
+/* Gives up a batch in hand without storing its offsets (Kafka delivers it again). */
+static void drop(sb_kafka_consumer_t *c, const sb_service_stages_t *st, void *opaque, held_t *h)
+{
+    if (!h->n) return;
+    st->end(opaque, h->batch);
+    release(c, h, -1);
 }
 
 /* The loop with read and plan stages: three batches in hand. Per round, in this order:
@@ -256,8 +266,15 @@ static int consume_staged(sb_kafka_consumer_t *c, sb_store_t *store, size_t max,
         int64_t t_cur = sb_mono_us();
         if (ready.n) {
             /* a batch that failed before its script was sent is done again, whole */
-            total += settle(c, store, st, opaque, &ready, sent == 0 ? st->finish(opaque, ready.batch) : -1);
+            int done = settle(c, store, st, opaque, &ready,
+                              sent == 0 ? st->finish(opaque, ready.batch) : -1);
             if (lat) sb_http_latency_observe(lat, sb_mono_us() - t_ready);
+            if (done < 0) {
+                drop(c, st, opaque, &next);
+                drop(c, st, opaque, &cur);
+                break;
+            }
+            total += done;
         }
         ready = next, ready_rc = next_rc, t_ready = t_next;
         next = cur, t_next = t_cur;
@@ -284,14 +301,21 @@ int sb_service_consume_pipelined(sb_kafka_consumer_t *c, sb_store_t *store, size
             cur.batch = st->parse(opaque, cur.msgs, (const char(*)[512])cur.src, (size_t)cur.n);
         int64_t t_cur = sb_mono_us();
         if (prev.n) {
-            total += settle(c, store, st, opaque, &prev, st->finish(opaque, prev.batch));
+            int done = settle(c, store, st, opaque, &prev, st->finish(opaque, prev.batch));
             if (lat) sb_http_latency_observe(lat, sb_mono_us() - t_prev);
+            if (done < 0) {
+                drop(c, st, opaque, &cur);
+                break;
+            }
+            total += done;
         }
         if (!cur.n) break;
         t_prev = t_cur;
         if (st->send(opaque, cur.batch) != 0) {
-            total += settle(c, store, st, opaque, &cur, -1);
+            int done = settle(c, store, st, opaque, &cur, -1);
             if (lat) sb_http_latency_observe(lat, sb_mono_us() - t_prev);
+            if (done < 0) break;
+            total += done;
         } else {
             prev = cur;
         }

@@ -546,9 +546,12 @@ static void *stage_parse(void *opaque, const sb_kafka_msg_t *msgs, const char (*
     return b;
 }
 
+static void batch_release(ibatch_t *b);
+
 static void stage_end(void *opaque, void *batch)
 {
     (void)opaque;
+    batch_release(batch); /* a batch given up on stop still holds what it parsed */
     ((ibatch_t *)batch)->busy = false;
 }
 
@@ -630,6 +633,8 @@ static int stage_read(void *opaque, void *batch)
     ingest_t *ig = opaque;
     ibatch_t *b = batch;
     if (read_records(ig, ig->rstore, b) == 0) return 0;
+    sb_warn("reading survey records failed, the batch is done again err=\"%s\"",
+            ig->rstore->errstr);
     batch_release(b);
     return -1;
 }

@@ -133,7 +133,7 @@ static int start(agg_t *a)
         a->mqtt_pub = sb_mqtt_new(cfg, cid, NULL, 0, NULL, NULL, err, sizeof err);
         if (!a->mqtt_pub) goto fail;
     }
-    if (open_ingest(a, &a->kin, true, err, sizeof err)) goto fail;
+    if (open_ingest(a, &a->kin, kafka, err, sizeof err)) goto fail;
     publisher_init(&a->pub, cfg, a->kin.tally, a->producer, a->mqtt_pub, a->svc.instance);
     if (kafka) {
         char group[600];

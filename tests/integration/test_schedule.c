@@ -412,19 +412,23 @@ START_TEST(cancel_by_interaction)
     ck_assert_int_eq(state_of(ida), SB_REC_PENDING);
     assert_no_ttl(ida);
     ck_assert_int_eq(record_of(ida, &got), 0);
-    ck_assert_str_eq(got.reason, want); /* scheduled again after that reopen */
+    snprintf(want, sizeof want, "completed@%lld", (long long)(NOW - 30 * SEC));
+    ck_assert_str_eq(got.reason, want); /* scheduled again by that completion */
     ck_assert_int_eq(zscore("sbt:sched", ida), NOW + HOUR);
     ck_assert_int_eq(counter("scheduled|support-csat"), 3);
     /* once pending again, a further completion is a duplicate; so is the reopen delivered
-     * again (another partition, a replay), or an older one: the survey stays pending */
+     * again (another partition, a replay), an older one, or one that occurred before the
+     * completion but arrives after it: the survey stays pending */
     int64_t dup0 = counter("duplicate");
     ck_assert_int_eq(add_at(&a, NOW - 20 * SEC), 0);
     ck_assert_int_eq(counter("duplicate"), dup0 + 1);
     ck_assert_int_eq(cancel_at("t-1", NOW - 60 * SEC), 0);
     ck_assert_int_eq(cancel_at("t-1", NOW - 90 * SEC), 0);
+    ck_assert_int_eq(cancel_at("t-1", NOW - 40 * SEC), 0);
+    ck_assert_int_eq(cancel_at("t-1", NOW - 30 * SEC), 0);
     ck_assert_int_eq(state_of(ida), SB_REC_PENDING);
     ck_assert_int_eq(zscore("sbt:sched", ida), NOW + HOUR);
-    ck_assert_int_eq(counter("duplicate"), dup0 + 3); /* not for t-1's cancelled NPS survey */
+    ck_assert_int_eq(counter("duplicate"), dup0 + 5); /* not for t-1's cancelled NPS survey */
     ck_assert_int_eq(counter("cancelled|support-csat"), 1);
     /* a second reopen, after it, cancels it; the reason is the new reopen's alone */
     ck_assert_int_eq(cancel_at("t-1", NOW - 10 * SEC), 1);
