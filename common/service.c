@@ -48,12 +48,6 @@ int sb_service_init(sb_service_t *svc, const char *name, int argc, char **argv)
      * backlog at 75 MiB; with two heaps it was 62 MiB, at the same throughput
      * (docs/benchmarks.md). Set before any thread starts; MALLOC_ARENA_MAX still wins. */
     if (!getenv("MALLOC_ARENA_MAX")) mallopt(M_ARENA_MAX, 2);
-    /* Blocks of 256 KiB and more (librdkafka's fetch buffers, up to fetch.max.bytes) come
-     * from mmap and go back to the system when freed. glibc would otherwise raise this
-     * threshold to the size of the largest block freed, and then keep such buffers in the
-     * heap, where they fragment it: the aggregator's peak while draining a backlog was
-     * 52-65 MiB, with this 51-58 MiB (docs/benchmarks.md). MALLOC_MMAP_THRESHOLD_ wins. */
-    if (!getenv("MALLOC_MMAP_THRESHOLD_")) mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     const char *path = SB_DEFAULT_CONFIG;
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
     size_t n_sets = 0;
