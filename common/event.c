@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 #include "dlq.h"
 #include "jsonptr.h"
 
@@ -266,8 +265,7 @@ int sb_event_parse(const char *buf, size_t len, char *const mapping[SB_F__N], co
             }
             v = sb_jdoc_get(&doc, ptr);
         }
-        if (v.type != SB_JV_NONE && v.type != SB_JV_NULL &&
-            read_field(f, &v, out, err, errlen) != 0) {
+        if (!sb_jval_absent(&v) && read_field(f, &v, out, err, errlen) != 0) {
             out->val[f][0] = '\0';
             goto fail;
         }

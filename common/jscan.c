@@ -33,6 +33,7 @@ static int new_tok(scan_t *s, sb_jv_type_t type)
     memset(t, 0, sizeof *t);
     t->v.type = type;
     t->v.k = s->n;
+    t->end = s->n + 1; /* a container sets its own once its contents are read */
     return s->n++;
 }
 
@@ -49,7 +50,6 @@ static int string(scan_t *s)
     if (k < 0) return -1;
     s->t[k].v.s = a;
     s->t[k].v.n = (size_t)(q - a);
-    s->t[k].end = k + 1;
     s->p = q + 1;
     return 0;
 }
@@ -101,7 +101,6 @@ static int number(scan_t *s)
         v->d = strtod(text, NULL); /* '.' as in the C locale: the services never set one */
         if (!isfinite(v->d)) return -1; /* jansson: "real number overflow" */
     }
-    s->t[k].end = k + 1;
     s->p = q;
     return 0;
 }
@@ -109,19 +108,18 @@ static int number(scan_t *s)
 static int literal(scan_t *s, const char *word, size_t n, sb_jv_type_t type)
 {
     if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n) != 0) return -1;
-    int k = new_tok(s, type);
-    if (k < 0) return -1;
-    s->t[k].end = k + 1;
+    if (new_tok(s, type) < 0) return -1;
     s->p += n;
     return 0;
 }
 
-/* True when the object at token o already has a key equal to token k's. */
-static bool duplicate_key(const sb_jtok_t *t, int o, int k)
+/* The value of the member key (n bytes) among the members of the object at token o that
+ * come before token `before`, or -1. */
+static int member(const sb_jtok_t *t, int o, int before, const char *key, size_t n)
 {
-    for (int j = o + 1; j < k; j = t[j + 1].end)
-        if (t[j].v.n == t[k].v.n && memcmp(t[j].v.s, t[k].v.s, t[k].v.n) == 0) return true;
-    return false;
+    for (int j = o + 1; j < before; j = t[j + 1].end)
+        if (t[j].v.n == n && memcmp(t[j].v.s, key, n) == 0) return j + 1;
+    return -1;
 }
 
 static int value(scan_t *s, int depth);
@@ -142,7 +140,8 @@ static int container(scan_t *s, int depth, bool object)
             if (object) {
                 if (s->p >= s->end || *s->p != '"') return -1;
                 int key = s->n;
-                if (string(s) != 0 || duplicate_key(s->t, k, key)) return -1;
+                if (string(s) != 0 || member(s->t, k, key, s->t[key].v.s, s->t[key].v.n) >= 0)
+                    return -1; /* a duplicate key */
                 skip_ws(s);
                 if (s->p >= s->end || *s->p != ':') return -1;
                 s->p++;
@@ -189,14 +188,6 @@ int sb_jscan(const char *buf, size_t len, sb_jtok_t *t, int cap)
     return s.p == s.end ? s.n : -1;
 }
 
-/* The value of the member key (n bytes) of the object at token o, or -1. */
-static int member(const sb_jtok_t *t, int o, const char *key, size_t n)
-{
-    for (int j = o + 1; j < t[o].end; j = t[j + 1].end)
-        if (t[j].v.n == n && memcmp(t[j].v.s, key, n) == 0) return j + 1;
-    return -1;
-}
-
 int sb_jscan_find(const sb_jtok_t *t, int n, const char *ptr)
 {
     if (n <= 0) return -1;
@@ -212,7 +203,7 @@ int sb_jscan_find(const sb_jtok_t *t, int n, const char *ptr)
         const sb_jtok_t *c = &t[cur];
         int next = -1;
         if (c->v.type == SB_JV_OBJ) {
-            next = member(t, cur, tok, tn);
+            next = member(t, cur, c->end, tok, tn);
         } else if (c->v.type == SB_JV_ARR && sb_jsonptr_index(tok, &idx) == 0 && idx < c->v.n) {
             next = cur + 1;
             while (idx--) next = t[next].end;
@@ -258,7 +249,8 @@ sb_jval_t sb_jdoc_key(const sb_jdoc_t *d, const sb_jval_t *obj, const char *key)
 {
     if (!d->doc) {
         int o = obj ? obj->k : 0;
-        int k = d->t[o].v.type == SB_JV_OBJ ? member(d->t, o, key, strlen(key)) : -1;
+        const sb_jtok_t *c = &d->t[o];
+        int k = c->v.type == SB_JV_OBJ ? member(d->t, o, c->end, key, strlen(key)) : -1;
         return k >= 0 ? d->t[k].v : (sb_jval_t){0};
     }
     json_t *o = obj ? obj->j : d->doc;

@@ -8,6 +8,7 @@
 #ifndef SB_JSCAN_H
 #define SB_JSCAN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,6 +36,12 @@ typedef struct sb_jval {
     int k;         /* where it is: its token (sb_jscan), or */
     json_t *j;     /* its jansson value (borrowed) */
 } sb_jval_t;
+
+/* Nothing there, or null: what the readers treat as a field left out. */
+static inline bool sb_jval_absent(const sb_jval_t *v)
+{
+    return v->type == SB_JV_NONE || v->type == SB_JV_NULL;
+}
 
 /* A value in document order: an object is followed by its members as key (STR) and value,
  * an array by its elements; end is the index just past the value and what it contains. */

@@ -17,13 +17,11 @@
 
 /* ---- field readers: 1 present, 0 absent (missing, null or ""), -1 error ---- */
 
-static bool absent(const sb_jval_t *v) { return v->type == SB_JV_NONE || v->type == SB_JV_NULL; }
-
 static int get_text(const sb_jdoc_t *doc, const char *key, char *dst, size_t max, char *err,
                     size_t errlen)
 {
     sb_jval_t v = sb_jdoc_key(doc, NULL, key);
-    if (absent(&v)) return 0;
+    if (sb_jval_absent(&v)) return 0;
     if (v.type != SB_JV_STR) return sb_fail(err, errlen, "wrong_type: %s", key);
     if (v.n == 0) return 0;
     if (v.n > max) return sb_fail(err, errlen, "too_long: %s", key);
@@ -53,7 +51,7 @@ static bool token_ok(const char *s, size_t n)
 static int get_token(const sb_jdoc_t *doc, char *dst, char *err, size_t errlen)
 {
     sb_jval_t v = sb_jdoc_key(doc, NULL, "token");
-    if (absent(&v)) return sb_fail(err, errlen, "missing_field: token");
+    if (sb_jval_absent(&v)) return sb_fail(err, errlen, "missing_field: token");
     if (v.type != SB_JV_STR) return sb_fail(err, errlen, "wrong_type: token");
     if (v.n == 0) return sb_fail(err, errlen, "missing_field: token");
     if (!token_ok(v.s, v.n)) return sb_fail(err, errlen, "bad_token_format");
@@ -66,7 +64,7 @@ static int get_time(const sb_jdoc_t *doc, const char *key, bool required, int64_
                     size_t errlen)
 {
     sb_jval_t v = sb_jdoc_key(doc, NULL, key);
-    if (absent(&v) || (v.type == SB_JV_STR && v.n == 0))
+    if (sb_jval_absent(&v) || (v.type == SB_JV_STR && v.n == 0))
         return required ? sb_fail(err, errlen, "missing_field: %s", key) : 0;
     return sb_dlq_time_val(&v, key, ms, err, errlen) == 0 ? 1 : -1;
 }
@@ -75,7 +73,7 @@ static int get_int(const sb_jdoc_t *doc, const sb_jval_t *obj, const char *key, 
                    int *out, char *err, size_t errlen)
 {
     sb_jval_t v = sb_jdoc_key(doc, obj, key);
-    if (absent(&v)) return sb_fail(err, errlen, "missing_field: %s", name);
+    if (sb_jval_absent(&v)) return sb_fail(err, errlen, "missing_field: %s", name);
     if (v.type != SB_JV_INT) return sb_fail(err, errlen, "wrong_type: %s", name);
     int64_t n = v.i;
     if (n < INT_MIN || n > INT_MAX) return sb_fail(err, errlen, "bad_scale: %s", name);
@@ -264,7 +262,7 @@ int sb_survey_request_decode(const char *buf, size_t len, sb_survey_request_t *o
     }
 
     sb_jval_t scale = sb_jdoc_key(doc, NULL, "scale");
-    if (absent(&scale)) {
+    if (sb_jval_absent(&scale)) {
         sb_fail(err, errlen, "missing_field: scale");
         goto fail;
     }
@@ -291,7 +289,7 @@ int sb_survey_request_decode(const char *buf, size_t len, sb_survey_request_t *o
     if (get_id(doc, "device_id", false, out->device_id, err, errlen) < 0) goto fail;
 
     sb_jval_t rem = sb_jdoc_key(doc, NULL, "reminder");
-    if (!absent(&rem)) {
+    if (!sb_jval_absent(&rem)) {
         if (rem.type != SB_JV_TRUE && rem.type != SB_JV_FALSE) {
             sb_fail(err, errlen, "wrong_type: reminder");
             goto fail;
@@ -340,7 +338,7 @@ int sb_survey_response_decode(const char *buf, size_t len, const char *device_id
     if (get_token(doc, out->token, err, errlen) < 0) goto fail;
 
     sb_jval_t score = sb_jdoc_key(doc, NULL, "score");
-    if (absent(&score)) {
+    if (sb_jval_absent(&score)) {
         sb_fail(err, errlen, "missing_field: score");
         goto fail;
     }
@@ -360,7 +358,7 @@ int sb_survey_response_decode(const char *buf, size_t len, const char *device_id
     out->score = (int)s;
 
     sb_jval_t comment = sb_jdoc_key(doc, NULL, "comment");
-    if (!absent(&comment) && read_comment(&comment, out, err, errlen) < 0) goto fail;
+    if (!sb_jval_absent(&comment) && read_comment(&comment, out, err, errlen) < 0) goto fail;
 
     int tr = get_time(doc, "answered_at", false, &out->answered_ms, err, errlen);
     if (tr < 0) goto fail;

@@ -243,7 +243,7 @@ struct sb_tally {
     char **names; /* id -> name */
     size_t n_names;
     int64_t wm[SB_WINDOW_MAX]; /* each window's watermark as last seen (a planning guess) */
-    sb_tally_batch_t own;      /* the batch of sb_tally_apply */
+    sb_tally_batch_t *own;     /* the batch of sb_tally_apply */
 };
 
 static uint64_t hash_str(const char *s)
@@ -320,6 +320,7 @@ sb_tally_t *sb_tally_new(sb_store_t *store, const sb_config_t *cfg)
     t->read = sb_store_script_new(LUA_READ);
     t->reg = sb_store_script_new(LUA_REGISTER);
     if (!t->apply || !t->read || !t->reg) abort();
+    t->own = sb_tally_batch_new();
     return t;
 }
 
@@ -330,9 +331,7 @@ void sb_tally_free(sb_tally_t *t)
     sb_store_script_free(t->read);
     sb_store_script_free(t->reg);
     sb_store_args_free(&t->args);
-    free(t->own.first);
-    free(t->own.use);
-    sb_store_args_free(&t->own.args);
+    sb_tally_batch_free(t->own);
     for (size_t i = 0; i < t->map_cap; i++) free(t->map[i].name);
     free(t->map);
     for (size_t i = 0; i < t->n_names; i++) free(t->names[i]);
@@ -765,12 +764,16 @@ static size_t op_group_end(const sb_tally_op_t *ops, size_t nops, size_t lo)
     return hi;
 }
 
-/* Appends the script's arguments for the pending items (use[]) planned with wm to a. */
-static void args_batch(sb_tally_t *t, sb_store_args_t *a, const sb_tally_item_t *items,
-                       size_t n, const bool *use, const int *first, const int64_t *wm,
-                       const sb_sched_count_t *counters, size_t n_counters)
+/* Appends to tb's arguments those of its pending items (use[]), planned with its
+ * watermarks. */
+static void args_batch(sb_tally_t *t, sb_tally_batch_t *tb, const sb_tally_item_t *items,
+                       size_t n, const sb_sched_count_t *counters, size_t n_counters)
 {
     const sb_config_t *cfg = t->cfg;
+    sb_store_args_t *a = &tb->args;
+    const bool *use = tb->use;
+    const int *first = tb->first;
+    const int64_t *wm = tb->planned;
     int64_t longest = cfg->n_windows ? cfg->windows_ms[cfg->n_windows - 1] : DAY_MS;
     for (size_t k = 0; k < cfg->n_windows; k++) sb_store_args_int(a, wm[k]);
     /* a request is counted once while its survey can still be in a window; KPI event ids are
@@ -874,7 +877,7 @@ static void batch_args(sb_tally_t *t, sb_tally_batch_t *tb, const sb_tally_item_
     }
     for (size_t i = 0; i < n; i++) tb->use[i] = tb->first[i] < 0 && items[i].result == 0;
     args_windows(t, &tb->args, now_ms);
-    args_batch(t, &tb->args, items, n, tb->use, tb->first, tb->planned, counters, n_counters);
+    args_batch(t, tb, items, n, counters, n_counters);
 }
 
 /* Takes in the script's reply (freed here). Returns 1 applied (every result set), 0 not
@@ -941,8 +944,8 @@ static int batch_attempts(sb_tally_t *t, sb_tally_batch_t *tb, sb_tally_item_t *
 int sb_tally_apply(sb_tally_t *t, sb_tally_item_t *items, size_t n,
                    const sb_sched_count_t *counters, size_t n_counters, int64_t now_ms)
 {
-    batch_begin(&t->own, items, n);
-    return batch_attempts(t, &t->own, items, n, counters, n_counters, now_ms, 0);
+    batch_begin(t->own, items, n);
+    return batch_attempts(t, t->own, items, n, counters, n_counters, now_ms, 0);
 }
 
 void sb_tally_apply_plan(sb_tally_t *t, sb_tally_batch_t *tb, sb_tally_item_t *items, size_t n,

@@ -546,15 +546,6 @@ static void *stage_parse(void *opaque, const sb_kafka_msg_t *msgs, const char (*
     return b;
 }
 
-static void batch_release(ibatch_t *b);
-
-static void stage_end(void *opaque, void *batch)
-{
-    (void)opaque;
-    batch_release(batch); /* a batch given up on stop still holds what it parsed */
-    ((ibatch_t *)batch)->busy = false;
-}
-
 /* Step 2: the survey records of the batch, in one MGET on via, kept in b->recs for
  * check_all. Returns 0 or -1 (Redis). */
 static int read_records(ingest_t *ig, sb_store_t *via, ibatch_t *b)
@@ -623,6 +614,13 @@ static void batch_release(ibatch_t *b)
         free(w->alert), free(w->comment), free(w->names);
         w->alert = w->comment = w->names = NULL;
     }
+}
+
+static void stage_end(void *opaque, void *batch)
+{
+    (void)opaque;
+    batch_release(batch); /* a batch given up on stop still holds what it parsed */
+    ((ibatch_t *)batch)->busy = false;
 }
 
 /* The stages of a Kafka batch after stage_parse: reads and registrations go through rstore,
