@@ -10,6 +10,15 @@
 
 static const char *const services[] = {"dispatcher", "aggregator"};
 
+/* The counters the contract lists (consumed, scheduled, fired, suppressed by reason, responses
+ * counted, duplicates, dead letters by reason, late), shown even while still 0: a counter
+ * exists in Redis only from its first increment. A trailing "|" marks a group of them
+ * (by journey, reason or kind). */
+static const char *const always[][8] = {
+    {"consumed", "scheduled|", "fired|", "suppressed|", "duplicate", "dlq|", NULL},
+    {"consumed|", "counted|", "duplicate", "dlq|", "late", NULL},
+};
+
 /* "suppressed|support-csat|min_gap" -> {"suppressed":{"support-csat":{"min_gap":n}}} */
 static void put(json_t *root, const char *field, long long n)
 {
@@ -79,6 +88,13 @@ int ctl_cmd_stats(ctl_t *ctl, int argc, char **argv)
             continue;
         }
         json_t *svc = json_object();
+        for (const char *const *k = always[s]; *k; k++) {
+            size_t kl = strlen(*k);
+            if ((*k)[kl - 1] == '|')
+                json_object_setn_new(svc, *k, kl - 1, json_object());
+            else
+                json_object_set_new(svc, *k, json_integer(0));
+        }
         for (size_t i = 0; i + 1 < r->elements; i += 2)
             put(svc, r->element[i]->str, strtoll(r->element[i + 1]->str, NULL, 10));
         json_object_set_new(out, services[s], svc);

@@ -178,6 +178,38 @@ START_TEST(surveys_and_stats)
 }
 END_TEST
 
+/* stats lists every counter of the contract even before its first increment (a counter
+ * exists in Redis only from then on): an empty prefix shows them all, at 0 */
+START_TEST(stats_lists_zero_counters)
+{
+    char *out = NULL;
+    ck_assert_int_eq(run_ctl("--set redis.prefix=fresh: --json stats", &out), 0);
+    json_error_t e;
+    json_t *o = json_loads(out, 0, &e);
+    json_t *d = json_object_get(o, "dispatcher"), *a = json_object_get(o, "aggregator");
+    ck_assert_msg(json_is_object(d) && json_is_object(a), "%s", out);
+    static const char *const d_num[] = {"consumed", "duplicate"};
+    static const char *const d_obj[] = {"scheduled", "fired", "suppressed", "dlq"};
+    static const char *const a_num[] = {"duplicate", "late"};
+    static const char *const a_obj[] = {"consumed", "counted", "dlq"};
+    for (size_t i = 0; i < 2; i++) {
+        ck_assert_msg(json_is_integer(json_object_get(d, d_num[i])), "%s: %s", d_num[i], out);
+        ck_assert_int_eq(json_integer_value(json_object_get(d, d_num[i])), 0);
+        ck_assert_msg(json_is_integer(json_object_get(a, a_num[i])), "%s: %s", a_num[i], out);
+        ck_assert_int_eq(json_integer_value(json_object_get(a, a_num[i])), 0);
+    }
+    for (size_t i = 0; i < 4; i++)
+        ck_assert_msg(json_is_object(json_object_get(d, d_obj[i])), "%s: %s", d_obj[i], out);
+    for (size_t i = 0; i < 3; i++)
+        ck_assert_msg(json_is_object(json_object_get(a, a_obj[i])), "%s: %s", a_obj[i], out);
+    json_decref(o);
+    free(out);
+    ck_assert_int_eq(run_ctl("--set redis.prefix=fresh: stats", &out), 0);
+    ck_assert_msg(strstr(out, "suppressed") && strstr(out, "late"), "%s", out);
+    free(out);
+}
+END_TEST
+
 START_TEST(check_config_exit_codes)
 {
     char *out = NULL;
@@ -779,6 +811,7 @@ int main(void)
     tcase_add_unchecked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, surveys_and_stats);
+    tcase_add_test(tc, stats_lists_zero_counters);
     tcase_add_test(tc, check_config_exit_codes);
     tcase_add_test(tc, metrics_and_watch);
     tcase_add_test(tc, watch_on_terminal);
