@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "util.h"
 
 #define QUOTE_MAX 64
@@ -216,4 +217,11 @@ int sb_reason_code(const char *reason, char *out, size_t outlen)
     memcpy(out, reason, n);
     out[n] = '\0';
     return 0;
+}
+
+void sb_dlq_log(const char *source, const char *reason)
+{
+    char qs[1200], qr[1200];
+    sb_warn("dead letter (kafka off) source=%s reason=%s", sb_log_quote(qs, sizeof qs, source),
+            sb_log_quote(qr, sizeof qr, reason));
 }

@@ -47,6 +47,10 @@ void sb_dlq_quote(char *out, size_t outlen, const char *s, size_t len);
  * was cut). reason and source get the same repair; NULL counts as "". Caller frees. */
 char *sb_dlq_encode(const char *reason, const char *source, const char *payload, size_t len);
 
+/* With Kafka off a dead letter has nowhere to go: logs it as a warning ("dead letter (kafka
+ * off) source=\"…\" reason=\"…\"", both values quoted and escaped: they come from outside). */
+void sb_dlq_log(const char *source, const char *reason);
+
 /* The stable code of a reason, the part before ':' ("missing_field: x" -> "missing_field"),
  * used as a counter name. Returns 0; or -1 with "unknown" in out when reason is NULL or its
  * code is empty, not [a-z0-9_] or does not fit in outlen. */

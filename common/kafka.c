@@ -654,6 +654,11 @@ int sb_kafka_resume(sb_kafka_consumer_t *c)
 
 int64_t sb_kafka_lag(sb_kafka_consumer_t *c)
 {
+    return sb_kafka_lag_except(c, NULL, NULL);
+}
+
+int64_t sb_kafka_lag_except(sb_kafka_consumer_t *c, sb_kafka_part_fn skip, void *arg)
+{
     rd_kafka_topic_partition_list_t *parts = NULL;
     if (!atomic_load(&c->assigned_once) || rd_kafka_assignment(c->rk, &parts)) return -1;
     int64_t lag = 0;
@@ -662,6 +667,7 @@ int64_t sb_kafka_lag(sb_kafka_consumer_t *c)
     if (parts->cnt > 0 && rd_kafka_position(c->rk, parts) == RD_KAFKA_RESP_ERR_NO_ERROR) {
         for (int i = 0; i < parts->cnt; i++) {
             const rd_kafka_topic_partition_t *tp = &parts->elems[i];
+            if (skip && skip(arg, tp->topic, tp->partition)) continue;
             int64_t lo = RD_KAFKA_OFFSET_INVALID, hi = RD_KAFKA_OFFSET_INVALID;
             if (rd_kafka_get_watermark_offsets(c->rk, tp->topic, tp->partition, &lo, &hi) || hi < 0)
                 continue;

@@ -118,6 +118,9 @@ int sb_kafka_resume(sb_kafka_consumer_t *c);
  * has no consume position yet: 0 then would claim a catch-up that has not happened). Cheap: no broker round trip; safe
  * from any thread (everything else of a handle belongs to the thread that polls it). */
 int64_t sb_kafka_lag(sb_kafka_consumer_t *c);
+/* The same over the assigned partitions for which skip(arg, topic, partition) is false. */
+typedef bool (*sb_kafka_part_fn)(void *arg, const char *topic, int32_t partition);
+int64_t sb_kafka_lag_except(sb_kafka_consumer_t *c, sb_kafka_part_fn skip, void *arg);
 
 /* The reason of the last failure of this handle ("" when none). Borrowed. */
 const char *sb_kafka_consumer_error(const sb_kafka_consumer_t *c);

@@ -36,7 +36,8 @@ int sb_log_level_parse(const char *name)
 
 void sb_log(int level, const char *fmt, ...)
 {
-    if (level < cur_level || level >= SB_LOG_OFF) return;
+    if (level == SB_LOG_FATAL) level = SB_LOG_ERROR; /* whatever the level */
+    else if (level < cur_level || level >= SB_LOG_OFF) return;
     char line[2048], ts[32];
     sb_time_format(sb_now_ms(), ts);
     int n = snprintf(line, sizeof line, "%s %s %s ", ts, names[level], service);
@@ -49,4 +50,26 @@ void sb_log(int level, const char *fmt, ...)
     line[n++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, (size_t)n);
     (void)w;
+}
+
+const char *sb_log_quote(char *out, size_t cap, const char *s)
+{
+    size_t n = 0;
+    out[n++] = '"';
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        char esc[5];
+        size_t k = 0;
+        if (*p == '"' || *p == '\\')
+            esc[k++] = '\\', esc[k++] = (char)*p;
+        else if (*p < 0x20 || *p == 0x7F)
+            k = (size_t)snprintf(esc, sizeof esc, "\\x%02x", *p);
+        else
+            esc[k++] = (char)*p;
+        if (n + k + 2 > cap) break; /* room for the closing quote and NUL */
+        memcpy(out + n, esc, k);
+        n += k;
+    }
+    out[n++] = '"';
+    out[n] = '\0';
+    return out;
 }

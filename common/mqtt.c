@@ -552,6 +552,18 @@ const char *sb_mqtt_errstr(sb_mqtt_t *m)
 
 /* ---------------------------------------------------------------- topic helpers */
 
+int sb_mqtt_match_any(const char *const *filters, size_t n, const char *topic, char *buf,
+                      const char **plus)
+{
+    *plus = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (sb_mqtt_topic_match(filters[i], topic, buf, strlen(topic) + 1) == 1) {
+            if (strchr(filters[i], '+')) *plus = buf;
+            return (int)i;
+        }
+    return -1;
+}
+
 int sb_mqtt_topic_match(const char *filter, const char *topic, char *plus_out, size_t len)
 {
     bool have_plus = false;

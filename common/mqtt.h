@@ -85,6 +85,14 @@ const char *sb_mqtt_errstr(sb_mqtt_t *m);
  * when the filter is malformed or the level does not fit in len bytes. */
 int sb_mqtt_topic_match(const char *filter, const char *topic, char *plus_out, size_t len);
 
+/* Matches topic against filters[0..n) in order. Returns the index of the first that matches,
+ * or -1. *plus becomes that filter's first '+' level of topic (possibly "", which the
+ * caller should refuse), copied into buf, or NULL when the filter has no '+'. buf must hold
+ * strlen(topic) + 1 bytes, so that any level fits (an over-long one is the caller's to
+ * refuse, not a failed match). */
+int sb_mqtt_match_any(const char *const *filters, size_t n, const char *topic, char *buf,
+                      const char **plus);
+
 enum {
     SB_MQTT_TOPIC_EBAD = -1,    /* malformed template or unknown {key} */
     SB_MQTT_TOPIC_EUNSAFE = -2, /* a value fails sb_str_topic_safe */

@@ -1161,6 +1161,8 @@ void sb_tally_metric(const sb_tally_window_t *w, int64_t slice, sb_metric_t m,
         size_t i = (size_t)sb_tally_cell(slice, -1, 0);
         if (i < w->n_cells) sent = w->cells[i];
         sb_stats_rate(responses, sent, out);
+        /* its count is the responses, and a count of 0 has no value (SPEC §4) */
+        if (responses == 0) out->has_value = false, out->score = 0;
         break;
     }
     case SB_METRIC_FRT:

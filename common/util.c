@@ -91,6 +91,8 @@ bool sb_str_topic_safe(const char *s, size_t len)
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c < 0x20 || c == 0x7F || c == '+' || c == '#' || c == '/' || c == '|') return false;
+        /* the C1 controls U+0080..U+009F: C2 80..C2 9F (C2 is never a continuation byte) */
+        if (c == 0xC2 && i + 1 < len && (unsigned char)s[i + 1] <= 0x9F) return false;
     }
     return sb_utf8_valid(s, len);
 }

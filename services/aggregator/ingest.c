@@ -446,8 +446,7 @@ static int publish_dead(ingest_t *ig, const in_msg_t *msgs, work_t *w, size_t n)
     if (!ig->producer) {
         for (size_t i = 0; i < n; i++)
             if (w[i].state == 'd')
-                sb_warn("dead letter (kafka off) source=%s reason=\"%s\"", msgs[i].source,
-                        w[i].reason);
+                sb_dlq_log(msgs[i].source, w[i].reason);
         return 0;
     }
     sb_outmsg_t *out = calloc(nd, sizeof *out);

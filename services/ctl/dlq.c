@@ -78,6 +78,47 @@ static void would_replay(json_t *msgs, const char *source, const char *transport
                           json_pack("{s:s,s:s,s:s}", "source", source, "to", to, "reason", code));
 }
 
+/* The partitions a replay has seen, and which of them it has finished. */
+typedef struct parts {
+    struct { int32_t id; bool done; } *p;
+    size_t n, cap;
+} parts_t;
+
+/* Whether a message of partition p is to be left alone: its partition is finished, or
+ * finishes with it (newer is set: written after the replay began). */
+static bool parts_done(parts_t *ps, int32_t p, bool newer)
+{
+    size_t i = 0;
+    while (i < ps->n && ps->p[i].id != p) i++;
+    if (i == ps->n) {
+        if (ps->n == ps->cap) {
+            ps->cap = ps->cap ? 2 * ps->cap : 16;
+            if (!(ps->p = realloc(ps->p, ps->cap * sizeof *ps->p))) abort();
+        }
+        ps->p[ps->n].id = p, ps->p[ps->n++].done = false;
+    }
+    if (newer) ps->p[i].done = true;
+    return ps->p[i].done;
+}
+
+/* sb_kafka_part_fn: a finished partition (its lag is left for the next run). */
+static bool part_finished(void *arg, const char *topic, int32_t p)
+{
+    (void)topic;
+    const parts_t *ps = arg;
+    for (size_t i = 0; i < ps->n; i++)
+        if (ps->p[i].id == p) return ps->p[i].done;
+    return false;
+}
+
+/* Done: joined, every partition either finished or read to its end, and nothing to replay
+ * for idle_ms since `since` (a newer letter in a finished partition keeps coming while the
+ * services write new ones; those are for the next run). */
+static bool caught_up(sb_kafka_consumer_t *c, parts_t *ps, int64_t since, int idle_ms)
+{
+    return sb_mono_ms() - since > idle_ms && sb_kafka_lag_except(c, part_finished, ps) == 0;
+}
+
 static void delivered(void *opaque, void *msg_opaque, int ok, const char *errstr)
 {
     (void)opaque;
@@ -96,6 +137,7 @@ static int replay(ctl_t *ctl, const replay_opts_t *o)
     tally_line_t done[64], skipped[64];
     size_t n_done = 0, n_skipped = 0;
     long total = 0;
+    parts_t parts = {0};
     json_t *planned = ctl->json && o->dry_run ? json_array() : NULL; /* --json --dry-run */
     if (!cfg->kafka.brokers || !*cfg->kafka.brokers) {
         fprintf(stderr, "surveybusctl: dlq replay needs Kafka (the dead letters are there)\n");
@@ -114,6 +156,10 @@ static int replay(ctl_t *ctl, const replay_opts_t *o)
         goto out;
     }
     int64_t start = sb_mono_ms(), last_msg = 0, started_ms = sb_now_ms();
+    /* Dead letters written after the replay began (a replayed message that failed again, or a
+     * service's new one) are left for the next run, or a replay of an unfixed cause would never
+     * end. That is decided per partition: a partition is finished at its first such letter,
+     * and the others are read on to their own (parts). */
     for (;;) {
         sb_kafka_msg_t *msgs = NULL;
         int n = sb_kafka_consume_batch(c, &msgs, 500, 500);
@@ -123,28 +169,29 @@ static int replay(ctl_t *ctl, const replay_opts_t *o)
         }
         int64_t now = sb_mono_ms();
         if (n == 0) {
-            /* done once caught up: joined (lag known) and nothing new for a while */
-            int64_t lag = sb_kafka_lag(c);
-            if ((lag == 0 && now - (last_msg ? last_msg : start) > o->idle_ms) ||
+            if (caught_up(c, &parts, last_msg ? last_msg : start, o->idle_ms) ||
                 now - start > 30000 + o->idle_ms)
                 break;
             continue;
         }
-        last_msg = now;
         sb_outmsg_t *out = calloc((size_t)n, sizeof *out);
         json_t **docs = calloc((size_t)n, sizeof *docs);
         if (!out || !docs) abort();
         size_t k = 0;
-        int used = 0; /* messages of this batch dealt with: only their offsets are stored */
-        bool caught_up = false;
-        for (int i = 0; i < n && (!o->limit || total < o->limit); i++, used++) {
-            /* dead letters written after the replay began (a replayed message that failed
-             * again) are left for the next run, or a replay of an unfixed cause never ends */
-            if (msgs[i].timestamp_ms > started_ms) {
-                caught_up = true;
-                break;
+        /* the messages of this batch dealt with, moved to its front: only their offsets are
+         * stored (a finished partition's are not, nor those after --limit) */
+        size_t used = 0;
+        for (int i = 0; i < n && (!o->limit || total < o->limit); i++) {
+            if (parts_done(&parts, msgs[i].partition, msgs[i].timestamp_ms > started_ms))
+                continue;
+            last_msg = now;
+            if (used != (size_t)i) {
+                sb_kafka_msg_t t = msgs[used];
+                msgs[used] = msgs[i], msgs[i] = t;
             }
-            json_t *d = json_loadb(msgs[i].payload, msgs[i].len, 0, NULL);
+            used++;
+            const sb_kafka_msg_t *mi = &msgs[used - 1];
+            json_t *d = json_loadb(mi->payload, mi->len, 0, NULL);
             const char *reason = json_string_value(json_object_get(d, "error"));
             const char *source = json_string_value(json_object_get(d, "source"));
             json_t *pl = json_object_get(d, "payload");
@@ -221,9 +268,10 @@ static int replay(ctl_t *ctl, const replay_opts_t *o)
             goto out;
         }
         /* dry runs leave the offsets alone: the real replay still sees everything */
-        if (!o->dry_run && used > 0) sb_kafka_store_offsets(c, msgs, (size_t)used);
+        if (!o->dry_run && used > 0) sb_kafka_store_offsets(c, msgs, used);
         sb_kafka_msgs_free(msgs, (size_t)n);
-        if ((o->limit && total >= o->limit) || caught_up) break;
+        if (o->limit && total >= o->limit) break;
+        if (caught_up(c, &parts, last_msg ? last_msg : start, o->idle_ms)) break;
     }
     if (!o->dry_run) sb_kafka_commit(c);
     if (ctl->json) {
@@ -239,6 +287,7 @@ static int replay(ctl_t *ctl, const replay_opts_t *o)
     }
     rc = 0;
 out:
+    free(parts.p);
     json_decref(planned);
     if (c) sb_kafka_consumer_close(c);
     if (p) {

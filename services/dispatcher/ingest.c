@@ -38,8 +38,7 @@ static int publish_dead(ingest_ctx_t *ic, const in_msg_t *msgs, const dead_t *de
     if (nd == 0) return 0;
     if (!ic->producer) {
         for (size_t i = 0; i < nd; i++)
-            sb_warn("dead letter (kafka off) source=%s reason=\"%s\"", msgs[dead[i].msg].source,
-                    dead[i].reason);
+            sb_dlq_log(msgs[dead[i].msg].source, dead[i].reason);
         return 0;
     }
     sb_outmsg_t *out = calloc(nd, sizeof *out);

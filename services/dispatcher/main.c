@@ -33,16 +33,18 @@ typedef struct disp {
 static int on_mqtt(void *opaque, const char *topic, const void *payload, size_t len)
 {
     disp_t *d = opaque;
-    char device[SB_STR_MAX + 1] = "", source[1100];
-    for (size_t i = 0; i < d->cfg->mqtt_topics.n_interactions; i++)
-        if (sb_mqtt_topic_match(d->cfg->mqtt_topics.interactions[i], topic, device,
-                                sizeof device) == 1)
-            break;
+    char source[1100];
+    char *buf = malloc(strlen(topic) + 1); /* the device id: any level fits, for the parser */
+    if (!buf) return -1;
+    const char *dev;
+    sb_mqtt_match_any((const char *const *)d->cfg->mqtt_topics.interactions,
+                      d->cfg->mqtt_topics.n_interactions, topic, buf, &dev);
     sb_service_source_mqtt(source, sizeof source, topic);
-    in_msg_t m = {payload, len, source, device[0] ? device : NULL};
+    in_msg_t m = {payload, len, source, dev};
     int64_t t0 = sb_mono_us();
     int rc = ingest_batch(&d->min, &m, 1);
     if (rc == 0) sb_http_latency_observe(&d->batch, sb_mono_us() - t0);
+    free(buf);
     return rc;
 }
 
@@ -131,7 +133,7 @@ static int start(disp_t *d)
             mqtt ? "on" : "off", cfg->n_journeys, (long long)cfg->tuning.lease_ms);
     return 0;
 fail:
-    sb_error("cannot start: %s", err);
+    sb_fatal("cannot start: %s", err);
     return -1;
 }
 

@@ -5,6 +5,8 @@
 #define SB_HARNESS_H
 
 #include <check.h>
+#include <stdlib.h>
+#include <string.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
@@ -82,5 +84,13 @@ int sb_h_wait_exit(pid_t pid, int timeout_ms, int *status);
  * harness state that a forked test process would take with it), frees the runner and
  * returns the process exit status: 0 when all passed. */
 int sb_h_run_suite(Suite *s, bool nofork);
+
+/* Adds test t to tc, unless SB_TEST_ONLY=<substring> is set and t's name does not contain
+ * it (to run a few tests of a long suite). */
+#define SB_H_ADD(tc, t)                                                                            \
+    do {                                                                                           \
+        const char *only_ = getenv("SB_TEST_ONLY");                                                \
+        if (!only_ || strstr(#t, only_)) tcase_add_test(tc, t);                                    \
+    } while (0)
 
 #endif

@@ -231,7 +231,9 @@ START_TEST(encode_from_stats)
     u = blank(SB_METRIC_RESPONSE_RATE);
     sb_stats_rate(3, 0, &u.v);
     expect_encode(&u, HEAD("response_rate") "\"count\":3,\"score\":null,\"requests\":0}");
-    /* requests but no responses: 100 * 0 / 5 = 0 -> "0.0", not null */
+    /* the encoder writes the value it is given: 100 * 0 / 5 = 0 -> "0.0" (the aggregator's
+     * response_rate of a window with requests but no responses has none: sb_tally_metric,
+     * "score": null as for every count of 0) */
     sb_stats_rate(0, 5, &u.v);
     expect_encode(&u, HEAD("response_rate") "\"count\":0,\"score\":0.0,\"requests\":5}");
 }

@@ -114,6 +114,33 @@ END_TEST
 
 static const char *const mkeys[] = {"metric", "window", "dimension", "value"};
 
+/* The first matching filter wins; its '+' level comes back even when empty or longer than
+ * any id (the caller refuses those), and NULL with a filter without '+'. */
+START_TEST(match_any_of_filters)
+{
+    const char *const f[] = {"a/+/x", "b/#", "c/+/y/+"};
+    char buf[400];
+    const char *plus = "unset";
+    ck_assert_int_eq(sb_mqtt_match_any(f, 3, "a/dev-1/x", buf, &plus), 0);
+    ck_assert_str_eq(plus, "dev-1");
+    ck_assert_int_eq(sb_mqtt_match_any(f, 3, "a//x", buf, &plus), 0);
+    ck_assert_str_eq(plus, "");
+    ck_assert_int_eq(sb_mqtt_match_any(f, 3, "b/q/r", buf, &plus), 1);
+    ck_assert_ptr_null(plus);
+    ck_assert_int_eq(sb_mqtt_match_any(f, 3, "c/1/y/2", buf, &plus), 2);
+    ck_assert_str_eq(plus, "1");
+    plus = "unset";
+    ck_assert_int_eq(sb_mqtt_match_any(f, 3, "d/1/x", buf, &plus), -1);
+    ck_assert_ptr_null(plus);
+    ck_assert_int_eq(sb_mqtt_match_any(f, 0, "a/1/x", buf, &plus), -1);
+    char topic[400] = "a/";
+    memset(topic + 2, 'd', 300);
+    strcpy(topic + 302, "/x");
+    ck_assert_int_eq(sb_mqtt_match_any(f, 3, topic, buf, &plus), 0);
+    ck_assert_uint_eq(strlen(plus), 300);
+}
+END_TEST
+
 START_TEST(render_metrics)
 {
     char out[128];
@@ -307,6 +334,7 @@ static Suite *suite(void)
     tcase_add_test(m, match_exact_without_plus);
     tcase_add_test(m, match_bad_filters);
     tcase_add_test(m, match_plus_buffer_bound);
+    tcase_add_test(m, match_any_of_filters);
     suite_add_tcase(s, m);
     TCase *r = tcase_create("render");
     tcase_add_test(r, render_metrics);

@@ -85,6 +85,13 @@ START_TEST(topic_safety)
     ck_assert(!sb_str_topic_safe("a|b", 3));
     ck_assert(!sb_str_topic_safe("a\nb", 3));
     ck_assert(!sb_str_topic_safe("a\0b", 3));
+    /* C1 controls (U+0085 NEL, U+009F) are refused; U+00A0 (no-break space) and U+00BF are not
+     * controls */
+    ck_assert(!sb_str_topic_safe("a\xc2\x85", 3));
+    ck_assert(!sb_str_topic_safe("\xc2\x9f", 2));
+    ck_assert(!sb_str_topic_safe("\xc2\x80z", 3));
+    ck_assert(sb_str_topic_safe("a\xc2\xa0", 3));
+    ck_assert(sb_str_topic_safe("\xc2\xbf", 2));
     char big[SB_STR_MAX + 2];
     memset(big, 'x', sizeof big);
     ck_assert(sb_str_topic_safe(big, SB_STR_MAX));
@@ -254,6 +261,23 @@ START_TEST(log_levels)
 }
 END_TEST
 
+/* Values from outside are quoted and escaped, so that key=value parsing of a log line holds:
+ * worked by hand. */
+START_TEST(log_quote_escapes)
+{
+    char b[64];
+    ck_assert_str_eq(sb_log_quote(b, sizeof b, "mqtt:a/b"), "\"mqtt:a/b\"");
+    ck_assert_str_eq(sb_log_quote(b, sizeof b, ""), "\"\"");
+    ck_assert_str_eq(sb_log_quote(b, sizeof b, "a b\"c=d\\"), "\"a b\\\"c=d\\\\\"");
+    ck_assert_str_eq(sb_log_quote(b, sizeof b, "x\ny\x7f"), "\"x\\x0ay\\x7f\"");
+    ck_assert_str_eq(sb_log_quote(b, sizeof b, "\xe5\x8c\x97"), "\"\xe5\x8c\x97\""); /* UTF-8 kept */
+    /* cut to fit: 8 bytes hold the quotes, 5 characters and the NUL; an escape is never split */
+    ck_assert_str_eq(sb_log_quote(b, 8, "abcdefgh"), "\"abcde\"");
+    ck_assert_str_eq(sb_log_quote(b, 8, "abcd\"e"), "\"abcd\"");
+    ck_assert_str_eq(sb_log_quote(b, 3, "abc"), "\"\"");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("util");
@@ -269,6 +293,7 @@ int main(void)
     tcase_add_test(tc, problems_and_fail);
     tcase_add_test(tc, counts_merge_by_name);
     tcase_add_test(tc, log_levels);
+    tcase_add_test(tc, log_quote_escapes);
     suite_add_tcase(s, tc);
     return sb_unit_run(s);
 }
