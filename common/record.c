@@ -12,9 +12,12 @@
 #include <string.h>
 
 #define SEP '\x1f'
-/* Version 2 has 20 fields; version 1 (19) lacked the interaction's channel (field 9), and
- * is still read: records written before an upgrade stay in Redis until they expire. */
-#define NFIELDS 20
+/* Version 3 has 21 fields. Version 2 (20) lacks the customer's zone (field 16), which is
+ * only kept when a reminder has quiet hours to respect, so version 2 is still what is
+ * written otherwise (a pending survey costs no byte more). Version 1 (19) also lacked the
+ * interaction's channel (field 9), and is still read: records written before an upgrade stay
+ * in Redis until they expire. */
+#define NFIELDS 21
 
 /* SHA-256 fetched once: SHA256() looks the algorithm up in OpenSSL's provider store on every
  * call (locks and a hash table), which cost more than the hashing of these short texts. */
@@ -92,6 +95,8 @@ void sb_record_from_event(sb_record_t *r, const sb_event_t *ev, const sb_journey
     r->due_ms = due_ms;
     r->expires_ms = expires_ms;
     r->remind_after_ms = j->remind_after_ms;
+    /* the reminder is timed when the survey is sent, out of the same quiet hours */
+    if (j->remind_after_ms > 0 && j->has_quiet) copy(r->tz, ev->val[SB_F_CUSTOMER_TZ]);
 }
 
 /* Writes v >= 0 in base 36 (lowercase); returns the length. */
@@ -123,17 +128,20 @@ char *sb_record_encode(const sb_record_t *r, size_t *len)
     const char *f[] = {sb_kind_names[r->kind], r->journey, r->customer_id, r->interaction_id,
                        r->channel, r->locale, r->device_id, ich, r->dim[SB_DIM_AGENT],
                        r->dim[SB_DIM_TEAM], r->dim[SB_DIM_REGION], r->dim[SB_DIM_PRODUCT],
-                       r->dim[SB_DIM_STAGE], r->dim[SB_DIM_KIND], due, exp, rem, r->reason};
-    enum { NF = sizeof f / sizeof f[0] };
+                       r->dim[SB_DIM_STAGE], r->dim[SB_DIM_KIND], r->tz, due, exp, rem, r->reason};
+    enum { NF = sizeof f / sizeof f[0], TZ = 14 };
+    bool v3 = r->tz[0] != '\0'; /* else version 2: without the zone field */
     size_t fl[NF], total = 3; /* state, separator, version */
     for (size_t i = 0; i < NF; i++) {
+        if (i == TZ && !v3) continue;
         fl[i] = strlen(f[i]);
         total += 1 + fl[i];
     }
     char *buf = malloc(total + 1), *o = buf;
     if (!buf) return NULL;
-    *o++ = r->state, *o++ = SEP, *o++ = '2';
+    *o++ = r->state, *o++ = SEP, *o++ = v3 ? '3' : '2';
     for (size_t i = 0; i < NF; i++) {
+        if (i == TZ && !v3) continue;
         *o++ = SEP;
         memcpy(o, f[i], fl[i]);
         o += fl[i];
@@ -181,16 +189,21 @@ int sb_record_decode(const char *buf, size_t len, sb_record_t *out, char *err, s
         f[nf] = p, fl[nf] = (size_t)(q - p), nf++;
         if (more) p = q + 1;
     }
-    /* version 1 lacked the interaction's channel (field 9): read as version 2 with it empty */
-    size_t v1 = nf >= 2 && fl[1] == 1 && f[1][0] == '1';
-    bool known = v1 || (nf >= 2 && fl[1] == 1 && f[1][0] == '2');
-    if (more || nf < NFIELDS - 1 || (known && nf != NFIELDS - v1))
+    /* versions 1 and 2 are read as version 3 with the fields they lack empty */
+    int version = nf >= 2 && fl[1] == 1 && f[1][0] >= '1' && f[1][0] <= '3' ? f[1][0] - '0' : 0;
+    size_t lacks = version ? (size_t)(3 - version) : 0;
+    if (more || nf < NFIELDS - 2 || (version && nf != NFIELDS - lacks))
         return sb_fail(err, errlen, "bad_record: %zu fields", nf);
-    if (!known || fl[0] != 1) return sb_fail(err, errlen, "bad_record: version");
-    if (v1) { /* the layout of version 2, with an empty field 9 */
+    if (!version || fl[0] != 1) return sb_fail(err, errlen, "bad_record: version");
+    if (version < 2) { /* no interaction's channel: an empty field 9 */
         memmove(f + 10, f + 9, (NFIELDS - 10) * sizeof *f);
         memmove(fl + 10, fl + 9, (NFIELDS - 10) * sizeof *fl);
         f[9] = "", fl[9] = 0;
+    }
+    if (version < 3) { /* no zone: an empty field 16 */
+        memmove(f + 17, f + 16, (NFIELDS - 17) * sizeof *f);
+        memmove(fl + 17, fl + 16, (NFIELDS - 17) * sizeof *fl);
+        f[16] = "", fl[16] = 0;
     }
     out->state = f[0][0];
     char kind[16];
@@ -201,14 +214,14 @@ int sb_record_decode(const char *buf, size_t len, sb_record_t *out, char *err, s
     char *str[] = {out->journey, out->customer_id, out->interaction_id, out->channel,
                    out->locale, out->device_id, out->dim[SB_DIM_CHANNEL], out->dim[SB_DIM_AGENT],
                    out->dim[SB_DIM_TEAM], out->dim[SB_DIM_REGION], out->dim[SB_DIM_PRODUCT],
-                   out->dim[SB_DIM_STAGE], out->dim[SB_DIM_KIND]};
+                   out->dim[SB_DIM_STAGE], out->dim[SB_DIM_KIND], out->tz};
     for (size_t i = 0; i < sizeof str / sizeof str[0]; i++)
         if (field_str(str[i], SB_STR_MAX + 1, f[3 + i], fl[3 + i]))
             return sb_fail(err, errlen, "bad_record: field %zu too long", 3 + i);
-    if (field_int(&out->due_ms, f[16], fl[16]) || field_int(&out->expires_ms, f[17], fl[17]) ||
-        field_int(&out->remind_after_ms, f[18], fl[18]))
+    if (field_int(&out->due_ms, f[17], fl[17]) || field_int(&out->expires_ms, f[18], fl[18]) ||
+        field_int(&out->remind_after_ms, f[19], fl[19]))
         return sb_fail(err, errlen, "bad_record: time");
-    if (field_str(out->reason, sizeof out->reason, f[19], fl[19]))
+    if (field_str(out->reason, sizeof out->reason, f[20], fl[20]))
         return sb_fail(err, errlen, "bad_record: reason");
     snprintf(out->dim[SB_DIM_ALL], SB_STR_MAX + 1, "all");
     if (!out->dim[SB_DIM_CHANNEL][0])

@@ -39,6 +39,8 @@ typedef struct sb_record {
     char dim[SB_DIM__N][SB_STR_MAX + 1];
     int64_t due_ms, expires_ms; /* >= 0 */
     int64_t remind_after_ms; /* 0: no reminder */
+    char tz[SB_STR_MAX + 1]; /* the customer's zone, kept only when the journey has both a
+                                reminder and quiet hours ("" otherwise, and UTC when unknown) */
     char reason[32];          /* suppression reason ("" otherwise) */
 } sb_record_t;
 
@@ -59,7 +61,8 @@ void sb_record_from_event(sb_record_t *r, const struct sb_event *ev, const sb_jo
 /* Encodes to the stored string (caller frees); returns NULL on OOM, a bad kind or a negative
  * time. The layout is read in place by the Lua scripts of schedule.c (the state byte, kind,
  * journey and customer from the front; expires and remind_after as the second and third
- * field from the end): keep them in step when it changes. */
+ * field from the end): keep them in step when it changes. Written as format version 3 when
+ * tz is set, else as version 2 (the same without the zone field). */
 char *sb_record_encode(const sb_record_t *r, size_t *len);
 
 /* Decodes a stored value. Returns 0, or -1 with a reason when it is not a record. */

@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "record.h"
+
 #define MIN_MS 60000LL
 #define DAY_MS 86400000LL
 #define TIME_LIMIT_MS (1LL << 62) /* due times beyond +-146 million years are left alone */
@@ -73,6 +75,16 @@ static bool journey_matches(const sb_journey_t *j, const sb_event_t *ev)
         if (strcmp(have, m->value) != 0) return false;
     }
     return true;
+}
+
+int64_t sb_rules_remind_at(const sb_config_t *cfg, const sb_record_t *r, int64_t sent_ms)
+{
+    const sb_journey_t *j = sb_config_journey(cfg, r->journey);
+    if (!j || r->remind_after_ms <= 0) return 0;
+    int64_t at = sat_add(sent_ms, r->remind_after_ms);
+    if (j->has_quiet)
+        sb_rules_quiet_adjust(at, sb_tz_get(r->tz), j->quiet_start_min, j->quiet_end_min, &at);
+    return at;
 }
 
 size_t sb_rules_match(const sb_config_t *cfg, const sb_event_t *ev, sb_candidate_t *out, size_t max)

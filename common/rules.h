@@ -24,6 +24,13 @@
 int sb_rules_quiet_adjust(int64_t due_ms, const sb_tz_t *tz, int start_min, int end_min,
                           int64_t *out_ms);
 
+/* When the reminder of a survey sent at sent_ms falls due: sent_ms + the record's
+ * remind_after (saturating), moved out of its journey's quiet hours in the record's zone
+ * (empty or unknown: UTC), as the survey itself was. 0 when the record has no reminder or its
+ * journey is no longer configured (sb_sched_ack then reminds after remind_after as is). */
+struct sb_record;
+int64_t sb_rules_remind_at(const sb_config_t *cfg, const struct sb_record *r, int64_t sent_ms);
+
 /* One survey an event asks for. */
 typedef struct sb_candidate {
     size_t journey; /* index into cfg->journeys */

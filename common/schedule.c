@@ -255,13 +255,16 @@ static const char LUA_CLAIM[] = LUA_PRELUDE
     "out[#out + 1] = first[2] or ''\n"
     "return out\n";
 
-/* ARGV: prefix now members... Returns one 0/1 per member. Which members are still ours comes
- * from one ZMSCORE; they leave the in-flight set in one ZREM, their records come in one MGET,
- * and the timers they schedule go in one ZADD. */
+/* ARGV: prefix now {member remind_at}... Returns one 0/1 per member. Which members are still
+ * ours comes from one ZMSCORE; they leave the in-flight set in one ZREM, their records come
+ * in one MGET, and the timers they schedule go in one ZADD. remind_at 0: now + remind_after. */
 static const char LUA_ACK[] = LUA_PRELUDE
-    "local res, mine, keys, ids, typs, seen = {}, {}, {}, {}, {}, {}\n"
-    "local members = {}\n"
-    "for k = 3, #ARGV do members[k - 2] = ARGV[k] end\n"
+    "local res, mine, keys, ids, typs, rats, seen = {}, {}, {}, {}, {}, {}, {}\n"
+    "local members, rat = {}, {}\n"
+    "for k = 3, #ARGV, 2 do\n"
+    "  members[#members + 1] = ARGV[k]\n"
+    "  rat[#members] = tonumber(ARGV[k + 1])\n"
+    "end\n"
     "local sc = bulk('ZMSCORE', infl, members)\n"
     "for k, m in ipairs(members) do\n"
     "  res[k] = 0\n"
@@ -271,7 +274,7 @@ static const char LUA_ACK[] = LUA_PRELUDE
     "    local sfx = string.sub(m, -2)\n"
     "    if sfx == ':r' or sfx == ':x' then id, typ = string.sub(m, 1, -3), string.sub(m, -1) end\n"
     "    mine[#mine + 1] = m\n"
-    "    ids[#mine], typs[#mine], keys[#mine] = id, typ, P .. 's:' .. id\n"
+    "    ids[#mine], typs[#mine], keys[#mine], rats[#mine] = id, typ, P .. 's:' .. id, rat[k]\n"
     "  end\n"
     "end\n"
     "bulk('ZREM', infl, mine)\n"
@@ -288,8 +291,9 @@ static const char LUA_ACK[] = LUA_PRELUDE
     "      local _, journey = head(v)\n"
     "      setbyte(key, 'f', exp)\n"
     "      count('fired|' .. journey)\n"
-    "      if remind > 0 and now + remind < exp then\n"
-    "        timers[#timers + 1] = fmt(now + remind)\n"
+    "      local at = rats[k] > 0 and rats[k] or now + remind\n"
+    "      if remind > 0 and at < exp then\n"
+    "        timers[#timers + 1] = fmt(at)\n"
     "        timers[#timers + 1] = id .. ':r'\n"
     "      end\n"
     "      timers[#timers + 1] = fmt(exp + 1)\n"
@@ -598,21 +602,27 @@ static int ack_result(redisReply *r, size_t n, int *done)
     return rc;
 }
 
-static void ack_args(sb_sched_t *s, const char *const *members, size_t n, int64_t now_ms)
+static void ack_args(sb_sched_t *s, const char *const *members, const int64_t *remind_at,
+                     size_t n, int64_t now_ms)
 {
     sb_store_args_t *a = args_begin(s, now_ms);
-    for (size_t i = 0; i < n; i++) sb_store_args_str(a, members[i]);
+    for (size_t i = 0; i < n; i++) {
+        sb_store_args_str(a, members[i]);
+        sb_store_args_int(a, remind_at && remind_at[i] > 0 ? remind_at[i] : 0);
+    }
 }
 
-int sb_sched_ack(sb_sched_t *s, const char *const *members, size_t n, int64_t now_ms, int *done)
+int sb_sched_ack(sb_sched_t *s, const char *const *members, const int64_t *remind_at, size_t n,
+                 int64_t now_ms, int *done)
 {
-    ack_args(s, members, n, now_ms);
+    ack_args(s, members, remind_at, n, now_ms);
     return ack_result(run(s, s->ack, "ack"), n, done);
 }
 
-int sb_sched_ack_send(sb_sched_t *s, const char *const *members, size_t n, int64_t now_ms)
+int sb_sched_ack_send(sb_sched_t *s, const char *const *members, const int64_t *remind_at,
+                      size_t n, int64_t now_ms)
 {
-    ack_args(s, members, n, now_ms);
+    ack_args(s, members, remind_at, n, now_ms);
     return sb_store_eval_send(s->store, s->ack, 0, s->args.argc, s->args.argv, s->args.lens);
 }
 

@@ -91,10 +91,14 @@ int sb_sched_claim(sb_sched_t *s, int64_t now_ms, size_t max, sb_claimed_t *out,
                    int64_t *next_due_ms, size_t *settled);
 
 /* Confirms that the claimed members were published: removes them from P"inflight", marks
- * surveys fired (counted), schedules the reminder (when the journey has remind_after) and
- * the expiry check. A member whose lease was already taken over is skipped. done[i] (may be
- * NULL) is 1 when member i was acknowledged here. Returns 0 or -1. */
-int sb_sched_ack(sb_sched_t *s, const char *const *members, size_t n, int64_t now_ms, int *done);
+ * surveys fired (counted), schedules the reminder (when the record has remind_after) and
+ * the expiry check. The reminder falls due at remind_at[i] (sb_rules_remind_at: out of the
+ * journey's quiet hours) or, where that is 0 or remind_at is NULL, at now + remind_after;
+ * none when that is not before the survey's expiry. A member whose lease was already taken
+ * over is skipped. done[i] (may be NULL) is 1 when member i was acknowledged here. Returns 0
+ * or -1. */
+int sb_sched_ack(sb_sched_t *s, const char *const *members, const int64_t *remind_at, size_t n,
+                 int64_t now_ms, int *done);
 
 /* The same two calls split in two, so that the caller works while Redis runs the script:
  * _send sends the call and returns at once (0, or -1 when nothing could be sent); _recv waits
@@ -107,7 +111,8 @@ int sb_sched_ack(sb_sched_t *s, const char *const *members, size_t n, int64_t no
 int sb_sched_claim_send(sb_sched_t *s, int64_t now_ms, size_t max);
 int sb_sched_claim_recv(sb_sched_t *s, size_t max, sb_claimed_t *out, int64_t *next_due_ms,
                         size_t *settled);
-int sb_sched_ack_send(sb_sched_t *s, const char *const *members, size_t n, int64_t now_ms);
+int sb_sched_ack_send(sb_sched_t *s, const char *const *members, const int64_t *remind_at,
+                      size_t n, int64_t now_ms);
 int sb_sched_ack_recv(sb_sched_t *s, size_t n, int *done);
 
 /* Puts claimed members back in the schedule at at_ms (publishing failed). Returns 0 or -1. */

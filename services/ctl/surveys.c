@@ -39,6 +39,7 @@ static json_t *record_json(const char *id, const sb_record_t *r)
                           exp, "dims", dims);
     if (r->reason[0]) json_object_set_new(o, "reason", json_string(r->reason));
     if (r->device_id[0]) json_object_set_new(o, "device_id", json_string(r->device_id));
+    if (r->tz[0]) json_object_set_new(o, "customer_tz", json_string(r->tz));
     return o;
 }
 

@@ -88,6 +88,7 @@ typedef struct fire_entry {
     bool failed;
     bool acking;  /* confirmed; in the acknowledgement that is in flight */
     int64_t due_ms;
+    int64_t remind_at; /* when its reminder falls due (sb_rules_remind_at), 0: none */
     struct fire_entry *next;
 } fire_entry_t;
 
@@ -105,6 +106,7 @@ typedef struct firer {
     sb_claimed_t *claimed[2];
     /* the acknowledgement in flight on ack_sched (sent, reply not yet read) */
     const char **ack_members;
+    int64_t *ack_remind;           /* their remind_at, in step */
     size_t ack_n, ack_cap;
     bool ack_pending;
     sb_sched_t *ack_via;           /* the handle it was sent on */

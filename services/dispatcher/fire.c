@@ -7,6 +7,7 @@
 
 #include "dispatcher.h"
 #include "log.h"
+#include "rules.h"
 #include "survey.h"
 #include "token.h"
 
@@ -43,6 +44,7 @@ void firer_free(firer_t *f)
     free(f->claimed[1]);
     free(f->req);
     free(f->ack_members);
+    free(f->ack_remind);
     free(f->lat);
     memset(f, 0, sizeof *f);
 }
@@ -107,6 +109,7 @@ static int publish(firer_t *f, const sb_claimed_t *c, int64_t now_ms)
     e->tag = TAG_FIRE;
     snprintf(e->member, sizeof e->member, "%s", c->member);
     e->due_ms = c->reminder ? now_ms : c->rec.due_ms;
+    e->remind_at = c->reminder ? 0 : sb_rules_remind_at(f->cfg, &c->rec, now_ms);
     if (f->producer) {
         const char *key = c->rec.customer_id;
         if (sb_kafka_produce(f->producer, f->cfg->topics.requests, key, strlen(key), json, len,
@@ -246,7 +249,8 @@ int firer_settle(firer_t *f, int64_t now_ms)
     if (f->ack_cap < f->inflight) {
         f->ack_cap = f->inflight;
         f->ack_members = realloc(f->ack_members, f->ack_cap * sizeof *f->ack_members);
-        if (!f->ack_members) abort();
+        f->ack_remind = realloc(f->ack_remind, f->ack_cap * sizeof *f->ack_remind);
+        if (!f->ack_members || !f->ack_remind) abort();
     }
     const char *rel[64];
     size_t nack = 0, nrel = 0, released = 0;
@@ -258,6 +262,7 @@ int firer_settle(firer_t *f, int64_t now_ms)
         }
         if (e->waiting > 0) continue;
         if (!e->failed) {
+            f->ack_remind[nack] = e->remind_at;
             f->ack_members[nack++] = e->member;
             e->acking = true;
         } else if (nrel < 64) {
@@ -289,8 +294,8 @@ int firer_settle(firer_t *f, int64_t now_ms)
     if (nack) {
         /* on the acknowledgement connection, left in flight; when there is none or it is
          * down, on the main connection (shared with claims and ingest), waited for at once */
-        bool async = f->ack_sched && sb_sched_ack_send(f->ack_sched, f->ack_members, nack, now_ms) == 0;
-        if (!async && sb_sched_ack_send(f->sched, f->ack_members, nack, now_ms) != 0) {
+        bool async = f->ack_sched && sb_sched_ack_send(f->ack_sched, f->ack_members, f->ack_remind, nack, now_ms) == 0;
+        if (!async && sb_sched_ack_send(f->sched, f->ack_members, f->ack_remind, nack, now_ms) != 0) {
             for (fire_entry_t *e = f->head; e; e = e->next) e->acking = false;
             return -1; /* keep the entries; settle again once Redis is back */
         }
@@ -376,7 +381,7 @@ int firer_recover(firer_t *f, int64_t now_ms)
             else
                 rel[nr++] = members[i];
         }
-        if ((na && sb_sched_ack(f->sched, ack, na, now_ms, NULL)) ||
+        if ((na && sb_sched_ack(f->sched, ack, NULL, na, now_ms, NULL)) ||
             (nr && sb_sched_release(f->sched, rel, nr, now_ms)))
             rc = -1;
         else

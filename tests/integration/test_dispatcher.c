@@ -31,7 +31,7 @@ static sb_h_t h;
 
 /* (devkafka takes up to a second per few topics to create them: only what is needed) */
 static const char TOPICS[] = "t1.in,t1.req,t2.in,t2.req,t3.in,t3.req,t4.in,t4.req,t5.in,t5.req,"
-                             "t6.in,t6.req,t7.in,t7.req,t8.in,t8.req,t8.dlq,t9.in,t9.req";
+                             "t6.in,t6.req,t7.in,t7.req,t8.in,t8.req,t8.dlq,t9.in,t9.req,rq.in,rq.req";
 
 static void setup(void)
 {
@@ -1060,6 +1060,56 @@ END_TEST
 
 /* ================================================================ 7. reopened */
 
+/* A reminder keeps out of quiet hours as its survey does: sent now, with a reminder after
+ * 2 minutes and quiet hours from 2 to 6 minutes from now (UTC: the customer gives no zone),
+ * the reminder's timer is set to the end of the quiet hours, not 2 minutes after sending
+ * (it used to be). The same in Tokyo's zone (+09:00, no DST). */
+START_TEST(reminder_keeps_out_of_quiet_hours)
+{
+    int64_t now = sb_now_ms();
+    int now_min = (int)(now / (60 * SEC) % 1440);
+    int q0 = (now_min + 2) % 1440, q1 = (now_min + 6) % 1440; /* minutes of the UTC day */
+    int t0 = (q0 + 9 * 60) % 1440, t1 = (q1 + 9 * 60) % 1440; /* the same in Tokyo */
+    char extra[600];
+    snprintf(extra, sizeof extra,
+             "{\"journeys\":[{\"name\":\"rq-utc\",\"on\":{\"kind\":\"rq_utc\"},"
+             "\"survey\":\"csat\",\"delay\":\"0s\",\"remind_after\":\"2m\","
+             "\"quiet_hours\":\"%02d:%02d-%02d:%02d\",\"channel\":\"email\"},"
+             "{\"name\":\"rq-tokyo\",\"on\":{\"kind\":\"rq_tokyo\"},"
+             "\"survey\":\"csat\",\"delay\":\"0s\",\"remind_after\":\"2m\","
+             "\"quiet_hours\":\"%02d:%02d-%02d:%02d\",\"channel\":\"email\"}]}",
+             q0 / 60, q0 % 60, q1 / 60, q1 % 60, t0 / 60, t0 % 60, t1 / 60, t1 % 60);
+    env_t e;
+    env_open(&e, "rq", extra);
+    pid_t d = disp_start(&e, NULL, "rq.log");
+    wait_ready(&e, 30000);
+    send_event(&e, "rq-e1", NULL, now, "rq-c1", "rq-i1", "rq_utc", "");
+    send_event(&e, "rq-e2", NULL, now, "rq-c2", "rq-i2", "rq_tokyo",
+               ",\"customer_tz\":\"Asia/Tokyo\"");
+    flush_all(&e);
+    ck_assert_int_eq(stat_wait(&e, "fired|rq-utc", 1, 20000), 1);
+    ck_assert_int_eq(stat_wait(&e, "fired|rq-tokyo", 1, 20000), 1);
+    const char *inter[] = {"rq-i1", "rq-i2"}, *journey[] = {"rq-utc", "rq-tokyo"};
+    for (int i = 0; i < 2; i++) {
+        char id[SB_SURVEY_ID_LEN + 1], key[64], member[64];
+        sb_record_survey_id(inter[i], journey[i], id);
+        sb_store_key(e.st, key, sizeof key, "sched");
+        snprintf(member, sizeof member, "%s:r", id);
+        redisReply *r = sb_store_cmd(e.st, "ZSCORE %s %s", key, member);
+        ck_assert(r && r->type == REDIS_REPLY_STRING);
+        int64_t at = strtoll(r->str, NULL, 10);
+        freeReplyObject(r);
+        /* the first whole minute of the UTC day q1 after sending */
+        int64_t want = (now / (60 * SEC) + 1) * 60 * SEC;
+        while ((int)(want / (60 * SEC) % 1440) != q1) want += 60 * SEC;
+        ck_assert_msg(at == want, "%s: reminder at %lld, want %lld (sent about %lld)", journey[i],
+                      (long long)at, (long long)want, (long long)now);
+    }
+    disp_stop(d);
+    env_close(&e);
+}
+END_TEST
+
 START_TEST(reopened_interaction_cancels_its_pending_survey)
 {
     env_t e;
@@ -1216,19 +1266,31 @@ START_TEST(bad_events_become_dead_letters_and_the_service_goes_on)
     char buf[512];
     n = event_json(buf, sizeof buf, "mq-plus", NULL, now, "c#2", "t8-mq-plus", "field_visit", "");
     mq_publish(pub, "t8/dev-9/visit", buf, (size_t)n);
+    /* device levels that are not device ids: empty, and over 256 bytes (still visits) */
+    n = event_json(buf, sizeof buf, "mq-nodev", NULL, now, "t8-mc", "t8-mq-nodev", "field_visit",
+                   "");
+    mq_publish(pub, "t8//visit", buf, (size_t)n);
+    char long_topic[300] = "t8/";
+    memset(long_topic + 3, 'd', 257);
+    strcpy(long_topic + 3 + 257, "/visit");
+    n = event_json(buf, sizeof buf, "mq-longdev", NULL, now, "t8-mc", "t8-mq-longdev",
+                   "field_visit", "");
+    mq_publish(pub, long_topic, buf, (size_t)n);
     n = event_json(buf, sizeof buf, "mq-good", NULL, now, "t8-mc", "t8-mq-good", "field_visit", "");
     mq_publish(pub, "t8/dev-9/visit", buf, (size_t)n);
 
     ck_assert_int_eq(stat_wait(&e, "fired|t8-csat", 1, 30000), 1);
     ck_assert_int_eq(stat_wait(&e, "fired|t8-visit", 1, 10000), 1);
-    ck_assert_int_eq(stat_wait(&e, "dlq|unsafe_chars", 3, 5000), 3);
+    ck_assert_int_eq(stat_wait(&e, "dlq|unsafe_chars", 4, 5000), 4);
     ck_assert(disp_alive(d));
     ck_assert_int_eq(stat_get(&e, "dlq|invalid_json"), 2);
     ck_assert_int_eq(stat_get(&e, "dlq|too_large"), 1);
+    ck_assert_int_eq(stat_get(&e, "dlq|too_long"), 1);
     ck_assert_int_eq(stat_get(&e, "dlq|nul_byte"), 1);
     ck_assert_int_eq(stat_get(&e, "dlq|invalid_utf8"), 1);
     ck_assert_int_eq(stat_get(&e, "dlq|missing_field"), 1);
-    ck_assert_int_eq(stat_get(&e, "consumed"), 11);
+    ck_assert_int_eq(stat_get(&e, "unmatched"), 0);
+    ck_assert_int_eq(stat_get(&e, "consumed"), 13);
     ck_assert_int_eq(stat_get(&e, "scheduled|t8-csat"), 1);
     ck_assert_int_eq(stat_get(&e, "scheduled|t8-visit"), 1);
 
@@ -1242,7 +1304,7 @@ START_TEST(bad_events_become_dead_letters_and_the_service_goes_on)
     /* the dead letters are on Kafka by the time they are counted */
     ck_assert_str_eq(e.dlq, "t8.dlq");
     read_topic(&e, e.dlq, false, &o);
-    ck_assert_uint_eq(o.n, 9);
+    ck_assert_uint_eq(o.n, 11);
     expect_dead(&o, "garbage", "invalid_json", "kafka:t8.in/");
     expect_dead(&o, "{\"event_id\":\"big\"", "too_large", "kafka:t8.in/");
     expect_dead(&o, "{\"event_id\":\"nul-1\"", "nul_byte", "kafka:t8.in/");
@@ -1252,6 +1314,8 @@ START_TEST(bad_events_become_dead_letters_and_the_service_goes_on)
     expect_dead(&o, "{\"event_id\":\"nochan-1\"", "missing_field: channel", "kafka:t8.in/");
     expect_dead(&o, "{\"event_id\":\"mq-plus\"", "unsafe_chars: customer_id",
                 "mqtt:t8/dev-9/visit");
+    expect_dead(&o, "{\"event_id\":\"mq-nodev\"", "unsafe_chars: device_id", "mqtt:t8//visit");
+    expect_dead(&o, "{\"event_id\":\"mq-longdev\"", "too_long: device_id", "mqtt:t8/ddd");
     json_t *j = dead_letter(&o, "{\"event_id\":\"big\"");
     ck_assert(json_is_true(json_object_get(j, "truncated")));
     ck_assert_uint_eq(strlen(json_string_value(json_object_get(j, "payload"))), 4096);
@@ -1331,13 +1395,6 @@ START_TEST(sigterm_mid_firing_and_with_redis_down_exits_zero_and_loses_nothing)
 }
 END_TEST
 
-/* SB_TEST_ONLY=<substring> runs only the tests whose name contains it. */
-#define ADD(tc, t)                                                                                 \
-    do {                                                                                           \
-        const char *only = getenv("SB_TEST_ONLY");                                                 \
-        if (!only || strstr(#t, only)) tcase_add_test(tc, t);                                      \
-    } while (0)
-
 int main(void)
 {
     Suite *s = suite_create("dispatcher");
@@ -1345,15 +1402,16 @@ int main(void)
     tcase_add_unchecked_fixture(tc, setup, teardown);
     tcase_add_checked_fixture(tc, NULL, kill_leftovers);
     tcase_set_timeout(tc, 90);
-    ADD(tc, kafka_and_mqtt_events_become_routed_requests);
-    ADD(tc, duplicates_schedule_one_survey_each);
-    ADD(tc, two_instances_publish_each_due_survey_once);
-    ADD(tc, kill9_mid_firing_and_ingest_loses_nothing_and_repeats_nothing);
-    ADD(tc, redis_restart_mid_stream_loses_nothing);
-    ADD(tc, fatigue_min_gap_keeps_one_survey_a_day);
-    ADD(tc, reopened_interaction_cancels_its_pending_survey);
-    ADD(tc, bad_events_become_dead_letters_and_the_service_goes_on);
-    ADD(tc, sigterm_mid_firing_and_with_redis_down_exits_zero_and_loses_nothing);
+    SB_H_ADD(tc, kafka_and_mqtt_events_become_routed_requests);
+    SB_H_ADD(tc, duplicates_schedule_one_survey_each);
+    SB_H_ADD(tc, two_instances_publish_each_due_survey_once);
+    SB_H_ADD(tc, kill9_mid_firing_and_ingest_loses_nothing_and_repeats_nothing);
+    SB_H_ADD(tc, redis_restart_mid_stream_loses_nothing);
+    SB_H_ADD(tc, fatigue_min_gap_keeps_one_survey_a_day);
+    SB_H_ADD(tc, reopened_interaction_cancels_its_pending_survey);
+    SB_H_ADD(tc, reminder_keeps_out_of_quiet_hours);
+    SB_H_ADD(tc, bad_events_become_dead_letters_and_the_service_goes_on);
+    SB_H_ADD(tc, sigterm_mid_firing_and_with_redis_down_exits_zero_and_loses_nothing);
     suite_add_tcase(s, tc);
     /* one process: the Redis restart of one test must leave a Redis the next tests can use
      * (a server restarted in a forked test process would die with it) */

@@ -449,7 +449,7 @@ START_TEST(cancel_by_interaction)
     ck_assert_int_eq(state_of(idd), SB_REC_PENDING);
     assert_no_ttl(idd);
     const char *m[] = {cl[0].member};
-    ck_assert_int_eq(sb_sched_ack(E.s, m, 1, NOW, NULL), 0);
+    ck_assert_int_eq(sb_sched_ack(E.s, m, NULL, 1, NOW, NULL), 0);
     ck_assert_int_eq(state_of(idd), SB_REC_FIRED);
     assert_ttl(idd, NOW + 7 * DAY + DAY);
     ck_assert_int_eq(cancel1("t-3"), 0);
@@ -544,7 +544,7 @@ START_TEST(claim_ack_remind_expire)
     /* ack t-0 and t-2 at NOW+100 */
     const char *acks[] = {id[0], id[2], "ffffffffffffffffffffffff"};
     int done[3] = {-1, -1, -1};
-    ck_assert_int_eq(sb_sched_ack(E.s, acks, 3, NOW + 100, done), 0);
+    ck_assert_int_eq(sb_sched_ack(E.s, acks, NULL, 3, NOW + 100, done), 0);
     ck_assert_int_eq(done[0], 1);
     ck_assert_int_eq(done[1], 1);
     ck_assert_int_eq(done[2], 0);
@@ -566,7 +566,7 @@ START_TEST(claim_ack_remind_expire)
         ck_assert_int_eq(zscore("sbt:sched", m[i]), acked ? NOW + 100 + DAY : -1);
     }
     /* a repeated ack changes nothing */
-    ck_assert_int_eq(sb_sched_ack(E.s, acks, 2, NOW + 200, done), 0);
+    ck_assert_int_eq(sb_sched_ack(E.s, acks, NULL, 2, NOW + 200, done), 0);
     ck_assert_int_eq(done[0], 0);
     ck_assert_int_eq(counter("fired|support-csat"), 2);
     ck_assert_int_eq(zscore("sbt:sched", m[0]), NOW + 100 + DAY);
@@ -590,7 +590,7 @@ START_TEST(claim_ack_remind_expire)
     ck_assert_int_eq(zscore("sbt:sched", m[0]), -1); /* dropped */
     ck_assert_int_eq(next, NOW - 3000 + 72 * HOUR + 1); /* t-0's expiry check */
     const char *rm[] = {m[2]};
-    ck_assert_int_eq(sb_sched_ack(E.s, rm, 1, t, done), 0);
+    ck_assert_int_eq(sb_sched_ack(E.s, rm, NULL, 1, t, done), 0);
     ck_assert_int_eq(done[0], 1);
     ck_assert_int_eq(counter("reminded|support-csat"), 1);
     ck_assert_int_eq(counter("fired|support-csat"), 2);
@@ -609,6 +609,33 @@ START_TEST(claim_ack_remind_expire)
     assert_ttl(id[0], NOW - 3000 + 72 * HOUR + DAY);
     ck_assert_int_eq(counter("expired|support-csat"), 1);
     ck_assert_int_eq(num("ZCARD", "sbt:sched", NULL), 0);
+    free(cl);
+    env_close();
+}
+END_TEST
+
+/* The reminder falls due when the caller says (sb_rules_remind_at: out of quiet hours), at
+ * ack time + remind_after where it gives 0, and not at all when that is past the expiry. */
+START_TEST(ack_reminder_at_given_time)
+{
+    env_open(JOURNEYS, NO_FATIGUE);
+    enum { N = 3 };
+    sb_record_t r[N];
+    char id[N][25], m[N][64];
+    for (int i = 0; i < N; i++) {
+        add_new(&r[i], id[i], "ra-", i, "support-csat", NOW - 10, NOW - 10 + 72 * HOUR);
+        snprintf(m[i], sizeof m[i], "%.24s:r", id[i]);
+    }
+    sb_claimed_t *cl = claim_buf(N);
+    ck_assert_int_eq(sb_sched_claim(E.s, NOW, N, cl, NULL, NULL), N);
+    const char *acks[N] = {id[0], id[1], id[2]};
+    const int64_t at[N] = {NOW + 2 * HOUR, 0, NOW + 100 * DAY};
+    int done[N];
+    ck_assert_int_eq(sb_sched_ack(E.s, acks, at, N, NOW + 50, done), 0);
+    for (int i = 0; i < N; i++) ck_assert_int_eq(done[i], 1);
+    ck_assert_int_eq(zscore("sbt:sched", m[0]), NOW + 2 * HOUR);
+    ck_assert_int_eq(zscore("sbt:sched", m[1]), NOW + 50 + DAY);
+    ck_assert_int_eq(zscore("sbt:sched", m[2]), -1); /* after the expiry: none */
     free(cl);
     env_close();
 }
@@ -634,7 +661,7 @@ START_TEST(answered_before_ack)
     /* survey 0 is acknowledged; survey 1's claimer "dies" and its timer is put back */
     const char *ack[] = {id[0]}, *rel[] = {id[1]};
     int done[1] = {-1};
-    ck_assert_int_eq(sb_sched_ack(E.s, ack, 1, NOW + 100, done), 0);
+    ck_assert_int_eq(sb_sched_ack(E.s, ack, NULL, 1, NOW + 100, done), 0);
     ck_assert_int_eq(done[0], 1);
     ck_assert_int_eq(sb_sched_release(E.s, rel, 1, NOW + 200), 0);
     ck_assert_int_eq(sb_sched_claim(E.s, NOW + 300, 10, cl, NULL, NULL), 0);
@@ -646,7 +673,7 @@ START_TEST(answered_before_ack)
     ck_assert_int_eq(num("ZCARD", "sbt:sched", NULL), 0); /* no reminder, no expiry check */
     ck_assert_int_eq(num("ZCARD", "sbt:inflight", NULL), 0);
     /* nothing counts twice: a stray second ack finds nothing in flight */
-    ck_assert_int_eq(sb_sched_ack(E.s, ack, 1, NOW + 400, done), 0);
+    ck_assert_int_eq(sb_sched_ack(E.s, ack, NULL, 1, NOW + 400, done), 0);
     ck_assert_int_eq(done[0], 0);
     ck_assert_int_eq(counter("fired|support-csat"), 2);
     free(cl);
@@ -703,12 +730,12 @@ START_TEST(claim_after_expiry)
     /* an expired survey is never fired */
     const char *am[] = {ida};
     int done = -1;
-    ck_assert_int_eq(sb_sched_ack(E.s, am, 1, NOW, &done), 0);
+    ck_assert_int_eq(sb_sched_ack(E.s, am, NULL, 1, NOW, &done), 0);
     ck_assert_int_eq(done, 0);
     ck_assert_int_eq(counter("fired|onboarding-nps"), 0);
 
     const char *cm[] = {idc};
-    ck_assert_int_eq(sb_sched_ack(E.s, cm, 1, NOW, NULL), 0);
+    ck_assert_int_eq(sb_sched_ack(E.s, cm, NULL, 1, NOW, NULL), 0);
     assert_ttl(idc, NOW + 72 * HOUR + DAY);
     ck_assert_int_eq(sb_sched_claim(E.s, NOW + 80 * HOUR, 4, cl, NULL, &settled), 0);
     ck_assert_int_eq(settled, 2); /* the late reminder and the expiry check */
@@ -767,7 +794,7 @@ START_TEST(release_and_expired_leases)
     /* an ack of a released member is not an ack */
     const char *late[] = {id[1]};
     int done = -1;
-    ck_assert_int_eq(sb_sched_ack(E.s, late, 1, NOW + 40 * SEC, &done), 0);
+    ck_assert_int_eq(sb_sched_ack(E.s, late, NULL, 1, NOW + 40 * SEC, &done), 0);
     ck_assert_int_eq(done, 0);
     ck_assert_int_eq(state_of(id[1]), SB_REC_PENDING);
     assert_no_ttl(id[1]);
@@ -779,7 +806,7 @@ START_TEST(release_and_expired_leases)
     /* the new claim's lease: not expired at the old deadline */
     ck_assert_int_eq(sb_sched_expired_leases(E.s, NOW + 31 * SEC, lm, 4, &since), 1);
     const char *all[] = {id[0], id[1], id[2]};
-    ck_assert_int_eq(sb_sched_ack(E.s, all, 3, NOW + 41 * SEC, NULL), 0);
+    ck_assert_int_eq(sb_sched_ack(E.s, all, NULL, 3, NOW + 41 * SEC, NULL), 0);
     ck_assert_int_eq(counter("fired|onboarding-nps"), 3);
     ck_assert_int_eq(num("ZCARD", "sbt:inflight", NULL), 0);
     ck_assert_int_eq(sb_sched_expired_leases(E.s, NOW + DAY, lm, 4, &since), 0);
@@ -953,7 +980,7 @@ static int claimer(const char *path)
             fprintf(f, "%s\n", cl[i].survey_id);
             m[i] = cl[i].member;
         }
-        if (sb_sched_ack(s, m, (size_t)n, NOW, done) != 0) rc = 5;
+        if (sb_sched_ack(s, m, NULL, (size_t)n, NOW, done) != 0) rc = 5;
         for (int i = 0; i < n && rc == 0; i++)
             if (done[i] != 1) rc = 6;
     }
@@ -1155,7 +1182,7 @@ START_TEST(redis_restart_keeps_schedule)
     const char *m[5];
     for (int i = 0; i < 5; i++) m[i] = cl[i].member;
     int done[5];
-    ck_assert_int_eq(sb_sched_ack(E.s, m, 5, NOW, done), 0);
+    ck_assert_int_eq(sb_sched_ack(E.s, m, NULL, 5, NOW, done), 0);
     for (int i = 0; i < 5; i++) ck_assert_int_eq(done[i], 1);
     ck_assert_int_eq(counter("fired|support-csat"), 5);
     ck_assert_int_eq(cancel1("t-7"), 1);
@@ -1222,7 +1249,7 @@ START_TEST(big_batches_and_repeated_members)
     ck_assert_ptr_nonnull(done);
     for (int i = 0; i < N; i++) m[i] = cl[i].member;
     for (int i = 0; i < 3; i++) m[N + i] = cl[i].member;
-    ck_assert_int_eq(sb_sched_ack(E.s, m, N + 3, NOW + 10, done), 0);
+    ck_assert_int_eq(sb_sched_ack(E.s, m, NULL, N + 3, NOW + 10, done), 0);
     int ones = 0;
     for (int i = 0; i < N + 3; i++) ones += done[i];
     ck_assert_int_eq(ones, N);
@@ -1273,7 +1300,7 @@ START_TEST(split_calls_overlap)
     /* claim the first three (blocking), then claim the rest while they are acknowledged */
     ck_assert_int_eq(sb_sched_claim(E.s, NOW, 3, cl, NULL, NULL), 3);
     const char *m[3] = {cl[0].member, cl[1].member, cl[2].member};
-    ck_assert_int_eq(sb_sched_ack_send(s2, m, 3, NOW + 50), 0);
+    ck_assert_int_eq(sb_sched_ack_send(s2, m, NULL, 3, NOW + 50), 0);
     ck_assert_int_eq(sb_sched_claim_send(E.s, NOW, 10), 0);
     int64_t next = 0;
     size_t settled = 99;
@@ -1296,7 +1323,7 @@ START_TEST(split_calls_overlap)
     /* the scripts vanish: both split calls still run once */
     freeReplyObject(cmd("SCRIPT", "FLUSH", NULL));
     const char *m2[3] = {cl[3].member, cl[4].member, cl[5].member};
-    ck_assert_int_eq(sb_sched_ack_send(s2, m2, 3, NOW + 60), 0);
+    ck_assert_int_eq(sb_sched_ack_send(s2, m2, NULL, 3, NOW + 60), 0);
     ck_assert_int_eq(sb_sched_ack_recv(s2, 3, done), 0);
     ck_assert_int_eq(done[0] + done[1] + done[2], 3);
     ck_assert_int_eq(counter("fired|support-csat"), 6);
@@ -1368,7 +1395,7 @@ START_TEST(reminder_and_expiry_in_one_claim)
     sb_claimed_t *cl = claim_buf(4);
     ck_assert_int_eq(sb_sched_claim(E.s, NOW, 4, cl, NULL, NULL), 1);
     const char *m[] = {cl[0].member};
-    ck_assert_int_eq(sb_sched_ack(E.s, m, 1, NOW, NULL), 0);
+    ck_assert_int_eq(sb_sched_ack(E.s, m, NULL, 1, NOW, NULL), 0);
     ck_assert_int_eq(num("ZCARD", "sbt:sched", NULL), 2); /* :r at NOW + 24 h, :x at 72 h + 1 */
     size_t settled = 0;
     ck_assert_int_eq(sb_sched_claim(E.s, NOW + 100 * HOUR, 4, cl, NULL, &settled), 0);
@@ -1391,6 +1418,7 @@ int main(void)
     tcase_add_test(tc, add_batch_and_duplicates);
     tcase_add_test(tc, cancel_by_interaction);
     tcase_add_test(tc, claim_ack_remind_expire);
+    tcase_add_test(tc, ack_reminder_at_given_time);
     tcase_add_test(tc, claim_after_expiry);
     tcase_add_test(tc, answered_before_ack);
     tcase_add_test(tc, release_and_expired_leases);

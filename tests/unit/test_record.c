@@ -80,6 +80,7 @@ static void fill_full(sb_record_t *r)
     r->due_ms = 1795345200000LL; /* 2026-11-22T11:00:00Z */
     r->expires_ms = 1795604400000LL;
     r->remind_after_ms = 86400000LL;
+    strcpy(r->tz, "America/New_York");
     strcpy(r->reason, "min_gap_by_kind");
 }
 
@@ -97,6 +98,7 @@ static void assert_same(const sb_record_t *a, const sb_record_t *b)
     ck_assert_int_eq(a->due_ms, b->due_ms);
     ck_assert_int_eq(a->expires_ms, b->expires_ms);
     ck_assert_int_eq(a->remind_after_ms, b->remind_after_ms);
+    ck_assert_str_eq(a->tz, b->tz);
     ck_assert_str_eq(a->reason, b->reason);
 }
 
@@ -131,6 +133,15 @@ START_TEST(encode_exact_format)
                                "";
     ck_assert_uint_eq(len, sizeof want - 1);
     ck_assert_str_eq(v, want);
+    /* with a zone (a reminder with quiet hours): version 3, the zone before the times */
+    strcpy(r.tz, "Europe/Berlin");
+    char *z = sb_record_encode(&r, NULL);
+    static const char want_tz[] = "p" S "3" S "ces" S "j" S "c" S "i" S "ch" S "en" S "" S "" S
+                                "a" S "t" S "r" S "pr" S "st" S "k" S "Europe/Berlin" S
+                                "mwro18g0" S "1ffuo0" S "0" S "";
+    ck_assert_str_eq(z, want_tz);
+    free(z);
+    r.tz[0] = '\0';
     /* len may be NULL */
     char *v2 = sb_record_encode(&r, NULL);
     ck_assert_str_eq(v2, want);
@@ -316,22 +327,22 @@ START_TEST(decode_rejects)
     ck_assert_int_eq(d.expires_ms, 2);
     ck_assert_int_eq(d.remind_after_ms, 3);
 
-    /* field counts: 18 (no reason field), 21 (one too many), nothing at all */
+    /* field counts: 18 (no reason field), 21 (one too many for version 2), nothing at all */
     static const char f18[] = "p" S "1" S "csat" S "j" S "c" S "i" S "ch" S "en" S "" S "a" S
                               "t" S "r" S "pr" S "st" S "k" S "1" S "2" S "3";
     reject(f18, sizeof f18 - 1, "bad_record: 18 fields");
     char f21[512];
     snprintf(f21, sizeof f21, "%s" S "extra", ok);
-    reject(f21, strlen(f21), "bad_record: 20 fields");
+    reject(f21, strlen(f21), "bad_record: 21 fields");
     snprintf(f21, sizeof f21, "%s" S, ok); /* trailing separator: an empty 21st field */
-    reject(f21, strlen(f21), "bad_record: 20 fields");
+    reject(f21, strlen(f21), "bad_record: 21 fields");
     reject("", 0, "bad_record: 1 fields");
     reject("p", 1, "bad_record: 1 fields");
     /* the old 22-field layout (decimal times, event id, zone, occurrence) is not a record */
     static const char old[] = "p" S "1" S "csat" S "j" S "c" S "i" S "e" S "ch" S "en" S "" S
                               "UTC" S "a" S "t" S "r" S "pr" S "st" S "k" S "1" S "2" S "3" S
                               "0" S "";
-    reject(old, sizeof old - 1, "bad_record: 20 fields");
+    reject(old, sizeof old - 1, "bad_record: 21 fields");
 
     /* a version 1 record (19 fields, written before the interaction's channel was kept)
      * is read with the delivery channel as the channel dimension */
@@ -349,17 +360,31 @@ START_TEST(decode_rejects)
     ck_assert_str_eq(d.reason, "");
     /* ... but 19 fields are not a version 2 record, nor 20 a version 1 */
     char *t21 = with_field(19, "x" S "3");
-    reject(t21, strlen(t21), "bad_record: 20 fields");
+    reject(t21, strlen(t21), "bad_record: 21 fields");
     char v1x[512];
     snprintf(v1x, sizeof v1x, "%.*s" S "x", (int)(sizeof v1 - 1), v1);
     reject(v1x, strlen(v1x), "bad_record: 20 fields");
     static const char v2short[] = "p" S "2" S "csat" S "j" S "c" S "i" S "ch" S "en" S "" S
                                   "a" S "t" S "r" S "pr" S "st" S "k" S "1" S "2" S "3" S "";
     reject(v2short, sizeof v2short - 1, "bad_record: 19 fields");
+    /* version 3 (21 fields): the customer's zone before the times */
+    static const char v3[] = "p" S "3" S "csat" S "j" S "c" S "i" S "ch" S "en" S "" S "" S "a" S
+                             "t" S "r" S "pr" S "st" S "k" S "Asia/Tokyo" S "1" S "2" S "3" S "";
+    ck_assert_int_eq(sb_record_decode(v3, sizeof v3 - 1, &d, err, sizeof err), 0);
+    ck_assert_str_eq(d.tz, "Asia/Tokyo");
+    ck_assert_str_eq(d.dim[SB_DIM_KIND], "k");
+    ck_assert_int_eq(d.due_ms, 1);
+    ck_assert_int_eq(d.expires_ms, 2);
+    ck_assert_int_eq(d.remind_after_ms, 3);
+    ok = with_field(0, "p"); /* with_field's buffer was reused since */
+    ck_assert_int_eq(sb_record_decode(ok, strlen(ok), &d, err, sizeof err), 0);
+    ck_assert_str_eq(d.tz, ""); /* version 2: none */
 
 
     /* version, state byte */
-    reject(with_field(1, "3"), strlen(with_field(1, "3")), "bad_record: version");
+    reject(with_field(1, "4"), strlen(with_field(1, "4")), "bad_record: version");
+    /* version 3 has the zone: 20 fields are not one */
+    reject(with_field(1, "3"), strlen(with_field(1, "3")), "bad_record: 20 fields");
     reject(with_field(1, "0"), strlen(with_field(1, "0")), "bad_record: version");
     reject(with_field(1, "11"), strlen(with_field(1, "11")), "bad_record: version");
     reject(with_field(1, ""), strlen(with_field(1, "")), "bad_record: version");
@@ -509,6 +534,18 @@ START_TEST(from_event_fills_dimensions)
     ck_assert_int_eq(sb_record_decode(v, len, &d, err, sizeof err), 0);
     assert_same(&r, &d);
     free(v);
+    ck_assert_str_eq(r.tz, ""); /* a reminder, but no quiet hours: the zone is not needed */
+
+    /* a reminder and quiet hours: the zone is kept, to time the reminder by */
+    j.has_quiet = true, j.quiet_start_min = 21 * 60, j.quiet_end_min = 8 * 60;
+    sb_record_from_event(&r, &ev, &j, 1795345200000LL, 1795604400000LL);
+    ck_assert_str_eq(r.tz, "Asia/Shanghai");
+    v = sb_record_encode(&r, &len);
+    ck_assert_ptr_nonnull(strstr(v, S "Asia/Shanghai" S "mwrq6e80" S));
+    ck_assert_int_eq(sb_record_decode(v, len, &d, err, sizeof err), 0);
+    assert_same(&r, &d);
+    free(v);
+    j.has_quiet = false;
 
     /* without a journey channel (NULL or ""), the event's channel; no reminder */
     j.channel = NULL;

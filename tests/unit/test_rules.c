@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "record.h"
 #include "rules.h"
 
 #include "unit.h"
@@ -270,6 +271,43 @@ START_TEST(delay_lands_in_quiet_hours)
 }
 END_TEST
 
+/* A reminder keeps out of the journey's quiet hours (21:00-08:00) in the customer's zone, as
+ * the survey did; worked by hand. */
+START_TEST(reminder_moved_out_of_quiet_hours)
+{
+    sb_record_t r;
+    memset(&r, 0, sizeof r);
+    strcpy(r.journey, "support-csat");
+    strcpy(r.tz, "Asia/Shanghai");
+    r.remind_after_ms = DAY_MS;
+    /* sent 14:00Z = 22:00 +08; +24 h = 22:00 +08 the next day, quiet -> 08:00 +08 on the
+     * 24th = 00:00Z */
+    ck_assert_int_eq(sb_rules_remind_at(&cfg, &r, at(2026, 11, 22, 14, 0, 0)),
+                     at(2026, 11, 24, 0, 0, 0));
+    /* sent 02:00Z = 10:00 +08: +24 h is 10:00 +08, not quiet */
+    ck_assert_int_eq(sb_rules_remind_at(&cfg, &r, at(2026, 11, 22, 2, 0, 0) + 7),
+                     at(2026, 11, 23, 2, 0, 0) + 7);
+    /* no zone (or an unknown one): UTC; 22:00Z -> 08:00Z the day after */
+    r.tz[0] = '\0';
+    ck_assert_int_eq(sb_rules_remind_at(&cfg, &r, at(2026, 11, 22, 22, 0, 0)),
+                     at(2026, 11, 24, 8, 0, 0));
+    strcpy(r.tz, "Mars/Olympus");
+    ck_assert_int_eq(sb_rules_remind_at(&cfg, &r, at(2026, 11, 22, 22, 0, 0)),
+                     at(2026, 11, 24, 8, 0, 0));
+    /* a journey without quiet hours: sent + remind_after as is (22:00 Shanghai) */
+    strcpy(r.journey, "self-service-ces");
+    strcpy(r.tz, "Asia/Shanghai");
+    ck_assert_int_eq(sb_rules_remind_at(&cfg, &r, at(2026, 11, 22, 14, 0, 0)),
+                     at(2026, 11, 23, 14, 0, 0));
+    /* no reminder, or a journey no longer configured: 0 */
+    r.remind_after_ms = 0;
+    ck_assert_int_eq(sb_rules_remind_at(&cfg, &r, at(2026, 11, 22, 14, 0, 0)), 0);
+    r.remind_after_ms = DAY_MS;
+    strcpy(r.journey, "gone");
+    ck_assert_int_eq(sb_rules_remind_at(&cfg, &r, at(2026, 11, 22, 14, 0, 0)), 0);
+}
+END_TEST
+
 START_TEST(delay_arithmetic_keeps_milliseconds)
 {
     set_event(SB_EV_COMPLETED, at(2026, 11, 22, 10, 0, 0) + 250, "self_service", "");
@@ -482,6 +520,7 @@ int main(void)
     tcase_add_test(tc, every_matching_journey_yields_a_candidate);
     tcase_add_test(tc, delay_lands_in_quiet_hours);
     tcase_add_test(tc, delay_arithmetic_keeps_milliseconds);
+    tcase_add_test(tc, reminder_moved_out_of_quiet_hours);
     tcase_add_test(tc, reopened_never_matches);
     tcase_add_test(tc, type_condition_uses_canonical_type);
     tcase_add_test(tc, field_equality_is_exact);
