@@ -1170,6 +1170,20 @@ START_TEST(failed_metric_delivery_resent)
 }
 END_TEST
 
+/* Runs `surveybusctl -c <e's config> --json <args>`, which must exit 0 and print one JSON
+ * object: returned (the caller frees it). */
+static json_t *ctl_json(env_t *e, const char *args)
+{
+    char cmd[1200], *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s -c %s --json %s", sb_h_bin("surveybusctl"), e->path, args);
+    ck_assert_int_eq(sb_h_run(cmd, &out), 0);
+    json_error_t je;
+    json_t *j = json_loads(out, 0, &je);
+    ck_assert_msg(json_is_object(j), "%s: %s", je.text, out);
+    free(out);
+    return j;
+}
+
 /* ================================================================ 9. dead-letter replay */
 
 /* A response that arrived before its survey record (e.g. Redis restored from an older
@@ -1216,12 +1230,7 @@ START_TEST(dlq_replay)
     /* the same dry run, --json: one object on stdout, the message it would send */
     char src[200];
     snprintf(src, sizeof src, "kafka:%s/", e.cfg->topics.responses);
-    snprintf(cmd, sizeof cmd, "%s -c %s --json dlq replay --reason unknown_survey --dry-run",
-             sb_h_bin("surveybusctl"), e.path);
-    ck_assert_int_eq(sb_h_run(cmd, &out), 0);
-    json_error_t je;
-    json_t *j = json_loads(out, 0, &je);
-    ck_assert_msg(json_is_object(j), "%s: %s", je.text, out);
+    json_t *j = ctl_json(&e, "dlq replay --reason unknown_survey --dry-run");
     ck_assert(json_is_true(json_object_get(j, "dry_run")));
     ck_assert_str_eq(json_string_value(json_object_get(j, "reason")), "unknown_survey");
     ck_assert_int_eq(json_integer_value(json_object_get(j, "total")), 1);
@@ -1234,19 +1243,14 @@ START_TEST(dlq_replay)
     json_t *m0 = json_array_get(json_object_get(j, "messages"), 0);
     ck_assert_uint_eq(json_array_size(json_object_get(j, "messages")), 1);
     ck_assert_msg(!strncmp(json_string_value(json_object_get(m0, "source")), src, strlen(src)),
-                  "%s", out);
+                  "%s", json_string_value(json_object_get(m0, "source")));
     char to[200];
     snprintf(to, sizeof to, "kafka:%s", e.cfg->topics.responses);
     ck_assert_str_eq(json_string_value(json_object_get(m0, "to")), to);
     ck_assert_str_eq(json_string_value(json_object_get(m0, "reason")), "unknown_survey");
     json_decref(j);
-    free(out);
     /* the replay itself, --json */
-    snprintf(cmd, sizeof cmd, "%s -c %s --json dlq replay --reason unknown_survey",
-             sb_h_bin("surveybusctl"), e.path);
-    ck_assert_int_eq(sb_h_run(cmd, &out), 0);
-    j = json_loads(out, 0, &je);
-    ck_assert_msg(json_is_object(j), "%s: %s", je.text, out);
+    j = ctl_json(&e, "dlq replay --reason unknown_survey");
     ck_assert(json_is_false(json_object_get(j, "dry_run")));
     ck_assert_int_eq(json_integer_value(json_object_get(j, "total")), 1);
     ck_assert_int_eq(
@@ -1255,7 +1259,6 @@ START_TEST(dlq_replay)
     ck_assert_uint_eq(json_object_size(json_object_get(j, "skipped")), 0);
     ck_assert_ptr_null(json_object_get(j, "messages"));
     json_decref(j);
-    free(out);
     wait_counted(&e, 2, 60000);
     /* nothing new: the text says so, --json gives empty counts */
     snprintf(cmd, sizeof cmd, "%s -c %s dlq replay --reason unknown_survey 2>&1",
@@ -1313,13 +1316,7 @@ START_TEST(dlq_replay_partitions)
     for (int i = 0; i < 20; i++) dead_letter_at(rk, e.cfg->topics.dlq, 1, now - MIN, 100 + i);
     ck_assert_int_eq(rd_kafka_flush(rk, 30000), 0);
     rd_kafka_destroy(rk);
-    char cmd[1200], *out = NULL;
-    snprintf(cmd, sizeof cmd, "%s -c %s --json dlq replay --reason unknown_survey --dry-run",
-             sb_h_bin("surveybusctl"), e.path);
-    ck_assert_int_eq(sb_h_run(cmd, &out), 0);
-    json_error_t je;
-    json_t *j = json_loads(out, 0, &je);
-    ck_assert_msg(json_is_object(j), "%s: %s", je.text, out);
+    json_t *j = ctl_json(&e, "dlq replay --reason unknown_survey --dry-run");
     ck_assert_int_eq(json_integer_value(json_object_get(j, "total")), 20);
     json_t *msgs = json_object_get(j, "messages");
     ck_assert_uint_eq(json_array_size(msgs), 20);
@@ -1329,7 +1326,6 @@ START_TEST(dlq_replay_partitions)
         ck_assert_msg(src && sscanf(src, "kafka:x.resp/0@%d", &at) == 1 && at >= 100, "%s", src);
     }
     json_decref(j);
-    free(out);
     env_close(&e);
 }
 END_TEST
