@@ -667,10 +667,16 @@ int64_t sb_kafka_lag_except(sb_kafka_consumer_t *c, sb_kafka_part_fn skip, void 
     if (parts->cnt > 0 && rd_kafka_position(c->rk, parts) == RD_KAFKA_RESP_ERR_NO_ERROR) {
         for (int i = 0; i < parts->cnt; i++) {
             const rd_kafka_topic_partition_t *tp = &parts->elems[i];
-            if (skip && skip(arg, tp->topic, tp->partition)) continue;
-            int64_t lo = RD_KAFKA_OFFSET_INVALID, hi = RD_KAFKA_OFFSET_INVALID;
-            if (rd_kafka_get_watermark_offsets(c->rk, tp->topic, tp->partition, &lo, &hi) || hi < 0)
+            if (skip && skip(arg, tp->topic, tp->partition)) {
+                known++; /* left out: counts as known, with no lag */
                 continue;
+            }
+            int64_t lo = RD_KAFKA_OFFSET_INVALID, hi = RD_KAFKA_OFFSET_INVALID;
+            if (rd_kafka_get_watermark_offsets(c->rk, tp->topic, tp->partition, &lo, &hi) ||
+                hi < 0) {
+                if (skip) unread = true; /* strict: a partition not fetched yet is not known */
+                continue;
+            }
             if (tp->offset >= 0) {
                 if (hi > tp->offset) lag += hi - tp->offset;
                 known++;

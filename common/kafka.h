@@ -118,7 +118,8 @@ int sb_kafka_resume(sb_kafka_consumer_t *c);
  * has no consume position yet: 0 then would claim a catch-up that has not happened). Cheap: no broker round trip; safe
  * from any thread (everything else of a handle belongs to the thread that polls it). */
 int64_t sb_kafka_lag(sb_kafka_consumer_t *c);
-/* The same over the assigned partitions for which skip(arg, topic, partition) is false. */
+/* The same over the assigned partitions for which skip(arg, topic, partition) is false, and
+ * strict: -1 also while one of them has no cached watermarks yet (not fetched yet). */
 typedef bool (*sb_kafka_part_fn)(void *arg, const char *topic, int32_t partition);
 int64_t sb_kafka_lag_except(sb_kafka_consumer_t *c, sb_kafka_part_fn skip, void *arg);
 

@@ -3,6 +3,7 @@
 #include "util.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -59,9 +60,12 @@ const char *sb_log_quote(char *out, size_t cap, const char *s)
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         char esc[5];
         size_t k = 0;
+        /* a C1 control (C2 80..C2 9F) is escaped byte by byte, like the C0 ones */
+        bool c1 = (*p == 0xC2 && p[1] >= 0x80 && p[1] <= 0x9F) || (p > (const unsigned char *)s &&
+                   p[-1] == 0xC2 && *p >= 0x80 && *p <= 0x9F);
         if (*p == '"' || *p == '\\')
             esc[k++] = '\\', esc[k++] = (char)*p;
-        else if (*p < 0x20 || *p == 0x7F)
+        else if (*p < 0x20 || *p == 0x7F || c1)
             k = (size_t)snprintf(esc, sizeof esc, "\\x%02x", *p);
         else
             esc[k++] = (char)*p;

@@ -25,7 +25,7 @@
     "local sched = P .. 'sched'\n"                                                              \
     "local infl = P .. 'inflight'\n"                                                            \
     "local CHUNK = 1000\n"                                                                      \
-    "-- kind, journey, customer (fields 3-5): the value starts with state, SEP, '1', SEP\n"     \
+    "-- kind, journey, customer (fields 3-5): the value starts with state, SEP, version, SEP\n" \
     "local function head(v)\n"                                                                  \
     "  local a = string.find(v, '\\31', 5, true)\n"                                             \
     "  local b = string.find(v, '\\31', a + 1, true)\n"                                         \

@@ -155,7 +155,7 @@ static int replay(ctl_t *ctl, const replay_opts_t *o)
         fprintf(stderr, "surveybusctl: kafka: %s\n", err);
         goto out;
     }
-    int64_t start = sb_mono_ms(), last_msg = 0, started_ms = sb_now_ms();
+    int64_t start = sb_mono_ms(), first = 0, last_msg = 0, started_ms = sb_now_ms();
     /* Dead letters written after the replay began (a replayed message that failed again, or a
      * service's new one) are left for the next run, or a replay of an unfixed cause would never
      * end. That is decided per partition: a partition is finished at its first such letter,
@@ -169,11 +169,13 @@ static int replay(ctl_t *ctl, const replay_opts_t *o)
         }
         int64_t now = sb_mono_ms();
         if (n == 0) {
-            if (caught_up(c, &parts, last_msg ? last_msg : start, o->idle_ms) ||
-                now - start > 30000 + o->idle_ms)
+            /* done, or no progress for 30 s (never joined, or the lag stays unknown) */
+            int64_t since = last_msg ? last_msg : first ? first : start;
+            if (caught_up(c, &parts, since, o->idle_ms) || now - since > 30000 + o->idle_ms)
                 break;
             continue;
         }
+        if (!first) first = now; /* idle counts from the first batch: joining takes a while */
         sb_outmsg_t *out = calloc((size_t)n, sizeof *out);
         json_t **docs = calloc((size_t)n, sizeof *docs);
         if (!out || !docs) abort();
@@ -271,7 +273,9 @@ static int replay(ctl_t *ctl, const replay_opts_t *o)
         if (!o->dry_run && used > 0) sb_kafka_store_offsets(c, msgs, used);
         sb_kafka_msgs_free(msgs, (size_t)n);
         if (o->limit && total >= o->limit) break;
-        if (caught_up(c, &parts, last_msg ? last_msg : start, o->idle_ms)) break;
+        int64_t since = last_msg ? last_msg : first; /* the same after a batch */
+        if (caught_up(c, &parts, since, o->idle_ms) || sb_mono_ms() - since > 30000 + o->idle_ms)
+            break;
     }
     if (!o->dry_run) sb_kafka_commit(c);
     if (ctl->json) {

@@ -317,6 +317,7 @@ int firer_settle(firer_t *f, int64_t now_ms)
 typedef struct scan_ctx {
     char (*members)[SB_SCHED_MEMBER_MAX];
     bool *found;
+    int64_t *sent; /* when a found one was issued */
     size_t n;
 } scan_ctx_t;
 
@@ -331,7 +332,8 @@ static int scan_cb(void *opaque, const sb_kafka_msg_t *m)
         snprintf(member, sizeof member, "%.*s%s", SB_SURVEY_ID_LEN, q->survey_id,
                  q->reminder ? ":r" : "");
         for (size_t i = 0; i < sc->n; i++)
-            if (!sc->found[i] && !strcmp(sc->members[i], member)) sc->found[i] = true;
+            if (!sc->found[i] && !strcmp(sc->members[i], member))
+                sc->found[i] = true, sc->sent[i] = q->issued_ms;
     }
     free(q);
     return 0;
@@ -352,7 +354,8 @@ int firer_recover(firer_t *f, int64_t now_ms)
     enum { MAX = 1000 };
     char(*members)[SB_SCHED_MEMBER_MAX] = malloc(MAX * sizeof *members);
     bool *found = calloc(MAX, sizeof *found);
-    if (!members || !found) abort();
+    int64_t *sent = calloc(MAX, sizeof *sent);
+    if (!members || !found || !sent) abort();
     int64_t since = 0;
     int n = sb_sched_expired_leases(f->sched, now_ms, members, MAX, &since);
     int rc = n < 0 ? -1 : 0;
@@ -360,7 +363,7 @@ int firer_recover(firer_t *f, int64_t now_ms)
     for (int i = 0; i < n; i++) /* our own slow deliveries are not someone else's crash */
         if (!ours(f, members[i])) memmove(members[keep++], members[i], SB_SCHED_MEMBER_MAX);
     if (keep > 0 && f->producer) {
-        scan_ctx_t sc = {members, found, keep};
+        scan_ctx_t sc = {members, found, sent, keep};
         char err[256];
         int scanned = sb_kafka_scan(f->cfg, f->cfg->topics.requests, since - 10000, scan_cb, &sc,
                                     10000, err, sizeof err);
@@ -373,15 +376,23 @@ int firer_recover(firer_t *f, int64_t now_ms)
     }
     if (keep > 0) {
         const char **ack = malloc(keep * sizeof *ack), **rel = malloc(keep * sizeof *rel);
-        if (!ack || !rel) abort();
+        int64_t *remind = calloc(keep, sizeof *remind);
+        sb_record_t *rec = malloc(sizeof *rec);
+        if (!ack || !rel || !remind || !rec) abort();
         size_t na = 0, nr = 0;
         for (size_t i = 0; i < keep; i++) {
-            if (found[i])
-                ack[na++] = members[i];
-            else
+            if (!found[i]) {
                 rel[nr++] = members[i];
+                continue;
+            }
+            /* a survey (not a reminder) sent before the crash: its reminder is timed from
+             * when it was issued, out of quiet hours, as firer_settle does */
+            if (strlen(members[i]) == SB_SURVEY_ID_LEN &&
+                sb_sched_get(f->sched, members[i], rec) == 1)
+                remind[na] = sb_rules_remind_at(f->cfg, rec, sent[i]);
+            ack[na++] = members[i];
         }
-        if ((na && sb_sched_ack(f->sched, ack, NULL, na, now_ms, NULL)) ||
+        if ((na && sb_sched_ack(f->sched, ack, remind, na, now_ms, NULL)) ||
             (nr && sb_sched_release(f->sched, rel, nr, now_ms)))
             rc = -1;
         else
@@ -389,10 +400,13 @@ int firer_recover(firer_t *f, int64_t now_ms)
         f->next_due_ms = 0;
         free(ack);
         free(rel);
+        free(remind);
+        free(rec);
     }
 out:
     free(members);
     free(found);
+    free(sent);
     return rc;
 }
 

@@ -271,6 +271,8 @@ START_TEST(log_quote_escapes)
     ck_assert_str_eq(sb_log_quote(b, sizeof b, "a b\"c=d\\"), "\"a b\\\"c=d\\\\\"");
     ck_assert_str_eq(sb_log_quote(b, sizeof b, "x\ny\x7f"), "\"x\\x0ay\\x7f\"");
     ck_assert_str_eq(sb_log_quote(b, sizeof b, "\xe5\x8c\x97"), "\"\xe5\x8c\x97\""); /* UTF-8 kept */
+    /* a C1 control (U+0085) is escaped, a no-break space (U+00A0) kept */
+    ck_assert_str_eq(sb_log_quote(b, sizeof b, "a\xc2\x85\xc2\xa0"), "\"a\\xc2\\x85\xc2\xa0\"");
     /* cut to fit: 8 bytes hold the quotes, 5 characters and the NUL; an escape is never split */
     ck_assert_str_eq(sb_log_quote(b, 8, "abcdefgh"), "\"abcde\"");
     ck_assert_str_eq(sb_log_quote(b, 8, "abcd\"e"), "\"abcd\"");
