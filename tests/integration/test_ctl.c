@@ -245,6 +245,19 @@ START_TEST(check_config_exit_codes)
                       strchr(out, '\n') == out + strlen(out) - 1,
                   "%s", out);
     free(out);
+    /* a start-up failure says why even with logging off: a kafka.properties entry that
+     * librdkafka refuses (found only when the service starts) */
+    static const char *const svc[] = {"surveybus-dispatcher", "surveybus-aggregator"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof cmd,
+                 "%s -c %s --set log.level=off --set mqtt.url= --set kafka.brokers=127.0.0.1:1 "
+                 "--set 'kafka.properties={\"bogus.prop\":\"1\"}' 2>&1",
+                 sb_h_bin(svc[i]), cfg_path);
+        ck_assert_int_eq(sb_h_run(cmd, &out), 1);
+        ck_assert_msg(strstr(out, " error ") && strstr(out, "cannot start: kafka.properties.bogus.prop"),
+                      "%s: %s", svc[i], out);
+        free(out);
+    }
     /* unreachable Redis: a clear failure, not a hang */
     snprintf(cmd, sizeof cmd, "%s -c %s --set redis.url=redis://127.0.0.1:1/0 stats 2>&1",
              sb_h_bin("surveybusctl"), cfg_path);
