@@ -674,7 +674,7 @@ int64_t sb_kafka_lag_except(sb_kafka_consumer_t *c, sb_kafka_part_fn skip, void 
             int64_t lo = RD_KAFKA_OFFSET_INVALID, hi = RD_KAFKA_OFFSET_INVALID;
             if (rd_kafka_get_watermark_offsets(c->rk, tp->topic, tp->partition, &lo, &hi) ||
                 hi < 0) {
-                if (skip) unread = true; /* strict: a partition not fetched yet is not known */
+                unread = true; /* not fetched yet: its lag is not known */
                 continue;
             }
             if (tp->offset >= 0) {

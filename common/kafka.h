@@ -113,13 +113,14 @@ int sb_kafka_pause(sb_kafka_consumer_t *c);
 int sb_kafka_resume(sb_kafka_consumer_t *c);
 
 /* Messages behind the log end over the assigned partitions (cached high watermark minus the
- * consume position; partitions with no cached values are left out). 0 with no assignment;
- * -1 when unknown (never assigned yet, nothing cached, or a partition that holds messages
- * has no consume position yet: 0 then would claim a catch-up that has not happened). Cheap: no broker round trip; safe
- * from any thread (everything else of a handle belongs to the thread that polls it). */
+ * consume position). 0 with no assignment; -1 when unknown (never assigned yet, a partition
+ * not fetched yet, so with no cached watermarks, or one that holds messages but has no
+ * consume position yet: 0 then would claim a catch-up that has not happened). Cheap: no
+ * broker round trip; safe from any thread (everything else of a handle belongs to the thread
+ * that polls it). */
 int64_t sb_kafka_lag(sb_kafka_consumer_t *c);
-/* The same over the assigned partitions for which skip(arg, topic, partition) is false, and
- * strict: -1 also while one of them has no cached watermarks yet (not fetched yet). */
+/* The same over the assigned partitions for which skip(arg, topic, partition) is false (the
+ * others count as read to their end). */
 typedef bool (*sb_kafka_part_fn)(void *arg, const char *topic, int32_t partition);
 int64_t sb_kafka_lag_except(sb_kafka_consumer_t *c, sb_kafka_part_fn skip, void *arg);
 

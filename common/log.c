@@ -3,7 +3,6 @@
 #include "util.h"
 
 #include <stdarg.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -58,15 +57,14 @@ const char *sb_log_quote(char *out, size_t cap, const char *s)
     size_t n = 0;
     out[n++] = '"';
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        char esc[5];
+        char esc[9];
         size_t k = 0;
-        /* a C1 control (C2 80..C2 9F) is escaped byte by byte, like the C0 ones */
-        bool c1 = (*p == 0xC2 && p[1] >= 0x80 && p[1] <= 0x9F) || (p > (const unsigned char *)s &&
-                   p[-1] == 0xC2 && *p >= 0x80 && *p <= 0x9F);
         if (*p == '"' || *p == '\\')
             esc[k++] = '\\', esc[k++] = (char)*p;
-        else if (*p < 0x20 || *p == 0x7F || c1)
+        else if (*p < 0x20 || *p == 0x7F)
             k = (size_t)snprintf(esc, sizeof esc, "\\x%02x", *p);
+        else if (*p == 0xC2 && p[1] >= 0x80 && p[1] <= 0x9F) /* a C1 control, both bytes */
+            k = (size_t)snprintf(esc, sizeof esc, "\\xc2\\x%02x", *++p);
         else
             esc[k++] = (char)*p;
         if (n + k + 2 > cap) break; /* room for the closing quote and NUL */

@@ -79,8 +79,9 @@ static bool journey_matches(const sb_journey_t *j, const sb_event_t *ev)
 
 int64_t sb_rules_remind_at(const sb_config_t *cfg, const sb_record_t *r, int64_t sent_ms)
 {
+    if (r->remind_after_ms <= 0) return 0; /* most surveys: no lookup */
     const sb_journey_t *j = sb_config_journey(cfg, r->journey);
-    if (!j || r->remind_after_ms <= 0) return 0;
+    if (!j) return 0;
     int64_t at = sat_add(sent_ms, r->remind_after_ms);
     if (j->has_quiet)
         sb_rules_quiet_adjust(at, sb_tz_get(r->tz), j->quiet_start_min, j->quiet_end_min, &at);

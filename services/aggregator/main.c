@@ -224,6 +224,12 @@ static void run(agg_t *a)
     }
 }
 
+/* The last call on the main Redis connection was answered. */
+static bool redis_answered(const agg_t *a)
+{
+    return a->kin.store && a->kin.store->err == SB_STORE_OK;
+}
+
 static void shutdown_all(agg_t *a)
 {
     sb_http_stop(a->http);
@@ -238,9 +244,8 @@ static void shutdown_all(agg_t *a)
      * command timeout (5 s) and take the stop past the 10 s of SPEC §1: the confirmed alerts
      * are then left in the outbox (sent again, at least once, by the next publisher) and
      * the lease to run out by itself (five intervals) instead of being handed over. */
-    bool answered = a->kin.store && a->kin.store->err == SB_STORE_OK;
-    if (answered && a->kin.tally) alert_sink_flush(&a->sink, a->kin.tally);
-    if (answered && a->kin.store->err == SB_STORE_OK) publisher_release(&a->pub);
+    if (redis_answered(a) && a->kin.tally) alert_sink_flush(&a->sink, a->kin.tally);
+    if (redis_answered(a)) publisher_release(&a->pub); /* unless the flush went unanswered */
     close_ingest(&a->kin);
     if (a->mqtt_pub) sb_mqtt_wait_published(a->mqtt_pub, 2000);
     sb_mqtt_free(a->mqtt_pub);

@@ -84,12 +84,19 @@ typedef struct parts {
     size_t n, cap;
 } parts_t;
 
+/* Index of partition p in ps, or ps->n when not seen yet. */
+static size_t parts_find(const parts_t *ps, int32_t p)
+{
+    size_t i = 0;
+    while (i < ps->n && ps->p[i].id != p) i++;
+    return i;
+}
+
 /* Whether a message of partition p is to be left alone: its partition is finished, or
  * finishes with it (newer is set: written after the replay began). */
 static bool parts_done(parts_t *ps, int32_t p, bool newer)
 {
-    size_t i = 0;
-    while (i < ps->n && ps->p[i].id != p) i++;
+    size_t i = parts_find(ps, p);
     if (i == ps->n) {
         if (ps->n == ps->cap) {
             ps->cap = ps->cap ? 2 * ps->cap : 16;
@@ -106,9 +113,8 @@ static bool part_finished(void *arg, const char *topic, int32_t p)
 {
     (void)topic;
     const parts_t *ps = arg;
-    for (size_t i = 0; i < ps->n; i++)
-        if (ps->p[i].id == p) return ps->p[i].done;
-    return false;
+    size_t i = parts_find(ps, p);
+    return i < ps->n && ps->p[i].done;
 }
 
 /* Done: joined, every partition either finished or read to its end, and nothing to replay
