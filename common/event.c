@@ -232,14 +232,14 @@ static int read_field(sb_field_t f, const sb_jval_t *v, sb_event_t *out, char *e
 }
 
 int sb_event_parse(const char *buf, size_t len, char *const mapping[SB_F__N], const char *device_id,
-                   sb_event_t *out, char *err, size_t errlen)
+                   bool mqtt, sb_event_t *out, char *err, size_t errlen)
 {
     int rc = -1;
     memset(out, 0, sizeof *out);
     sb_jtok_t toks[EVENT_TOKENS];
     sb_jdoc_t doc;
     if (sb_dlq_open(buf, len, toks, EVENT_TOKENS, &doc, err, errlen) != 0) return -1;
-    out->type = device_id ? SB_EV_VISIT_COMPLETED : SB_EV_COMPLETED;
+    out->type = mqtt || device_id ? SB_EV_VISIT_COMPLETED : SB_EV_COMPLETED;
     for (int i = 0; i < SB_F__N; i++) {
         sb_field_t f = (sb_field_t)i;
         const char *name = sb_field_names[f];

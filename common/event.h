@@ -31,12 +31,14 @@ typedef struct sb_event {
  * the user's document (NULL or "" = not mapped). A JSON null or "" counts as absent. Id-like
  * text fields (the topic-safe ones but locale) also take a JSON integer, as its decimal text.
  * device_id, when not NULL, is the device id taken from an MQTT topic: it wins over the
- * payload, fills val[SB_F_DEVICE_ID] and makes an absent type mean visit.completed.
+ * payload and fills val[SB_F_DEVICE_ID]. mqtt says the event came over MQTT, where an absent
+ * type means visit.completed (SPEC §4), with or without a device id from the topic.
  * Returns 0, or -1 with a reason in err: too_large, nul_byte, invalid_utf8, invalid_json,
  * bad_mapping, missing_field, wrong_type, too_long, unsafe_chars, bad_time, bad_type, bad_tz,
  * bad_locale, bad_kpi (each "code: field[: detail]" where there is a field). */
 int sb_event_parse(const char *buf, size_t len, char *const mapping[SB_F__N],
-                   const char *device_id, sb_event_t *out, char *err, size_t errlen);
+                   const char *device_id, bool mqtt, sb_event_t *out, char *err,
+                   size_t errlen);
 
 /* The wire name of a type ("interaction.completed", ...), or NULL when out of range. */
 const char *sb_event_type_name(sb_event_type_t type);

@@ -292,7 +292,7 @@ static void parse_one(ingest_t *ig, const in_msg_t *m, work_t *w, scratch_t *x,
         count(cs, "consumed|interactions");
         /* bad events are the dispatcher's dead letters; here they are only counted */
         sb_event_t *ev = &x->ev;
-        if (sb_event_parse(m->payload, m->len, cfg->mapping, m->device_id, ev, err,
+        if (sb_event_parse(m->payload, m->len, cfg->mapping, m->device_id, m->mqtt, ev, err,
                            sizeof err) != 0) {
             char code[64];
             sb_reason_code(err, code, sizeof code);
@@ -539,7 +539,7 @@ static void *stage_parse(void *opaque, const sb_kafka_msg_t *msgs, const char (*
     ingest_t *ig = opaque;
     ibatch_t *b = slot(ig, n);
     for (size_t i = 0; i < n; i++)
-        b->in[i] = (in_msg_t){msgs[i].payload, msgs[i].len, src[i], NULL,
+        b->in[i] = (in_msg_t){msgs[i].payload, msgs[i].len, src[i], NULL, false,
                               stream_of(ig->cfg, msgs[i].topic)};
     parse_all(ig, b);
     return b;

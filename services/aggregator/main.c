@@ -54,7 +54,7 @@ static int on_mqtt(void *opaque, const char *topic, const void *payload, size_t 
     int rc = 0;
     if (stream) {
         sb_service_source_mqtt(source, sizeof source, topic);
-        in_msg_t m = {payload, len, source, dev, stream};
+        in_msg_t m = {payload, len, source, dev, true, stream};
         int64_t t0 = sb_mono_us();
         rc = ingest_batch(&a->min, &m, 1);
         if (rc == 0) sb_http_latency_observe(&a->batch, sb_mono_us() - t0);

@@ -42,6 +42,17 @@ static void put(json_t *root, const char *field, long long n)
     }
 }
 
+/* The sum of every counter under a group, however deep (suppressed|journey|reason). */
+static long long total(json_t *o)
+{
+    if (json_is_integer(o)) return json_integer_value(o);
+    long long t = 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach(o, k, v) t += total(v);
+    return t;
+}
+
 static void print_tree(const char *indent, json_t *o)
 {
     const char *key;
@@ -49,12 +60,8 @@ static void print_tree(const char *indent, json_t *o)
     json_object_foreach(o, key, v)
     {
         if (json_is_object(v)) {
-            long long total = 0;
-            const char *k2;
-            json_t *v2;
-            json_object_foreach(v, k2, v2) if (json_is_integer(v2)) total += json_integer_value(v2);
             if (*indent)
-                printf("%s%-28s %lld\n", indent, key, total);
+                printf("%s%-28s %lld\n", indent, key, total(v));
             else
                 printf("%s\n", key); /* a service: its counters are not additive */
             char deeper[32];

@@ -25,6 +25,7 @@ typedef struct in_msg {
     size_t len;
     const char *source;    /* dead-letter source text */
     const char *device_id; /* from the MQTT topic's '+', NULL otherwise */
+    bool mqtt;             /* came over MQTT (an event without a type is then a visit) */
 } in_msg_t;
 
 typedef struct dead {

@@ -49,14 +49,14 @@ void firer_free(firer_t *f)
     memset(f, 0, sizeof *f);
 }
 
-/* The MQTT topic of a request, or -1 when the survey has no MQTT destination. */
+/* The MQTT topic of a request: 0, or one of SB_MQTT_TOPIC_E*. Every placeholder a template
+ * may hold (docs/configuration.md §4.6) is given; a device request also has its device id. */
 static int mqtt_topic(const sb_config_t *cfg, const sb_record_t *r, char *out, size_t len)
 {
-    if (!strcmp(r->channel, "device")) {
-        const char *k[] = {"device_id"}, *v[] = {r->device_id};
-        return sb_mqtt_topic_render(cfg->mqtt_topics.device_requests, k, v, 1, out, len);
-    }
-    const char *k[] = {"channel", "customer_id"}, *v[] = {r->channel, r->customer_id};
+    const char *k[] = {"channel", "customer_id", "device_id"};
+    const char *v[] = {r->channel, r->customer_id, r->device_id};
+    if (!strcmp(r->channel, "device"))
+        return sb_mqtt_topic_render(cfg->mqtt_topics.device_requests, k, v, 3, out, len);
     return sb_mqtt_topic_render(cfg->mqtt_topics.requests, k, v, 2, out, len);
 }
 
@@ -122,10 +122,15 @@ static int publish(firer_t *f, const sb_claimed_t *c, int64_t now_ms)
         }
         e->waiting++;
     }
-    char topic[1024];
-    if (f->mqtt_pub && mqtt_topic(f->cfg, &c->rec, topic, sizeof topic) == 0) {
-        int mid = 0;
-        if (sb_mqtt_publish(f->mqtt_pub, topic, json, len, false, &mid) == 0) {
+    char topic[2048];
+    if (f->mqtt_pub) {
+        int mid = 0, trc = mqtt_topic(f->cfg, &c->rec, topic, sizeof topic);
+        if (trc != 0) {
+            /* cannot happen for a record written by the ingest (its values are topic-safe
+             * and templates are checked at start-up); never a silent success */
+            e->failed = true;
+            sb_error("cannot render mqtt request topic member=%s err=%d", c->member, trc);
+        } else if (sb_mqtt_publish(f->mqtt_pub, topic, json, len, false, &mid) == 0) {
             e->mid = mid;
             e->waiting++;
         } else {

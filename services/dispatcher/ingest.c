@@ -105,7 +105,7 @@ static void parse_into(ingest_ctx_t *ic, dbatch_t *b)
     sb_counts_add(cs, "consumed", (int64_t)n);
     for (size_t i = 0; i < n; i++) {
         char err[200];
-        if (sb_event_parse(msgs[i].payload, msgs[i].len, cfg->mapping, msgs[i].device_id, ev,
+        if (sb_event_parse(msgs[i].payload, msgs[i].len, cfg->mapping, msgs[i].device_id, msgs[i].mqtt, ev,
                            err, sizeof err) != 0) {
             dead[nd].msg = i;
             snprintf(dead[nd].reason, sizeof dead[nd].reason, "%s", err);
@@ -190,7 +190,7 @@ static void *stage_parse(void *opaque, const sb_kafka_msg_t *msgs, const char (*
     ingest_ctx_t *ic = opaque;
     dbatch_t *b = slot(ic, n);
     for (size_t i = 0; i < n; i++)
-        b->in[i] = (in_msg_t){msgs[i].payload, msgs[i].len, src[i], NULL};
+        b->in[i] = (in_msg_t){msgs[i].payload, msgs[i].len, src[i], NULL, false};
     parse_into(ic, b);
     return b;
 }

@@ -40,7 +40,7 @@ static int on_mqtt(void *opaque, const char *topic, const void *payload, size_t 
     sb_mqtt_match_any((const char *const *)d->cfg->mqtt_topics.interactions,
                       d->cfg->mqtt_topics.n_interactions, topic, buf, &dev);
     sb_service_source_mqtt(source, sizeof source, topic);
-    in_msg_t m = {payload, len, source, dev};
+    in_msg_t m = {payload, len, source, dev, true};
     int64_t t0 = sb_mono_us();
     int rc = ingest_batch(&d->min, &m, 1);
     if (rc == 0) sb_http_latency_observe(&d->batch, sb_mono_us() - t0);

@@ -67,13 +67,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!ready) init_maps(), ready = true;
 
     char code[64];
-    if (sb_event_parse(buf, size, default_map, NULL, &ev, err, sizeof err) == 0)
+    if (sb_event_parse(buf, size, default_map, NULL, false, &ev, err, sizeof err) == 0)
         check_event(&ev, NULL);
     else if (sb_reason_code(err, code, sizeof code) != 0)
         abort(); /* every reason has a counter-safe code */
-    if (sb_event_parse(buf, size, default_map, "dev-1", &ev, err, sizeof err) == 0)
+    if (sb_event_parse(buf, size, default_map, "dev-1", true, &ev, err, sizeof err) == 0)
         check_event(&ev, "dev-1");
-    if (sb_event_parse(buf, size, nested_map, NULL, &ev, err, sizeof err) == 0)
+    if (sb_event_parse(buf, size, nested_map, NULL, true, &ev, err, sizeof err) == 0)
         check_event(&ev, NULL);
 
     /* The first line (when short and NUL-free) as a pointer into the rest as a document. */

@@ -210,6 +210,31 @@ START_TEST(stats_lists_zero_counters)
 }
 END_TEST
 
+/* the text view totals a group over every level below it: suppressed counters are kept by
+ * journey and reason (two levels) */
+START_TEST(stats_text_totals_nested_groups)
+{
+    sb_config_t *cfg;
+    sb_store_t *st;
+    open_store(&cfg, &st);
+    redisReply *r = sb_store_cmd(st, "HSET nest:stats:dispatcher suppressed|jn|min_gap 2 "
+                                     "suppressed|jn|max_per_30d 1 suppressed|jc|min_gap 4");
+    ck_assert_ptr_nonnull(r);
+    freeReplyObject(r);
+    sb_store_free(st);
+    sb_config_free(cfg);
+    char *out = NULL;
+    ck_assert_int_eq(run_ctl("--set redis.prefix=nest: stats", &out), 0);
+    /* "  suppressed   7", then "    jn   3" and "    jc   4" */
+    char line[64];
+    snprintf(line, sizeof line, "  %-28s %d\n", "suppressed", 7);
+    ck_assert_msg(strstr(out, line), "%s", out);
+    snprintf(line, sizeof line, "    %-28s %d\n", "jn", 3);
+    ck_assert_msg(strstr(out, line), "%s", out);
+    free(out);
+}
+END_TEST
+
 START_TEST(check_config_exit_codes)
 {
     char *out = NULL;
@@ -825,6 +850,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, surveys_and_stats);
     tcase_add_test(tc, stats_lists_zero_counters);
+    tcase_add_test(tc, stats_text_totals_nested_groups);
     tcase_add_test(tc, check_config_exit_codes);
     tcase_add_test(tc, metrics_and_watch);
     tcase_add_test(tc, watch_on_terminal);

@@ -662,6 +662,47 @@ START_TEST(kafka_and_mqtt_events_become_routed_requests)
 }
 END_TEST
 
+
+/* A device request topic may name the customer and channel too (docs/configuration.md
+ * §4.6), and an MQTT event without a type is a visit, whichever filter it came in on (SPEC
+ * §4): here on a filter without '+', the device id then comes from the payload. */
+START_TEST(device_template_and_untyped_mqtt_events)
+{
+    env_t e;
+    env_open(&e, "t1b",
+             "{\"journeys\":["
+             "{\"name\":\"t1b-visit\",\"on\":{\"type\":\"visit.completed\"},\"survey\":\"csat\"},"
+             "{\"name\":\"t1b-done\",\"on\":{\"type\":\"interaction.completed\"},"
+             "\"survey\":\"ces\",\"channel\":\"email\"}],"
+             "\"mqtt_topics\":{\"interactions\":[\"t1b/+/visit\",\"t1b-ev/#\"],"
+             "\"device_requests\":\"t1b-req/{device_id}/{customer_id}/{channel}\"}}");
+    mq_t rx, txq;
+    const char *subs[] = {"t1b-req/#"};
+    sb_mqtt_t *sub = mq_open(&e, &rx, "t1b-test-sub", subs, 1);
+    sb_mqtt_t *pub = mq_open(&e, &txq, "t1b-test-pub", NULL, 0);
+    mq_presubscribe(&e, "t1b/+/visit");
+    mq_presubscribe(&e, "t1b-ev/#");
+    pid_t d = disp_start(&e, NULL, "t1b.log");
+    int64_t t0 = sb_now_ms();
+    char buf[512];
+    int n = event_json(buf, sizeof buf, "t1b-e1", NULL, t0, "c-1", "t1b-i1", "field_visit", "");
+    mq_publish(pub, "t1b/dev-1/visit", buf, (size_t)n);
+    n = event_json(buf, sizeof buf, "t1b-e2", NULL, t0, "c-2", "t1b-i2", "field_visit",
+                   ",\"device_id\":\"dev-2\"");
+    mq_publish(pub, "t1b-ev/site-9", buf, (size_t)n);
+
+    ck_assert_int_eq(stat_wait(&e, "fired|t1b-visit", 2, 30000), 2);
+    ck_assert_uint_eq(mq_wait(&rx, "t1b-req/dev-1/c-1/device", 1, 5000), 1);
+    ck_assert_uint_eq(mq_wait(&rx, "t1b-req/dev-2/c-2/device", 1, 5000), 1);
+    sleep_ms(300);
+    ck_assert_int_eq(stat_get(&e, "scheduled|t1b-done"), 0);
+    disp_stop(d);
+    mq_close(pub, &txq);
+    mq_close(sub, &rx);
+    env_close(&e);
+}
+END_TEST
+
 /* ================================================================ 2. duplicates */
 
 #define DUP_N 5000
@@ -1403,6 +1444,7 @@ int main(void)
     tcase_add_checked_fixture(tc, NULL, kill_leftovers);
     tcase_set_timeout(tc, 90);
     SB_H_ADD(tc, kafka_and_mqtt_events_become_routed_requests);
+    SB_H_ADD(tc, device_template_and_untyped_mqtt_events);
     SB_H_ADD(tc, duplicates_schedule_one_survey_each);
     SB_H_ADD(tc, two_instances_publish_each_due_survey_once);
     SB_H_ADD(tc, kill9_mid_firing_and_ingest_loses_nothing_and_repeats_nothing);

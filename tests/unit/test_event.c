@@ -42,7 +42,7 @@ static char err[256];
 static const char *parse_map(const char *text, char **map, const char *dev)
 {
     err[0] = '\0';
-    int rc = sb_event_parse(text, strlen(text), map, dev, &ev, err, sizeof err);
+    int rc = sb_event_parse(text, strlen(text), map, dev, dev != NULL, &ev, err, sizeof err);
     ck_assert_int_eq(rc, err[0] ? -1 : 0);
     return rc == 0 ? "" : err;
 }
@@ -301,7 +301,7 @@ START_TEST(raw_input_rejections)
     free(big);
 
     const char nul[] = "{\"event_id\":\"e\0\"}";
-    ck_assert_int_eq(sb_event_parse(nul, sizeof nul - 1, def_map, NULL, &ev, err, sizeof err), -1);
+    ck_assert_int_eq(sb_event_parse(nul, sizeof nul - 1, def_map, NULL, false, &ev, err, sizeof err), -1);
     ck_assert_str_eq(err, "nul_byte");
     ck_assert_str_eq(parse("{\"event_id\":\"e\\u0000x\"}"), "nul_byte: \\u0000 escape (line 1, column 22)");
     ck_assert_str_eq(parse("{\"event_id\":\"\xC3\x28\"}"), "invalid_utf8");
@@ -388,6 +388,13 @@ START_TEST(types_and_device)
     ck_assert_str_eq(ev.val[SB_F_DEVICE_ID], "tablet-17");
     ck_assert_int_eq(ev.type, SB_EV_VISIT_COMPLETED);
     ck_assert_str_eq(ev.val[SB_F_TYPE], "visit.completed");
+    /* On MQTT through a filter without '+': still a visit, the device from the payload; the
+     * same event from Kafka is an interaction. */
+    ck_assert_int_eq(sb_event_parse(mqtt, strlen(mqtt), def_map, NULL, true, &ev, err, sizeof err), 0);
+    ck_assert_int_eq(ev.type, SB_EV_VISIT_COMPLETED);
+    ck_assert_str_eq(ev.val[SB_F_DEVICE_ID], "from-payload");
+    ck_assert_int_eq(sb_event_parse(mqtt, strlen(mqtt), def_map, NULL, false, &ev, err, sizeof err), 0);
+    ck_assert_int_eq(ev.type, SB_EV_COMPLETED);
     /* ... and a payload's device_id of the wrong type does not matter then. */
     ck_assert_str_eq(parse_map("{\"event_id\":\"e\",\"occurred_at\":1700000000000,\"customer_id\":\"c\","
                                "\"interaction_id\":\"i\",\"kind\":\"k\",\"device_id\":[1]}",

@@ -144,8 +144,8 @@ START_TEST(event_both_paths)
     ck_assert_int_eq(sb_jscan(slow, strlen(slow), t, 64), -1);
     sb_event_t *a = malloc(sizeof *a), *b = malloc(sizeof *b);
     char err[200];
-    ck_assert_int_eq(sb_event_parse(fast, strlen(fast), map, NULL, a, err, sizeof err), 0);
-    ck_assert_int_eq(sb_event_parse(slow, strlen(slow), map, NULL, b, err, sizeof err), 0);
+    ck_assert_int_eq(sb_event_parse(fast, strlen(fast), map, NULL, false, a, err, sizeof err), 0);
+    ck_assert_int_eq(sb_event_parse(slow, strlen(slow), map, NULL, false, b, err, sizeof err), 0);
     ck_assert(memcmp(a, b, sizeof *a) == 0);
     ck_assert_str_eq(a->val[SB_F_EVENT_ID], "e-1");
     ck_assert_str_eq(a->val[SB_F_CUSTOMER_ID], "42");
@@ -156,7 +156,7 @@ START_TEST(event_both_paths)
     ck_assert_int_eq(a->transfers, 2);
     /* the reasons of jansson's path are unchanged: a duplicate key */
     const char *dup = "{\"event_id\":\"e-1\",\"event_id\":\"e-2\"}";
-    ck_assert_int_eq(sb_event_parse(dup, strlen(dup), map, NULL, a, err, sizeof err), -1);
+    ck_assert_int_eq(sb_event_parse(dup, strlen(dup), map, NULL, false, a, err, sizeof err), -1);
     ck_assert_msg(strncmp(err, "invalid_json: duplicate object key", 34) == 0, "%s", err);
     free(a), free(b);
 }

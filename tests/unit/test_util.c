@@ -154,6 +154,9 @@ START_TEST(rfc3339_parse)
     ck_assert_int_eq(ms, 1795341600123LL);
     ck_assert_int_eq(sb_time_parse_rfc3339("2026-11-22t10:00:00.5z", &ms), 0);
     ck_assert_int_eq(ms, 1795341600500LL);
+    /* any number of fraction digits, cut (not rounded) to milliseconds */
+    ck_assert_int_eq(sb_time_parse_rfc3339("2026-11-22T10:00:00.99999999999999Z", &ms), 0);
+    ck_assert_int_eq(ms, 1795341600999LL);
     ck_assert_int_eq(sb_time_parse_rfc3339("1970-01-01T00:00:00Z", &ms), 0);
     ck_assert_int_eq(ms, 0);
     ck_assert_int_eq(sb_time_parse_rfc3339("2024-02-29T00:00:00Z", &ms), 0); /* leap year */
