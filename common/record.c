@@ -95,8 +95,8 @@ void sb_record_from_event(sb_record_t *r, const sb_event_t *ev, const sb_journey
     r->due_ms = due_ms;
     r->expires_ms = expires_ms;
     r->remind_after_ms = j->remind_after_ms;
-    /* the reminder is timed when the survey is sent, out of the same quiet hours */
-    if (j->remind_after_ms > 0 && j->has_quiet) copy(r->tz, ev->val[SB_F_CUSTOMER_TZ]);
+    /* quiet hours are checked again when the survey (or its reminder) is sent */
+    if (j->has_quiet) copy(r->tz, ev->val[SB_F_CUSTOMER_TZ]);
 }
 
 /* Writes v >= 0 in base 36 (lowercase); returns the length. */

@@ -88,6 +88,17 @@ int64_t sb_rules_remind_at(const sb_config_t *cfg, const sb_record_t *r, int64_t
     return at;
 }
 
+int64_t sb_rules_quiet_until(const sb_config_t *cfg, const sb_record_t *r, int64_t now_ms)
+{
+    const sb_journey_t *j = sb_config_journey(cfg, r->journey);
+    if (!j || !j->has_quiet) return 0;
+    int64_t at = now_ms;
+    if (sb_rules_quiet_adjust(now_ms, sb_tz_get(r->tz), j->quiet_start_min, j->quiet_end_min,
+                              &at) != 1)
+        return 0;
+    return at;
+}
+
 size_t sb_rules_match(const sb_config_t *cfg, const sb_event_t *ev, sb_candidate_t *out, size_t max)
 {
     if (!cfg || !ev || (ev->type != SB_EV_COMPLETED && ev->type != SB_EV_VISIT_COMPLETED)) return 0;

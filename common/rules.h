@@ -31,6 +31,13 @@ int sb_rules_quiet_adjust(int64_t due_ms, const sb_tz_t *tz, int start_min, int 
 struct sb_record;
 int64_t sb_rules_remind_at(const sb_config_t *cfg, const struct sb_record *r, int64_t sent_ms);
 
+/* When a survey (or its reminder) claimed at now_ms may go out: 0 when now, or the end of
+ * the quiet hours of its journey, in the record's zone (empty or unknown: UTC), that now_ms
+ * lies in. Due times are moved out of quiet hours when scheduled, so this only holds a survey
+ * back when it fires late (a backlog, an outage) or a reminder is claimed after its time. 0
+ * also when the journey is no longer configured. */
+int64_t sb_rules_quiet_until(const sb_config_t *cfg, const struct sb_record *r, int64_t now_ms);
+
 /* One survey an event asks for. */
 typedef struct sb_candidate {
     size_t journey; /* index into cfg->journeys */

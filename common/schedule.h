@@ -9,7 +9,8 @@
  * their lease deadline; P"fh:"<customer> fatigue history (members "<id>|<kind>", scored by
  * fire time); P"stats:dispatcher" hash of counters ("scheduled|<journey>", "fired|<journey>",
  * "suppressed|<journey>|<reason>", "cancelled|<journey>", "expired|<journey>",
- * "reminded|<journey>", "duplicate", "consumed", "dlq|<reason>", ...). */
+ * "reminded|<journey>", "reminder_cancelled|<journey>", "duplicate", "consumed",
+ * "dlq|<reason>", ...). */
 #ifndef SB_SCHEDULE_H
 #define SB_SCHEDULE_H
 
@@ -41,7 +42,8 @@ enum { SB_SCHED_ADD = 1, SB_SCHED_CANCEL = 2 };
  * CANCEL: cancel the pending survey of every journey for rec->interaction_id (only
  * interaction_id is read), remembering at_ms, the reopen's time, in the record. A survey
  * scheduled anew is not cancelled by a reopen at or before the completion that scheduled it
- * (a reopen delivered again, or late): counted as a duplicate. */
+ * (a reopen delivered again, or late): counted as a duplicate. A survey already sent stays
+ * answerable, but its reminder, if still to come, is dropped ("reminder_cancelled"). */
 typedef struct sb_sched_op {
     int op;
     const sb_record_t *rec;

@@ -119,6 +119,7 @@ typedef struct firer {
     uint32_t *lat;
     size_t n_lat, cap_lat;
     uint64_t published, confirmed, released;
+    uint64_t held; /* held back by quiet hours since the last report */
 } firer_t;
 
 /* sched and ack_sched must be handles on two different store connections (ack_sched may be

@@ -12,6 +12,7 @@
 #include "token.h"
 
 #define CLAIM_POLL_MS 100 /* claim at least this often even if no timer is known to be due */
+#define LATE_MS 1000      /* fired later than this after its due time: quiet hours again */
 
 void firer_init(firer_t *f, const sb_config_t *cfg, sb_sched_t *sched, sb_sched_t *ack_sched,
                 sb_store_t *store, sb_kafka_producer_t *producer, sb_mqtt_t *mqtt_pub)
@@ -148,12 +149,31 @@ static int publish(firer_t *f, const sb_claimed_t *c, int64_t now_ms)
     return 0;
 }
 
+/* A claimed survey that fires more than LATE_MS after its due time (or any reminder) is
+ * checked against its journey's quiet hours again: a backlog or an outage must not send it
+ * in the customer's night. One that falls inside goes back to the schedule until they end.
+ * Returns true when it was held back (or stays claimed, to be retried when its lease ends). */
+static bool hold_for_quiet_hours(firer_t *f, const sb_claimed_t *c, int64_t now_ms)
+{
+    if (!c->reminder && now_ms - c->rec.due_ms <= LATE_MS) return false;
+    int64_t until = sb_rules_quiet_until(f->cfg, &c->rec, now_ms);
+    if (until <= now_ms) return false;
+    const char *member = c->member;
+    if (sb_sched_release(f->sched, &member, 1, until) == 0) {
+        f->held++;
+        sb_debug("survey held back by quiet hours member=%s until_ms=%lld", member,
+                 (long long)until);
+    }
+    return true;
+}
+
 /* Publishes a claimed batch; the claims of what could not be sent go back to the schedule. */
 static void publish_batch(firer_t *f, const sb_claimed_t *batch, size_t n, int64_t now_ms)
 {
     const char *rel[64];
     size_t nrel = 0;
     for (size_t i = 0; i < n; i++) {
+        if (hold_for_quiet_hours(f, &batch[i], now_ms)) continue;
         if (publish(f, &batch[i], now_ms) != 0) {
             rel[nrel++] = batch[i].member;
             if (nrel == 64) {
@@ -423,6 +443,10 @@ static int cmp_u32(const void *a, const void *b)
 
 void firer_report(firer_t *f)
 {
+    if (f->held) {
+        sb_info("surveys held back by quiet hours count=%llu", (unsigned long long)f->held);
+        f->held = 0;
+    }
     if (f->n_lat == 0) return;
     qsort(f->lat, f->n_lat, sizeof *f->lat, cmp_u32);
     size_t p50 = (f->n_lat * 50 + 99) / 100, p99 = (f->n_lat * 99 + 99) / 100;

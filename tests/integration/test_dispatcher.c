@@ -1151,6 +1151,69 @@ START_TEST(reminder_keeps_out_of_quiet_hours)
 }
 END_TEST
 
+/* A survey that fires late (here: its event occurred 3 hours ago, as after an outage) is not
+ * sent inside its journey's quiet hours, which run from an hour ago to an hour from now in
+ * the customer's zone (UTC; then Tokyo): it goes back to the schedule until they end. The
+ * same late event under a journey without quiet hours is sent at once. It used to be sent. */
+START_TEST(late_survey_waits_out_quiet_hours)
+{
+    int64_t now = sb_now_ms();
+    int now_min = (int)(now / (60 * SEC) % 1440);
+    int q0 = (now_min + 1440 - 60) % 1440, q1 = (now_min + 60) % 1440; /* UTC */
+    int t0 = (q0 + 9 * 60) % 1440, t1 = (q1 + 9 * 60) % 1440;         /* Tokyo */
+    char extra[700];
+    snprintf(extra, sizeof extra,
+             "{\"journeys\":[{\"name\":\"lq-utc\",\"on\":{\"kind\":\"lq_utc\"},"
+             "\"survey\":\"csat\",\"delay\":\"0s\",\"expires\":\"1d\","
+             "\"quiet_hours\":\"%02d:%02d-%02d:%02d\",\"channel\":\"email\"},"
+             "{\"name\":\"lq-tokyo\",\"on\":{\"kind\":\"lq_tokyo\"},"
+             "\"survey\":\"csat\",\"delay\":\"0s\",\"expires\":\"1d\","
+             "\"quiet_hours\":\"%02d:%02d-%02d:%02d\",\"channel\":\"email\"},"
+             "{\"name\":\"lq-any\",\"on\":{\"kind\":\"lq_any\"},"
+             "\"survey\":\"csat\",\"delay\":\"0s\",\"expires\":\"1d\",\"channel\":\"email\"}]}",
+             q0 / 60, q0 % 60, q1 / 60, q1 % 60, t0 / 60, t0 % 60, t1 / 60, t1 % 60);
+    env_t e;
+    env_open(&e, "lq", extra);
+    pid_t d = disp_start(&e, NULL, "lq.log");
+    wait_ready(&e, 30000);
+    int64_t then = now - 3 * 3600 * SEC;
+    send_event(&e, "lq-e1", NULL, then, "lq-c1", "lq-i1", "lq_utc", "");
+    send_event(&e, "lq-e2", NULL, then, "lq-c2", "lq-i2", "lq_tokyo",
+               ",\"customer_tz\":\"Asia/Tokyo\"");
+    send_event(&e, "lq-e3", NULL, then, "lq-c3", "lq-i3", "lq_any", "");
+    flush_all(&e);
+    ck_assert_int_eq(stat_wait(&e, "fired|lq-any", 1, 20000), 1);
+    const char *inter[] = {"lq-i1", "lq-i2"}, *journey[] = {"lq-utc", "lq-tokyo"};
+    /* the end of the quiet hours: the first whole minute q1 of the UTC day after now */
+    int64_t want = (now / (60 * SEC) + 1) * 60 * SEC;
+    while ((int)(want / (60 * SEC) % 1440) != q1) want += 60 * SEC;
+    for (int i = 0; i < 2; i++) {
+        char id[SB_SURVEY_ID_LEN + 1], key[64];
+        sb_record_survey_id(inter[i], journey[i], id);
+        sb_store_key(e.st, key, sizeof key, "sched");
+        int64_t at = 0;
+        for (int tries = 0; tries < 200 && at != want; tries++) {
+            redisReply *r = sb_store_cmd(e.st, "ZSCORE %s %s", key, id);
+            ck_assert_ptr_nonnull(r);
+            at = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
+            freeReplyObject(r);
+            if (at != want) sleep_ms(50);
+        }
+        ck_assert_msg(at == want, "%s: timer at %lld, want %lld (now %lld)", journey[i],
+                      (long long)at, (long long)want, (long long)now);
+    }
+    ck_assert_int_eq(stat_get(&e, "fired|lq-utc"), 0);
+    ck_assert_int_eq(stat_get(&e, "fired|lq-tokyo"), 0);
+    outs_t o;
+    read_topic(&e, e.req, true, &o);
+    ck_assert_uint_eq(o.n, 1);
+    ck_assert_uint_eq(count_key(&o, "lq-c3"), 1);
+    outs_free(&o);
+    disp_stop(d);
+    env_close(&e);
+}
+END_TEST
+
 START_TEST(reopened_interaction_cancels_its_pending_survey)
 {
     env_t e;
@@ -1218,6 +1281,62 @@ START_TEST(reopened_interaction_cancels_its_pending_survey)
     outs_free(&o);
     disp_stop(d);
     mq_close(sub, &rx);
+    env_close(&e);
+}
+END_TEST
+
+/* A reopen after the survey went out leaves the survey answerable but drops its reminder: a
+ * customer whose problem came back is not asked twice to rate it. It used to be sent. */
+START_TEST(reopen_drops_the_reminder_of_a_sent_survey)
+{
+    env_t e;
+    env_open(&e, "t7r",
+             "{\"journeys\":[{\"name\":\"t7r-csat\",\"on\":{\"kind\":\"support_ticket\"},"
+             "\"survey\":\"csat\",\"delay\":\"0s\",\"remind_after\":\"10m\","
+             "\"channel\":\"email\"}]}");
+    pid_t d = disp_start(&e, NULL, "t7r.log");
+    wait_ready(&e, 30000);
+    int64_t now = sb_now_ms();
+    send_event(&e, "t7r-e1", "interaction.completed", now, "t7r-c1", "t7r-i1", "support_ticket",
+               "");
+    send_event(&e, "t7r-e2", "interaction.completed", now, "t7r-c2", "t7r-i2", "support_ticket",
+               "");
+    flush_all(&e);
+    ck_assert_int_eq(stat_wait(&e, "fired|t7r-csat", 2, 20000), 2);
+    char key[64], member[2][64];
+    sb_store_key(e.st, key, sizeof key, "sched");
+    const char *inter[] = {"t7r-i1", "t7r-i2"};
+    for (int i = 0; i < 2; i++) {
+        char id[SB_SURVEY_ID_LEN + 1];
+        sb_record_survey_id(inter[i], "t7r-csat", id);
+        snprintf(member[i], sizeof member[i], "%s:r", id);
+        redisReply *r = sb_store_cmd(e.st, "ZSCORE %s %s", key, member[i]);
+        ck_assert(r && r->type == REDIS_REPLY_STRING); /* the reminder is due in 10 minutes */
+        freeReplyObject(r);
+    }
+    send_event(&e, "t7r-e3", "interaction.reopened", now + 100, "t7r-c1", "t7r-i1",
+               "support_ticket", "");
+    flush_all(&e);
+    ck_assert_int_eq(stat_wait(&e, "reminder_cancelled|t7r-csat", 1, 10000), 1);
+    redisReply *r = sb_store_cmd(e.st, "ZSCORE %s %s", key, member[0]);
+    ck_assert(r && r->type == REDIS_REPLY_NIL);
+    freeReplyObject(r);
+    r = sb_store_cmd(e.st, "ZSCORE %s %s", key, member[1]); /* the other one keeps its own */
+    ck_assert(r && r->type == REDIS_REPLY_STRING);
+    freeReplyObject(r);
+    sb_record_t *rec = malloc(sizeof *rec);
+    ck_assert_ptr_nonnull(rec);
+    ck_assert_int_eq(record_get(&e, "t7r-i1", "t7r-csat", rec), 1);
+    ck_assert_int_eq(rec->state, SB_REC_FIRED); /* still answerable */
+    free(rec);
+    ck_assert_int_eq(stat_get(&e, "cancelled|t7r-csat"), 0);
+    /* delivered again: nothing more to drop */
+    send_event(&e, "t7r-e3", "interaction.reopened", now + 100, "t7r-c1", "t7r-i1",
+               "support_ticket", "");
+    flush_all(&e);
+    ck_assert_int_eq(stat_wait(&e, "reopened", 2, 10000), 2);
+    ck_assert_int_eq(stat_get(&e, "reminder_cancelled|t7r-csat"), 1);
+    disp_stop(d);
     env_close(&e);
 }
 END_TEST
@@ -1451,7 +1570,9 @@ int main(void)
     SB_H_ADD(tc, redis_restart_mid_stream_loses_nothing);
     SB_H_ADD(tc, fatigue_min_gap_keeps_one_survey_a_day);
     SB_H_ADD(tc, reopened_interaction_cancels_its_pending_survey);
+    SB_H_ADD(tc, reopen_drops_the_reminder_of_a_sent_survey);
     SB_H_ADD(tc, reminder_keeps_out_of_quiet_hours);
+    SB_H_ADD(tc, late_survey_waits_out_quiet_hours);
     SB_H_ADD(tc, bad_events_become_dead_letters_and_the_service_goes_on);
     SB_H_ADD(tc, sigterm_mid_firing_and_with_redis_down_exits_zero_and_loses_nothing);
     suite_add_tcase(s, tc);

@@ -536,7 +536,8 @@ START_TEST(from_event_fills_dimensions)
     free(v);
     ck_assert_str_eq(r.tz, ""); /* a reminder, but no quiet hours: the zone is not needed */
 
-    /* a reminder and quiet hours: the zone is kept, to time the reminder by */
+    /* quiet hours: the zone is kept, to check them again when the survey and its reminder
+     * go out */
     j.has_quiet = true, j.quiet_start_min = 21 * 60, j.quiet_end_min = 8 * 60;
     sb_record_from_event(&r, &ev, &j, 1795345200000LL, 1795604400000LL);
     ck_assert_str_eq(r.tz, "Asia/Shanghai");

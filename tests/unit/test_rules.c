@@ -308,6 +308,38 @@ START_TEST(reminder_moved_out_of_quiet_hours)
 }
 END_TEST
 
+/* A survey claimed inside its journey's quiet hours (it fires late) waits for their end, in
+ * the customer's zone; worked by hand with support-csat's 21:00-08:00. */
+START_TEST(late_survey_waits_out_quiet_hours)
+{
+    sb_record_t r;
+    memset(&r, 0, sizeof r);
+    strcpy(r.journey, "support-csat");
+    strcpy(r.tz, "Asia/Shanghai");
+    /* 15:30Z = 23:30 +08: quiet until 08:00 +08 on the 23rd = 00:00Z */
+    ck_assert_int_eq(sb_rules_quiet_until(&cfg, &r, at(2026, 11, 22, 15, 30, 0)),
+                     at(2026, 11, 23, 0, 0, 0));
+    /* 23:59:59.999Z = 07:59:59.999 +08: one millisecond left */
+    ck_assert_int_eq(sb_rules_quiet_until(&cfg, &r, at(2026, 11, 22, 23, 59, 59) + 999),
+                     at(2026, 11, 23, 0, 0, 0));
+    /* 00:00Z = 08:00 +08, the end itself, and 12:59Z = 20:59 +08: not quiet */
+    ck_assert_int_eq(sb_rules_quiet_until(&cfg, &r, at(2026, 11, 23, 0, 0, 0)), 0);
+    ck_assert_int_eq(sb_rules_quiet_until(&cfg, &r, at(2026, 11, 22, 12, 59, 0)), 0);
+    /* 13:00Z = 21:00 +08, the start: quiet */
+    ck_assert_int_eq(sb_rules_quiet_until(&cfg, &r, at(2026, 11, 22, 13, 0, 0)),
+                     at(2026, 11, 23, 0, 0, 0));
+    /* no zone: UTC; 23:30Z -> 08:00Z */
+    r.tz[0] = '\0';
+    ck_assert_int_eq(sb_rules_quiet_until(&cfg, &r, at(2026, 11, 22, 23, 30, 0)),
+                     at(2026, 11, 23, 8, 0, 0));
+    /* a journey without quiet hours, or one no longer configured: now */
+    strcpy(r.journey, "self-service-ces");
+    ck_assert_int_eq(sb_rules_quiet_until(&cfg, &r, at(2026, 11, 22, 23, 30, 0)), 0);
+    strcpy(r.journey, "gone");
+    ck_assert_int_eq(sb_rules_quiet_until(&cfg, &r, at(2026, 11, 22, 23, 30, 0)), 0);
+}
+END_TEST
+
 START_TEST(delay_arithmetic_keeps_milliseconds)
 {
     set_event(SB_EV_COMPLETED, at(2026, 11, 22, 10, 0, 0) + 250, "self_service", "");
@@ -521,6 +553,7 @@ int main(void)
     tcase_add_test(tc, delay_lands_in_quiet_hours);
     tcase_add_test(tc, delay_arithmetic_keeps_milliseconds);
     tcase_add_test(tc, reminder_moved_out_of_quiet_hours);
+    tcase_add_test(tc, late_survey_waits_out_quiet_hours);
     tcase_add_test(tc, reopened_never_matches);
     tcase_add_test(tc, type_condition_uses_canonical_type);
     tcase_add_test(tc, field_equality_is_exact);
