@@ -675,6 +675,10 @@ static void walk_mqtt(walker_t *w, json_t *v, sb_config_t *c)
     } else if (u.path && *u.path) {
         w_problem(w, "expected mqtt://[user[:pass]@]host[:port]: unexpected path");
         url_clear(&u);
+    } else if (u.pass && (!u.user || !*u.user)) {
+        /* MQTT 3.1.1 §3.1.2.9: a password only with a user name */
+        w_problem(w, "expected mqtt://[user[:pass]@]host[:port]: a password needs a user name");
+        url_clear(&u);
     } else {
         c->mqtt.host = u.host, c->mqtt.port = u.port;
         c->mqtt.user = u.user, c->mqtt.pass = u.pass;

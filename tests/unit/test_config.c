@@ -581,6 +581,9 @@ START_TEST(test_urls)
         {"mqtt://::1", "redis://h",
          "mqtt.url: expected mqtt://[user[:pass]@]host[:port]: "
          "IPv6 addresses must be written in brackets"},
+        {"mqtt://:pw@h", "redis://h",
+         "mqtt.url: expected mqtt://[user[:pass]@]host[:port]: "
+         "a password needs a user name"},
         {"mqtt://u:%zz@h", "redis://h",
          "mqtt.url: expected mqtt://[user[:pass]@]host[:port]: "
          "bad %-escape in user or password"},
