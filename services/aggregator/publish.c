@@ -120,10 +120,10 @@ static void ensure_rows(publisher_t *p, size_t slices)
 static void on_shown(void *opaque, int64_t slice, const char *window, const char *flags)
 {
     publisher_t *p = opaque;
-    /* a row naming a slice the registry cannot hold (each dimension's values and its
-     * _other, and all|all) is not ours: no room is made for it */
-    size_t most = p->cfg->n_dimensions * ((size_t)p->cfg->max_dimension_values + 1) + 1;
-    if ((size_t)slice > most) return;
+    /* a row naming a slice that is not registered is not ours: no room is made for it. A
+     * registered one counts even beyond the current max_dimension_values (registered under
+     * a higher cap): it must still be cleared when it empties. */
+    if (slice <= 0 || !sb_tally_slice_name(p->tally, slice)) return;
     char name[SB_WINDOW_NAME_MAX];
     for (size_t k = 0; k < p->cfg->n_windows; k++) {
         sb_window_name(p->cfg->windows_ms[k], name, sizeof name);

@@ -133,16 +133,23 @@ static void env_close(env_t *e)
 }
 
 /* Starts an aggregator (slot 0..3) with its own MQTT client id. */
-static void agg_start(env_t *e, int slot)
+/* Starts an aggregator in slot with e's config and, when more is not NULL, one more
+ * "--set path=value". */
+static void agg_start_set(env_t *e, int slot, const char *more)
 {
     char set[80], log[64];
     snprintf(set, sizeof set, "mqtt.client_id=%s-agg-%d", e->name, slot);
     snprintf(log, sizeof log, "%s-agg.log", e->name);
     const char *argv[] = {getenv("SB_AGGREGATOR") ? getenv("SB_AGGREGATOR")
                                                   : sb_h_bin("surveybus-aggregator"),
-                          "-c", e->path, "--set", set, NULL};
+                          "-c", e->path, "--set", set, more ? "--set" : NULL, more, NULL};
     e->procs[slot] = sb_h_spawn(&h, argv, log);
     ck_assert_int_gt(e->procs[slot], 0);
+}
+
+static void agg_start(env_t *e, int slot)
+{
+    agg_start_set(e, slot, NULL);
 }
 
 static void agg_kill9(env_t *e, int slot)
@@ -774,38 +781,54 @@ static void wait_update_count(env_t *e, upds_t *o, const char *key, uint64_t wan
 
 /* A slice that empties while no instance publishes still gets its empty update: the next
  * publisher reads from Redis what was shown before and clears it. A 1m window holds only
- * the current minute, so the response leaves it when the minute turns. */
+ * the current minute, so the responses leave it when the minute turns. The next publisher
+ * runs with a lower max_dimension_values: slices registered beyond the new cap are still
+ * cleared (they used to keep their last value). */
+#define R8_N 6
 START_TEST(emptied_slice_cleared_by_next_publisher)
 {
     env_t e;
-    env_open(&e, "r8", "100100", "{\"windows\":[\"1m\",\"1h\"]}");
+    env_open(&e, "r8", "100100", "{\"windows\":[\"1m\",\"1h\"],\"dimensions\":[\"channel\"]}");
     /* leave at least 20 s of the minute for counting and publishing */
     while (sb_now_ms() % MIN > 40 * SEC) sleep_ms(200);
-    const char *dims[SB_DIM__N] = {0};
-    dims[SB_DIM_CHANNEL] = "sms";
-    survey_t s;
-    survey_make(&e, &s, "r8-0", SB_KIND_CSAT, dims, SB_REC_FIRED);
+    static const char *const chans[R8_N] = {"sms", "ch1", "ch2", "ch3", "ch4", "ch5"};
     int64_t answered = sb_now_ms();
-    char buf[1024];
-    response_json(buf, sizeof buf, &s, NULL, 5, answered, NULL);
-    produce(&e, e.cfg->topics.responses, s.id, buf);
+    for (int i = 0; i < R8_N; i++) {
+        const char *dims[SB_DIM__N] = {0};
+        dims[SB_DIM_CHANNEL] = chans[i];
+        survey_t s;
+        char sid[16];
+        snprintf(sid, sizeof sid, "r8-%d", i);
+        survey_make(&e, &s, sid, SB_KIND_CSAT, dims, SB_REC_FIRED);
+        char buf[1024];
+        response_json(buf, sizeof buf, &s, NULL, 5, answered, NULL);
+        produce(&e, e.cfg->topics.responses, s.id, buf);
+    }
     flush_all(&e);
     agg_start(&e, 0);
-    wait_counted(&e, 1, 60000);
+    wait_counted(&e, R8_N, 60000);
     sleep_ms(3 * e.cfg->publish.interval_ms + 500);
     agg_stop(&e, 0);
     ck_assert_msg(sb_now_ms() / MIN == answered / MIN, "the minute turned too early");
     upds_t o;
     read_metrics(&e, &o);
     ck_assert_int_eq(find(&o, "csat|1m|channel|sms")->v.count, 1);
-    ck_assert_int_eq(find(&o, "csat|1m|all|all")->v.count, 1);
+    ck_assert_int_eq(find(&o, "csat|1m|channel|ch5")->v.count, 1);
+    ck_assert_int_eq(find(&o, "csat|1m|all|all")->v.count, R8_N);
     upds_free(&o);
 
-    /* the minute turns while nothing publishes; then another instance takes over */
+    /* the minute turns while nothing publishes; then another instance takes over, with room
+     * for one value per dimension (all|all and channel's first value and _other) */
     while (sb_now_ms() / MIN == answered / MIN) sleep_ms(200);
-    agg_start(&e, 1);
+    agg_start_set(&e, 1, "max_dimension_values=1");
     wait_update_count(&e, &o, "csat|1m|channel|sms", 0, 30000);
-    ck_assert(!find(&o, "csat|1m|channel|sms")->v.has_value);
+    for (int i = 0; i < R8_N; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "csat|1m|channel|%s", chans[i]);
+        upds_free(&o);
+        wait_update_count(&e, &o, key, 0, 10000);
+        ck_assert_msg(!find(&o, key)->v.has_value, "%s", key);
+    }
     ck_assert_int_eq(find(&o, "csat|1m|all|all")->v.count, 0);
     ck_assert_int_eq(find(&o, "csat|1h|channel|sms")->v.count, 1); /* still in the hour */
     upds_free(&o);
