@@ -151,8 +151,9 @@ int sb_dlq_time_val(const sb_jval_t *v, const char *name, int64_t *ms, char *err
 }
 
 /* Repairs bytes into a JSON string value: malformed UTF-8 bytes become U+FFFD; at most max
- * input bytes are used, cut at a sequence boundary. *cut tells whether input was left out. */
-static json_t *repaired_string(const char *s, size_t len, size_t max, bool *cut)
+ * input bytes are used, cut at a sequence boundary. *cut tells whether input was left out,
+ * *fixed whether a byte was replaced (both may be NULL). */
+static json_t *repaired_string(const char *s, size_t len, size_t max, bool *cut, bool *fixed)
 {
     const unsigned char *u = (const unsigned char *)s;
     size_t lim = len < max ? len : max, i = 0, o = 0;
@@ -168,6 +169,7 @@ static json_t *repaired_string(const char *s, size_t len, size_t max, bool *cut)
         } else {
             memcpy(buf + o, "\xEF\xBF\xBD", 3);
             o += 3;
+            if (fixed) *fixed = true;
         }
         i += w;
     }
@@ -180,20 +182,22 @@ static json_t *repaired_string(const char *s, size_t len, size_t max, bool *cut)
 char *sb_dlq_encode(const char *reason, const char *source, const char *payload, size_t len)
 {
     char *text = NULL;
-    bool cut = false;
+    bool cut = false, fixed = false;
     json_t *o = json_object();
     if (!o) goto fail;
     if (!reason) reason = "";
     if (!source) source = "";
     if (!payload) len = 0;
     if (json_object_set_new(o, "error",
-                            repaired_string(reason, strlen(reason), ENVELOPE_TEXT_MAX, NULL)) ||
+                            repaired_string(reason, strlen(reason), ENVELOPE_TEXT_MAX, NULL, NULL)) ||
         json_object_set_new(o, "source",
-                            repaired_string(source, strlen(source), ENVELOPE_TEXT_MAX, NULL)) ||
+                            repaired_string(source, strlen(source), ENVELOPE_TEXT_MAX, NULL, NULL)) ||
         json_object_set_new(o, "payload",
-                            repaired_string(payload ? payload : "", len, SB_DLQ_PAYLOAD_MAX, &cut)))
+                            repaired_string(payload ? payload : "", len, SB_DLQ_PAYLOAD_MAX, &cut,
+                                            &fixed)))
         goto fail;
     if (cut && json_object_set_new(o, "truncated", json_true())) goto fail;
+    if (fixed && json_object_set_new(o, "repaired", json_true())) goto fail;
     text = json_dumps(o, JSON_COMPACT);
 fail:
     json_decref(o);

@@ -2,6 +2,7 @@
 #include "http.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -10,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "store.h"
@@ -31,8 +34,13 @@ void sb_http_latency_observe(sb_http_latency_t *l, int64_t us)
     atomic_fetch_add(&l->sum_us, (uint64_t)us);
 }
 
+/* Redis calls of a probe: /healthz must answer, and a stop must not wait, much longer than
+ * a scrape timeout while Redis hangs (up to two attempts, with a reconnection) */
+#define HTTP_REDIS_TIMEOUT_MS 1000
+
 struct sb_http {
     struct MHD_Daemon *d;
+    atomic_bool stopping; /* set by sb_http_stop: requests still waiting answer at once */
     sb_http_probe_t probe;
     sb_store_t *store; /* under lock: connections may have threads of their own */
     pthread_mutex_t lock;
@@ -209,16 +217,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
         status = MHD_HTTP_METHOD_NOT_ALLOWED;
         body = strdup("only GET\n");
-    } else if (!strcmp(url, "/healthz")) {
+    } else if (!strcmp(url, "/healthz") || !strcmp(url, "/metrics")) {
+        bool health = !strcmp(url, "/healthz");
         pthread_mutex_lock(&h->lock);
-        body = healthz(h, &status);
+        if (atomic_load(&h->stopping)) { /* it may have waited for the lock: answer at once */
+            status = MHD_HTTP_SERVICE_UNAVAILABLE;
+            body = strdup("stopping\n");
+        } else {
+            body = health ? healthz(h, &status) : metrics(h, &status);
+            ctype = health ? "application/json" : "text/plain; version=0.0.4";
+        }
         pthread_mutex_unlock(&h->lock);
-        ctype = "application/json";
-    } else if (!strcmp(url, "/metrics")) {
-        pthread_mutex_lock(&h->lock);
-        body = metrics(h, &status);
-        pthread_mutex_unlock(&h->lock);
-        ctype = "text/plain; version=0.0.4";
     } else if (h->probe.route && (routed = h->probe.route(h->probe.route_arg, c, url)) >= 0) {
         return (enum MHD_Result)routed;
     } else {
@@ -237,37 +246,54 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return rc;
 }
 
-sb_http_t *sb_http_start(const char *hostport, const sb_http_probe_t *probe, char *err,
-                         size_t errlen)
+/* "host:port" to an IPv4 socket address. Returns 0, or -1 with err. */
+static int resolve(const char *hostport, struct sockaddr_in *sa, char *err, size_t errlen)
 {
     char host[256];
     const char *colon = strrchr(hostport, ':');
-    if (!colon || colon == hostport || (size_t)(colon - hostport) >= sizeof host) {
-        sb_fail(err, errlen, "bad http address \"%s\": expected host:port", hostport);
-        return NULL;
-    }
+    if (!colon || colon == hostport || (size_t)(colon - hostport) >= sizeof host)
+        return sb_fail(err, errlen, "bad http address \"%s\": expected host:port", hostport);
     snprintf(host, sizeof host, "%.*s", (int)(colon - hostport), hostport);
     struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *ai = NULL;
     int gr = getaddrinfo(host, colon + 1, &hints, &ai);
-    if (gr != 0 || !ai) {
-        sb_fail(err, errlen, "http address %s: %s", hostport, gai_strerror(gr));
-        return NULL;
-    }
+    if (gr != 0 || !ai)
+        return sb_fail(err, errlen, "http address %s: %s", hostport, gai_strerror(gr));
+    memcpy(sa, ai->ai_addr, sizeof *sa);
+    freeaddrinfo(ai);
+    return 0;
+}
+
+int sb_http_can_listen(const char *hostport, char *err, size_t errlen)
+{
+    struct sockaddr_in sa;
+    if (resolve(hostport, &sa, err, errlen)) return -1;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    if (fd < 0) return sb_fail(err, errlen, "http: socket: %s", strerror(errno));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one); /* as libmicrohttpd does */
+    int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(fd, 1) == 0
+                 ? 0
+                 : sb_fail(err, errlen, "http: cannot listen on %s: %s", hostport, strerror(errno));
+    close(fd);
+    return rc;
+}
+
+sb_http_t *sb_http_start(const char *hostport, const sb_http_probe_t *probe, char *err,
+                         size_t errlen)
+{
+    struct sockaddr_in sa;
+    if (resolve(hostport, &sa, err, errlen)) return NULL;
     sb_http_t *h = calloc(1, sizeof *h);
     if (!h) abort();
     h->probe = *probe;
     char serr[256];
     h->store = sb_store_new(probe->cfg, serr, sizeof serr);
     if (!h->store) {
-        freeaddrinfo(ai);
         free(h);
         sb_fail(err, errlen, "http: redis: %s", serr);
         return NULL;
     }
+    sb_store_set_timeout(h->store, HTTP_REDIS_TIMEOUT_MS);
     pthread_mutex_init(&h->lock, NULL);
-    struct sockaddr_in sa;
-    memcpy(&sa, ai->ai_addr, sizeof sa);
-    freeaddrinfo(ai);
     /* a stream idles between its events for longer than the 10 s that cut stalled scrapes:
      * with a thread per connection the route sets its own timeout per connection */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD;
@@ -290,6 +316,7 @@ sb_http_t *sb_http_start(const char *hostport, const sb_http_probe_t *probe, cha
 void sb_http_stop(sb_http_t *h)
 {
     if (!h) return;
+    atomic_store(&h->stopping, true);
     MHD_stop_daemon(h->d);
     pthread_mutex_destroy(&h->lock);
     sb_store_free(h->store);

@@ -54,6 +54,12 @@ typedef struct sb_http_probe {
 
 /* Starts serving on "host:port" (IPv4 or a name that resolves to one). Returns NULL with the
  * reason in err when the address is bad or cannot be bound. */
+/* Whether hostport could be listened on now (a bind and listen, then closed). A service
+ * checks it before connecting its clients, so that a second instance started on the same
+ * address fails before its MQTT client (same client id) disconnects the running one's.
+ * Returns 0, or -1 with err. */
+int sb_http_can_listen(const char *hostport, char *err, size_t errlen);
+
 sb_http_t *sb_http_start(const char *hostport, const sb_http_probe_t *probe, char *err,
                          size_t errlen);
 void sb_http_stop(sb_http_t *h);

@@ -123,6 +123,13 @@ int64_t sb_kafka_lag(sb_kafka_consumer_t *c);
  * others count as read to their end). */
 typedef bool (*sb_kafka_part_fn)(void *arg, const char *topic, int32_t partition);
 int64_t sb_kafka_lag_except(sb_kafka_consumer_t *c, sb_kafka_part_fn skip, void *arg);
+/* Like sb_kafka_lag_except, but a partition whose lag is not known from the cache (nothing
+ * consumed there yet in this session) is asked of the brokers: its committed offset (or its
+ * first one, when none is committed) against its end. Blocks up to about timeout_ms per
+ * partition asked; -1 when the brokers do not answer. For tools that must tell "nothing
+ * left" from "not started" (dlq replay), not for hot paths. */
+int64_t sb_kafka_lag_asked(sb_kafka_consumer_t *c, sb_kafka_part_fn skip, void *arg,
+                           int timeout_ms);
 
 /* The reason of the last failure of this handle ("" when none). Borrowed. */
 const char *sb_kafka_consumer_error(const sb_kafka_consumer_t *c);
@@ -148,6 +155,11 @@ typedef int (*sb_kafka_scan_cb)(void *opaque, const sb_kafka_msg_t *m);
  * messages passed to cb, or -1 with err filled (e.g. "scan_timeout" after timeout_ms). */
 int sb_kafka_scan(const sb_config_t *cfg, const char *topic, int64_t since_ms, sb_kafka_scan_cb cb,
                   void *opaque, int timeout_ms, char *err, size_t errlen);
+
+/* Asks the brokers for topic's metadata (never creating it). Returns its partition count, or
+ * -1 with the reason in err: brokers unreachable within timeout_ms, or the topic unknown. */
+int sb_kafka_topic_check(const sb_config_t *cfg, const char *topic, int timeout_ms, char *err,
+                         size_t errlen);
 
 /* ---- Health --------------------------------------------------------------------------- */
 

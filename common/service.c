@@ -2,6 +2,7 @@
 #include "service.h"
 
 #include <malloc.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,11 +13,31 @@
 #include "util.h"
 
 volatile sig_atomic_t sb_service_stop;
+static _Atomic int64_t stop_ms; /* sb_mono_ms() of the first stop signal; 0 before */
 
 static void on_stop(int sig)
 {
     (void)sig;
+    if (!sb_service_stop) {
+        struct timespec ts; /* clock_gettime is async-signal-safe; sb_mono_ms is this */
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        atomic_store(&stop_ms, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    }
     sb_service_stop = 1;
+}
+
+int sb_service_stop_wait_ms(int cap, int64_t by_ms)
+{
+    int64_t left = sb_service_stop_left_ms(by_ms);
+    return (int)(left < cap ? left : cap);
+}
+
+int64_t sb_service_stop_left_ms(int64_t budget_ms)
+{
+    int64_t at = atomic_load(&stop_ms);
+    if (!at) return budget_ms;
+    int64_t left = at + budget_ms - sb_mono_ms();
+    return left > 0 ? left : 0;
 }
 
 static void usage(FILE *out, const char *name)

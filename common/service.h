@@ -19,6 +19,17 @@
 /* Set by SIGTERM / SIGINT; loops poll it. */
 extern volatile sig_atomic_t sb_service_stop;
 
+/* What is left of budget_ms counted from the stop signal (0 when spent; budget_ms when no
+ * signal came, e.g. a stop after a fatal error). Shutdown steps size their waits by it, so
+ * that the whole stop fits in the 10 s of SPEC §1 whatever the main loop was blocked on. */
+int64_t sb_service_stop_left_ms(int64_t budget_ms);
+/* A wait of at most cap ms that ends no later than by_ms after the stop signal. */
+int sb_service_stop_wait_ms(int cap, int64_t by_ms);
+
+/* How long, from the stop signal, a service's shutdown may wait for in-flight work: it
+ * leaves room for closing the clients after it. */
+#define SB_SERVICE_DRAIN_MS 7500
+
 typedef struct sb_service {
     const char *name;     /* "dispatcher", "aggregator", ... (borrowed) */
     sb_config_t *cfg;     /* owned */

@@ -17,7 +17,6 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define CONNECT_TIMEOUT_MS 1000
-#define COMMAND_TIMEOUT_MS 5000
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -85,7 +84,7 @@ static int store_connect(sb_store_t *s)
         set_err(s, SB_STORE_ERR_CONN, "redis_down: %s:%d: %s", s->host, s->port, c->errstr);
         goto fail;
     }
-    if (redisSetTimeout(c, tv_ms(COMMAND_TIMEOUT_MS)) != REDIS_OK ||
+    if (redisSetTimeout(c, tv_ms(s->timeout_ms > 0 ? s->timeout_ms : SB_STORE_TIMEOUT_MS)) != REDIS_OK ||
         redisEnableKeepAlive(c) != REDIS_OK) {
         set_err(s, SB_STORE_ERR_CONN, "redis_down: socket options: %s", c->errstr);
         goto fail;
@@ -130,8 +129,8 @@ static int ensure(sb_store_t *s)
     if (s->c) return 0;
     int64_t now = sb_mono_ms();
     if (now < s->next_try_ms) {
-        set_err(s, SB_STORE_ERR_CONN, "redis_down: next attempt in %lld ms",
-                (long long)(s->next_try_ms - now));
+        set_err(s, SB_STORE_ERR_CONN, "%s (next attempt in %lld ms)",
+                s->last_fail[0] ? s->last_fail : "redis_down", (long long)(s->next_try_ms - now));
         return -1;
     }
     if (store_connect(s) == 0) {
@@ -141,6 +140,7 @@ static int ensure(sb_store_t *s)
         s->next_try_ms = 0;
         return 0;
     }
+    memcpy(s->last_fail, s->errstr, sizeof s->last_fail);
     if (s->backoff_ms == BACKOFF_MIN_MS) /* first failure of a run: say it once */
         sb_warn("redis connection failed host=%s port=%d err=\"%s\"", s->host, s->port, s->errstr);
     s->next_try_ms = now + s->backoff_ms;
@@ -222,6 +222,13 @@ void sb_store_free(sb_store_t *s)
 }
 
 /* ---------------------------------------------------------------- commands */
+
+void sb_store_set_timeout(sb_store_t *s, int ms)
+{
+    if (ms <= 0) return;
+    s->timeout_ms = ms;
+    if (s->c) redisSetTimeout(s->c, tv_ms(ms));
+}
 
 redisReply *sb_store_cmd(sb_store_t *s, const char *fmt, ...)
 {

@@ -37,6 +37,8 @@ typedef struct sb_store {
     int64_t rtt_us;      /* last PING round trip, -1 before the first */
     size_t pending;      /* commands appended and not yet read */
     bool was_up;         /* for logging transitions once */
+    int timeout_ms;      /* command timeout; 0: SB_STORE_TIMEOUT_MS */
+    char last_fail[160]; /* why the last connection attempt failed, for the back-off's error */
 } sb_store_t;
 
 /* A Lua script known by its SHA1, usable across Redis restarts (see sb_store_eval). */
@@ -52,6 +54,11 @@ typedef struct sb_store_script {
  * AUTH or SELECT, returns NULL with the reason in err. */
 sb_store_t *sb_store_new(const sb_config_t *cfg, char *err, size_t errlen);
 void sb_store_free(sb_store_t *s);
+
+#define SB_STORE_TIMEOUT_MS 5000
+/* Sets the command timeout (ms > 0) of this handle, now and for its later connections. A
+ * probe that must answer (or stop) quickly while Redis hangs uses a shorter one. */
+void sb_store_set_timeout(sb_store_t *s, int ms);
 
 /* Runs one command (hiredis format: %s C string, %b binary + size_t length). Returns the
  * reply, which can be of type REDIS_REPLY_ERROR (the caller checks), or NULL when the server

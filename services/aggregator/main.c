@@ -147,7 +147,10 @@ static int start(agg_t *a)
         snprintf(group, sizeof group, "%s.aggregator", cfg->kafka.group);
         const char *topics[] = {cfg->topics.responses, cfg->topics.requests,
                                 cfg->topics.interactions};
-        a->consumer = sb_kafka_consumer_new(cfg, group, topics, 3, 0, err, sizeof err);
+        /* 6 MiB of prefetch: with the consumer waking librdkafka's fetcher once the queue is
+         * half drained (kafka.c refill()), 6 MiB drained a backlog as fast as 8 MiB and with a
+         * lower peak (docs/benchmarks.md) */
+        a->consumer = sb_kafka_consumer_new(cfg, group, topics, 3, 6144, err, sizeof err);
         if (!a->consumer) goto fail;
     }
     if (mqtt && !kafka && request_filters(a, err, sizeof err)) goto fail;
@@ -239,7 +242,8 @@ static void shutdown_all(agg_t *a)
     }
     sb_mqtt_free(a->mqtt_sub); /* unacknowledged MQTT messages are redelivered */
     close_ingest(&a->min);
-    if (a->producer) sb_kafka_producer_flush(a->producer, 3000); /* alerts in flight */
+    if (a->producer) /* alerts in flight */
+        sb_kafka_producer_flush(a->producer, sb_service_stop_wait_ms(3000, SB_SERVICE_DRAIN_MS));
     /* When Redis did not answer the last call, each further call would wait out another
      * command timeout (5 s) and take the stop past the 10 s of SPEC §1: the confirmed alerts
      * are then left in the outbox (sent again, at least once, by the next publisher) and
@@ -247,10 +251,10 @@ static void shutdown_all(agg_t *a)
     if (redis_answered(a) && a->kin.tally) alert_sink_flush(&a->sink, a->kin.tally);
     if (redis_answered(a)) publisher_release(&a->pub); /* unless the flush went unanswered */
     close_ingest(&a->kin);
-    if (a->mqtt_pub) sb_mqtt_wait_published(a->mqtt_pub, 2000);
+    if (a->mqtt_pub) sb_mqtt_wait_published(a->mqtt_pub, sb_service_stop_wait_ms(2000, 8500));
     sb_mqtt_free(a->mqtt_pub);
     if (a->producer) {
-        sb_kafka_producer_flush(a->producer, 3000);
+        sb_kafka_producer_flush(a->producer, sb_service_stop_wait_ms(3000, 9000));
         sb_kafka_producer_free(a->producer);
     }
     publisher_free(&a->pub);

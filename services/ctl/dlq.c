@@ -82,6 +82,7 @@ static void would_replay(json_t *msgs, const char *source, const char *transport
 typedef struct parts {
     struct { int32_t id; bool done; } *p;
     size_t n, cap;
+    int64_t asked_ms; /* when the brokers were last asked for the lag (caught_up) */
 } parts_t;
 
 /* Index of partition p in ps, or ps->n when not seen yet. */
@@ -122,7 +123,14 @@ static bool part_finished(void *arg, const char *topic, int32_t p)
  * services write new ones; those are for the next run). */
 static bool caught_up(sb_kafka_consumer_t *c, parts_t *ps, int64_t since, int idle_ms)
 {
-    return sb_mono_ms() - since > idle_ms && sb_kafka_lag_except(c, part_finished, ps) == 0;
+    if (sb_mono_ms() - since <= idle_ms) return false;
+    int64_t lag = sb_kafka_lag_except(c, part_finished, ps);
+    if (lag >= 0) return lag == 0;
+    /* unknown from the cache (a partition with nothing left to read since the last replay
+     * yields no message to learn its position from): ask the brokers, now and then */
+    if (sb_mono_ms() - ps->asked_ms < 2000) return false;
+    ps->asked_ms = sb_mono_ms();
+    return sb_kafka_lag_asked(c, part_finished, ps, 2000) == 0;
 }
 
 static void delivered(void *opaque, void *msg_opaque, int ok, const char *errstr)
@@ -155,6 +163,12 @@ static int replay(ctl_t *ctl, const replay_opts_t *o)
     snprintf(group, sizeof group, "%s.dlq-replay%s%s", cfg->kafka.group, o->reason ? "." : "",
              o->reason ? o->reason : "");
     const char *topics[] = {cfg->topics.dlq};
+    /* a topic that is not there, or brokers that do not answer, are a failure, not an empty
+     * replay */
+    if (sb_kafka_topic_check(cfg, cfg->topics.dlq, 10000, err, sizeof err) < 0) {
+        fprintf(stderr, "surveybusctl: kafka: %s\n", err);
+        goto out;
+    }
     if (!(c = sb_kafka_consumer_new(cfg, group, topics, 1, 0, err, sizeof err)) ||
         (!o->dry_run && !(p = sb_kafka_producer_new(cfg, "surveybus-dlq-replay", delivered, NULL,
                                                      err, sizeof err)))) {
@@ -177,8 +191,16 @@ static int replay(ctl_t *ctl, const replay_opts_t *o)
         if (n == 0) {
             /* done, or no progress for 30 s (never joined, or the lag stays unknown) */
             int64_t since = last_msg ? last_msg : first ? first : start;
-            if (caught_up(c, &parts, since, o->idle_ms) || now - since > 30000 + o->idle_ms)
+            if (caught_up(c, &parts, since, o->idle_ms)) break;
+            if (now - since > 30000 + o->idle_ms) {
+                if (!first) { /* nothing read at all, and the end never known */
+                    fprintf(stderr, "surveybusctl: kafka: no dead letters could be read from %s "
+                                    "within 30 s (brokers unreachable?)\n",
+                            cfg->topics.dlq);
+                    goto out;
+                }
                 break;
+            }
             continue;
         }
         if (!first) first = now; /* idle counts from the first batch: joining takes a while */
@@ -210,8 +232,12 @@ static int replay(ctl_t *ctl, const replay_opts_t *o)
                 continue;
             }
             total++;
-            if (!source || !json_is_string(pl) || json_is_true(json_object_get(d, "truncated"))) {
-                bump(skipped, &n_skipped, 64, !source || !json_is_string(pl) ? "unreadable" : "truncated");
+            /* only the bytes as they came can be sent again: a payload cut short, or one
+             * whose invalid UTF-8 was replaced (it would now be accepted), is not */
+            bool cut = json_is_true(json_object_get(d, "truncated"));
+            if (!source || !json_is_string(pl) || cut || json_is_true(json_object_get(d, "repaired"))) {
+                bump(skipped, &n_skipped, 64,
+                     !source || !json_is_string(pl) ? "unreadable" : cut ? "truncated" : "repaired");
                 json_decref(d);
                 continue;
             }

@@ -86,6 +86,7 @@ typedef struct sim {
     answer_t *pending;
     size_t n_pending;
     uint64_t events, visits, requests, answers, skipped, duplicates, garbage;
+    uint64_t undelivered; /* Kafka messages whose delivery failed (or never happened) */
     /* the experience of the last interaction of each customer, to score its survey */
     double mood[5000];
 } sim_t;
@@ -270,13 +271,23 @@ static void send_event(sim_t *s, uint64_t seq)
 static void print_json(const sim_t *s, double rate, double respond, int64_t elapsed_ms)
 {
     json_t *o =
-        json_pack("{s:f,s:f,s:f,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "rate", rate, "respond", respond,
-                  "duration_s", (double)elapsed_ms / 1000.0, "events", (json_int_t)s->events,
+        json_pack("{s:f,s:f,s:f,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "rate", rate, "respond",
+                  respond, "duration_s", (double)elapsed_ms / 1000.0, "events",
+                  (json_int_t)s->events, "undelivered", (json_int_t)s->undelivered,
                   "visits", (json_int_t)s->visits, "garbage", (json_int_t)s->garbage,
                   "requests_seen", (json_int_t)s->requests, "answers_sent", (json_int_t)s->answers,
                   "repeats", (json_int_t)s->duplicates, "not_answered", (json_int_t)s->skipped,
                   "answers_pending", (json_int_t)s->n_pending);
     ctl_print_json(o, 0);
+}
+
+/* Delivery reports (served on this thread by poll, flush and free): a message Kafka did not
+ * take is not counted as sent. */
+static void on_delivery(void *opaque, void *msg_opaque, int ok, const char *errstr)
+{
+    (void)msg_opaque, (void)errstr;
+    sim_t *s = opaque;
+    if (!ok) s->undelivered++;
 }
 
 int ctl_cmd_simulate(ctl_t *ctl, int argc, char **argv)
@@ -312,7 +323,8 @@ int ctl_cmd_simulate(ctl_t *ctl, int argc, char **argv)
     sb_kafka_consumer_t *cons = NULL;
     bool kafka = cfg->kafka.brokers && *cfg->kafka.brokers;
     if (kafka) {
-        if (!(s->prod = sb_kafka_producer_new(cfg, "surveybus-simulate", NULL, NULL, err, sizeof err))) {
+        if (!(s->prod = sb_kafka_producer_new(cfg, "surveybus-simulate", on_delivery, s, err,
+                                              sizeof err))) {
             fprintf(stderr, "surveybusctl: kafka: %s\n", err);
             goto out;
         }
@@ -381,12 +393,17 @@ out:
     }
     if (s->prod) {
         sb_kafka_producer_flush(s->prod, 5000);
-        sb_kafka_producer_free(s->prod);
+        sb_kafka_producer_free(s->prod); /* what is still queued is reported undelivered */
+        if (s->undelivered) {
+            fprintf(stderr, "surveybusctl: simulate: %llu Kafka messages were not delivered\n",
+                    (unsigned long long)s->undelivered);
+            rc = rc ? rc : 1;
+        }
     }
     if (s->mqtt) sb_mqtt_wait_published(s->mqtt, 2000);
     sb_mqtt_free(s->mqtt);
     /* after the MQTT thread is gone: the counters are final */
-    if (rc == 0 && ctl->json) print_json(s, rate, respond, elapsed_ms);
+    if (elapsed_ms && ctl->json) print_json(s, rate, respond, elapsed_ms);
     pthread_mutex_destroy(&s->mu);
     free(pending);
     free(s);

@@ -16,8 +16,10 @@ int ctl_open_store(const ctl_t *ctl, sb_config_t **cfg, sb_store_t **store)
     if (!(*cfg = ctl_load_config(ctl))) return -1;
     *store = sb_store_new(*cfg, err, sizeof err);
     if (*store && sb_store_up(*store)) return 0;
-    fprintf(stderr, "surveybusctl: cannot reach redis at %s: %s\n", (*cfg)->redis.url,
-            *store ? (*store)->errstr : err);
+    /* host and port only, as the services log it: the URL may hold the password */
+    fprintf(stderr, "surveybusctl: cannot reach redis at %s:%d: %s\n",
+            (*cfg)->redis.host && *(*cfg)->redis.host ? (*cfg)->redis.host : "127.0.0.1",
+            (*cfg)->redis.port > 0 ? (*cfg)->redis.port : 6379, *store ? (*store)->errstr : err);
     sb_store_free(*store);
     sb_config_free(*cfg);
     *store = NULL, *cfg = NULL;

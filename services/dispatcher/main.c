@@ -66,7 +66,7 @@ static int open_ingest_ctx(disp_t *d, ingest_ctx_t *ic, bool own_producer, char 
 static void close_ingest_ctx(ingest_ctx_t *ic, bool own_producer)
 {
     if (own_producer && ic->producer) {
-        sb_kafka_producer_flush(ic->producer, 3000);
+        sb_kafka_producer_flush(ic->producer, sb_service_stop_wait_ms(3000, 8500));
         sb_kafka_producer_free(ic->producer);
     }
     ingest_ctx_free_buffers(ic);
@@ -97,8 +97,10 @@ static int start(disp_t *d)
         /* 32 MiB of prefetch, about a second of events at full speed: with the default
          * 8 MiB the consumer ran dry while librdkafka waited out its one-second pause after
          * a full queue, and a backlog drained at 25,000-29,000 events/s instead of about
-         * 70,000 (docs/benchmarks.md). Steady-state memory is not affected: the queue only
-         * fills while there is a backlog. */
+         * 70,000 (docs/benchmarks.md). Waking the fetcher early (kafka.c refill()) did not
+         * change that here, as it did for the aggregator: 8 MiB with it still gave 25,000-
+         * 27,000/s. Steady-state memory is not affected: the queue only fills while there is
+         * a backlog. */
         d->consumer = sb_kafka_consumer_new(cfg, group, topics, 1, 32768, err, sizeof err);
         if (!d->consumer) goto fail;
     }
@@ -188,14 +190,20 @@ static void run(disp_t *d)
 static void shutdown_all(disp_t *d)
 {
     sb_http_stop(d->http);
-    int64_t deadline = sb_mono_ms() + 7000;
-    if (d->producer) sb_kafka_producer_flush(d->producer, 5000);
+    /* in-flight requests get what is left of the drain budget since SIGTERM: the main loop
+     * may have spent up to a Redis timeout before it saw the signal */
+    int64_t deadline = sb_mono_ms() + sb_service_stop_left_ms(SB_SERVICE_DRAIN_MS);
+    if (d->producer) sb_kafka_producer_flush(d->producer, sb_service_stop_wait_ms(5000, SB_SERVICE_DRAIN_MS));
     while (d->fire.inflight && sb_mono_ms() < deadline) {
         if (d->mqtt_pub) sb_mqtt_wait_published(d->mqtt_pub, 100);
         if (firer_settle(&d->fire, sb_now_ms()) < 0) break;
         if (d->fire.inflight && d->producer) sb_kafka_producer_poll(d->producer, 50);
     }
-    firer_settle_wait(&d->fire);
+    /* the answer to an acknowledgement still in Redis, unless waiting out the command
+     * timeout could take the stop past 9 s: unanswered, its surveys stay claimed and are
+     * recovered (found on Kafka, never sent twice) after the lease */
+    if (!d->fire.ack_pending || sb_service_stop_left_ms(9000) >= SB_STORE_TIMEOUT_MS)
+        firer_settle_wait(&d->fire);
     if (d->fire.inflight)
         sb_warn("stopping with %zu unconfirmed requests; their claims recover after the lease",
                 d->fire.inflight);
@@ -206,13 +214,13 @@ static void shutdown_all(disp_t *d)
     }
     sb_mqtt_free(d->mqtt_sub); /* unacknowledged MQTT events are redelivered */
     close_ingest_ctx(&d->min, true);
-    if (d->mqtt_pub) sb_mqtt_wait_published(d->mqtt_pub, 1000);
+    if (d->mqtt_pub) sb_mqtt_wait_published(d->mqtt_pub, sb_service_stop_wait_ms(1000, 9000));
     sb_mqtt_free(d->mqtt_pub);
     firer_free(&d->fire);
     sb_sched_free(d->ack_sched);
     sb_store_free(d->ack_store);
     if (d->producer) {
-        sb_kafka_producer_flush(d->producer, 1000);
+        sb_kafka_producer_flush(d->producer, sb_service_stop_wait_ms(1000, 9000));
         sb_kafka_producer_free(d->producer);
     }
     d->kin.producer = NULL;

@@ -9,6 +9,7 @@
 #include "web.h"
 
 #define KEEPALIVE_MS 15000
+#define WEB_REDIS_TIMEOUT_MS 2000 /* see sb_store_set_timeout below */
 #define MAX_QUEUE 1024 /* events a stream may be behind before it is dropped */
 
 int main(int argc, char **argv)
@@ -30,12 +31,16 @@ int main(int argc, char **argv)
         sb_service_fini(&svc);
         return 1;
     }
+    /* requests wait for each other on this connection: a hung Redis costs each of them at
+     * most this (twice, with the reconnection), and a stop waits for the one running */
+    sb_store_set_timeout(w.store, WEB_REDIS_TIMEOUT_MS);
     pthread_mutex_init(&w.lock, NULL);
     w.tally = sb_tally_new(w.store, cfg);
     w.hub = hub_new(MAX_QUEUE, KEEPALIVE_MS);
     int rc = 1;
-    source_t *src = source_start(&svc, w.hub, err, sizeof err);
-    if (!src) {
+    source_t *src = NULL;
+    if (sb_http_can_listen(cfg->http.web, err, sizeof err) != 0 ||
+        !(src = source_start(&svc, w.hub, err, sizeof err))) {
         fprintf(stderr, "surveybus-web: %s\n", err);
     } else {
         sb_http_probe_t probe = {.cfg = cfg,

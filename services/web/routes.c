@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "service.h"
 #include "snapshot.h"
 #include "web.h"
 
@@ -92,6 +93,14 @@ static int query_read(struct MHD_Connection *c, query_t *q)
 
 /* ---------------------------------------------------------------- /api/metrics */
 
+/* True (with the reason in err) once the service is stopping. */
+static bool stopping(char *err, size_t len)
+{
+    if (!sb_service_stop) return false;
+    snprintf(err, len, "stopping");
+    return true;
+}
+
 static int api_metrics(web_t *w, struct MHD_Connection *c)
 {
     /* a value would be borrowed by the filter: the query strings live as long as the request */
@@ -107,7 +116,9 @@ static int api_metrics(web_t *w, struct MHD_Connection *c)
     size_t n, failed = 0;
     char *json = NULL;
     pthread_mutex_lock(&w->lock);
-    if (sb_snapshot_read(w->tally, w->store, &f, &snap, &slices, &n, err, sizeof err) == 0) {
+    if (stopping(err, sizeof err)) {
+        /* answered at once: a stop must not queue behind Redis calls that time out */
+    } else if (sb_snapshot_read(w->tally, w->store, &f, &snap, &slices, &n, err, sizeof err) == 0) {
         json = sb_snapshot_json(w->cfg, &snap, &f, slices, n, &failed);
         free(slices);
         sb_tally_snapshot_free(&snap);
@@ -163,7 +174,10 @@ static int api_stream(web_t *w, struct MHD_Connection *c)
     events_t e = {0};
     int rc = -1;
     pthread_mutex_lock(&w->lock);
-    if (sb_snapshot_read(w->tally, w->store, &every, &snap, &slices, &n, err, sizeof err) == 0) {
+    if (stopping(err, sizeof err)) {
+        /* as above */
+    } else if (sb_snapshot_read(w->tally, w->store, &every, &snap, &slices, &n, err,
+                                sizeof err) == 0) {
         rc = sb_snapshot_each(w->cfg, &snap, &every, slices, n, add_event, &e, &failed);
         free(slices);
         sb_tally_snapshot_free(&snap);

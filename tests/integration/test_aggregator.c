@@ -5,6 +5,7 @@
  * Kafka and retained MQTT topics, alerts, dead letters, Redis counters) is compared with a
  * brute-force recomputation from the accepted input.
  * Each test has its own topics, Redis prefix, consumer group and MQTT client ids. */
+#include <arpa/inet.h>
 #include <check.h>
 #include <jansson.h>
 #include <math.h>
@@ -13,8 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
 
@@ -1295,6 +1298,14 @@ START_TEST(dlq_replay)
     ck_assert_str_eq(out, "{\"dry_run\":false,\"reason\":\"unknown_survey\",\"total\":0,"
                           "\"replayed\":{},\"skipped\":{}}\n");
     free(out);
+    /* brokers that do not answer are a failure, not "nothing to replay" */
+    ck_assert_int_eq(sb_h_kafka_down(&h), 0);
+    snprintf(cmd, sizeof cmd, "%s -c %s dlq replay 2>&1", sb_h_bin("surveybusctl"), e.path);
+    int down_rc = sb_h_run(cmd, &out);
+    ck_assert_int_eq(sb_h_kafka_up(&h), 0);
+    ck_assert_msg(down_rc == 1 && strstr(out, "no answer from the brokers"), "exit %d: %s",
+                  down_rc, out);
+    free(out);
     upds_t o;
     read_metrics(&e, &o);
     const sb_metric_update_t *u = find(&o, "nps|1h|channel|email"); /* 9 and 10: +100 */
@@ -1552,14 +1563,25 @@ START_TEST(simulate_json)
     ck_assert_double_eq(json_real_value(json_object_get(j, "rate")), 20.0);
     ck_assert_double_eq(json_real_value(json_object_get(j, "respond")), 1.0);
     ck_assert(json_real_value(json_object_get(j, "duration_s")) >= 2.0);
-    json_decref(j);
-    free(out);
     /* what it counted is on the topic: its events and half its garbage (the other half went
      * to the responses topic) */
     texts_t in;
     read_texts(&e, e.cfg->topics.interactions, &in);
     ck_assert_uint_eq(in.n, (size_t)(events + garbage / 2));
     texts_free(&in);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "undelivered")), 0);
+    json_decref(j);
+    free(out);
+    /* brokers down: what Kafka never took is not sent; the run fails and says how much */
+    ck_assert_int_eq(sb_h_kafka_down(&h), 0);
+    int down_rc = sb_h_run(cmd, &out);
+    ck_assert_int_eq(sb_h_kafka_up(&h), 0);
+    ck_assert_int_eq(down_rc, 1);
+    j = json_loads(out, 0, &je);
+    ck_assert_msg(json_is_object(j), "%s: %s", je.text, out);
+    ck_assert_int_gt(json_integer_value(json_object_get(j, "undelivered")), 0);
+    json_decref(j);
+    free(out);
     env_close(&e);
 }
 END_TEST
@@ -1799,10 +1821,31 @@ END_TEST
  * answering (a hung server, not a refused connection: each call waits out the 5 s command
  * timeout). Stopping used to make two more such calls (confirming alerts, handing over the
  * publishing lease) after the one in flight: 10.3 s. */
+/* Opens a connection to 127.0.0.1:port and sends one GET of path; the caller closes the
+ * socket (the answer is not read). */
+static int http_get_open(int port, const char *path)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    char req[128];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\n\r\n", path);
+    ck_assert_int_eq(write(fd, req, (size_t)n), n);
+    return fd;
+}
+
+/* SIGTERM while Redis hangs (SIGSTOP, not refused): exit 0 within 10 s, also with a probe
+ * of /healthz and one of /metrics waiting on Redis (each used to add about 10 s). */
 START_TEST(sigterm_with_redis_hung)
 {
     env_t e;
-    env_open(&e, "h13", "000000", "{\"kafka\": {\"brokers\": \"\"}}");
+    int port = sb_h_free_port();
+    char extra[200];
+    snprintf(extra, sizeof extra,
+             "{\"kafka\": {\"brokers\": \"\"}, \"http\": {\"aggregator\": \"127.0.0.1:%d\"}}", port);
+    env_open(&e, "h13", "000000", extra);
     agg_start(&e, 0);
     /* running: it holds the publishing lease */
     int64_t end = sb_mono_ms() + 15000;
@@ -1816,12 +1859,16 @@ START_TEST(sigterm_with_redis_hung)
     ck_assert_msg(leader, "the aggregator did not start publishing");
     ck_assert_int_eq(sb_h_kill(h.redis_pid, SIGSTOP), 0);
     sleep_ms(2000); /* its calls to Redis now time out */
+    int probes[2] = {http_get_open(port, "/healthz"), http_get_open(port, "/metrics")};
+    sleep_ms(200);
     int64_t t0 = sb_mono_ms();
     ck_assert_int_eq(sb_h_kill(e.procs[0], SIGTERM), 0);
-    int st = 0, rc = sb_h_wait_exit(e.procs[0], 20000, &st);
+    int st = 0, rc = sb_h_wait_exit(e.procs[0], 30000, &st);
     int64_t took = sb_mono_ms() - t0;
     sb_h_kill(h.redis_pid, SIGCONT);
-    ck_assert_msg(rc == 0, "aggregator did not stop in 20 s");
+    close(probes[0]);
+    close(probes[1]);
+    ck_assert_msg(rc == 0, "aggregator did not stop in 30 s");
     e.procs[0] = 0;
     ck_assert_msg(took < 10000, "stopping took %lld ms", (long long)took);
     ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status 0x%x", st);

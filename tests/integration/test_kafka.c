@@ -27,7 +27,7 @@ static void setup(void)
 {
     sb_log_init("test_kafka", SB_LOG_WARN);
     ck_assert_int_eq(
-        sb_h_start(&h, SB_H_KAFKA, 4, "t.roundtrip,t.restart,t.outage,t.pause,t.rebalance,t.scan"),
+        sb_h_start(&h, SB_H_KAFKA, 4, "t.roundtrip,t.restart,t.outage,t.pause,t.backlog,t.rebalance,t.scan"),
         0);
     memset(&cfg, 0, sizeof cfg);
     cfg.kafka.brokers = h.kafka_bootstrap;
@@ -344,6 +344,80 @@ START_TEST(pause_stops_and_resume_continues)
 }
 END_TEST
 
+/* ---- (d2) a backlog larger than the prefetch queue drains without idle seconds --------- */
+/* librdkafka 2.0 stops fetching while its queue is over queued.max.messages.kbytes and looks
+ * again only when its broker thread wakes: up to a second later. The consumer wakes it once
+ * the queue is half drained. With a 32 KiB queue and 16 KiB fetches, 30,000 messages of about
+ * 40 bytes fill the queue some 30 times: a consumer that waited out each second would take
+ * half a minute; this one takes well under a second on an idle machine. 10 s leaves room
+ * for a loaded one. */
+
+#define BL_N 30000
+
+START_TEST(backlog_drains_without_idle_seconds)
+{
+    tally_t t;
+    tally_init(&t, BL_N);
+    sb_kafka_producer_t *p = sb_kafka_producer_new(&cfg, "test-bl", on_dr, &t, err, sizeof err);
+    ck_assert_msg(p != NULL, "producer: %s", err);
+    for (int i = 0; i < BL_N; i++) {
+        char key[32], val[64];
+        int kl = snprintf(key, sizeof key, "k%d", i % 7);
+        int vl = snprintf(val, sizeof val, "k%d:%d:padding-padding-padding", i % 7, i);
+        ck_assert_int_eq(sb_kafka_produce(p, "t.backlog", key, (size_t)kl, val, (size_t)vl,
+                                          (void *)(intptr_t)i),
+                         0);
+    }
+    ck_assert_int_eq(sb_kafka_producer_flush(p, 15000), 0);
+    ck_assert_int_eq(t.n_ok, BL_N);
+
+    sb_config_t small = cfg;
+    sb_kv_t more[] = {
+        props[0],
+        {(char[]){"fetch.max.bytes"}, (char[]){"16384"}},
+        {(char[]){"max.partition.fetch.bytes"}, (char[]){"4096"}},
+        {(char[]){"message.max.bytes"}, (char[]){"16384"}},
+    };
+    small.kafka.properties = more;
+    small.kafka.n_properties = sizeof more / sizeof more[0];
+    const char *topics[] = {"t.backlog"};
+    sb_kafka_consumer_t *c = sb_kafka_consumer_new(&small, "g.backlog", topics, 1, 32, err,
+                                                   sizeof err);
+    ck_assert_msg(c != NULL, "consumer: %s", err);
+    int *seen = calloc(BL_N, sizeof *seen);
+    ck_assert_ptr_nonnull(seen);
+    int got = 0;
+    int64_t first = 0, deadline = sb_mono_ms() + 60000;
+    while (got < BL_N && sb_mono_ms() < deadline) {
+        sb_kafka_msg_t *msgs;
+        int r = sb_kafka_consume_batch(c, &msgs, 500, 200);
+        ck_assert_msg(r >= 0, "consume: %s", sb_kafka_consumer_error(c));
+        if (r > 0 && !first) first = sb_mono_ms();
+        for (int j = 0; j < r; j++) {
+            char buf[64];
+            int i;
+            ck_assert_uint_lt(msgs[j].len, sizeof buf);
+            memcpy(buf, msgs[j].payload, msgs[j].len);
+            buf[msgs[j].len] = '\0';
+            ck_assert_int_eq(sscanf(buf, "k%*d:%d:", &i), 1);
+            ck_assert(i >= 0 && i < BL_N);
+            seen[i]++;
+        }
+        got += r;
+        sb_kafka_msgs_free(msgs, (size_t)r);
+    }
+    int64_t took = sb_mono_ms() - first;
+    ck_assert_int_eq(got, BL_N);
+    for (int i = 0; i < BL_N; i++)
+        ck_assert_msg(seen[i] == 1, "message %d seen %d times", i, seen[i]);
+    ck_assert_msg(took < 10000, "the backlog took %lld ms", (long long)took);
+    free(seen);
+    sb_kafka_consumer_close(c);
+    sb_kafka_producer_free(p);
+    tally_free(&t);
+}
+END_TEST
+
 /* ---- (e) a member joining takes partitions over without losing stored work ------------ */
 /* Kafka itself gives at-least-once across a rebalance: a message whose offset commit the
  * broker refuses while the group re-forms is delivered again to its new owner (devkafka's
@@ -499,6 +573,7 @@ int main(void)
     tcase_add_test(tc, restart_resumes_after_stored_offsets);
     tcase_add_test(tc, outage_queues_then_delivers_exactly_once);
     tcase_add_test(tc, pause_stops_and_resume_continues);
+    tcase_add_test(tc, backlog_drains_without_idle_seconds);
     tcase_add_test(tc, rebalance_hands_over_without_loss);
     tcase_add_test(tc, scan_reads_from_a_point_in_time);
     suite_add_tcase(s, tc);

@@ -476,6 +476,35 @@ START_TEST(no_web_root_and_stream_over_kafka)
 }
 END_TEST
 
+/* SIGTERM while Redis hangs (SIGSTOP) and three API requests wait on it: exit 0 within
+ * 10 s (each waiting request used to add about 10 s). Last: it stops and resumes Redis. */
+START_TEST(sigterm_with_redis_hung_and_requests_open)
+{
+    const char *more[] = {"--set", "mqtt.url=", NULL};
+    pid_t pid = start_web("web-hung.log", more);
+    ck_assert_int_eq(wait_status(port, "/healthz", 200, 20000), 200);
+    ck_assert_int_eq(sb_h_kill(h.redis_pid, SIGSTOP), 0);
+    int fds[3];
+    for (int i = 0; i < 3; i++) {
+        fds[i] = connect_to(port);
+        ck_assert_int_ge(fds[i], 0);
+        const char *req = "GET /api/metrics HTTP/1.0\r\n\r\n";
+        ck_assert_int_eq(write(fds[i], req, strlen(req)), (ssize_t)strlen(req));
+    }
+    struct timespec pause = {0, 300 * 1000000L};
+    nanosleep(&pause, NULL);
+    int64_t t0 = sb_mono_ms();
+    ck_assert_int_eq(sb_h_kill(pid, SIGTERM), 0);
+    int st = 0, rc = sb_h_wait_exit(pid, 40000, &st);
+    int64_t took = sb_mono_ms() - t0;
+    sb_h_kill(h.redis_pid, SIGCONT);
+    for (int i = 0; i < 3; i++) close(fds[i]);
+    ck_assert_msg(rc == 0, "not stopped within 40 s");
+    ck_assert_msg(took < 10000, "stopping took %lld ms", (long long)took);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("web");
@@ -484,6 +513,7 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, api_static_and_stream_over_mqtt);
     tcase_add_test(tc, no_web_root_and_stream_over_kafka);
+    tcase_add_test(tc, sigterm_with_redis_hung_and_requests_open);
     suite_add_tcase(s, tc);
     return sb_h_run_suite(s, true);
 }

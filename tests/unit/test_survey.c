@@ -452,10 +452,11 @@ START_TEST(dlq_envelope)
     ck_assert_str_eq(t, "{\"error\":\"missing_field: kind\",\"source\":\"kafka:interactions/3@42\","
                         "\"payload\":\"{\\\"a\\\":1}\"}");
     free(t);
-    /* Malformed bytes become U+FFFD, a NUL stays as \u0000: the envelope is valid JSON. */
+    /* Malformed bytes become U+FFFD, a NUL stays as \u0000: the envelope is valid JSON, and
+     * says the payload is not the original (a replay must not send it). */
     t = sb_dlq_encode("invalid_utf8", "mqtt:fieldservice/x/visit/completed", "a\xFF" "b\0c\xC3", 6);
     ck_assert_str_eq(t, "{\"error\":\"invalid_utf8\",\"source\":\"mqtt:fieldservice/x/visit/completed\","
-                        "\"payload\":\"a\xEF\xBF\xBD" "b\\u0000c\xEF\xBF\xBD\"}");
+                        "\"payload\":\"a\xEF\xBF\xBD" "b\\u0000c\xEF\xBF\xBD\",\"repaired\":true}");
     json_t *j = json_loads(t, JSON_ALLOW_NUL, NULL);
     ck_assert_ptr_nonnull(j);
     json_decref(j);
