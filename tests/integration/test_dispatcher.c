@@ -1506,6 +1506,56 @@ END_TEST
 
 #define TERM_N 2000
 
+/* The shape of a network partition: the brokers are down, so requests sent to devices stay
+ * unconfirmed on Kafka (in flight), and then Redis hangs (SIGSTOP: calls time out instead of
+ * failing). SIGTERM still ends it within 10 s (it took about 14 s: a Redis timeout before
+ * the stop was seen, then the full wait for the in-flight requests). Once everything is
+ * back, a new instance sends each survey once. */
+START_TEST(sigterm_partitioned_with_requests_in_flight)
+{
+    env_t e;
+    env_open(&e, "t9p",
+             "{\"journeys\":[{\"name\":\"t9p-visit\",\"on\":{\"type\":\"visit.completed\"},"
+             "\"survey\":\"csat\"}],\"mqtt_topics\":{\"interactions\":[\"t9p/+/visit\"]},"
+             "\"tuning\":{\"lease\":\"3s\"}}");
+    mq_t txq;
+    sb_mqtt_t *pub = mq_open(&e, &txq, "t9p-test-pub", NULL, 0);
+    mq_presubscribe(&e, "t9p/+/visit");
+    pid_t d = disp_start(&e, NULL, "t9p-1.log");
+    wait_ready(&e, 30000);
+    ck_assert_int_eq(sb_h_kafka_down(&h), 0);
+    char ids[5][SB_SURVEY_ID_LEN + 1];
+    for (int i = 0; i < 5; i++) {
+        char iid[32], cust[32], topic[48], buf[512];
+        snprintf(iid, sizeof iid, "t9p-v%d", i);
+        snprintf(cust, sizeof cust, "t9p-c%d", i);
+        snprintf(topic, sizeof topic, "t9p/dev-%d/visit", i);
+        sb_record_survey_id(iid, "t9p-visit", ids[i]);
+        int n = event_json(buf, sizeof buf, iid, NULL, sb_now_ms(), cust, iid, "field_visit", "");
+        mq_publish(pub, topic, buf, (size_t)n);
+    }
+    int64_t end = sb_mono_ms() + 15000;
+    while (zcard(&e, "inflight") < 5 && sb_mono_ms() < end) sleep_ms(50);
+    ck_assert_int_eq(zcard(&e, "inflight"), 5);
+    ck_assert_int_eq(sb_h_kill(h.redis_pid, SIGSTOP), 0);
+    sleep_ms(1000); /* its next Redis call is waiting out its timeout */
+    disp_stop(d);   /* within 10 s, exit 0 */
+    ck_assert_int_eq(sb_h_kill(h.redis_pid, SIGCONT), 0);
+    ck_assert_int_eq(sb_h_kafka_up(&h), 0);
+    d = disp_start(&e, NULL, "t9p-2.log");
+    ck_assert_int_eq(stat_wait(&e, "fired|t9p-visit", 5, 30000), 5);
+    sleep_ms(500);
+    ck_assert_int_eq(stat_get(&e, "fired|t9p-visit"), 5);
+    outs_t o;
+    read_topic(&e, e.req, true, &o);
+    expect_exactly(&o, ids, 5);
+    outs_free(&o);
+    disp_stop(d);
+    mq_close(pub, &txq);
+    env_close(&e);
+}
+END_TEST
+
 START_TEST(sigterm_mid_firing_and_with_redis_down_exits_zero_and_loses_nothing)
 {
     env_t e;
@@ -1539,6 +1589,7 @@ START_TEST(sigterm_mid_firing_and_with_redis_down_exits_zero_and_loses_nothing)
     sleep_ms(500);
     disp_stop(d);
     ck_assert_int_eq(sb_h_redis_start(&h), 0);
+
 
     /* 3: a new instance finishes the work: everything published, once */
     d = disp_start(&e, NULL, "t9-3.log");
@@ -1575,6 +1626,7 @@ int main(void)
     SB_H_ADD(tc, late_survey_waits_out_quiet_hours);
     SB_H_ADD(tc, bad_events_become_dead_letters_and_the_service_goes_on);
     SB_H_ADD(tc, sigterm_mid_firing_and_with_redis_down_exits_zero_and_loses_nothing);
+    SB_H_ADD(tc, sigterm_partitioned_with_requests_in_flight);
     suite_add_tcase(s, tc);
     /* one process: the Redis restart of one test must leave a Redis the next tests can use
      * (a server restarted in a forked test process would die with it) */
