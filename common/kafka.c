@@ -454,6 +454,12 @@ sb_kafka_consumer_t *sb_kafka_consumer_new(const sb_config_t *cfg, const char *g
         sb_fail(err, errlen, "kafka: group.id: %s", buf);
         goto fail;
     }
+    /* the queue limit in effect: kafka.properties may have replaced the one asked for */
+    size_t qlen = sizeof buf;
+    long kib = 0;
+    if (rd_kafka_conf_get(conf, "queued.max.messages.kbytes", buf, &qlen) == RD_KAFKA_CONF_OK)
+        kib = strtol(buf, NULL, 10);
+    c->prefetch_bytes = (int64_t)(kib > 0 ? kib : SB_KAFKA_PREFETCH_KIB) * 1024;
     rd_kafka_conf_set_opaque(conf, c);
     rd_kafka_conf_set_error_cb(conf, on_consumer_error);
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
@@ -465,7 +471,6 @@ sb_kafka_consumer_t *sb_kafka_consumer_new(const sb_config_t *cfg, const char *g
     conf = NULL; /* owned by rk */
     rd_kafka_poll_set_consumer(c->rk);
     c->cq = rd_kafka_queue_get_consumer(c->rk); /* an extra reference to the queue */
-    c->prefetch_bytes = (int64_t)(prefetch_kib > 0 ? prefetch_kib : SB_KAFKA_PREFETCH_KIB) * 1024;
     c->avg_bytes = 256;
 
     subs = rd_kafka_topic_partition_list_new((int)n);

@@ -94,14 +94,11 @@ static int start(disp_t *d)
         char group[600];
         snprintf(group, sizeof group, "%s.dispatcher", cfg->kafka.group);
         const char *topics[] = {cfg->topics.interactions};
-        /* 32 MiB of prefetch, about a second of events at full speed: with the default
-         * 8 MiB the consumer ran dry while librdkafka waited out its one-second pause after
-         * a full queue, and a backlog drained at 25,000-29,000 events/s instead of about
-         * 70,000 (docs/benchmarks.md). Waking the fetcher early (kafka.c refill()) did not
-         * change that here, as it did for the aggregator: 8 MiB with it still gave 25,000-
-         * 27,000/s. Steady-state memory is not affected: the queue only fills while there is
-         * a backlog. */
-        d->consumer = sb_kafka_consumer_new(cfg, group, topics, 1, 32768, err, sizeof err);
+        /* the default 8 MiB of prefetch: with the consumer waking librdkafka's fetcher once
+         * the queue is half drained (kafka.c refill()), a backlog drains as fast as with the
+         * 32 MiB it needed before, and the peak while draining one fell from about 80 MiB to
+         * 44-50 MiB (docs/benchmarks.md) */
+        d->consumer = sb_kafka_consumer_new(cfg, group, topics, 1, 0, err, sizeof err);
         if (!d->consumer) goto fail;
     }
     if (mqtt) {

@@ -372,8 +372,11 @@ START_TEST(backlog_drains_without_idle_seconds)
     ck_assert_int_eq(t.n_ok, BL_N);
 
     sb_config_t small = cfg;
+    /* the queue limit set through kafka.properties, as an operator would: the consumer must
+     * size its wake-ups by the limit in effect, not the one it asked for */
     sb_kv_t more[] = {
         props[0],
+        {(char[]){"queued.max.messages.kbytes"}, (char[]){"32"}},
         {(char[]){"fetch.max.bytes"}, (char[]){"16384"}},
         {(char[]){"max.partition.fetch.bytes"}, (char[]){"4096"}},
         {(char[]){"message.max.bytes"}, (char[]){"16384"}},
@@ -381,7 +384,7 @@ START_TEST(backlog_drains_without_idle_seconds)
     small.kafka.properties = more;
     small.kafka.n_properties = sizeof more / sizeof more[0];
     const char *topics[] = {"t.backlog"};
-    sb_kafka_consumer_t *c = sb_kafka_consumer_new(&small, "g.backlog", topics, 1, 32, err,
+    sb_kafka_consumer_t *c = sb_kafka_consumer_new(&small, "g.backlog", topics, 1, 0, err,
                                                    sizeof err);
     ck_assert_msg(c != NULL, "consumer: %s", err);
     int *seen = calloc(BL_N, sizeof *seen);
