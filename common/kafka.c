@@ -907,25 +907,41 @@ static int scan_run(rd_kafka_t *rk, const char *topic, scan_part_t *sp, size_t n
     return count;
 }
 
-int sb_kafka_topic_check(const sb_config_t *cfg, const char *topic, int timeout_ms, char *err,
-                         size_t errlen)
+/* A consumer handle outside any group's life (scans, checks): its metadata requests never
+ * create topics (allow.auto.create.topics is false for consumers). NULL with err. */
+static rd_kafka_t *loose_consumer(const sb_config_t *cfg, const char *name, const prop_t *defaults,
+                                  char *err, size_t errlen)
 {
-    /* a consumer handle: its metadata requests do not create topics (allow.auto.create.topics
-     * is false for consumers) */
-    static const prop_t defaults[] = {{"group.id", "surveybus-check"}, {NULL, NULL}};
     char buf[512];
-    rd_kafka_conf_t *conf = conf_build(cfg, "surveybus-check", defaults, err, errlen);
-    if (!conf) return -1;
+    rd_kafka_conf_t *conf = conf_build(cfg, name, defaults, err, errlen);
+    if (!conf) return NULL;
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, buf, sizeof buf);
     if (!rk) {
         rd_kafka_conf_destroy(conf);
-        return sb_fail(err, errlen, "kafka: %s", buf);
+        sb_fail(err, errlen, "kafka %s: %s", name, buf);
     }
+    return rk;
+}
+
+/* The metadata of one topic (*md, to be destroyed when set); an unknown topic is an error. */
+static rd_kafka_resp_err_t topic_metadata(rd_kafka_t *rk, rd_kafka_topic_t *rkt, int timeout_ms,
+                                          const struct rd_kafka_metadata **md)
+{
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, md, timeout_ms);
+    if (!e && (*md)->topic_cnt != 1) e = RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+    if (!e) e = (*md)->topics[0].err;
+    return e;
+}
+
+int sb_kafka_topic_check(const sb_config_t *cfg, const char *topic, int timeout_ms, char *err,
+                         size_t errlen)
+{
+    static const prop_t defaults[] = {{"group.id", "surveybus-check"}, {NULL, NULL}};
+    rd_kafka_t *rk = loose_consumer(cfg, "surveybus-check", defaults, err, errlen);
+    if (!rk) return -1;
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
     const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
-    if (!e && md->topic_cnt != 1) e = RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
-    if (!e) e = md->topics[0].err;
+    rd_kafka_resp_err_t e = topic_metadata(rk, rkt, timeout_ms, &md);
     int rc = e ? -1 : md->topics[0].partition_cnt;
     if (e == RD_KAFKA_RESP_ERR__TIMED_OUT || e == RD_KAFKA_RESP_ERR__TRANSPORT)
         sb_fail(err, errlen, "no answer from the brokers (%s) within %d ms", cfg->kafka.brokers,
@@ -949,7 +965,6 @@ int sb_kafka_scan(const sb_config_t *cfg, const char *topic, int64_t since_ms, s
         {"auto.offset.reset", "earliest"},
         {NULL, NULL},
     };
-    char buf[512];
     int64_t deadline = sb_mono_ms() + timeout_ms;
     rd_kafka_t *rk = NULL;
     rd_kafka_topic_t *rkt = NULL;
@@ -959,20 +974,12 @@ int sb_kafka_scan(const sb_config_t *cfg, const char *topic, int64_t since_ms, s
     size_t n = 0;
     int rc = -1;
 
-    rd_kafka_conf_t *conf = conf_build(cfg, "surveybus-scan", defaults, err, errlen);
-    if (!conf) return -1;
-    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, buf, sizeof buf);
-    if (!rk) {
-        rd_kafka_conf_destroy(conf);
-        return sb_fail(err, errlen, "kafka scan: %s", buf);
-    }
+    if (!(rk = loose_consumer(cfg, "surveybus-scan", defaults, err, errlen))) return -1;
     rd_kafka_poll_set_consumer(rk);
 
     /* Partitions and their current ends. */
     rkt = rd_kafka_topic_new(rk, topic, NULL);
-    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, (int)(deadline - sb_mono_ms()));
-    if (!e && md->topic_cnt != 1) e = RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
-    if (!e) e = md->topics[0].err;
+    rd_kafka_resp_err_t e = topic_metadata(rk, rkt, (int)(deadline - sb_mono_ms()), &md);
     if (e) {
         sb_fail(err, errlen, "scan_failed: %s: metadata: %s", topic, rd_kafka_err2str(e));
         goto fail;

@@ -77,26 +77,26 @@ static bool journey_matches(const sb_journey_t *j, const sb_event_t *ev)
     return true;
 }
 
-int64_t sb_rules_remind_at(const sb_config_t *cfg, const sb_record_t *r, int64_t sent_ms)
+/* at moved out of the quiet hours of journey j in the record's zone (as is without). */
+static int64_t out_of_quiet(const sb_journey_t *j, const sb_record_t *r, int64_t at)
 {
-    if (r->remind_after_ms <= 0) return 0; /* most surveys: no lookup */
-    const sb_journey_t *j = sb_config_journey(cfg, r->journey);
-    if (!j) return 0;
-    int64_t at = sat_add(sent_ms, r->remind_after_ms);
     if (j->has_quiet)
         sb_rules_quiet_adjust(at, sb_tz_get(r->tz), j->quiet_start_min, j->quiet_end_min, &at);
     return at;
 }
 
+int64_t sb_rules_remind_at(const sb_config_t *cfg, const sb_record_t *r, int64_t sent_ms)
+{
+    if (r->remind_after_ms <= 0) return 0; /* most surveys: no lookup */
+    const sb_journey_t *j = sb_config_journey(cfg, r->journey);
+    return j ? out_of_quiet(j, r, sat_add(sent_ms, r->remind_after_ms)) : 0;
+}
+
 int64_t sb_rules_quiet_until(const sb_config_t *cfg, const sb_record_t *r, int64_t now_ms)
 {
     const sb_journey_t *j = sb_config_journey(cfg, r->journey);
-    if (!j || !j->has_quiet) return 0;
-    int64_t at = now_ms;
-    if (sb_rules_quiet_adjust(now_ms, sb_tz_get(r->tz), j->quiet_start_min, j->quiet_end_min,
-                              &at) != 1)
-        return 0;
-    return at;
+    int64_t at = j ? out_of_quiet(j, r, now_ms) : now_ms;
+    return at > now_ms ? at : 0;
 }
 
 size_t sb_rules_match(const sb_config_t *cfg, const sb_event_t *ev, sb_candidate_t *out, size_t max)

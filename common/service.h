@@ -26,9 +26,10 @@ int64_t sb_service_stop_left_ms(int64_t budget_ms);
 /* A wait of at most cap ms that ends no later than by_ms after the stop signal. */
 int sb_service_stop_wait_ms(int cap, int64_t by_ms);
 
-/* How long, from the stop signal, a service's shutdown may wait for in-flight work: it
- * leaves room for closing the clients after it. */
+/* From the stop signal: until when a service's shutdown may wait for in-flight work, and
+ * until when for closing its clients after that (the 10 s of SPEC §1 less a margin). */
 #define SB_SERVICE_DRAIN_MS 7500
+#define SB_SERVICE_CLOSE_MS 9000
 
 typedef struct sb_service {
     const char *name;     /* "dispatcher", "aggregator", ... (borrowed) */

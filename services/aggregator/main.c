@@ -251,10 +251,10 @@ static void shutdown_all(agg_t *a)
     if (redis_answered(a) && a->kin.tally) alert_sink_flush(&a->sink, a->kin.tally);
     if (redis_answered(a)) publisher_release(&a->pub); /* unless the flush went unanswered */
     close_ingest(&a->kin);
-    if (a->mqtt_pub) sb_mqtt_wait_published(a->mqtt_pub, sb_service_stop_wait_ms(2000, 8500));
+    if (a->mqtt_pub) sb_mqtt_wait_published(a->mqtt_pub, sb_service_stop_wait_ms(2000, SB_SERVICE_CLOSE_MS));
     sb_mqtt_free(a->mqtt_pub);
     if (a->producer) {
-        sb_kafka_producer_flush(a->producer, sb_service_stop_wait_ms(3000, 9000));
+        sb_kafka_producer_flush(a->producer, sb_service_stop_wait_ms(3000, SB_SERVICE_CLOSE_MS));
         sb_kafka_producer_free(a->producer);
     }
     publisher_free(&a->pub);

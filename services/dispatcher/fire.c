@@ -149,40 +149,55 @@ static int publish(firer_t *f, const sb_claimed_t *c, int64_t now_ms)
     return 0;
 }
 
-/* A claimed survey that fires more than LATE_MS after its due time (or any reminder) is
- * checked against its journey's quiet hours again: a backlog or an outage must not send it
- * in the customer's night. One that falls inside goes back to the schedule until they end.
- * Returns true when it was held back (or stays claimed, to be retried when its lease ends). */
-static bool hold_for_quiet_hours(firer_t *f, const sb_claimed_t *c, int64_t now_ms)
+/* Claims going back to the schedule, released up to 64 at a time for one due time. What a
+ * release that fails leaves claimed comes back when its lease ends. */
+typedef struct releases {
+    sb_sched_t *sched;
+    const char *member[64];
+    size_t n;
+    int64_t at;
+    uint64_t *done; /* counts the released ones (may be NULL) */
+} releases_t;
+
+static void releases_flush(releases_t *r)
 {
-    if (!c->reminder && now_ms - c->rec.due_ms <= LATE_MS) return false;
-    int64_t until = sb_rules_quiet_until(f->cfg, &c->rec, now_ms);
-    if (until <= now_ms) return false;
-    const char *member = c->member;
-    if (sb_sched_release(f->sched, &member, 1, until) == 0) {
-        f->held++;
-        sb_debug("survey held back by quiet hours member=%s until_ms=%lld", member,
-                 (long long)until);
-    }
-    return true;
+    if (r->n && sb_sched_release(r->sched, r->member, r->n, r->at) == 0 && r->done)
+        *r->done += r->n;
+    r->n = 0;
 }
 
-/* Publishes a claimed batch; the claims of what could not be sent go back to the schedule. */
+static void releases_add(releases_t *r, const char *member, int64_t at)
+{
+    if (r->n && (r->n == 64 || at != r->at)) releases_flush(r);
+    r->at = at;
+    r->member[r->n++] = member;
+}
+
+/* When a claimed survey may go out: 0 now, else the end of the quiet hours it would land
+ * in. One that fires more than LATE_MS after its due time (a backlog, an outage), and any
+ * reminder, is checked against its journey's quiet hours again; a survey fired on time was
+ * moved out of them when it was scheduled. */
+static int64_t held_until(firer_t *f, const sb_claimed_t *c, int64_t now_ms)
+{
+    if (!c->reminder && now_ms - c->rec.due_ms <= LATE_MS) return 0;
+    int64_t until = sb_rules_quiet_until(f->cfg, &c->rec, now_ms);
+    return until > now_ms ? until : 0;
+}
+
+/* Publishes a claimed batch; the claims of what could not be sent go back to the schedule,
+ * and those held back by quiet hours go back until they end. */
 static void publish_batch(firer_t *f, const sb_claimed_t *batch, size_t n, int64_t now_ms)
 {
-    const char *rel[64];
-    size_t nrel = 0;
+    releases_t failed = {.sched = f->sched}, held = {.sched = f->sched, .done = &f->held};
     for (size_t i = 0; i < n; i++) {
-        if (hold_for_quiet_hours(f, &batch[i], now_ms)) continue;
-        if (publish(f, &batch[i], now_ms) != 0) {
-            rel[nrel++] = batch[i].member;
-            if (nrel == 64) {
-                sb_sched_release(f->sched, rel, nrel, now_ms + 1000);
-                nrel = 0;
-            }
-        }
+        int64_t until = held_until(f, &batch[i], now_ms);
+        if (until)
+            releases_add(&held, batch[i].member, until);
+        else if (publish(f, &batch[i], now_ms) != 0)
+            releases_add(&failed, batch[i].member, now_ms + 1000);
     }
-    if (nrel) sb_sched_release(f->sched, rel, nrel, now_ms + 1000);
+    releases_flush(&held);
+    releases_flush(&failed);
 }
 
 int firer_fire(firer_t *f, int64_t now_ms, size_t max_inflight)

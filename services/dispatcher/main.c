@@ -66,7 +66,7 @@ static int open_ingest_ctx(disp_t *d, ingest_ctx_t *ic, bool own_producer, char 
 static void close_ingest_ctx(ingest_ctx_t *ic, bool own_producer)
 {
     if (own_producer && ic->producer) {
-        sb_kafka_producer_flush(ic->producer, sb_service_stop_wait_ms(3000, 8500));
+        sb_kafka_producer_flush(ic->producer, sb_service_stop_wait_ms(3000, SB_SERVICE_CLOSE_MS));
         sb_kafka_producer_free(ic->producer);
     }
     ingest_ctx_free_buffers(ic);
@@ -197,9 +197,9 @@ static void shutdown_all(disp_t *d)
         if (d->fire.inflight && d->producer) sb_kafka_producer_poll(d->producer, 50);
     }
     /* the answer to an acknowledgement still in Redis, unless waiting out the command
-     * timeout could take the stop past 9 s: unanswered, its surveys stay claimed and are
+     * timeout could take the stop past its close budget: unanswered, its surveys stay claimed and are
      * recovered (found on Kafka, never sent twice) after the lease */
-    if (!d->fire.ack_pending || sb_service_stop_left_ms(9000) >= SB_STORE_TIMEOUT_MS)
+    if (!d->fire.ack_pending || sb_service_stop_left_ms(SB_SERVICE_CLOSE_MS) >= SB_STORE_TIMEOUT_MS)
         firer_settle_wait(&d->fire);
     if (d->fire.inflight)
         sb_warn("stopping with %zu unconfirmed requests; their claims recover after the lease",
@@ -211,13 +211,13 @@ static void shutdown_all(disp_t *d)
     }
     sb_mqtt_free(d->mqtt_sub); /* unacknowledged MQTT events are redelivered */
     close_ingest_ctx(&d->min, true);
-    if (d->mqtt_pub) sb_mqtt_wait_published(d->mqtt_pub, sb_service_stop_wait_ms(1000, 9000));
+    if (d->mqtt_pub) sb_mqtt_wait_published(d->mqtt_pub, sb_service_stop_wait_ms(1000, SB_SERVICE_CLOSE_MS));
     sb_mqtt_free(d->mqtt_pub);
     firer_free(&d->fire);
     sb_sched_free(d->ack_sched);
     sb_store_free(d->ack_store);
     if (d->producer) {
-        sb_kafka_producer_flush(d->producer, sb_service_stop_wait_ms(1000, 9000));
+        sb_kafka_producer_flush(d->producer, sb_service_stop_wait_ms(1000, SB_SERVICE_CLOSE_MS));
         sb_kafka_producer_free(d->producer);
     }
     d->kin.producer = NULL;

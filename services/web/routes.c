@@ -93,12 +93,16 @@ static int query_read(struct MHD_Connection *c, query_t *q)
 
 /* ---------------------------------------------------------------- /api/metrics */
 
-/* True (with the reason in err) once the service is stopping. */
-static bool stopping(char *err, size_t len)
+/* sb_snapshot_read on the shared connection (w->lock held), refused at once (-1, "stopping")
+ * once the service stops: a stop must not queue behind Redis calls that time out. */
+static int read_snapshot(web_t *w, const sb_snapshot_filter_t *f, sb_tally_snapshot_t *snap,
+                         sb_snapshot_slice_t **slices, size_t *n, char *err, size_t len)
 {
-    if (!sb_service_stop) return false;
-    snprintf(err, len, "stopping");
-    return true;
+    if (sb_service_stop) {
+        snprintf(err, len, "stopping");
+        return -1;
+    }
+    return sb_snapshot_read(w->tally, w->store, f, snap, slices, n, err, len);
 }
 
 static int api_metrics(web_t *w, struct MHD_Connection *c)
@@ -116,9 +120,7 @@ static int api_metrics(web_t *w, struct MHD_Connection *c)
     size_t n, failed = 0;
     char *json = NULL;
     pthread_mutex_lock(&w->lock);
-    if (stopping(err, sizeof err)) {
-        /* answered at once: a stop must not queue behind Redis calls that time out */
-    } else if (sb_snapshot_read(w->tally, w->store, &f, &snap, &slices, &n, err, sizeof err) == 0) {
+    if (read_snapshot(w, &f, &snap, &slices, &n, err, sizeof err) == 0) {
         json = sb_snapshot_json(w->cfg, &snap, &f, slices, n, &failed);
         free(slices);
         sb_tally_snapshot_free(&snap);
@@ -174,10 +176,7 @@ static int api_stream(web_t *w, struct MHD_Connection *c)
     events_t e = {0};
     int rc = -1;
     pthread_mutex_lock(&w->lock);
-    if (stopping(err, sizeof err)) {
-        /* as above */
-    } else if (sb_snapshot_read(w->tally, w->store, &every, &snap, &slices, &n, err,
-                                sizeof err) == 0) {
+    if (read_snapshot(w, &every, &snap, &slices, &n, err, sizeof err) == 0) {
         rc = sb_snapshot_each(w->cfg, &snap, &every, slices, n, add_event, &e, &failed);
         free(slices);
         sb_tally_snapshot_free(&snap);
