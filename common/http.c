@@ -113,7 +113,7 @@ static deps_t check_deps(sb_http_t *h)
 {
     const sb_http_probe_t *p = &h->probe;
     deps_t d = {0};
-    d.redis = sb_store_up(h->store);
+    d.redis = sb_store_up(h->store) && (!p->writes || sb_store_writable(h->store, p->service));
     d.kafka_on = p->producer || p->consumer;
     d.kafka = (!p->producer || sb_kafka_producer_up(p->producer)) &&
               (!p->consumer || sb_kafka_consumer_up(p->consumer));

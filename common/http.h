@@ -39,6 +39,8 @@ void sb_http_latency_observe(sb_http_latency_t *l, int64_t us);
 typedef struct sb_http_probe {
     const sb_config_t *cfg;
     const char *service;            /* "dispatcher", "aggregator": names the stats hash */
+    bool writes;                    /* the service writes to Redis: its health needs writes to
+                                       go through (sb_store_writable), not only PING */
     sb_kafka_producer_t *producer;
     sb_kafka_consumer_t *consumer;
     sb_mqtt_t *mqtt;

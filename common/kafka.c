@@ -19,6 +19,7 @@
 #define CLOSE_TIMEOUT_MS 4000 /* then destroy may block up to session.timeout.ms */
 #define PROBE_INTERVAL_MS 1000
 #define PROBE_TIMEOUT_MS 200
+#define CLOSE_PROBE_MS 1000 /* out of CLOSE_TIMEOUT_MS */
 #define ASSIGNMENT_STRATEGY "cooperative-sticky"
 #define SCAN_POLL_MS 100
 #define REFILL_TIMEOUT_MS 5 /* refill(): the longest it waits for the answers (not needed) */
@@ -32,6 +33,7 @@ typedef struct prop {
 typedef struct health {
     atomic_bool down;
     atomic_bool fatal;
+    atomic_bool closing; /* the handle is being closed: its brokers going away is expected */
     atomic_llong next_probe_ms;
 } health_t;
 
@@ -94,6 +96,10 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, health_t *h)
         return;
     }
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+        if (atomic_load(&h->closing)) {
+            sb_debug("kafka connections closed client=%s", rd_kafka_name(rk));
+            return;
+        }
         if (!atomic_exchange(&h->down, true))
             sb_warn("kafka brokers down client=%s reason=\"%s\"", rd_kafka_name(rk), reason);
         return;
@@ -112,7 +118,19 @@ static void mark_up(rd_kafka_t *rk, health_t *h)
         sb_info("kafka brokers reachable client=%s", rd_kafka_name(rk));
 }
 
-/* See sb_kafka_up: while marked down, asks for metadata at most once a second. */
+/* Asks the brokers for metadata, waiting up to timeout_ms; marks them up if they answer. */
+static bool probe(rd_kafka_t *rk, health_t *h, int timeout_ms)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    if (rd_kafka_metadata(rk, 0, NULL, &md, timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return false;
+    rd_kafka_metadata_destroy(md);
+    mark_up(rk, h);
+    return true;
+}
+
+/* See sb_kafka_up: while marked down, asks for metadata at most once a second. The mark is
+ * cleared only by a probe or a message, so it outlives an outage on an idle handle. */
 static bool health_up(rd_kafka_t *rk, health_t *h)
 {
     if (atomic_load(&h->fatal)) return false;
@@ -121,12 +139,7 @@ static bool health_up(rd_kafka_t *rk, health_t *h)
     if (now < next ||
         !atomic_compare_exchange_strong(&h->next_probe_ms, &next, now + PROBE_INTERVAL_MS))
         return false;
-    const struct rd_kafka_metadata *md = NULL;
-    if (rd_kafka_metadata(rk, 0, NULL, &md, PROBE_TIMEOUT_MS) != RD_KAFKA_RESP_ERR_NO_ERROR)
-        return false;
-    rd_kafka_metadata_destroy(md);
-    mark_up(rk, h);
-    return true;
+    return probe(rk, h, PROBE_TIMEOUT_MS);
 }
 
 /* Builds the common part of a client configuration: brokers, client id, logging, then the
@@ -282,9 +295,23 @@ bool sb_kafka_producer_up(sb_kafka_producer_t *p)
     return health_up(p->rk, &p->health);
 }
 
+int sb_kafka_producer_close(sb_kafka_producer_t *p, int flush_ms)
+{
+    if (!p) return 0;
+    /* Events queued before the close are old news from a handle nobody polled while it was
+     * idle (an outage it lived through, reported only now): served quietly first. */
+    atomic_store(&p->health.closing, true);
+    rd_kafka_poll(p->rk, 0);
+    atomic_store(&p->health.closing, false);
+    int rc = sb_kafka_producer_flush(p, flush_ms);
+    sb_kafka_producer_free(p);
+    return rc;
+}
+
 void sb_kafka_producer_free(sb_kafka_producer_t *p)
 {
     if (!p) return;
+    atomic_store(&p->health.closing, true);
     if (rd_kafka_outq_len(p->rk) > 0) {
         rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         rd_kafka_flush(p->rk, 1000); /* serves the purged messages' reports */
@@ -793,7 +820,13 @@ void sb_kafka_consumer_close(sb_kafka_consumer_t *c)
     bool keep = !atomic_load(&c->assigned_once) && rd_kafka_version() < 0x020300ff;
     int flags = 0;
     c->close_deadline = sb_mono_ms() + CLOSE_TIMEOUT_MS;
-    if (!atomic_load(&c->health.fatal) && health_up(c->rk, &c->health)) {
+    /* Still marked down (an idle consumer keeps the mark after an outage until something
+     * probes): ask now, giving the brokers up to a second to answer, so that a stop after an
+     * outage still commits and leaves the group instead of leaving its partitions idle until
+     * the session times out. */
+    bool up = !atomic_load(&c->health.fatal) &&
+              (!atomic_load(&c->health.down) || probe(c->rk, &c->health, CLOSE_PROBE_MS));
+    if (up) {
         commit_wait(c, commit_budget(c));
         /* Close in the background and serve its rebalance events here, with a deadline. */
         rd_kafka_queue_t *q = rd_kafka_queue_new(c->rk);
@@ -831,6 +864,7 @@ void sb_kafka_consumer_close(sb_kafka_consumer_t *c)
         return; /* c stays too: it is the handle's opaque */
     }
     if (c->cq) rd_kafka_queue_destroy(c->cq);
+    atomic_store(&c->health.closing, true);
     rd_kafka_destroy_flags(c->rk, flags);
     free(c->group);
     free(c);

@@ -51,6 +51,9 @@ size_t sb_kafka_producer_outq(const sb_kafka_producer_t *p);
 /* The reason of the last failure of this handle ("" when none). Borrowed. */
 const char *sb_kafka_producer_error(const sb_kafka_producer_t *p);
 
+/* Flushes for up to flush_ms, then frees (below). Returns the flush's result. NULL: 0. */
+int sb_kafka_producer_close(sb_kafka_producer_t *p, int flush_ms);
+
 /* Purges what is still queued (each such message gets a failed delivery report), then
  * destroys. Call sb_kafka_producer_flush first to deliver instead. NULL is a no-op. */
 void sb_kafka_producer_free(sb_kafka_producer_t *p);

@@ -372,7 +372,7 @@ static redisReply *run(sb_sched_t *s, const sb_store_script_t *sc, const char *w
 {
     redisReply *r = sb_store_eval(s->store, sc, 0, s->args.argc, s->args.argv, s->args.lens);
     if (r && r->type == REDIS_REPLY_ERROR) {
-        sb_error("redis script failed op=%s err=\"%s\"", what, r->str);
+        sb_store_refused(s->store, what, r->str);
         freeReplyObject(r);
         return NULL;
     }
@@ -571,7 +571,7 @@ static redisReply *receive(sb_sched_t *s, const sb_store_script_t *sc, const cha
         return run(s, sc, what);
     }
     if (r->type == REDIS_REPLY_ERROR) {
-        sb_error("redis script failed op=%s err=\"%s\"", what, r->str);
+        sb_store_refused(s->store, what, r->str);
         freeReplyObject(r);
         return NULL;
     }

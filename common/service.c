@@ -191,6 +191,17 @@ int sb_service_produce_all(sb_kafka_producer_t *p, sb_wait_t *w, const sb_outmsg
 
 void sb_service_wait_redis(sb_store_t *store, sb_kafka_consumer_t *c)
 {
+    if (store->err == SB_STORE_ERR_REFUSED) {
+        /* Redis answers but refused the call (full, writes stopped...): PING would say it is
+         * up at once, so wait on a back-off instead, paused, then try the call again */
+        int ms = sb_store_refusal_wait_ms(store);
+        sb_warn("redis refused the batch, pausing consumption for %d ms err=\"%s\"", ms,
+                store->errstr);
+        if (c) sb_kafka_pause(c);
+        sb_service_sleep(ms);
+        if (c) sb_kafka_resume(c);
+        return;
+    }
     sb_warn("redis unavailable, pausing consumption err=\"%s\"", store->errstr);
     if (c) sb_kafka_pause(c);
     if (sb_store_wait_up(store, &sb_service_stop) == 0) sb_info("redis back, resuming");

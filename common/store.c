@@ -481,6 +481,35 @@ bool sb_store_up(sb_store_t *s)
     return false;
 }
 
+void sb_store_refused(sb_store_t *s, const char *what, const char *reply)
+{
+    sb_error("redis script failed op=%s err=\"%s\"", what, reply ? reply : "");
+    set_err(s, SB_STORE_ERR_REFUSED, "redis_refused: %s", reply ? reply : "error reply");
+}
+
+int sb_store_refusal_wait_ms(sb_store_t *s)
+{
+    int64_t now = sb_mono_ms();
+    int ms = s->refused_ms && now - s->refused_ms < 30000 ? s->refusal_wait_ms * 2 : 100;
+    if (ms > 5000) ms = 5000;
+    s->refused_ms = now;
+    s->refusal_wait_ms = ms;
+    return ms;
+}
+
+bool sb_store_writable(sb_store_t *s, const char *name)
+{
+    if (begin(s)) return false;
+    char key[400];
+    snprintf(key, sizeof key, "%shealth:%s", s->prefix, name);
+    redisReply *r = finish(s, redisCommand(s->c, "SET %s %lld PX 60000", key, sb_now_ms()));
+    if (!r) return false;
+    bool ok = r->type == REDIS_REPLY_STATUS && strcmp(r->str, "OK") == 0;
+    if (!ok) set_err(s, SB_STORE_ERR_SERVER, "redis_refuses_writes: %s", r->str ? r->str : "bad reply");
+    freeReplyObject(r);
+    return ok;
+}
+
 int sb_store_wait_up(sb_store_t *s, volatile sig_atomic_t *stop)
 {
     for (;;) {

@@ -19,7 +19,9 @@ enum {
     SB_STORE_OK = 0,
     SB_STORE_ERR_CONN,   /* server unreachable or connection lost: retry later */
     SB_STORE_ERR_SERVER, /* the server refused (AUTH, SELECT, SCRIPT LOAD, LOADING ...) */
-    SB_STORE_ERR_USAGE   /* misuse: pipeline count mismatch, key too long, bad argument */
+    SB_STORE_ERR_USAGE,  /* misuse: pipeline count mismatch, key too long, bad argument */
+    SB_STORE_ERR_REFUSED /* a script failed on the server (out of memory, writes stopped, a
+                            read-only replica...): it answers, but not this call, for now */
 };
 
 /* Like hiredis' redisContext, err and errstr describe the last failed call (err is reset to
@@ -39,6 +41,8 @@ typedef struct sb_store {
     bool was_up;         /* for logging transitions once */
     int timeout_ms;      /* command timeout; 0: SB_STORE_TIMEOUT_MS */
     char last_fail[160]; /* why the last connection attempt failed, for the back-off's error */
+    int64_t refused_ms;  /* monotonic ms of the last refusal (sb_store_refused) */
+    int refusal_wait_ms; /* the wait that followed it (sb_store_refusal_wait_ms) */
 } sb_store_t;
 
 /* A Lua script known by its SHA1, usable across Redis restarts (see sb_store_eval). */
@@ -101,6 +105,19 @@ int sb_store_eval_send(sb_store_t *s, const sb_store_script_t *sc, int nkeys, in
 /* Sends PING (connecting first if allowed by the back-off) and returns true on PONG; the
  * round trip is then available from sb_store_rtt_us. */
 bool sb_store_up(sb_store_t *s);
+
+/* A script's error reply r (what: the caller's name for the call): logged, and kept as the
+ * handle's error, SB_STORE_ERR_REFUSED. */
+void sb_store_refused(sb_store_t *s, const char *what, const char *reply);
+
+/* How long to wait before retrying after a refusal: 100 ms, doubling for each refusal that
+ * follows within 30 s of the one before, up to 5 s. */
+int sb_store_refusal_wait_ms(sb_store_t *s);
+
+/* Whether the server takes writes: sets <prefix>health:<name> to the time (60 s lifetime).
+ * PING still answers while Redis refuses writes (out of memory under noeviction, a failed
+ * RDB save with stop-writes-on-bgsave-error, a read-only replica); this does not. */
+bool sb_store_writable(sb_store_t *s, const char *name);
 /* Blocks until the server answers PING, retrying with the back-off. Returns 0 when up, -1
  * as soon as stop (may be NULL) becomes non-zero. */
 int sb_store_wait_up(sb_store_t *s, volatile sig_atomic_t *stop);

@@ -360,7 +360,7 @@ static redisReply *run(sb_tally_t *t, sb_store_t *st, const sb_store_script_t *s
 {
     redisReply *r = sb_store_eval(st, sc, 0, t->args.argc, t->args.argv, t->args.lens);
     if (r && r->type == REDIS_REPLY_ERROR) {
-        sb_error("redis script failed op=%s err=\"%s\"", what, r->str);
+        sb_store_refused(st, what, r->str);
         freeReplyObject(r);
         return NULL;
     }
@@ -889,7 +889,7 @@ static int batch_reply(sb_tally_t *t, sb_tally_batch_t *tb, sb_tally_item_t *ite
     int rc = -1;
     if (!r) return -1;
     if (r->type == REDIS_REPLY_ERROR) {
-        sb_error("redis script failed op=tally err=\"%s\"", r->str);
+        sb_store_refused(t->store, "tally", r->str);
     } else if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
                r->element[0]->type != REDIS_REPLY_INTEGER) {
         sb_error("tally script returned an unexpected reply type=%d", r->type);

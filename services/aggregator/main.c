@@ -172,6 +172,7 @@ static int start(agg_t *a)
         static const char *const queues[] = {"alertq", NULL};
         sb_http_probe_t probe = {.cfg = cfg,
                                  .service = "aggregator",
+                                 .writes = true,
                                  .producer = a->producer,
                                  .consumer = a->consumer,
                                  .mqtt = a->mqtt_sub ? a->mqtt_sub : a->mqtt_pub,
@@ -253,10 +254,7 @@ static void shutdown_all(agg_t *a)
     close_ingest(&a->kin);
     if (a->mqtt_pub) sb_mqtt_wait_published(a->mqtt_pub, sb_service_stop_wait_ms(2000, SB_SERVICE_CLOSE_MS));
     sb_mqtt_free(a->mqtt_pub);
-    if (a->producer) {
-        sb_kafka_producer_flush(a->producer, sb_service_stop_wait_ms(3000, SB_SERVICE_CLOSE_MS));
-        sb_kafka_producer_free(a->producer);
-    }
+    sb_kafka_producer_close(a->producer, sb_service_stop_wait_ms(3000, SB_SERVICE_CLOSE_MS));
     publisher_free(&a->pub);
 }
 

@@ -326,10 +326,7 @@ out:
     free(parts.p);
     json_decref(planned);
     if (c) sb_kafka_consumer_close(c);
-    if (p) {
-        sb_kafka_producer_flush(p, 5000);
-        sb_kafka_producer_free(p);
-    }
+    sb_kafka_producer_close(p, 5000);
     sb_mqtt_free(m);
     sb_config_free(cfg);
     return rc;

@@ -56,7 +56,8 @@ static void usage(FILE *out)
 
 void ctl_print_json(json_t *o, size_t flags)
 {
-    char *s = o ? json_dumps(o, JSON_COMPACT | flags) : NULL;
+    /* 15 significant digits: 0.6 prints as given, not as 0.59999999999999998 */
+    char *s = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15) | flags) : NULL;
     if (s) printf("%s\n", s);
     free(s);
     json_decref(o);

@@ -392,8 +392,7 @@ out:
         sb_kafka_consumer_close(cons);
     }
     if (s->prod) {
-        sb_kafka_producer_flush(s->prod, 5000);
-        sb_kafka_producer_free(s->prod); /* what is still queued is reported undelivered */
+        sb_kafka_producer_close(s->prod, 5000); /* what is still queued is reported undelivered */
         if (s->undelivered) {
             fprintf(stderr, "surveybusctl: simulate: %llu Kafka messages were not delivered\n",
                     (unsigned long long)s->undelivered);

@@ -65,10 +65,8 @@ static int open_ingest_ctx(disp_t *d, ingest_ctx_t *ic, bool own_producer, char 
 
 static void close_ingest_ctx(ingest_ctx_t *ic, bool own_producer)
 {
-    if (own_producer && ic->producer) {
-        sb_kafka_producer_flush(ic->producer, sb_service_stop_wait_ms(3000, SB_SERVICE_CLOSE_MS));
-        sb_kafka_producer_free(ic->producer);
-    }
+    if (own_producer)
+        sb_kafka_producer_close(ic->producer, sb_service_stop_wait_ms(3000, SB_SERVICE_CLOSE_MS));
     ingest_ctx_free_buffers(ic);
     sb_sched_free(ic->sched);
     sb_store_free(ic->store);
@@ -121,6 +119,7 @@ static int start(disp_t *d)
         static const char *const queues[] = {"sched", "inflight", NULL};
         sb_http_probe_t probe = {.cfg = cfg,
                                  .service = "dispatcher",
+                                 .writes = true,
                                  .producer = d->producer,
                                  .consumer = d->consumer,
                                  .mqtt = d->mqtt_sub ? d->mqtt_sub : d->mqtt_pub,
@@ -216,10 +215,7 @@ static void shutdown_all(disp_t *d)
     firer_free(&d->fire);
     sb_sched_free(d->ack_sched);
     sb_store_free(d->ack_store);
-    if (d->producer) {
-        sb_kafka_producer_flush(d->producer, sb_service_stop_wait_ms(1000, SB_SERVICE_CLOSE_MS));
-        sb_kafka_producer_free(d->producer);
-    }
+    sb_kafka_producer_close(d->producer, sb_service_stop_wait_ms(1000, SB_SERVICE_CLOSE_MS));
     d->kin.producer = NULL;
     close_ingest_ctx(&d->kin, false);
 }

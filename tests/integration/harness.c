@@ -502,3 +502,21 @@ void sb_h_fired(sb_store_t *st, const char *inter, sb_kind_t kind, const char *c
     sb_record_survey_id(inter, r->journey, id);
     sb_h_store_record(st, r, id);
 }
+
+long sb_h_log_sum(sb_h_t *h, const char *log, const char *pattern, int *lines)
+{
+    char path[600], line[4096];
+    snprintf(path, sizeof path, "%s/%s", h->dir, log);
+    FILE *f = fopen(path, "r");
+    long sum = 0;
+    if (lines) *lines = 0;
+    if (!f) return 0;
+    while (fgets(line, sizeof line, f)) {
+        char *p = strstr(line, pattern);
+        if (!p) continue;
+        sum += strtol(p + strlen(pattern), NULL, 10);
+        if (lines) (*lines)++;
+    }
+    fclose(f);
+    return sum;
+}

@@ -186,32 +186,13 @@ static void disp_kill9(pid_t pid)
     ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
 }
 
-/* Sum of N over the lines "... <pattern>N ..." of a log file in the harness dir. */
-static long log_sum(const char *log, const char *pattern, int *lines)
-{
-    char path[600], line[4096];
-    snprintf(path, sizeof path, "%s/%s", h.dir, log);
-    FILE *f = fopen(path, "r");
-    long sum = 0;
-    if (lines) *lines = 0;
-    if (!f) return 0;
-    while (fgets(line, sizeof line, f)) {
-        char *p = strstr(line, pattern);
-        if (!p) continue;
-        sum += strtol(p + strlen(pattern), NULL, 10);
-        if (lines) (*lines)++;
-    }
-    fclose(f);
-    return sum;
-}
-
 /* Waits until a log file in the harness dir has a line containing pattern. */
 static bool log_wait(const char *log, const char *pattern, int timeout_ms)
 {
     int64_t end = sb_mono_ms() + timeout_ms;
     int lines = 0;
     for (;;) {
-        log_sum(log, pattern, &lines);
+        sb_h_log_sum(&h, log, pattern, &lines);
         if (lines > 0) return true;
         if (sb_mono_ms() > end) return false;
         sleep_ms(50);
@@ -802,8 +783,8 @@ START_TEST(two_instances_publish_each_due_survey_once)
     disp_stop(b);
     /* both took part: their own confirmed counts (logged on report and at exit) add up */
     int la, lb;
-    long fa = log_sum("t3-a.log", "fired count=", &la),
-         fb = log_sum("t3-b.log", "fired count=", &lb);
+    long fa = sb_h_log_sum(&h, "t3-a.log", "fired count=", &la),
+         fb = sb_h_log_sum(&h, "t3-b.log", "fired count=", &lb);
     ck_assert_msg(fa > 0 && fb > 0, "instance a fired %ld, b fired %ld", fa, fb);
     ck_assert_int_eq(fa + fb, TWO_N);
     env_close(&e);
@@ -932,8 +913,8 @@ START_TEST(kill9_mid_firing_and_ingest_loses_nothing_and_repeats_nothing)
     /* the claims the dead one held were recovered by the new one: those already on Kafka
      * acknowledged, the others published again */
     int lines = 0;
-    long acked = log_sum("t4-2.log", "recovered expired claims already_published=", &lines);
-    long requeued = log_sum("t4-2.log", " requeued=", NULL);
+    long acked = sb_h_log_sum(&h, "t4-2.log", "recovered expired claims already_published=", &lines);
+    long requeued = sb_h_log_sum(&h, "t4-2.log", " requeued=", NULL);
     fprintf(stderr,
             "t4: killed after %d tries with %zu claims in flight (%zu of them already on Kafka), "
             "%lld consumed, %lld fired; recovery: %ld already published, %ld requeued; %lld "
@@ -1015,7 +996,7 @@ START_TEST(redis_restart_mid_stream_loses_nothing)
 
     ck_assert_int_eq(stat_wait(&e, "fired|t5-csat", RR_N, 40000), RR_N);
     int outages = 0;
-    log_sum("t5.log", "redis unavailable, pausing consumption", &outages);
+    sb_h_log_sum(&h, "t5.log", "redis unavailable, pausing consumption", &outages);
     ck_assert_int_gt(outages, 0); /* it did notice */
     ck_assert_int_eq(stat_wait(&e, "fired|t5-visit", RR_M, 20000), RR_M);
     sleep_ms(500);
@@ -1556,6 +1537,81 @@ START_TEST(sigterm_partitioned_with_requests_in_flight)
 }
 END_TEST
 
+/* An idle dispatcher that lived through a Kafka outage stops as cleanly as any other: it
+ * commits and leaves its group (it took the brokers for unreachable, skipped both and left
+ * its partitions idle for the session timeout), and the outage reported by its idle MQTT
+ * ingest producer is not served, late, as news at the stop. */
+START_TEST(stop_after_a_kafka_outage_leaves_the_group)
+{
+    env_t e;
+    env_open(&e, "t9o",
+             "{\"journeys\":[{\"name\":\"t9o-visit\",\"on\":{\"type\":\"visit.completed\"},"
+             "\"survey\":\"csat\"}],\"mqtt_topics\":{\"interactions\":[\"t9o/+/visit\"]},"
+             "\"log\":{\"level\":\"info\"}}");
+    pid_t d = disp_start(&e, NULL, "t9o.log");
+    ck_assert(log_wait("t9o.log", "kafka assigned", 30000));
+    wait_ready(&e, 30000);
+    ck_assert_int_eq(sb_h_kafka_down(&h), 0);
+    ck_assert(log_wait("t9o.log", "brokers down", 10000));
+    sleep_ms(2000);
+    ck_assert_int_eq(sb_h_kafka_up(&h), 0);
+    sleep_ms(5000); /* librdkafka reconnects by itself; nothing is consumed */
+    int before = 0;
+    sb_h_log_sum(&h, "t9o.log", "brokers down", &before);
+    disp_stop(d);
+    int after = 0, unreachable = 0, revoked = 0;
+    sb_h_log_sum(&h, "t9o.log", "brokers down", &after);
+    sb_h_log_sum(&h, "t9o.log", "unreachable on close", &unreachable);
+    sb_h_log_sum(&h, "t9o.log", "kafka revoked", &revoked);
+    ck_assert_int_eq(after, before);
+    ck_assert_int_eq(unreachable, 0);
+    ck_assert_int_eq(revoked, 1);
+    env_close(&e);
+}
+END_TEST
+
+/* Redis full (maxmemory reached under noeviction): PING answers but the schedule script is
+ * refused. The dispatcher pauses with a back-off instead of retrying the batch at once (it
+ * retried about 1,300 times a second, four log lines each, with an empty reason), and once
+ * Redis takes writes again every event is scheduled and fired, once. */
+static void redis_config(const char *what)
+{
+    char cmd[200], *out = NULL;
+    snprintf(cmd, sizeof cmd, "redis-cli -p %d CONFIG SET %s", h.redis_port, what);
+    ck_assert_int_eq(sb_h_run(cmd, &out), 0);
+    free(out);
+}
+
+START_TEST(redis_full_pauses_with_back_off_and_loses_nothing)
+{
+    env_t e;
+    env_open(&e, "oom",
+             "{\"journeys\":[{\"name\":\"oom-csat\",\"on\":{\"kind\":\"support_ticket\"},"
+             "\"survey\":\"csat\",\"delay\":\"2s\",\"channel\":\"email\"}]}");
+    pid_t d = disp_start(&e, NULL, "oom.log");
+    wait_ready(&e, 30000);
+    stream(&e, "oom", "support_ticket", 0, 100, sb_now_ms());
+    flush_all(&e);
+    ck_assert_int_eq(stat_wait(&e, "scheduled|oom-csat", 100, 20000), 100);
+    redis_config("maxmemory 1");
+    stream(&e, "oom", "support_ticket", 100, 200, sb_now_ms());
+    flush_all(&e);
+    sleep_ms(4000);
+    int refused = 0;
+    sb_h_log_sum(&h, "oom.log", "script failed op=apply", &refused);
+    ck_assert_int_gt(refused, 0);
+    ck_assert_int_lt(refused, 40); /* a back-off from 0.1 s doubling: about 6 tries in 4 s */
+    ck_assert_int_eq(stat_get(&e, "scheduled|oom-csat"), 100);
+    redis_config("maxmemory 0");
+    ck_assert_int_eq(stat_wait(&e, "scheduled|oom-csat", 200, 20000), 200);
+    ck_assert_int_eq(stat_wait(&e, "fired|oom-csat", 200, 20000), 200);
+    sleep_ms(500);
+    ck_assert_int_eq(stat_get(&e, "fired|oom-csat"), 200);
+    disp_stop(d);
+    env_close(&e);
+}
+END_TEST
+
 START_TEST(sigterm_mid_firing_and_with_redis_down_exits_zero_and_loses_nothing)
 {
     env_t e;
@@ -1627,6 +1683,8 @@ int main(void)
     SB_H_ADD(tc, bad_events_become_dead_letters_and_the_service_goes_on);
     SB_H_ADD(tc, sigterm_mid_firing_and_with_redis_down_exits_zero_and_loses_nothing);
     SB_H_ADD(tc, sigterm_partitioned_with_requests_in_flight);
+    SB_H_ADD(tc, stop_after_a_kafka_outage_leaves_the_group);
+    SB_H_ADD(tc, redis_full_pauses_with_back_off_and_loses_nothing);
     suite_add_tcase(s, tc);
     /* one process: the Redis restart of one test must leave a Redis the next tests can use
      * (a server restarted in a forked test process would die with it) */
