@@ -81,6 +81,11 @@
     "-- A survey answered while still pending (the response overtook the acknowledgement, or\n" \
     "-- its claimer died after publishing) was sent: count it fired once and give the record\n"  \
     "-- the lifetime of a settled one (the aggregator keeps the pending record's: none).\n"     \
+    "-- A pending record whose reason is a cancel (reopened@<ms> or operator) was cancelled\n"    \
+    "-- while its request was in flight.\n"                                                     \
+    "local function cancel_waits(v)\n"                                                         \
+    "  return string.match(v, '\\31reopened@%d+$') or string.match(v, '\\31operator$')\n"   \
+    "end\n"                                                                                     \
     "local function settle_answered(key, v)\n"                                                  \
     "  if string.sub(v, 1, 1) == 'a' and redis.call('PTTL', key) == -1 then\n"                 \
     "    local _, journey = head(v)\n"                                                          \
@@ -115,6 +120,12 @@ static const char LUA_APPLY[] = LUA_PRELUDE
     "      -- pending again; the reason field keeps the time of the completion that did it\n"
     "      new = redis.call('SET', key, ARGV[i + 2] .. 'completed@' .. ARGV[i + 5])\n"
     "    end\n"
+    "    local w = old and string.sub(old, 1, 1) == 'p' and string.match(old, '\\31reopened@(%d+)$')\n"
+    "    if w and tonumber(ARGV[i + 5]) > tonumber(w) then\n"
+    "      -- completed after a reopen that waits for the survey's claim to settle: the\n"
+    "      -- survey, still scheduled or in flight, goes out after all (nothing new to schedule)\n"
+    "      redis.call('SET', key, ARGV[i + 2] .. 'completed@' .. ARGV[i + 5], 'KEEPTTL')\n"
+    "    end\n"
     "    if new then\n"
     "      timers[#timers + 1] = ARGV[i + 3]\n"
     "      timers[#timers + 1] = id\n"
@@ -146,6 +157,13 @@ static const char LUA_APPLY[] = LUA_PRELUDE
     "      setstate(key, v, 'x', why, (tail(v)))\n"
     "      count('cancelled|' .. journey)\n"
     "      res[k] = 1\n"
+    "    elseif p and redis.call('ZSCORE', infl, id) then\n"
+    "      -- claimed, its request in flight: the cancel waits in the reason field for the\n"
+    "      -- claim to settle (cancelled when claimed again after a release, sent without its\n"
+    "      -- reminder when acknowledged); the record stays pending and answerable\n"
+    "      local why = ARGV[i + 2] == '-' and 'operator' or 'reopened@' .. ARGV[i + 2]\n"
+    "      redis.call('SET', key, 'p' .. string.match(v, '^.(.*\\31)') .. why, 'KEEPTTL')\n"
+    "      res[k] = 2\n"
     "    end\n"
     "    i = i + 3\n"
     "  end\n"
@@ -230,7 +248,11 @@ static const char LUA_CLAIM[] = LUA_PRELUDE
     "    elseif st == 'p' then\n"
     "      local exp = tail(v)\n"
     "      local kind, journey, customer = head(v)\n"
-    "      if now > exp then\n"
+    "      if cancel_waits(v) then\n"
+    "        -- cancelled while in flight, and released unsent: cancelled now\n"
+    "        setstate(key, v, 'x', string.match(v, '\\31([^\\31]*)$'), exp)\n"
+    "        count('cancelled|' .. journey)\n"
+    "      elseif now > exp then\n"
     "        setbyte(key, 'e', exp)\n"
     "        count('expired|' .. journey)\n"
     "      else\n"
@@ -294,12 +316,18 @@ static const char LUA_ACK[] = LUA_PRELUDE
     "    elseif string.sub(v, 1, 1) == 'p' then\n"
     "      local exp, remind = tail(v)\n"
     "      local _, journey = head(v)\n"
-    "      setbyte(key, 'f', exp)\n"
+    "      local dropped = cancel_waits(v)\n"
+    "      if dropped then setstate(key, v, 'f', nil, exp) else setbyte(key, 'f', exp) end\n"
     "      count('fired|' .. journey)\n"
     "      local at = rats[k] > 0 and rats[k] or now + remind\n"
     "      if remind > 0 and at < exp then\n"
-    "        timers[#timers + 1] = fmt(at)\n"
-    "        timers[#timers + 1] = id .. ':r'\n"
+    "        if dropped then\n"
+    "          -- cancelled while in flight, but sent: it stays answerable, without reminder\n"
+    "          count('reminder_cancelled|' .. journey)\n"
+    "        else\n"
+    "          timers[#timers + 1] = fmt(at)\n"
+    "          timers[#timers + 1] = id .. ':r'\n"
+    "        end\n"
     "      end\n"
     "      timers[#timers + 1] = fmt(exp + 1)\n"
     "      timers[#timers + 1] = id .. ':x'\n"

@@ -43,7 +43,10 @@ enum { SB_SCHED_ADD = 1, SB_SCHED_CANCEL = 2 };
  * interaction_id is read), remembering at_ms, the reopen's time, in the record. A survey
  * scheduled anew is not cancelled by a reopen at or before the completion that scheduled it
  * (a reopen delivered again, or late): counted as a duplicate. A survey already sent stays
- * answerable, but its reminder, if still to come, is dropped ("reminder_cancelled"). */
+ * answerable, but its reminder, if still to come, is dropped ("reminder_cancelled"). A
+ * survey whose request is in flight (claimed, not yet acknowledged) keeps the cancel in its
+ * record until the claim settles: acknowledged, it is fired without its reminder; released
+ * unsent, it is cancelled when claimed again (status 2). */
 typedef struct sb_sched_op {
     int op;
     const sb_record_t *rec;
@@ -55,7 +58,8 @@ typedef sb_count_t sb_sched_count_t;
 
 /* Applies a batch of operations and counter increments in one atomic script. status[i]
  * (may be NULL) becomes 1 when op i changed something (scheduled / number of surveys
- * cancelled) and 0 when not (duplicate / nothing pending). Returns 0, or -1 when Redis is
+ * cancelled, plus 2 for each survey whose cancel is left to its in-flight claim) and 0 when
+ * not (duplicate / nothing pending). Returns 0, or -1 when Redis is
  * unreachable or refused (nothing or everything applied: the script is atomic, and every
  * operation is idempotent, so the caller retries the same batch). */
 int sb_sched_apply(sb_sched_t *s, const sb_sched_op_t *ops, size_t n, const sb_sched_count_t *counts,

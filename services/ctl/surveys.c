@@ -138,12 +138,15 @@ int ctl_cmd_surveys(ctl_t *ctl, int argc, char **argv)
     } else {
         int c = sb_sched_cancel_id(sched, argv[2], sb_now_ms());
         if (ctl->json)
-            ctl_print_json(json_pack("{s:s,s:b}", "survey_id", argv[2], "cancelled", c == 1), 0);
+            ctl_print_json(json_pack("{s:s,s:b}", "survey_id", argv[2], "cancelled", c >= 1), 0);
         else if (c == 1)
             printf("cancelled %s\n", argv[2]);
+        else if (c == 2)
+            printf("cancelling %s: its request is being sent; if it goes out, only its "
+                   "reminder is dropped\n", argv[2]);
         else
             fprintf(stderr, "surveybusctl: %s is not pending (nothing cancelled)\n", argv[2]);
-        rc = c == 1 ? 0 : 1;
+        rc = c >= 1 ? 0 : 1;
     }
     sb_sched_free(sched);
     sb_store_free(store);

@@ -444,8 +444,10 @@ START_TEST(cancel_by_interaction)
     sb_claimed_t *cl = claim_buf(4);
     ck_assert_int_eq(sb_sched_claim(E.s, NOW, 4, cl, NULL, NULL), 1);
     ck_assert_str_eq(cl[0].survey_id, idd);
-    /* while claimed (in flight) it cannot be cancelled either */
-    ck_assert_int_eq(cancel1("t-3"), 0);
+    /* while claimed (in flight) the cancel waits for the claim to settle (2): the record
+     * stays pending; the ack below finds the request sent, so it is fired (and would have
+     * lost its reminder, see reopen_while_in_flight) */
+    ck_assert_int_eq(cancel1("t-3"), 2);
     ck_assert_int_eq(state_of(idd), SB_REC_PENDING);
     assert_no_ttl(idd);
     const char *m[] = {cl[0].member};
@@ -676,6 +678,67 @@ START_TEST(answered_before_ack)
     ck_assert_int_eq(sb_sched_ack(E.s, ack, NULL, 1, NOW + 400, done), 0);
     ck_assert_int_eq(done[0], 0);
     ck_assert_int_eq(counter("fired|support-csat"), 2);
+    free(cl);
+    env_close();
+}
+END_TEST
+
+/* A reopen can arrive while its survey is claimed and its request in flight (Kafka or MQTT
+ * slow or down, a dispatcher about to die). The cancel must not be lost: if the request
+ * does not go out (the claim is released after a failed publication or an expired lease),
+ * the survey is cancelled when it is claimed again; if it went out (the ack), it is sent,
+ * and only its reminder is dropped. Either way the counters still add up. */
+START_TEST(reopen_while_in_flight)
+{
+    env_open(JOURNEYS, NO_FATIGUE);
+    sb_record_t r[3];
+    char id[3][25], m[3][64];
+    for (int i = 0; i < 3; i++) {
+        add_new(&r[i], id[i], "t-fly-", i, "support-csat", NOW, NOW + 72 * HOUR);
+        snprintf(m[i], sizeof m[i], "%.24s:r", id[i]);
+    }
+    sb_claimed_t *cl = claim_buf(10);
+    ck_assert_int_eq(sb_sched_claim(E.s, NOW, 10, cl, NULL, NULL), 3);
+    /* t-fly-0 and t-fly-1 are reopened while in flight */
+    cancel_at("t-fly-0", NOW + 10);
+    cancel_at("t-fly-1", NOW + 10);
+    /* t-fly-0's publication failed (or its claimer died): released, then claimed again */
+    const char *rel[] = {id[0]};
+    ck_assert_int_eq(sb_sched_release(E.s, rel, 1, NOW + 1000), 0);
+    ck_assert_int_eq(sb_sched_claim(E.s, NOW + 1000, 10, cl, NULL, NULL), 0);
+    ck_assert_int_eq(state_of(id[0]), SB_REC_CANCELLED);
+    ck_assert_int_eq(counter("cancelled|support-csat"), 1);
+    /* t-fly-1 and t-fly-2 went out: both fired; only t-fly-2 gets a reminder */
+    const char *acks[] = {id[1], id[2]};
+    int done[2] = {-1, -1};
+    ck_assert_int_eq(sb_sched_ack(E.s, acks, NULL, 2, NOW + 100, done), 0);
+    ck_assert_int_eq(done[0], 1);
+    ck_assert_int_eq(done[1], 1);
+    ck_assert_int_eq(state_of(id[1]), SB_REC_FIRED);
+    ck_assert_int_eq(state_of(id[2]), SB_REC_FIRED);
+    ck_assert_int_eq(counter("fired|support-csat"), 2);
+    ck_assert_int_eq(zscore("sbt:sched", m[1]), -1);
+    ck_assert_int_eq(zscore("sbt:sched", m[2]), NOW + 100 + DAY);
+    ck_assert_int_eq(counter("reminder_cancelled|support-csat"), 1);
+    ck_assert_int_eq(counter("cancelled|support-csat"), 1);
+    /* scheduled - cancelled = fired + pending */
+    ck_assert_int_eq(counter("scheduled|support-csat") - counter("cancelled|support-csat"),
+                     counter("fired|support-csat"));
+    ck_assert_int_eq(num("ZCARD", "sbt:inflight", NULL), 0);
+
+    /* a completion after such a reopen (the ticket closed again) keeps the survey: released
+     * unsent, it is claimed and goes out */
+    sb_record_t again;
+    char ida[25];
+    add_new(&again, ida, "t-fly-", 3, "support-csat", NOW + 2000, NOW + 72 * HOUR);
+    ck_assert_int_eq(sb_sched_claim(E.s, NOW + 2000, 10, cl, NULL, NULL), 1);
+    cancel_at("t-fly-3", NOW + 2010);
+    ck_assert_int_eq(add_at(&again, NOW + 2020), 0);
+    const char *rel3[] = {ida};
+    ck_assert_int_eq(sb_sched_release(E.s, rel3, 1, NOW + 3000), 0);
+    ck_assert_int_eq(sb_sched_claim(E.s, NOW + 3000, 10, cl, NULL, NULL), 1);
+    ck_assert_str_eq(cl[0].survey_id, ida);
+    ck_assert_int_eq(counter("cancelled|support-csat"), 1);
     free(cl);
     env_close();
 }
@@ -1421,6 +1484,7 @@ int main(void)
     tcase_add_test(tc, ack_reminder_at_given_time);
     tcase_add_test(tc, claim_after_expiry);
     tcase_add_test(tc, answered_before_ack);
+    tcase_add_test(tc, reopen_while_in_flight);
     tcase_add_test(tc, release_and_expired_leases);
     tcase_add_test(tc, fatigue_matches_c_reference);
     tcase_add_test(tc, four_processes_claim_each_survey_once);
