@@ -305,6 +305,7 @@ static const char LUA_ACK[] = LUA_PRELUDE
     "  end\n"
     "end\n"
     "bulk('ZREM', infl, mine)\n"
+    "if #mine > 0 and redis.call('EXISTS', P .. 'claimt') == 1 then bulk('HDEL', P .. 'claimt', mine) end\n"
     "local vals = bulk('MGET', nil, keys)\n"
     "local timers = {}\n"
     "for k = 1, #mine do\n"
@@ -343,10 +344,30 @@ static const char LUA_ACK[] = LUA_PRELUDE
 /* ARGV: prefix at members... */
 static const char LUA_RELEASE[] =
     "local infl, sched = ARGV[1] .. 'inflight', ARGV[1] .. 'sched'\n"
+    "local ct = redis.call('EXISTS', ARGV[1] .. 'claimt') == 1 and ARGV[1] .. 'claimt'\n"
     "local n = 0\n"
     "for k = 3, #ARGV do\n"
     "  if redis.call('ZREM', infl, ARGV[k]) == 1 then\n"
     "    redis.call('ZADD', sched, ARGV[2], ARGV[k])\n"
+    "    n = n + 1\n"
+    "  end\n"
+    "  if ct then redis.call('HDEL', ct, ARGV[k]) end\n"
+    "end\n"
+    "return n\n";
+
+/* ARGV: prefix now deadline lease members... Moves the lease deadline of the members still
+ * in flight to the given one (never earlier; a member no longer in flight is not added
+ * back). The first renewal keeps the claim's time (its deadline - lease) in the hash
+ * claimt, where recovery finds it: requests are looked for on Kafka from the claim time.
+ * Returns how many were renewed. */
+static const char LUA_RENEW[] =
+    "local infl, ct, d, lease = ARGV[1] .. 'inflight', ARGV[1] .. 'claimt', tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+    "local n = 0\n"
+    "for k = 5, #ARGV do\n"
+    "  local sc = redis.call('ZSCORE', infl, ARGV[k])\n"
+    "  if sc and tonumber(sc) < d then\n"
+    "    redis.call('HSETNX', ct, ARGV[k], string.format('%d', tonumber(sc) - lease))\n"
+    "    redis.call('ZADD', infl, 'XX', ARGV[3], ARGV[k])\n"
     "    n = n + 1\n"
     "  end\n"
     "end\n"
@@ -355,7 +376,7 @@ static const char LUA_RELEASE[] =
 struct sb_sched {
     sb_store_t *store;
     const sb_config_t *cfg;
-    sb_store_script_t *apply, *claim, *ack, *release;
+    sb_store_script_t *apply, *claim, *ack, *release, *renew;
     sb_store_args_t args;
     size_t *cnt, cnt_cap;      /* script ops per op of the apply call in hand */
     size_t apply_n, apply_nops; /* its op counts, for sb_sched_apply_recv */
@@ -371,7 +392,8 @@ sb_sched_t *sb_sched_new(sb_store_t *store, const sb_config_t *cfg)
     s->claim = sb_store_script_new(LUA_CLAIM);
     s->ack = sb_store_script_new(LUA_ACK);
     s->release = sb_store_script_new(LUA_RELEASE);
-    if (!s->apply || !s->claim || !s->ack || !s->release) abort();
+    s->renew = sb_store_script_new(LUA_RENEW);
+    if (!s->apply || !s->claim || !s->ack || !s->release || !s->renew) abort();
     return s;
 }
 
@@ -382,6 +404,7 @@ void sb_sched_free(sb_sched_t *s)
     sb_store_script_free(s->claim);
     sb_store_script_free(s->ack);
     sb_store_script_free(s->release);
+    sb_store_script_free(s->renew);
     sb_store_args_free(&s->args);
     free(s->cnt);
     free(s);
@@ -675,6 +698,21 @@ int sb_sched_release(sb_sched_t *s, const char *const *members, size_t n, int64_
     return rc;
 }
 
+int sb_sched_renew(sb_sched_t *s, const char *const *members, size_t n, int64_t now_ms,
+                   int64_t deadline_ms)
+{
+    if (n == 0) return 0;
+    sb_store_args_t *a = args_begin(s, now_ms);
+    sb_store_args_int(a, deadline_ms);
+    sb_store_args_int(a, s->cfg->tuning.lease_ms);
+    for (size_t i = 0; i < n; i++) sb_store_args_str(a, members[i]);
+    redisReply *r = run(s, s->renew, "renew");
+    if (!r) return -1;
+    int rc = r->type == REDIS_REPLY_INTEGER ? (int)r->integer : -1;
+    freeReplyObject(r);
+    return rc;
+}
+
 int sb_sched_expired_leases(sb_sched_t *s, int64_t now_ms, char (*members)[SB_SCHED_MEMBER_MAX],
                             size_t max, int64_t *claimed_since_ms)
 {
@@ -701,6 +739,23 @@ int sb_sched_expired_leases(sb_sched_t *s, int64_t now_ms, char (*members)[SB_SC
         n++;
     }
     freeReplyObject(r);
+    if (n > 0 && claimed_since_ms) {
+        /* claims whose leases were renewed: their claim time is kept in claimt */
+        sb_store_key(s->store, key, sizeof key, "claimt");
+        const char **hv = malloc((n + 2) * sizeof *hv);
+        if (!hv) abort();
+        hv[0] = "HMGET", hv[1] = key;
+        for (size_t i = 0; i < n; i++) hv[i + 2] = members[i];
+        r = sb_store_cmdargv(s->store, (int)n + 2, hv, NULL);
+        free(hv);
+        if (!r) return -1;
+        for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
+            if (r->element[i]->type == REDIS_REPLY_STRING) {
+                int64_t claimed = strtoll(r->element[i]->str, NULL, 10);
+                if (claimed < oldest) oldest = claimed;
+            }
+        freeReplyObject(r);
+    }
     if (claimed_since_ms) *claimed_since_ms = oldest;
     return (int)n;
 }

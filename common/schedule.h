@@ -124,6 +124,14 @@ int sb_sched_ack_recv(sb_sched_t *s, size_t n, int *done);
 /* Puts claimed members back in the schedule at at_ms (publishing failed). Returns 0 or -1. */
 int sb_sched_release(sb_sched_t *s, const char *const *members, size_t n, int64_t at_ms);
 
+/* Renews the leases of claims still in flight: their deadline becomes deadline_ms (never
+ * earlier; members no longer in flight stay out). A dispatcher renews the claims whose
+ * requests still await confirmation, so that another instance does not recover them as a
+ * dead dispatcher's while a Kafka or MQTT outage holds them up. Returns how many were
+ * renewed, or -1. */
+int sb_sched_renew(sb_sched_t *s, const char *const *members, size_t n, int64_t now_ms,
+                   int64_t deadline_ms);
+
 /* Lists up to max members whose lease expired before now_ms (their claimer died or hung),
  * without moving them, and the earliest claim time among them in *claimed_since_ms
  * (lease deadline - lease). Returns the count or -1. */

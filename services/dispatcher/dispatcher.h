@@ -114,6 +114,7 @@ typedef struct firer {
     sb_survey_request_t *req;      /* work buffer of build_request */
     int64_t next_due_ms;           /* earliest known timer, INT64_MAX when none */
     int64_t next_recovery_ms;
+    int64_t next_renew_ms;         /* when the leases of head are renewed next */
     int64_t last_claim_ms;
     /* due-to-confirmed latency samples of the current reporting period (ms) */
     uint32_t *lat;

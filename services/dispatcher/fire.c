@@ -386,8 +386,25 @@ static bool ours(const firer_t *f, const char *member)
     return false;
 }
 
+/* Renews the leases of our claims whose requests still await confirmation (a Kafka or
+ * MQTT outage can hold them for longer than a lease), every third of a lease: only a dead
+ * dispatcher's claims expire, and another instance recovers only those. */
+static void renew_leases(firer_t *f, int64_t now_ms)
+{
+    if (!f->head || now_ms < f->next_renew_ms) return;
+    f->next_renew_ms = now_ms + f->cfg->tuning.lease_ms / 3;
+    const char **m = malloc(f->inflight * sizeof *m);
+    if (!m) abort();
+    size_t n = 0;
+    for (const fire_entry_t *e = f->head; e && n < f->inflight; e = e->next) m[n++] = e->member;
+    if (sb_sched_renew(f->sched, m, n, now_ms, now_ms + f->cfg->tuning.lease_ms) < 0)
+        f->next_renew_ms = now_ms; /* Redis is away: again on the next round */
+    free(m);
+}
+
 int firer_recover(firer_t *f, int64_t now_ms)
 {
+    renew_leases(f, now_ms);
     if (now_ms < f->next_recovery_ms) return 0;
     int64_t every = f->cfg->tuning.lease_ms / 4;
     f->next_recovery_ms = now_ms + (every < 1000 ? 1000 : every);

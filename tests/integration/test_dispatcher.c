@@ -136,7 +136,7 @@ static void env_close(env_t *e)
 /* Starts bin/surveybus-dispatcher (or $SB_DISPATCHER, e.g. a sanitizer build) with e's
  * config; `cid` (may be NULL) overrides the MQTT client id (two instances must not share
  * one). Log: <dir>/<log>. */
-static pid_t disp_start(env_t *e, const char *cid, const char *log)
+static pid_t disp_start_set(env_t *e, const char *cid, const char *log, const char *set2)
 {
     char set[80];
     snprintf(set, sizeof set, "mqtt.client_id=%s", cid ? cid : "");
@@ -146,6 +146,8 @@ static pid_t disp_start(env_t *e, const char *cid, const char *log)
                           e->path,
                           cid ? "--set" : NULL,
                           set,
+                          set2 ? "--set" : NULL,
+                          set2,
                           NULL};
     pid_t pid = sb_h_spawn(&h, argv, log);
     ck_assert_int_gt(pid, 0);
@@ -155,6 +157,11 @@ static pid_t disp_start(env_t *e, const char *cid, const char *log)
             break;
         }
     return pid;
+}
+
+static pid_t disp_start(env_t *e, const char *cid, const char *log)
+{
+    return disp_start_set(e, cid, log, NULL);
 }
 
 static bool disp_alive(pid_t pid)
@@ -1612,6 +1619,58 @@ START_TEST(redis_full_pauses_with_back_off_and_loses_nothing)
 }
 END_TEST
 
+/* A Kafka outage longer than the lease, with a second instance: the requests of the first
+ * one wait in its producer, alive. The second one must not take their claims for those of
+ * a dead dispatcher (its scan of the requests topic, once Kafka is back, does not find
+ * them yet) and publish them again. The first one reconnects slowly here, so that the
+ * second one's scan comes first. */
+START_TEST(kafka_outage_longer_than_the_lease_sends_each_survey_once)
+{
+    env_t e;
+    env_open(&e, "t9l",
+             "{\"journeys\":[{\"name\":\"t9l-visit\",\"on\":{\"type\":\"visit.completed\"},"
+             "\"survey\":\"csat\"}],\"mqtt_topics\":{\"interactions\":[\"t9l/+/visit\"]},"
+             "\"tuning\":{\"lease\":\"2s\"}}");
+    mq_t txq;
+    sb_mqtt_t *pub = mq_open(&e, &txq, "t9l-test-pub", NULL, 0);
+    mq_presubscribe(&e, "t9l/+/visit");
+    pid_t a = disp_start_set(&e, "t9l-a", "t9l-a.log",
+                             "kafka.properties={\"reconnect.backoff.ms\":\"6000\","
+                             "\"reconnect.backoff.max.ms\":\"6000\"}");
+    wait_ready(&e, 30000);
+    ck_assert_int_eq(sb_h_kafka_down(&h), 0);
+    enum { N = 5 };
+    char ids[N][SB_SURVEY_ID_LEN + 1];
+    for (int i = 0; i < N; i++) {
+        char iid[32], cust[32], topic[48], buf[512];
+        snprintf(iid, sizeof iid, "t9l-v%d", i);
+        snprintf(cust, sizeof cust, "t9l-c%d", i);
+        snprintf(topic, sizeof topic, "t9l/dev-%d/visit", i);
+        sb_record_survey_id(iid, "t9l-visit", ids[i]);
+        int n = event_json(buf, sizeof buf, iid, NULL, sb_now_ms(), cust, iid, "field_visit", "");
+        mq_publish(pub, topic, buf, (size_t)n);
+    }
+    int64_t end = sb_mono_ms() + 15000;
+    while (zcard(&e, "inflight") < N && sb_mono_ms() < end) sleep_ms(50);
+    ck_assert_int_eq(zcard(&e, "inflight"), N);
+    pid_t b = disp_start(&e, "t9l-b", "t9l-b.log");
+    sleep_ms(6000); /* three leases: b's recovery scans fail while Kafka is down */
+    ck_assert_int_eq(sb_h_kafka_up(&h), 0);
+    ck_assert_int_eq(stat_wait(&e, "fired|t9l-visit", N, 30000), N);
+    sleep_ms(8000); /* a's reconnection, and anything b would publish again */
+    ck_assert_int_eq(stat_get(&e, "fired|t9l-visit"), N);
+    ck_assert_int_eq(zcard(&e, "inflight"), 0);
+    outs_t o;
+    read_topic(&e, e.req, true, &o);
+    expect_exactly(&o, ids, N);
+    outs_free(&o);
+    disp_stop(a);
+    disp_stop(b);
+    mq_close(pub, &txq);
+    env_close(&e);
+}
+END_TEST
+
 START_TEST(sigterm_mid_firing_and_with_redis_down_exits_zero_and_loses_nothing)
 {
     env_t e;
@@ -1685,6 +1744,7 @@ int main(void)
     SB_H_ADD(tc, sigterm_partitioned_with_requests_in_flight);
     SB_H_ADD(tc, stop_after_a_kafka_outage_leaves_the_group);
     SB_H_ADD(tc, redis_full_pauses_with_back_off_and_loses_nothing);
+    SB_H_ADD(tc, kafka_outage_longer_than_the_lease_sends_each_survey_once);
     suite_add_tcase(s, tc);
     /* one process: the Redis restart of one test must leave a Redis the next tests can use
      * (a server restarted in a forked test process would die with it) */

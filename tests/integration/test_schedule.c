@@ -878,6 +878,41 @@ START_TEST(release_and_expired_leases)
 }
 END_TEST
 
+/* A live dispatcher renews the leases of requests still awaiting confirmation: they do
+ * not expire, and once they do (the dispatcher died later), recovery still learns when they
+ * were claimed, to look for their requests on Kafka from then. */
+START_TEST(renewed_leases_keep_their_claim_time)
+{
+    env_open(JOURNEYS, NO_FATIGUE);
+    sb_record_t r[2];
+    char id[2][25];
+    for (int i = 0; i < 2; i++)
+        add_new(&r[i], id[i], "t-ren-", i, "onboarding-nps", NOW - 10, NOW + 7 * DAY);
+    sb_claimed_t *cl = claim_buf(4);
+    ck_assert_int_eq(sb_sched_claim(E.s, NOW, 4, cl, NULL, NULL), 2);
+    const char *m[] = {id[0], id[1], "ffffffffffffffffffffffff"};
+    ck_assert_int_eq(sb_sched_renew(E.s, m, 3, NOW + 20 * SEC, NOW + 50 * SEC), 2);
+    ck_assert_int_eq(zscore("sbt:inflight", id[0]), NOW + 50 * SEC);
+    ck_assert_int_eq(zscore("sbt:inflight", "ffffffffffffffffffffffff"), -1);
+    /* never earlier */
+    ck_assert_int_eq(sb_sched_renew(E.s, m, 2, NOW + 21 * SEC, NOW + 40 * SEC), 0);
+    ck_assert_int_eq(zscore("sbt:inflight", id[0]), NOW + 50 * SEC);
+    char lm[4][SB_SCHED_MEMBER_MAX];
+    int64_t since = 0;
+    ck_assert_int_eq(sb_sched_expired_leases(E.s, NOW + 31 * SEC, lm, 4, &since), 0);
+    ck_assert_int_eq(sb_sched_renew(E.s, m, 2, NOW + 40 * SEC, NOW + 70 * SEC), 2);
+    ck_assert_int_eq(sb_sched_expired_leases(E.s, NOW + 71 * SEC, lm, 4, &since), 2);
+    ck_assert_int_eq(since, NOW); /* the claim's time, not the last renewal's */
+    /* settled claims leave no claim time behind */
+    const char *ack[] = {id[0]}, *rel[] = {id[1]};
+    ck_assert_int_eq(sb_sched_ack(E.s, ack, NULL, 1, NOW + 72 * SEC, NULL), 0);
+    ck_assert_int_eq(sb_sched_release(E.s, rel, 1, NOW + 72 * SEC), 0);
+    ck_assert_int_eq(num("EXISTS", "sbt:claimt", NULL), 0);
+    free(cl);
+    env_close();
+}
+END_TEST
+
 /* ---------------------------------------------------------------- f. fatigue vs C reference */
 
 static uint64_t rng = 0x9e3779b97f4a7c15ULL;
@@ -1486,6 +1521,7 @@ int main(void)
     tcase_add_test(tc, answered_before_ack);
     tcase_add_test(tc, reopen_while_in_flight);
     tcase_add_test(tc, release_and_expired_leases);
+    tcase_add_test(tc, renewed_leases_keep_their_claim_time);
     tcase_add_test(tc, fatigue_matches_c_reference);
     tcase_add_test(tc, four_processes_claim_each_survey_once);
     tcase_add_test(tc, redis_restart_keeps_schedule);
