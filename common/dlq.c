@@ -86,7 +86,10 @@ static json_t *load_checked(const char *buf, size_t len, char *err, size_t errle
         char text[JSON_ERROR_TEXT_LENGTH + 4];
         sanitize(text, sizeof text, je.text, strnlen(je.text, JSON_ERROR_TEXT_LENGTH - 1),
                  JSON_ERROR_TEXT_LENGTH - 1);
-        if (json_error_code(&je) == json_error_null_character)
+        /* jansson tells a \u0000 in a key (json_error_null_byte_in_key) from one in a value;
+         * both are the same NUL escape to the sender */
+        enum json_error_code code = json_error_code(&je);
+        if (code == json_error_null_character || code == json_error_null_byte_in_key)
             sb_fail(err, errlen, "nul_byte: \\u0000 escape (line %d, column %d)", je.line,
                     je.column);
         else

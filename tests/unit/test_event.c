@@ -304,6 +304,10 @@ START_TEST(raw_input_rejections)
     ck_assert_int_eq(sb_event_parse(nul, sizeof nul - 1, def_map, NULL, false, &ev, err, sizeof err), -1);
     ck_assert_str_eq(err, "nul_byte");
     ck_assert_str_eq(parse("{\"event_id\":\"e\\u0000x\"}"), "nul_byte: \\u0000 escape (line 1, column 22)");
+    /* in a key too, even one nobody maps ("\u0000" can never be looked up) */
+    ck_assert_str_eq(parse("{\"a\\u0000\":1}"), "nul_byte: \\u0000 escape (line 1, column 10)");
+    ck_assert_str_eq(parse_with(",\"kpi\":{\"x\\u0000y\":1}"),
+                     "nul_byte: \\u0000 escape (line 1, column 140)");
     ck_assert_str_eq(parse("{\"event_id\":\"\xC3\x28\"}"), "invalid_utf8");
     ck_assert_str_eq(parse("{\"event_id\":\"\xED\xA0\x80\"}"), "invalid_utf8"); /* surrogate */
     ck_assert_str_eq(parse("{\"event_id\":\"\xC0\xAF\"}"), "invalid_utf8");     /* overlong '/' */
