@@ -254,11 +254,9 @@ int sb_survey_request_decode(const char *buf, size_t len, sb_survey_request_t *o
         sb_fail(err, errlen, "missing_field: question");
         goto fail;
     }
-    for (const unsigned char *p = (const unsigned char *)out->question; *p; p++) {
-        if ((*p < 0x20 && *p != '\n' && *p != '\t') || *p == 0x7F) {
-            sb_fail(err, errlen, "bad_chars: question");
-            goto fail;
-        }
+    if (!sb_text_no_controls(out->question, strlen(out->question), "\n\t")) {
+        sb_fail(err, errlen, "bad_chars: question");
+        goto fail;
     }
 
     sb_jval_t scale = sb_jdoc_key(doc, NULL, "scale");
@@ -310,14 +308,14 @@ static int read_comment(const sb_jval_t *v, sb_survey_response_t *out, char *err
     if (v->type != SB_JV_STR) return sb_fail(err, errlen, "wrong_type: comment");
     size_t n = v->n, o = 0;
     if (n > SB_COMMENT_MAX) return sb_fail(err, errlen, "comment_too_long");
+    if (!sb_text_no_controls(v->s, n, "\t\n\r"))
+        return sb_fail(err, errlen, "bad_comment: control character");
     const unsigned char *s = (const unsigned char *)v->s;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = s[i];
         if (c == '\r') {
             if (i + 1 < n && s[i + 1] == '\n') i++;
             c = '\n';
-        } else if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7F) {
-            return sb_fail(err, errlen, "bad_comment: control character");
         }
         out->comment[o++] = (char)c;
     }

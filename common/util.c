@@ -97,6 +97,17 @@ bool sb_str_topic_safe(const char *s, size_t len)
     return sb_utf8_valid(s, len);
 }
 
+bool sb_text_no_controls(const char *s, size_t len, const char *allowed)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c < 0x20 && (c == 0 || !strchr(allowed, c))) || c == 0x7F) return false;
+        /* U+0080..U+009F are C2 80..C2 9F (C2 is never a continuation byte) */
+        if (c == 0xC2 && i + 1 < len && (unsigned char)s[i + 1] <= 0x9F) return false;
+    }
+    return true;
+}
+
 int sb_duration_parse(const char *s, int64_t *ms)
 {
     if (!s || !*s) return -1;

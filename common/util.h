@@ -32,6 +32,11 @@ bool sb_utf8_valid(const char *buf, size_t len);
  * bytes, valid UTF-8, and free of NUL, control characters, '+', '#', '/' and '|'. */
 bool sb_str_topic_safe(const char *s, size_t len);
 
+/* True when the UTF-8 text s[0..len) holds no control character other than those in
+ * `allowed` (e.g. "\n\t"): no other C0 control, no DEL, no C1 control (U+0080..U+009F). For
+ * texts that people read: survey questions and comments. */
+bool sb_text_no_controls(const char *s, size_t len, const char *allowed);
+
 /* Parses "500ms", "30s", "5m", "1h", "7d" (an integer and a unit; "0" alone is allowed).
  * Returns 0 and the value in *ms, or -1 on a malformed or overflowing text. */
 int sb_duration_parse(const char *s, int64_t *ms);

@@ -270,6 +270,11 @@ START_TEST(request_rejections)
     ck_assert_str_eq(req_with("extra", "\"device_id\":\"d+1\""), "unsafe_chars: device_id");
     ck_assert_str_eq(req_with("locale", "\"locale\":\"zh_CN\""), "bad_locale: zh_CN");
     ck_assert_str_eq(req_with("question", "\"question\":\"a\\u0007b\""), "bad_chars: question");
+    /* DEL and the C1 controls (U+0085 NEL, U+009B CSI) are control characters too */
+    ck_assert_str_eq(req_with("question", "\"question\":\"a\\u007fb\""), "bad_chars: question");
+    ck_assert_str_eq(req_with("question", "\"question\":\"a\\u0085b\""), "bad_chars: question");
+    ck_assert_str_eq(req_with("question", "\"question\":\"a\xC2\x9B" "1m\""), "bad_chars: question");
+    ck_assert_str_eq(req_with("question", "\"question\":\"a\\u00a0b\\nc\\td\""), ""); /* NBSP */
     ck_assert_str_eq(req_with("scale", "\"scale\":[1,5]"), "wrong_type: scale");
     ck_assert_str_eq(req_with("scale", "\"scale\":{\"min\":1}"), "missing_field: scale.max");
     ck_assert_str_eq(req_with("scale", "\"scale\":{\"min\":1.0,\"max\":5}"), "wrong_type: scale.min");
@@ -369,6 +374,14 @@ START_TEST(response_rejections)
                      "wrong_type: comment");
     ck_assert_str_eq(response("{\"survey_id\":\"s-1\",\"token\":\"tok\",\"score\":4,\"comment\":\"a\\u001bb\"}", NULL),
                      "bad_comment: control character");
+    ck_assert_str_eq(response("{\"survey_id\":\"s-1\",\"token\":\"tok\",\"score\":4,\"comment\":\"a\\u0085b\"}", NULL),
+                     "bad_comment: control character"); /* C1: NEL */
+    ck_assert_str_eq(response("{\"survey_id\":\"s-1\",\"token\":\"tok\",\"score\":4,\"comment\":\"\xC2\x9B" "31m\"}", NULL),
+                     "bad_comment: control character"); /* C1: CSI, raw */
+    ck_assert_str_eq(response("{\"survey_id\":\"s-1\",\"token\":\"tok\",\"score\":4,\"comment\":\"a\\u007f\"}", NULL),
+                     "bad_comment: control character");
+    ck_assert_str_eq(response("{\"survey_id\":\"s-1\",\"token\":\"tok\",\"score\":4,\"comment\":\"\xC2\xA0\xC2\xBF\"}", NULL),
+                     ""); /* U+00A0, U+00BF are not controls */
     ck_assert_str_eq(response("{\"survey_id\":\"s-1\",\"token\":\"tok\",\"score\":4,\"answered_at\":\"now\"}", NULL),
                      "bad_time: answered_at: not RFC 3339 or epoch milliseconds");
     ck_assert_str_eq(response("{\"survey_id\":\"s-1\",\"token\":\"tok\",\"score\":4}", "dev#1"),

@@ -99,6 +99,28 @@ START_TEST(topic_safety)
 }
 END_TEST
 
+START_TEST(text_controls)
+{
+    ck_assert(sb_text_no_controls("", 0, ""));
+    ck_assert(sb_text_no_controls("a\tb\nc", 5, "\n\t"));
+    ck_assert(!sb_text_no_controls("a\rb", 3, "\n\t"));
+    ck_assert(sb_text_no_controls("a\rb", 3, "\t\n\r"));
+    ck_assert(!sb_text_no_controls("a\x01", 2, "\n\t"));
+    ck_assert(!sb_text_no_controls("a\x1b[1m", 5, "\n\t"));
+    ck_assert(!sb_text_no_controls("a\x7f", 2, "\n\t"));
+    ck_assert(!sb_text_no_controls("a\0b", 3, "\n\t")); /* NUL is never "allowed" */
+    /* C1 controls (U+0080, U+0085 NEL, U+009B CSI, U+009F) are refused; U+00A0 and U+00BF,
+     * and a character whose last byte is 0x80..0x9F (U+4E2D: E4 B8 AD, U+20AC: E2 82 AC), are
+     * not controls */
+    ck_assert(!sb_text_no_controls("\xc2\x80", 2, ""));
+    ck_assert(!sb_text_no_controls("a\xc2\x85", 3, ""));
+    ck_assert(!sb_text_no_controls("\xc2\x9b" "1m", 4, ""));
+    ck_assert(!sb_text_no_controls("\xc2\x9f", 2, ""));
+    ck_assert(sb_text_no_controls("\xc2\xa0\xc2\xbf", 4, ""));
+    ck_assert(sb_text_no_controls("\xe4\xb8\xad\xe2\x82\xac\xc3\x82\xc2\xa0", 10, ""));
+}
+END_TEST
+
 START_TEST(durations)
 {
     int64_t ms;
@@ -292,6 +314,7 @@ int main(void)
     tcase_add_test(tc, utf8_ascii_runs);
     tcase_add_test(tc, int_format);
     tcase_add_test(tc, topic_safety);
+    tcase_add_test(tc, text_controls);
     tcase_add_test(tc, durations);
     tcase_add_test(tc, rfc3339_parse);
     tcase_add_test(tc, time_format_round_trip);
