@@ -1010,8 +1010,18 @@ static void walk_questions(walker_t *w, json_t *v, sb_config_t *c)
                     w_problem(w, "not a locale tag such as \"en\" or \"zh-CN\": %s",
                               quote(loc, qb, sizeof qb));
                 } else if (str_value(w, t, &s, NONEMPTY, QUESTION_MAX) > 0) {
-                    q->text[q->n].key = xstrdup(loc);
-                    q->text[q->n++].value = s;
+                    /* the rule of sb_survey_request_decode, which reads the requests back
+                     * (aggregator, dispatcher recovery): a text it refuses would make every
+                     * request that carries it a dead letter */
+                    if (!sb_text_no_controls(s, strlen(s), "\n\t")) {
+                        w_problem(w, "may not contain control characters other than newline and "
+                                     "tab: %s",
+                                  quote(s, qb, sizeof qb));
+                        free(s);
+                    } else {
+                        q->text[q->n].key = xstrdup(loc);
+                        q->text[q->n++].value = s;
+                    }
                 }
                 w_pop(w, m2);
             }

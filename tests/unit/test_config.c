@@ -502,6 +502,19 @@ START_TEST(test_range_errors)
                "log.level: must be debug, info, warn, error or off, got \"loud\"");
     expect_one("{\"dev\":true,\"questions\":{\"nps\":{\"fr\":\"\"}}}",
                "questions.nps.fr: must not be empty");
+    /* a question the request decoder would refuse (bad_chars) is refused here */
+    expect_one("{\"dev\":true,\"questions\":{\"csat\":{\"en\":\"How?\\r\\nRate us\"}}}",
+               "questions.csat.en: may not contain control characters other than newline and "
+               "tab: \"How?\\x0d\\x0aRate us\"");
+    expect_one("{\"dev\":true,\"questions\":{\"ces\":{\"en\":\"a\\u0007\"}}}",
+               "questions.ces.en: may not contain control characters other than newline and "
+               "tab: \"a\\x07\"");
+    expect_one("{\"dev\":true,\"questions\":{\"nps\":{\"en\":\"a\\u007f\"}}}",
+               "questions.nps.en: may not contain control characters other than newline and "
+               "tab: \"a\\x7f\"");
+    expect_one("{\"dev\":true,\"questions\":{\"nps\":{\"en\":\"a\\u0085\"}}}",
+               "questions.nps.en: may not contain control characters other than newline and "
+               "tab: \"a\xc2\x85\"");
 }
 END_TEST
 
@@ -700,8 +713,10 @@ END_TEST
 START_TEST(test_question_fallback)
 {
     sb_config_t *c = load_str("{\"dev\":true,\"questions\":{\"nps\":{\"pt\":\"PT?\","
-                              "\"pt-BR\":\"BR?\"}}}");
+                              "\"pt-BR\":\"BR?\",\"de\":\"Zeile 1\\n\\tZeile 2\"}}}");
     ck_assert_ptr_nonnull(c);
+    /* newline and tab are the control characters a question may hold */
+    ck_assert_str_eq(sb_config_question(c, SB_KIND_NPS, "de"), "Zeile 1\n\tZeile 2");
     const char *en = "How likely are you to recommend us to a friend or colleague?";
     ck_assert_str_eq(sb_config_question(c, SB_KIND_NPS, "pt-BR"), "BR?");
     ck_assert_str_eq(sb_config_question(c, SB_KIND_NPS, "PT-br"), "BR?"); /* case-insensitive */
