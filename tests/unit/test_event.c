@@ -339,6 +339,18 @@ START_TEST(text_limits)
     strcat(zh, "\xE4\xB8\xAD");
     snprintf(extra, sizeof extra, ",\"region\":\"%s\"", zh);
     ck_assert_str_eq(parse_with(extra), "too_long: region");
+    /* occurred_at keeps its text too: a valid time over 256 bytes (only hundreds of fraction
+     * digits make one) is too_long, as docs/events.md §2.1 lists */
+    char t[400] = "{\"event_id\":\"e\",\"customer_id\":\"c\",\"interaction_id\":\"i\","
+                  "\"kind\":\"k\",\"occurred_at\":\"2026-11-22T10:00:00.";
+    size_t at = strlen(t);
+    memset(t + at, '5', 236); /* 20 + 236 + 1 ("Z") = 257 bytes */
+    strcpy(t + at + 236, "Z\"}");
+    ck_assert_str_eq(parse(t), "too_long: occurred_at");
+    strcpy(t + at + 235, "Z\"}"); /* 256 bytes */
+    ck_assert_str_eq(parse(t), "");
+    ck_assert_int_eq(ev.occurred_ms, T_2026_11_22_10H + 555);
+    ck_assert_int_eq(strlen(ev.val[SB_F_OCCURRED_AT]), 256);
 }
 END_TEST
 
