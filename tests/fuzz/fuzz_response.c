@@ -1,6 +1,9 @@
 /* libFuzzer target: raw bytes as a survey response (with and without an MQTT device id);
  * an accepted response must survive encode -> decode unchanged; the same bytes as a
- * dead-letter payload must always give valid JSON. */
+ * dead-letter payload must always give valid JSON. When the input has a first line (under
+ * 300 bytes, no NUL), the rest is also read as a response published on that line as the
+ * MQTT topic, matched against the default response filter: the '+' level is the device id,
+ * as in the aggregator's MQTT callback. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,7 +11,10 @@
 #include <jansson.h>
 
 #include "dlq.h"
+#include "mqtt.h"
 #include "survey.h"
+
+#define LINE_MAX 300
 
 static void same_or_abort(const sb_survey_response_t *a, const sb_survey_response_t *b)
 {
@@ -19,10 +25,28 @@ static void same_or_abort(const sb_survey_response_t *a, const sb_survey_respons
         abort();
 }
 
+/* What the aggregator relies on in an accepted response. */
+static void check(const sb_survey_response_t *r, const char *device_id)
+{
+    if (!sb_str_topic_safe(r->survey_id, strlen(r->survey_id))) abort();
+    if (!r->token[0]) abort();
+    for (const char *p = r->token; *p; p++)
+        if (*p < '!' || *p > '~') abort();
+    /* CR is made LF: only tab and LF remain of the control characters */
+    if (r->has_comment != (r->comment[0] != '\0') ||
+        !sb_text_no_controls(r->comment, strlen(r->comment), "\t\n"))
+        abort();
+    if (r->has_answered && (r->answered_ms < SB_TIME_MIN_MS || r->answered_ms >= SB_TIME_MAX_MS))
+        abort();
+    if (device_id ? strcmp(r->device_id, device_id) : r->device_id[0] != '\0') abort();
+    if (r->device_id[0] && !sb_str_topic_safe(r->device_id, strlen(r->device_id))) abort();
+}
+
 static void round_trip(const sb_survey_response_t *r, const char *device_id)
 {
     static sb_survey_response_t back;
     char err[256];
+    check(r, device_id);
     char *text = sb_survey_response_encode(r);
     if (!text) abort(); /* everything accepted is encodable */
     if (sb_survey_response_decode(text, strlen(text), device_id, &back, err, sizeof err) != 0)
@@ -53,5 +77,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!j || !json_is_string(json_object_get(j, "payload"))) abort();
     json_decref(j);
     free(dl);
+
+    /* the first line as the MQTT topic */
+    const char *nl = memchr(buf, '\n', size < LINE_MAX ? size : LINE_MAX);
+    if (!nl || memchr(buf, '\0', (size_t)(nl - buf))) return 0;
+    char topic[LINE_MAX + 1], level[LINE_MAX + 1];
+    memcpy(topic, buf, (size_t)(nl - buf));
+    topic[nl - buf] = '\0';
+    static const char *const filters[] = {"fieldservice/+/survey/response"};
+    const char *dev;
+    if (sb_mqtt_match_any(filters, 1, topic, level, &dev) < 0) return 0;
+    size_t rn = size - (size_t)(nl - buf) - 1;
+    if (sb_survey_response_decode(nl + 1, rn, dev, &r, err, sizeof err) == 0)
+        round_trip(&r, dev);
+    else if (sb_reason_code(err, code, sizeof code) != 0)
+        abort();
     return 0;
 }
