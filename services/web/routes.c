@@ -55,9 +55,12 @@ static int reply_error(struct MHD_Connection *c, unsigned status, const char *re
 
 /* ---------------------------------------------------------------- query parameters */
 
+#define QUERY_KEYS_MAX 4
 typedef struct query {
-    const char *allowed[4]; /* the keys accepted, NULL-terminated */
-    const char *value[4];   /* by allowed index; NULL when absent or empty */
+    /* the keys accepted, NULL-terminated: one slot more than keys, so that a route that
+     * accepts QUERY_KEYS_MAX keys still has its terminator */
+    const char *allowed[QUERY_KEYS_MAX + 1];
+    const char *value[QUERY_KEYS_MAX]; /* by allowed index; NULL when absent or empty */
     char err[300];
 } query_t;
 

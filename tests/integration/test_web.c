@@ -327,6 +327,18 @@ START_TEST(api_static_and_stream_over_mqtt)
     free(body);
     ck_assert_int_eq(get(port, "/api/metrics?window=1h&window=24h", &body), 400);
     free(body);
+    /* an unknown key equal to the value of the last allowed one: the key list used to be
+     * read one past its end, into the values (the service aborted, or leaked heap bytes) */
+    ck_assert_int_eq(get(port, "/api/metrics?metric=nps&nps=1", &body), 400);
+    ck_assert_msg(strstr(body, "\"error\":\"unknown parameter nps"), "%s", body);
+    free(body);
+    ck_assert_int_eq(get(port, "/api/metrics?metric=zzz&colour=red", &body), 400);
+    ck_assert_msg(strstr(body, "{\"error\":\"unknown parameter colour (valid: metric, window, "
+                               "dimension, value)\"}"),
+                  "%s", body);
+    free(body);
+    ck_assert_int_eq(get(port, "/healthz", &body), 200); /* still up */
+    free(body);
     ck_assert_int_eq(get(port, "/api/nothing", &body), 404);
     free(body);
 
