@@ -337,6 +337,15 @@ START_TEST(api_static_and_stream_over_mqtt)
                                "dimension, value)\"}"),
                   "%s", body);
     free(body);
+    /* keys and values are any bytes once percent-decoded: a reason quoting bytes that are
+     * not UTF-8 used to make reply_error abort (jansson takes UTF-8 only) */
+    ck_assert_int_eq(get(port, "/api/metrics?window=%ff", &body), 400);
+    ck_assert_msg(strstr(body, "{\"error\":\"unknown window ? (valid: 1h, 24h, 7d, 30d)\"}"), "%s",
+                  body);
+    free(body);
+    ck_assert_int_eq(get(port, "/api/metrics?metric=nps&colour%c0%af=1", &body), 400);
+    ck_assert_msg(strstr(body, "\"error\":\"unknown parameter colour?? (valid:"), "%s", body);
+    free(body);
     ck_assert_int_eq(get(port, "/healthz", &body), 200); /* still up */
     free(body);
     ck_assert_int_eq(get(port, "/api/nothing", &body), 404);
