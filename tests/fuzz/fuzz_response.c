@@ -13,6 +13,7 @@
 #include "dlq.h"
 #include "mqtt.h"
 #include "survey.h"
+#include "token.h"
 
 #define LINE_MAX 300
 
@@ -40,6 +41,18 @@ static void check(const sb_survey_response_t *r, const char *device_id)
         abort();
     if (device_id ? strcmp(r->device_id, device_id) : r->device_id[0] != '\0') abort();
     if (r->device_id[0] && !sb_str_topic_safe(r->device_id, strlen(r->device_id))) abort();
+    /* the aggregator's next check: the token as given against the survey id, and a token
+     * signed for that survey id, which must verify */
+    static const char secret[] = "fuzz-secret";
+    const int64_t now = r->has_answered ? r->answered_ms : 1795341600000;
+    int64_t exp = -1;
+    int v = sb_token_verify(secret, r->survey_id, r->token, now, &exp);
+    if (v != SB_TOKEN_OK && v != SB_TOKEN_EXPIRED && v != SB_TOKEN_BAD) abort();
+    if (v != SB_TOKEN_BAD && exp < 0) abort();
+    char tok[SB_TOKEN_MAX];
+    if (sb_token_sign(secret, r->survey_id, now, tok, sizeof tok) != 0 ||
+        sb_token_verify(secret, r->survey_id, tok, now, &exp) != SB_TOKEN_OK || exp != now)
+        abort();
 }
 
 static void round_trip(const sb_survey_response_t *r, const char *device_id)
