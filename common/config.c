@@ -753,6 +753,19 @@ static void walk_topics(walker_t *w, json_t *v, sb_config_t *c)
             w_problem(w, "%s is not a valid Kafka topic name (letters, digits, '.', '_', '-')",
                       quote(*dst[i], q, sizeof q));
             w_pop(w, mark);
+            continue;
+        }
+        /* one topic per stream: a service reads back what it writes to a shared one (dead
+         * letters in the interactions topic are read, refused and dead-lettered again) */
+        for (size_t k = 0; k < i; k++) {
+            if (*dst[k] && strcmp(*dst[k], *dst[i]) == 0 && kafka_topic_valid(*dst[k])) {
+                size_t mark = w_push(w, keys[i]);
+                char q[96];
+                w_problem(w, "%s is already topics.%s; every stream needs its own topic",
+                          quote(*dst[i], q, sizeof q), keys[k]);
+                w_pop(w, mark);
+                break;
+            }
         }
     }
 }

@@ -490,6 +490,13 @@ START_TEST(test_range_errors)
     expect_one("{\"dev\":true,\"topics\":{\"dlq\":\"dead letters\"}}",
                "topics.dlq: \"dead letters\" is not a valid Kafka topic name (letters, digits, "
                "'.', '_', '-')");
+    /* a stream sharing its topic with another would read back what is written to it */
+    expect_one("{\"dev\":true,\"topics\":{\"dlq\":\"interactions\"}}",
+               "topics.dlq: \"interactions\" is already topics.interactions; every stream "
+               "needs its own topic");
+    expect_one("{\"dev\":true,\"topics\":{\"requests\":\"r\",\"responses\":\"r\"}}",
+               "topics.responses: \"r\" is already topics.requests; every stream needs its "
+               "own topic");
     expect_one("{\"dev\":true,\"mqtt_topics\":{\"responses\":[\"a/#/b\"]}}",
                "mqtt_topics.responses[0]: '#' must be the last level");
     expect_one("{\"dev\":true,\"mqtt_topics\":{\"responses\":[\"a/x+/b\"]}}",
