@@ -1333,7 +1333,10 @@ static void walk_http(walker_t *w, json_t *v, sb_config_t *c)
         char *host = NULL;
         int port = 0;
         const char *why;
-        if (hostport_parse(*dst[i], strlen(*dst[i]), true, 0, &host, &port, &why) < 0) {
+        /* the listeners are IPv4 only (sb_http_start) */
+        if (hostport_parse(*dst[i], strlen(*dst[i]), true, 0, &host, &port, &why) < 0 ||
+            (*dst[i][0] == '[' && (why = "IPv6 addresses are not supported; use an IPv4 "
+                                         "address or a host name"))) {
             size_t mark = w_push(w, keys[i]);
             w_problem(w, "expected \"host:port\" or \"\" (off): %s", why);
             w_pop(w, mark);

@@ -44,6 +44,7 @@ struct sb_http {
     sb_http_probe_t probe;
     sb_store_t *store; /* under lock: connections may have threads of their own */
     pthread_mutex_t lock;
+    char addr[300]; /* "host:port" with the port bound (the one chosen by the system for 0) */
 };
 
 static void append(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
@@ -251,11 +252,14 @@ static int resolve(const char *hostport, struct sockaddr_in *sa, char *err, size
 {
     char host[256];
     const char *colon = strrchr(hostport, ':');
-    if (!colon || colon == hostport || (size_t)(colon - hostport) >= sizeof host)
+    if (!colon || (size_t)(colon - hostport) >= sizeof host)
         return sb_fail(err, errlen, "bad http address \"%s\": expected host:port", hostport);
     snprintf(host, sizeof host, "%.*s", (int)(colon - hostport), hostport);
-    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *ai = NULL;
-    int gr = getaddrinfo(host, colon + 1, &hints, &ai);
+    /* ":port" (no host) listens on every interface, as 0.0.0.0:port does */
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = host[0] ? 0 : AI_PASSIVE},
+                    *ai = NULL;
+    int gr = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai);
     if (gr != 0 || !ai)
         return sb_fail(err, errlen, "http address %s: %s", hostport, gai_strerror(gr));
     memcpy(sa, ai->ai_addr, sizeof *sa);
@@ -308,9 +312,18 @@ sb_http_t *sb_http_start(const char *hostport, const sb_http_probe_t *probe, cha
         sb_fail(err, errlen, "http: cannot listen on %s", hostport);
         return NULL;
     }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
+    int hl = (int)(strrchr(hostport, ':') - hostport);
+    snprintf(h->addr, sizeof h->addr, "%.*s:%u", hl ? hl : 7, hl ? hostport : "0.0.0.0",
+             di && di->port ? (unsigned)di->port : (unsigned)ntohs(sa.sin_port));
     sb_info("serving %s/healthz and /metrics on http://%s", probe->route ? "its routes, " : "",
-            hostport);
+            h->addr);
     return h;
+}
+
+const char *sb_http_addr(const sb_http_t *h)
+{
+    return h->addr;
 }
 
 void sb_http_stop(sb_http_t *h)

@@ -65,6 +65,8 @@ int sb_http_can_listen(const char *hostport, char *err, size_t errlen);
 sb_http_t *sb_http_start(const char *hostport, const sb_http_probe_t *probe, char *err,
                          size_t errlen);
 void sb_http_stop(sb_http_t *h);
+/* "host:port" being served, with the port actually bound (the system's choice for port 0). */
+const char *sb_http_addr(const sb_http_t *h);
 
 /* The Prometheus text of a counters hash reply (field -> integer): a field "name|a|b" becomes
  * surveybus_<service>_<name>_total{key="a|b"} (name with characters outside [a-z0-9_] as

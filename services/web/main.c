@@ -54,7 +54,7 @@ int main(int argc, char **argv)
         if (!http) {
             fprintf(stderr, "surveybus-web: %s\n", err);
         } else {
-            sb_info("dashboard on http://%s/ web_root=%s", cfg->http.web, cfg->http.web_root);
+            sb_info("dashboard on http://%s/ web_root=%s", sb_http_addr(http), cfg->http.web_root);
             while (!sb_service_stop)
                 sb_service_sleep(1000);
             sb_info("stopping clients=%zu", hub_clients(w.hub));

@@ -503,6 +503,10 @@ START_TEST(test_range_errors)
                "mqtt_topics.responses[0]: '+' and '#' must fill a whole topic level");
     expect_one("{\"dev\":true,\"mqtt_topics\":{\"alerts\":\"alerts/{kind}\"}}",
                "mqtt_topics.alerts: unknown placeholder {kind} (allowed: {type})");
+    /* what sb_http_start cannot listen on is refused here too */
+    expect_one("{\"dev\":true,\"http\":{\"aggregator\":\"[::1]:9102\"}}",
+               "http.aggregator: expected \"host:port\" or \"\" (off): IPv6 addresses are not "
+               "supported; use an IPv4 address or a host name");
     expect_one("{\"dev\":true,\"http\":{\"web\":\"localhost\"}}",
                "http.web: expected \"host:port\" or \"\" (off): missing port");
     expect_one("{\"dev\":true,\"log\":{\"level\":\"loud\"}}",
