@@ -47,7 +47,8 @@ static void usage(FILE *out, const char *name)
             "       surveybus-%s -h | --version\n"
             "  -c, --config FILE   configuration file (default %s)\n"
             "  --set path=value    override one configuration value, e.g. --set log.level=debug\n"
-            "Runs until SIGTERM or SIGINT, then finishes in-flight work and exits 0.\n",
+            "Runs until SIGTERM or SIGINT, then finishes in-flight work and exits 0.\n"
+            "Exits 1 on a bad configuration, 2 on a wrong command line.\n",
             name, name, SB_DEFAULT_CONFIG);
 }
 
@@ -85,12 +86,16 @@ int sb_service_init(sb_service_t *svc, const char *name, int argc, char **argv)
             return 1;
         } else if ((!strcmp(a, "-c") || !strcmp(a, "--config")) && i + 1 < argc) {
             path = argv[++i];
+        } else if (!strncmp(a, "--config=", 9)) {
+            path = a + 9;
         } else if (!strcmp(a, "--set") && i + 1 < argc) {
             sets[n_sets++] = argv[++i];
+        } else if (!strncmp(a, "--set=", 6)) {
+            sets[n_sets++] = a + 6;
         } else {
             fprintf(stderr, "surveybus-%s: unknown or incomplete option '%s' (see -h)\n", name, a);
             free(sets);
-            return -1;
+            return -2;
         }
     }
     sb_problems_t probs = {0};

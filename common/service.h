@@ -38,11 +38,14 @@ typedef struct sb_service {
     char instance[128];   /* "<host>-<pid>": unique per running process */
 } sb_service_t;
 
-/* Parses the command line, loads the configuration and installs signal handlers. Returns 0
- * to run, 1 when the process should exit 0 (help or version printed), -1 when it should exit
- * 1 (a one-line reason printed on stderr: for a bad config, the first problem and how many
- * more there are). */
+/* Parses the command line ("-c FILE", "--config[=]FILE", "--set[=]path=value", "-h",
+ * "--version"), loads the configuration and installs signal handlers. Returns 0 to run, 1
+ * when the process should exit 0 (help or version printed), -1 when it should exit 1 (a
+ * one-line reason printed on stderr: for a bad config, the first problem and how many more
+ * there are), -2 when it should exit 2 (a wrong command line, said on stderr). Use
+ * sb_service_init_status for the exit status of a non-zero return. */
 int sb_service_init(sb_service_t *svc, const char *name, int argc, char **argv);
+static inline int sb_service_init_status(int rc) { return rc > 0 ? 0 : rc == -2 ? 2 : 1; }
 
 /* Reports config problems on stderr in one line (SPEC §1): "prog: file: first problem",
  * and how many more there are. Nothing when p is empty. */

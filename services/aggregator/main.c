@@ -271,7 +271,7 @@ int main(int argc, char **argv)
      * ingest rate (docs/benchmarks.md). MALLOC_MMAP_THRESHOLD_ wins. */
     if (!getenv("MALLOC_MMAP_THRESHOLD_")) mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     int rc = sb_service_init(&a.svc, "aggregator", argc, argv);
-    if (rc != 0) return rc > 0 ? 0 : 1;
+    if (rc != 0) return sb_service_init_status(rc);
     a.cfg = a.svc.cfg;
     if (start(&a) == 0) {
         run(&a);

@@ -225,7 +225,7 @@ int main(int argc, char **argv)
     disp_t d;
     memset(&d, 0, sizeof d);
     int rc = sb_service_init(&d.svc, "dispatcher", argc, argv);
-    if (rc != 0) return rc > 0 ? 0 : 1;
+    if (rc != 0) return sb_service_init_status(rc);
     d.cfg = d.svc.cfg;
     if (start(&d) == 0) {
         run(&d);

@@ -16,7 +16,7 @@ int main(int argc, char **argv)
 {
     sb_service_t svc;
     int init = sb_service_init(&svc, "web", argc, argv);
-    if (init) return init > 0 ? 0 : 1;
+    if (init) return sb_service_init_status(init);
     sb_config_t *cfg = svc.cfg;
     if (!cfg->http.web || !cfg->http.web[0]) {
         fprintf(stderr, "surveybus-web: http.web is empty: no address to serve on\n");

@@ -292,6 +292,33 @@ START_TEST(check_config_exit_codes)
 }
 END_TEST
 
+/* The services take the option forms surveybusctl takes (configuration.md §1.3):
+ * "--config=FILE" and "--set=path=value" as well as "-c FILE" and "--set path=value"; a
+ * wrong command line exits 2, as surveybusctl's does, a bad configuration 1. */
+START_TEST(service_option_forms)
+{
+    static const char *const svc[] = {"surveybus-dispatcher", "surveybus-aggregator",
+                                      "surveybus-web"};
+    char cmd[1200], *out = NULL;
+    for (int i = 0; i < 3; i++) {
+        snprintf(cmd, sizeof cmd, "%s --config=%s --set=publish.interval_ms=oops 2>&1",
+                 sb_h_bin(svc[i]), cfg_path);
+        ck_assert_int_eq(sb_h_run(cmd, &out), 1);
+        ck_assert_msg(strstr(out, "publish.interval_ms: expected integer") &&
+                          strstr(out, cfg_path),
+                      "%s: %s", svc[i], out);
+        free(out);
+        snprintf(cmd, sizeof cmd, "%s -c %s --bogus 2>&1", sb_h_bin(svc[i]), cfg_path);
+        ck_assert_int_eq(sb_h_run(cmd, &out), 2);
+        ck_assert_msg(strstr(out, "'--bogus'"), "%s: %s", svc[i], out);
+        free(out);
+        snprintf(cmd, sizeof cmd, "%s -c 2>&1", sb_h_bin(svc[i]));
+        ck_assert_int_eq(sb_h_run(cmd, &out), 2);
+        free(out);
+    }
+}
+END_TEST
+
 /* ---------------------------------------------------------------- metrics and watch */
 
 /* Runs "surveybusctl -c CFG <args>" and expects its exit status and, when text is not NULL,
@@ -852,6 +879,7 @@ int main(void)
     tcase_add_test(tc, stats_lists_zero_counters);
     tcase_add_test(tc, stats_text_totals_nested_groups);
     tcase_add_test(tc, check_config_exit_codes);
+    tcase_add_test(tc, service_option_forms);
     tcase_add_test(tc, metrics_and_watch);
     tcase_add_test(tc, watch_on_terminal);
     suite_add_tcase(s, tc);
