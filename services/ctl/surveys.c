@@ -45,22 +45,32 @@ static json_t *record_json(const char *id, const sb_record_t *r)
     return o;
 }
 
+/* Most surveys one "surveys pending" lists: each takes a record of about 5 KB in memory. */
+#define PENDING_LIMIT_MAX 10000
+
 static int pending(ctl_t *ctl, sb_sched_t *sched, int argc, char **argv)
 {
     const char *customer = NULL;
     long limit = 50;
     for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "--customer") && i + 1 < argc)
+        char *end = NULL;
+        if (!strcmp(argv[i], "--customer") && i + 1 < argc) {
             customer = argv[++i];
-        else if (!strcmp(argv[i], "--limit") && i + 1 < argc && (limit = atol(argv[++i])) > 0)
+        } else if (!strcmp(argv[i], "--limit") && i + 1 < argc &&
+                   (limit = strtol(argv[++i], &end, 10)) >= 1 && limit <= PENDING_LIMIT_MAX &&
+                   !*end) {
             continue;
-        else {
-            fprintf(stderr, "surveybusctl: surveys pending [--customer C] [--limit N]\n");
+        } else {
+            fprintf(stderr, "surveybusctl: surveys pending [--customer C] [--limit N (1..%d)]\n",
+                    PENDING_LIMIT_MAX);
             return 2;
         }
     }
     sb_record_t *recs = calloc((size_t)limit, sizeof *recs);
-    if (!recs) return 1;
+    if (!recs) {
+        fprintf(stderr, "surveybusctl: out of memory for %ld surveys\n", limit);
+        return 1;
+    }
     int n = sb_sched_pending(sched, customer, recs, (size_t)limit);
     if (n < 0) {
         fprintf(stderr, "surveybusctl: reading the schedule failed\n");

@@ -172,8 +172,22 @@ START_TEST(surveys_and_stats)
     ck_assert_ptr_nonnull(strstr(out, "cancelled"));
     free(out);
 
-    /* usage errors */
+    /* usage errors; a --limit too large to hold in memory is one too (it used to exit 1
+     * saying nothing), and so is one that is not a whole number */
     ck_assert_int_eq(run_ctl("surveys frobnicate", &out), 2);
+    free(out);
+    static const char *const bad_limits[] = {"0", "-1", "abc", "5x", "99999999999", "10001"};
+    for (size_t i = 0; i < sizeof bad_limits / sizeof bad_limits[0]; i++) {
+        char args[64], cmd[1300];
+        snprintf(args, sizeof args, "surveys pending --limit %s", bad_limits[i]);
+        ck_assert_msg(run_ctl(args, &out) == 2, "%s", args);
+        free(out);
+        snprintf(cmd, sizeof cmd, "%s %s 2>&1", ctl, args);
+        sb_h_run(cmd, &out);
+        ck_assert_msg(strstr(out, "--limit N (1..10000)"), "%s: %s", args, out);
+        free(out);
+    }
+    ck_assert_int_eq(run_ctl("surveys pending --limit 10000", &out), 0);
     free(out);
 }
 END_TEST
