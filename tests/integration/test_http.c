@@ -32,10 +32,12 @@ static void teardown(void)
     sb_h_stop(&h);
 }
 
-/* GET path from 127.0.0.1:port. Returns the status (-1: no connection); *body the body. */
-static int get(int port, const char *path, char **body)
+/* Sends METHOD path to 127.0.0.1:port. Returns the status (-1: no connection); *body the
+ * body, and *head (when not NULL) the status line and headers. */
+static int request(int port, const char *method, const char *path, char **head, char **body)
 {
     *body = NULL;
+    if (head) *head = NULL;
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -44,7 +46,7 @@ static int get(int port, const char *path, char **body)
         return -1;
     }
     char req[256];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: x\r\n\r\n", path);
+    int n = snprintf(req, sizeof req, "%s %s HTTP/1.0\r\nHost: x\r\n\r\n", method, path);
     ck_assert_int_eq(write(fd, req, (size_t)n), n);
     size_t len = 0, cap = 65536;
     char *buf = malloc(cap);
@@ -56,8 +58,17 @@ static int get(int port, const char *path, char **body)
     sscanf(buf, "HTTP/1.%*d %d", &status);
     char *b = strstr(buf, "\r\n\r\n");
     *body = strdup(b ? b + 4 : "");
-    free(buf);
+    if (b) *b = '\0';
+    if (head)
+        *head = buf;
+    else
+        free(buf);
     return status;
+}
+
+static int get(int port, const char *path, char **body)
+{
+    return request(port, "GET", path, NULL, body);
 }
 
 static int wait_status(int port, const char *path, int want, int timeout_ms)
@@ -128,6 +139,11 @@ START_TEST(dispatcher_endpoints)
     free(body);
     ck_assert_int_eq(get(port, "/nope", &body), 404);
     free(body);
+    /* another method: 405 naming the ones allowed (RFC 9110 §15.5.6) */
+    char *head;
+    ck_assert_int_eq(request(port, "POST", "/healthz", &head, &body), 405);
+    ck_assert_msg(strstr(head, "\r\nAllow: GET, HEAD"), "%s", head);
+    free(head), free(body);
     /* Redis away: unavailable; back: ok again, no restart */
     ck_assert_int_eq(sb_h_redis_stop(&h), 0);
     ck_assert_int_eq(wait_status(port, "/healthz", 503, 10000), 503);
