@@ -278,7 +278,7 @@ static void print_json(const sim_t *s, double rate, double respond, int64_t elap
                   "requests_seen", (json_int_t)s->requests, "answers_sent", (json_int_t)s->answers,
                   "repeats", (json_int_t)s->duplicates, "not_answered", (json_int_t)s->skipped,
                   "answers_pending", (json_int_t)s->n_pending);
-    ctl_print_json(o, 0);
+    ctl_print_json(o, JSON_REAL_PRECISION(10)); /* 0.6, not 0.59999999999999998 */
 }
 
 /* Delivery reports (served on this thread by poll, flush and free): a message Kafka did not
@@ -288,6 +288,19 @@ static void on_delivery(void *opaque, void *msg_opaque, int ok, const char *errs
     (void)msg_opaque, (void)errstr;
     sim_t *s = opaque;
     if (!ok) s->undelivered++;
+}
+
+/* Most events per second --rate accepts. */
+#define RATE_MAX 1000000
+
+/* A whole argument as a finite number ("5x", "inf" and "nan" are not). */
+static bool number(const char *s, double *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end || !isfinite(v)) return false;
+    *out = v;
+    return true;
 }
 
 int ctl_cmd_simulate(ctl_t *ctl, int argc, char **argv)
@@ -301,11 +314,15 @@ int ctl_cmd_simulate(ctl_t *ctl, int argc, char **argv)
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
-        if (c == 'r' && (rate = strtod(optarg, NULL)) > 0) continue;
+        if (c == 'r' && number(optarg, &rate) && rate > 0 && rate <= RATE_MAX) continue;
         if (c == 'd' && sb_duration_parse(optarg, &duration_ms) == 0) continue;
-        if (c == 'p' && (respond = strtod(optarg, NULL)) >= 0 && respond <= 1) continue;
-        fprintf(stderr, "surveybusctl: simulate [--rate EVENTS_PER_S] [--duration D] "
-                        "[--respond SHARE 0..1]\n");
+        if (c == 'p' && number(optarg, &respond) && respond >= 0 && respond <= 1) continue;
+        fprintf(stderr, "surveybusctl: simulate [--rate EVENTS_PER_S (up to %d)] [--duration D] "
+                        "[--respond SHARE 0..1]\n", RATE_MAX);
+        return 2;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "surveybusctl: simulate: unexpected argument %s\n", argv[optind]);
         return 2;
     }
     sb_config_t *cfg = ctl_load_config(ctl);

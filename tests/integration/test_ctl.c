@@ -330,6 +330,16 @@ START_TEST(service_option_forms)
         ck_assert_int_eq(sb_h_run(cmd, &out), 2);
         free(out);
     }
+    /* simulate's numbers are whole arguments and finite: "--rate inf" used to run and print
+     * no --json summary (jansson refuses inf), "5x" was read as 5 */
+    static const char *const sim[] = {"--rate inf",    "--rate 5x",      "--rate 1e300",
+                                      "--respond nan", "--respond 0.5x", "--rate 5 extra"};
+    for (size_t i = 0; i < sizeof sim / sizeof sim[0]; i++) {
+        char args[100];
+        snprintf(args, sizeof args, "simulate %s --duration 1s", sim[i]);
+        ck_assert_msg(run_ctl(args, &out) == 2, "%s", args);
+        free(out);
+    }
 }
 END_TEST
 
