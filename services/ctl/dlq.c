@@ -344,15 +344,20 @@ int ctl_cmd_dlq(ctl_t *ctl, int argc, char **argv)
         return 2;
     }
     int c;
+    char *end = NULL;
     optind = 2;
     while ((c = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
         if (c == 'r') o.reason = optarg;
         else if (c == 'n') o.dry_run = true;
-        else if (c == 'l' && (o.limit = strtol(optarg, NULL, 10)) > 0) continue;
+        else if (c == 'l' && (o.limit = strtol(optarg, &end, 10)) > 0 && !*end) continue;
         else {
             fprintf(stderr, "surveybusctl: dlq replay [--reason CODE] [--dry-run] [--limit N]\n");
             return 2;
         }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "surveybusctl: dlq replay: unexpected argument %s\n", argv[optind]);
+        return 2;
     }
     return replay(ctl, &o);
 }

@@ -340,6 +340,11 @@ START_TEST(service_option_forms)
         ck_assert_msg(run_ctl(args, &out) == 2, "%s", args);
         free(out);
     }
+    /* so are dlq replay's: "--limit 5x" was read as 5, a stray argument ignored */
+    ck_assert_int_eq(run_ctl("dlq replay --dry-run --limit 5x", &out), 2);
+    free(out);
+    ck_assert_int_eq(run_ctl("dlq replay --dry-run everything", &out), 2);
+    free(out);
 }
 END_TEST
 
