@@ -16,10 +16,14 @@ int ctl_open_store(const ctl_t *ctl, sb_config_t **cfg, sb_store_t **store)
     if (!(*cfg = ctl_load_config(ctl))) return -1;
     *store = sb_store_new(*cfg, err, sizeof err);
     if (*store && sb_store_up(*store)) return 0;
-    /* host and port only, as the services log it: the URL may hold the password */
+    /* host and port only, as the services log it: the URL may hold the password; the
+     * attempt's own failure, not the back-off's "next attempt in" (there is none) */
     fprintf(stderr, "surveybusctl: cannot reach redis at %s:%d: %s\n",
             (*cfg)->redis.host && *(*cfg)->redis.host ? (*cfg)->redis.host : "127.0.0.1",
-            (*cfg)->redis.port > 0 ? (*cfg)->redis.port : 6379, *store ? (*store)->errstr : err);
+            (*cfg)->redis.port > 0 ? (*cfg)->redis.port : 6379,
+            !*store                   ? err
+            : (*store)->last_fail[0] ? (*store)->last_fail
+                                     : (*store)->errstr);
     sb_store_free(*store);
     sb_config_free(*cfg);
     *store = NULL, *cfg = NULL;
