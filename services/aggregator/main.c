@@ -129,6 +129,12 @@ static int start(agg_t *a)
     char err[512];
     bool kafka = cfg->kafka.brokers && *cfg->kafka.brokers;
     bool mqtt = cfg->mqtt.url && *cfg->mqtt.url;
+    /* before any client: a second instance started by mistake on a taken address would
+     * otherwise join the consumer group and, under the same MQTT client id, push the running
+     * instance off the broker before failing */
+    if (cfg->http.aggregator && *cfg->http.aggregator &&
+        sb_http_can_listen(cfg->http.aggregator, err, sizeof err) != 0)
+        goto fail;
     if (kafka) {
         a->producer = sb_kafka_producer_new(cfg, a->svc.client_id, aggregator_delivery, a, err,
                                             sizeof err);

@@ -80,6 +80,12 @@ static int start(disp_t *d)
     bool kafka = cfg->kafka.brokers && *cfg->kafka.brokers;
     bool mqtt = cfg->mqtt.url && *cfg->mqtt.url;
     if (!cfg->n_journeys) sb_warn("no journeys configured: events will schedule nothing");
+    /* before any client: a second instance started by mistake on a taken address would
+     * otherwise join the consumer group and, under the same MQTT client id, push the running
+     * instance off the broker before failing */
+    if (cfg->http.dispatcher && *cfg->http.dispatcher &&
+        sb_http_can_listen(cfg->http.dispatcher, err, sizeof err) != 0)
+        goto fail;
 
     if (open_ingest_ctx(d, &d->kin, false, err, sizeof err)) goto fail;
     d->store = d->kin.store;

@@ -192,13 +192,29 @@ START_TEST(aggregator_endpoints_and_bad_address)
     ck_assert_msg(strstr(body, "surveybus_up{service=\"aggregator\",dependency=\"kafka\"} 1"), "%s", body);
     ck_assert_msg(strstr(body, "surveybus_queue{service=\"aggregator\",queue=\"alertq\"} 0"), "%s", body);
     free(body);
-    /* a second instance cannot bind the same port: it says why and exits 1 */
-    const char *argv2[] = {sb_h_bin("surveybus-aggregator"), "-c", cfg, "--set",
-                           "mqtt.client_id=h2-agg-b", NULL};
+    /* a second instance started by mistake with the same configuration (so the same MQTT
+     * client id) cannot bind the same port: it says why and exits 1, before connecting to
+     * MQTT, where its client id would have pushed the running instance off the broker */
+    const char *argv2[] = {sb_h_bin("surveybus-aggregator"), "-c", cfg, NULL};
     pid_t pid2 = sb_h_spawn(&h, argv2, "h2-agg-b.log");
     int st = 0;
     ck_assert_int_eq(sb_h_wait_exit(pid2, 10000, &st), 0);
     ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    char path[600], log2[8192] = "";
+    snprintf(path, sizeof path, "%s/h2-agg-b.log", h.dir);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    log2[fread(log2, 1, sizeof log2 - 1, f)] = '\0';
+    fclose(f);
+    ck_assert_msg(strstr(log2, "cannot listen on 127.0.0.1:") && !strstr(log2, "mqtt connected"),
+                  "%s", log2);
+    snprintf(path, sizeof path, "%s/h2-agg.log", h.dir);
+    f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    char log1[65536] = "";
+    log1[fread(log1, 1, sizeof log1 - 1, f)] = '\0';
+    fclose(f);
+    ck_assert_msg(!strstr(log1, "mqtt connection lost"), "%s", log1);
     ck_assert_int_eq(sb_h_kill(pid, SIGTERM), 0);
     ck_assert_int_eq(sb_h_wait_exit(pid, 10000, &st), 0);
     ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
