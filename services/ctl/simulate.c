@@ -278,7 +278,7 @@ static void print_json(const sim_t *s, double rate, double respond, int64_t elap
                   "requests_seen", (json_int_t)s->requests, "answers_sent", (json_int_t)s->answers,
                   "repeats", (json_int_t)s->duplicates, "not_answered", (json_int_t)s->skipped,
                   "answers_pending", (json_int_t)s->n_pending);
-    ctl_print_json(o, JSON_REAL_PRECISION(10)); /* 0.6, not 0.59999999999999998 */
+    ctl_print_json(o, 0); /* reals with 15 digits: 0.6, not 0.59999999999999998 */
 }
 
 /* Delivery reports (served on this thread by poll, flush and free): a message Kafka did not
