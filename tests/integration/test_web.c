@@ -346,6 +346,10 @@ START_TEST(api_static_and_stream_over_mqtt)
     ck_assert_int_eq(get(port, "/api/metrics?metric=nps&colour%c0%af=1", &body), 400);
     ck_assert_msg(strstr(body, "\"error\":\"unknown parameter colour?? (valid:"), "%s", body);
     free(body);
+    ck_assert_int_eq(get(port, "/api/stream?%fe=1", &body), 400);
+    free(body);
+    ck_assert_int_eq(get(port, "/api/metrics?metric=%ff", &body), 400);
+    free(body);
     ck_assert_int_eq(get(port, "/healthz", &body), 200); /* still up */
     free(body);
     ck_assert_int_eq(get(port, "/api/nothing", &body), 404);
