@@ -520,3 +520,13 @@ long sb_h_log_sum(sb_h_t *h, const char *log, const char *pattern, int *lines)
     fclose(f);
     return sum;
 }
+
+int sb_h_redis_config(sb_h_t *h, const char *what)
+{
+    char cmd[300], *out = NULL;
+    snprintf(cmd, sizeof cmd, "redis-cli -p %d CONFIG SET %s", h->redis_port, what);
+    int rc = sb_h_run(cmd, &out);
+    bool ok = rc == 0 && out && strstr(out, "OK");
+    free(out);
+    return ok ? 0 : -1;
+}

@@ -60,6 +60,9 @@ void sb_h_store_record(sb_store_t *st, const sb_record_t *r, const char *id);
 void sb_h_fired(sb_store_t *st, const char *inter, sb_kind_t kind, const char *ch,
                 const char *agent, sb_record_t *r, char id[SB_SURVEY_ID_LEN + 1]);
 
+/* CONFIG SET on the harness' Redis, e.g. "maxmemory 1". Returns 0 or -1. */
+int sb_h_redis_config(sb_h_t *h, const char *what);
+
 /* Sum of N over the lines "... <pattern>N ..." of the log file `log` in h->dir; *lines (may
  * be NULL) gets the number of lines containing pattern. A missing file sums to 0. */
 long sb_h_log_sum(sb_h_t *h, const char *log, const char *pattern, int *lines);

@@ -673,14 +673,6 @@ END_TEST
 
 /* 3. Redis restarted mid-stream (AOF on), and later full for 2 s (maxmemory reached under
  * noeviction: it answers PING but refuses the tally script) */
-static void redis_config(const char *what)
-{
-    char cmd[200], *out = NULL;
-    snprintf(cmd, sizeof cmd, "redis-cli -p %d CONFIG SET %s", h.redis_port, what);
-    ck_assert_int_eq(sb_h_run(cmd, &out), 0);
-    free(out);
-}
-
 static void redis_restart(env_t *e, size_t chunk)
 {
     (void)e;
@@ -691,9 +683,9 @@ static void redis_restart(env_t *e, size_t chunk)
         ck_assert_int_eq(sb_h_redis_start(&h), 0);
     }
     if (chunk == 7) {
-        redis_config("maxmemory 1");
+        ck_assert_int_eq(sb_h_redis_config(&h, "maxmemory 1"), 0);
         sleep_ms(2000);
-        redis_config("maxmemory 0");
+        ck_assert_int_eq(sb_h_redis_config(&h, "maxmemory 0"), 0);
     }
 }
 

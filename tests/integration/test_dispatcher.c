@@ -1494,6 +1494,28 @@ END_TEST
 
 #define TERM_N 2000
 
+/* n field visits on MQTT (interactions <name>-v<i> of customers <name>-c<i>, from devices
+ * dev-<i>, topic <name>/dev-<i>/visit) for journey <name>-visit, whose survey ids go into
+ * ids; returns once their n claims are in flight (Kafka being down keeps them there). */
+static void visits_in_flight(env_t *e, sb_mqtt_t *pub, const char *name,
+                             char ids[][SB_SURVEY_ID_LEN + 1], int n)
+{
+    char journey[48];
+    snprintf(journey, sizeof journey, "%s-visit", name);
+    for (int i = 0; i < n; i++) {
+        char iid[32], cust[32], topic[48], buf[512];
+        snprintf(iid, sizeof iid, "%s-v%d", name, i);
+        snprintf(cust, sizeof cust, "%s-c%d", name, i);
+        snprintf(topic, sizeof topic, "%s/dev-%d/visit", name, i);
+        sb_record_survey_id(iid, journey, ids[i]);
+        int len = event_json(buf, sizeof buf, iid, NULL, sb_now_ms(), cust, iid, "field_visit", "");
+        mq_publish(pub, topic, buf, (size_t)len);
+    }
+    int64_t end = sb_mono_ms() + 15000;
+    while (zcard(e, "inflight") < n && sb_mono_ms() < end) sleep_ms(50);
+    ck_assert_int_eq(zcard(e, "inflight"), n);
+}
+
 /* The shape of a network partition: the brokers are down, so requests sent to devices stay
  * unconfirmed on Kafka (in flight), and then Redis hangs (SIGSTOP: calls time out instead of
  * failing). SIGTERM still ends it within 10 s (it took about 14 s: a Redis timeout before
@@ -1513,18 +1535,7 @@ START_TEST(sigterm_partitioned_with_requests_in_flight)
     wait_ready(&e, 30000);
     ck_assert_int_eq(sb_h_kafka_down(&h), 0);
     char ids[5][SB_SURVEY_ID_LEN + 1];
-    for (int i = 0; i < 5; i++) {
-        char iid[32], cust[32], topic[48], buf[512];
-        snprintf(iid, sizeof iid, "t9p-v%d", i);
-        snprintf(cust, sizeof cust, "t9p-c%d", i);
-        snprintf(topic, sizeof topic, "t9p/dev-%d/visit", i);
-        sb_record_survey_id(iid, "t9p-visit", ids[i]);
-        int n = event_json(buf, sizeof buf, iid, NULL, sb_now_ms(), cust, iid, "field_visit", "");
-        mq_publish(pub, topic, buf, (size_t)n);
-    }
-    int64_t end = sb_mono_ms() + 15000;
-    while (zcard(&e, "inflight") < 5 && sb_mono_ms() < end) sleep_ms(50);
-    ck_assert_int_eq(zcard(&e, "inflight"), 5);
+    visits_in_flight(&e, pub, "t9p", ids, 5);
     ck_assert_int_eq(sb_h_kill(h.redis_pid, SIGSTOP), 0);
     sleep_ms(1000); /* its next Redis call is waiting out its timeout */
     disp_stop(d);   /* within 10 s, exit 0 */
@@ -1581,14 +1592,6 @@ END_TEST
  * refused. The dispatcher pauses with a back-off instead of retrying the batch at once (it
  * retried about 1,300 times a second, four log lines each, with an empty reason), and once
  * Redis takes writes again every event is scheduled and fired, once. */
-static void redis_config(const char *what)
-{
-    char cmd[200], *out = NULL;
-    snprintf(cmd, sizeof cmd, "redis-cli -p %d CONFIG SET %s", h.redis_port, what);
-    ck_assert_int_eq(sb_h_run(cmd, &out), 0);
-    free(out);
-}
-
 START_TEST(redis_full_pauses_with_back_off_and_loses_nothing)
 {
     env_t e;
@@ -1600,7 +1603,7 @@ START_TEST(redis_full_pauses_with_back_off_and_loses_nothing)
     stream(&e, "oom", "support_ticket", 0, 100, sb_now_ms());
     flush_all(&e);
     ck_assert_int_eq(stat_wait(&e, "scheduled|oom-csat", 100, 20000), 100);
-    redis_config("maxmemory 1");
+    ck_assert_int_eq(sb_h_redis_config(&h, "maxmemory 1"), 0);
     stream(&e, "oom", "support_ticket", 100, 200, sb_now_ms());
     flush_all(&e);
     sleep_ms(4000);
@@ -1609,7 +1612,7 @@ START_TEST(redis_full_pauses_with_back_off_and_loses_nothing)
     ck_assert_int_gt(refused, 0);
     ck_assert_int_lt(refused, 40); /* a back-off from 0.1 s doubling: about 6 tries in 4 s */
     ck_assert_int_eq(stat_get(&e, "scheduled|oom-csat"), 100);
-    redis_config("maxmemory 0");
+    ck_assert_int_eq(sb_h_redis_config(&h, "maxmemory 0"), 0);
     ck_assert_int_eq(stat_wait(&e, "scheduled|oom-csat", 200, 20000), 200);
     ck_assert_int_eq(stat_wait(&e, "fired|oom-csat", 200, 20000), 200);
     sleep_ms(500);
@@ -1641,18 +1644,7 @@ START_TEST(kafka_outage_longer_than_the_lease_sends_each_survey_once)
     ck_assert_int_eq(sb_h_kafka_down(&h), 0);
     enum { N = 5 };
     char ids[N][SB_SURVEY_ID_LEN + 1];
-    for (int i = 0; i < N; i++) {
-        char iid[32], cust[32], topic[48], buf[512];
-        snprintf(iid, sizeof iid, "t9l-v%d", i);
-        snprintf(cust, sizeof cust, "t9l-c%d", i);
-        snprintf(topic, sizeof topic, "t9l/dev-%d/visit", i);
-        sb_record_survey_id(iid, "t9l-visit", ids[i]);
-        int n = event_json(buf, sizeof buf, iid, NULL, sb_now_ms(), cust, iid, "field_visit", "");
-        mq_publish(pub, topic, buf, (size_t)n);
-    }
-    int64_t end = sb_mono_ms() + 15000;
-    while (zcard(&e, "inflight") < N && sb_mono_ms() < end) sleep_ms(50);
-    ck_assert_int_eq(zcard(&e, "inflight"), N);
+    visits_in_flight(&e, pub, "t9l", ids, N);
     pid_t b = disp_start(&e, "t9l-b", "t9l-b.log");
     sleep_ms(6000); /* three leases: b's recovery scans fail while Kafka is down */
     ck_assert_int_eq(sb_h_kafka_up(&h), 0);

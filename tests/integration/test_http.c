@@ -156,17 +156,12 @@ START_TEST(dispatcher_endpoints)
     ck_assert_int_eq(sb_h_redis_start(&h), 0);
     ck_assert_int_eq(wait_status(port, "/healthz", 200, 15000), 200);
     /* Redis answers PING but refuses writes (full under noeviction): unavailable too */
-    char cmd[200], *out = NULL;
-    snprintf(cmd, sizeof cmd, "redis-cli -p %d CONFIG SET maxmemory 1", h.redis_port);
-    ck_assert_int_eq(sb_h_run(cmd, &out), 0);
-    free(out);
+    ck_assert_int_eq(sb_h_redis_config(&h, "maxmemory 1"), 0);
     ck_assert_int_eq(wait_status(port, "/healthz", 503, 10000), 503);
     ck_assert_int_eq(get(port, "/healthz", &body), 503);
     ck_assert_msg(strstr(body, "\"redis\":false"), "%s", body);
     free(body);
-    snprintf(cmd, sizeof cmd, "redis-cli -p %d CONFIG SET maxmemory 0", h.redis_port);
-    ck_assert_int_eq(sb_h_run(cmd, &out), 0);
-    free(out);
+    ck_assert_int_eq(sb_h_redis_config(&h, "maxmemory 0"), 0);
     ck_assert_int_eq(wait_status(port, "/healthz", 200, 15000), 200);
     ck_assert_int_eq(sb_h_kill(pid, SIGTERM), 0);
     int st = 0;
