@@ -64,6 +64,8 @@ int sb_mqtt_publish(sb_mqtt_t *m, const char *topic, const void *payload, size_t
                     int *mid);
 /* Number of published messages not yet acknowledged. */
 size_t sb_mqtt_pending(sb_mqtt_t *m);
+/* How many publishes may be pending at once; the next one fails with "mqtt_backlog". */
+#define SB_MQTT_MAX_PENDING 10000
 /* True while the message with that id is not acknowledged. */
 bool sb_mqtt_is_pending(sb_mqtt_t *m, int mid);
 /* Waits until nothing is pending. Returns 0, or -1 after timeout_ms. */

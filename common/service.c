@@ -47,7 +47,7 @@ static void usage(FILE *out, const char *name)
             "       surveybus-%s -h | --version\n"
             "  -c, --config FILE   configuration file (default %s)\n"
             "  --set path=value    override one configuration value, e.g. --set log.level=debug\n"
-            "Runs until SIGTERM or SIGINT, then finishes in-flight work and exits 0.\n"
+            "Runs until SIGTERM, SIGINT or SIGHUP, then finishes in-flight work and exits 0.\n"
             "Exits 1 on a bad configuration, 2 on a wrong command line.\n",
             name, name, SB_DEFAULT_CONFIG);
 }
@@ -123,6 +123,9 @@ int sb_service_init(sb_service_t *svc, const char *name, int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    /* no reload: a hang-up (a closed terminal, a reload by habit) stops cleanly too, rather
+     * than killing the process with work in flight */
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     return 0;
 }

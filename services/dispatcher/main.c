@@ -159,7 +159,10 @@ static void consume_for(disp_t *d, int timeout_ms)
 
 static void run(disp_t *d)
 {
-    const size_t max_inflight = (size_t)d->cfg->tuning.batch * 10;
+    /* each survey in flight holds at most one MQTT publish: with batch over 1,000 the MQTT
+     * client's backlog limit would fail requests whose Kafka copy went out (sent again) */
+    size_t max_inflight = (size_t)d->cfg->tuning.batch * 10;
+    if (d->mqtt_pub && max_inflight > SB_MQTT_MAX_PENDING) max_inflight = SB_MQTT_MAX_PENDING;
     int64_t next_report = sb_mono_ms() + 10000;
     while (!sb_service_stop) {
         int64_t now = sb_now_ms();
