@@ -83,7 +83,9 @@
     "-- the lifetime of a settled one (the aggregator keeps the pending record's: none).\n"     \
     "-- A pending record whose reason is a cancel (reopened@<ms> or operator) was cancelled\n"    \
     "-- while its request was in flight.\n"                                                     \
+    "-- (most records have no reason: their last byte is SEP, and no pattern runs over them)\n" \
     "local function cancel_waits(v)\n"                                                         \
+    "  if string.byte(v, -1) == 31 then return nil end\n"                                     \
     "  return string.match(v, '\\31reopened@%d+$') or string.match(v, '\\31operator$')\n"   \
     "end\n"                                                                                     \
     "local function settle_answered(key, v)\n"                                                  \
