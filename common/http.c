@@ -314,8 +314,9 @@ sb_http_t *sb_http_start(const char *hostport, const sb_http_probe_t *probe, cha
         return NULL;
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
-    int hl = (int)(strrchr(hostport, ':') - hostport);
-    snprintf(h->addr, sizeof h->addr, "%.*s:%u", hl ? hl : 7, hl ? hostport : "0.0.0.0",
+    char ip[INET_ADDRSTRLEN] = "0.0.0.0"; /* the address resolve() gave, as bound */
+    inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof ip);
+    snprintf(h->addr, sizeof h->addr, "%s:%u", ip,
              di && di->port ? (unsigned)di->port : (unsigned)ntohs(sa.sin_port));
     sb_info("serving %s/healthz and /metrics on http://%s", probe->route ? "its routes, " : "",
             h->addr);

@@ -501,11 +501,11 @@ bool sb_store_writable(sb_store_t *s, const char *name)
 {
     if (begin(s)) return false;
     char key[400];
-    snprintf(key, sizeof key, "%shealth:%s", s->prefix, name);
+    if (sb_store_key(s, key, sizeof key, "health:%s", name) < 0) return false;
     redisReply *r = finish(s, redisCommand(s->c, "SET %s %lld PX 60000", key, sb_now_ms()));
     if (!r) return false;
     bool ok = r->type == REDIS_REPLY_STATUS && strcmp(r->str, "OK") == 0;
-    if (!ok) set_err(s, SB_STORE_ERR_SERVER, "redis_refuses_writes: %s", r->str ? r->str : "bad reply");
+    if (!ok) set_err(s, SB_STORE_ERR_REFUSED, "redis_refused: %s", r->str ? r->str : "bad reply");
     freeReplyObject(r);
     return ok;
 }
