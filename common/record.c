@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SEP '\x1f'
+#define SEP SB_REC_SEP
 /* Version 3 has 21 fields. Version 2 (20) lacks the customer's zone (field 16), which is
  * only kept when a reminder has quiet hours to respect, so version 2 is still what is
  * written otherwise (a pending survey costs no byte more). Version 1 (19) also lacked the

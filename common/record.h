@@ -14,6 +14,7 @@
 #include "config.h"
 
 #define SB_SURVEY_ID_LEN 24 /* hex characters: 96 bits of SHA-256 */
+#define SB_REC_SEP '\x1f' /* between the fields of a stored record */
 
 /* Record states; the state is the first byte of the stored value. */
 enum {

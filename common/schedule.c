@@ -284,15 +284,21 @@ static const char LUA_CLAIM[] = LUA_PRELUDE
     "out[#out + 1] = first[2] or ''\n"
     "return out\n";
 
-/* ARGV: prefix now {member remind_at}... Returns one 0/1 per member. Which members are still
- * ours comes from one ZMSCORE; they leave the in-flight set in one ZREM, their records come
- * in one MGET, and the timers they schedule go in one ZADD. remind_at 0: now + remind_after. */
+/* ARGV: prefix now {member remind_at len journey expires remind_after}... Returns one 0/1 per
+ * member. Which members are still ours comes from one ZMSCORE; they leave the in-flight set
+ * in one ZREM, and the timers they schedule go in one ZADD. remind_at 0: now + remind_after.
+ * len > 0 (sb_sched_hint: the record ended with its separator when claimed, len bytes long)
+ * skips reading the record: one BITFIELD reads its byte len - 1 (still the separator), byte
+ * len (past its end: 0, so no reason was added) and sets the state byte, returning the old
+ * one. A survey still pending so is fired with the journey and times of the hint; any other
+ * record gets its byte back and is read whole (one MGET for all of them), as without a hint. */
 static const char LUA_ACK[] = LUA_PRELUDE
-    "local res, mine, keys, ids, typs, rats, seen = {}, {}, {}, {}, {}, {}, {}\n"
-    "local members, rat = {}, {}\n"
-    "for k = 3, #ARGV, 2 do\n"
-    "  members[#members + 1] = ARGV[k]\n"
-    "  rat[#members] = tonumber(ARGV[k + 1])\n"
+    "local res, mine, keys, ids, typs, src, seen = {}, {}, {}, {}, {}, {}, {}\n"
+    "local members, rat, hl, hj, he, hr = {}, {}, {}, {}, {}, {}\n"
+    "for k = 3, #ARGV, 6 do\n"
+    "  local n = #members + 1\n"
+    "  members[n], rat[n], hl[n] = ARGV[k], tonumber(ARGV[k + 1]), tonumber(ARGV[k + 2])\n"
+    "  hj[n], he[n], hr[n] = ARGV[k + 3], tonumber(ARGV[k + 4]), tonumber(ARGV[k + 5])\n"
     "end\n"
     "local sc = bulk('ZMSCORE', infl, members)\n"
     "for k, m in ipairs(members) do\n"
@@ -303,17 +309,57 @@ static const char LUA_ACK[] = LUA_PRELUDE
     "    local sfx = string.sub(m, -2)\n"
     "    if sfx == ':r' or sfx == ':x' then id, typ = string.sub(m, 1, -3), string.sub(m, -1) end\n"
     "    mine[#mine + 1] = m\n"
-    "    ids[#mine], typs[#mine], keys[#mine], rats[#mine] = id, typ, P .. 's:' .. id, rat[k]\n"
+    "    ids[#mine], typs[#mine], keys[#mine], src[#mine] = id, typ, P .. 's:' .. id, k\n"
     "  end\n"
     "end\n"
     "bulk('ZREM', infl, mine)\n"
     "if #mine > 0 and redis.call('EXISTS', P .. 'claimt') == 1 then bulk('HDEL', P .. 'claimt', mine) end\n"
-    "local vals = bulk('MGET', nil, keys)\n"
     "local timers = {}\n"
-    "for k = 1, #mine do\n"
-    "  local v, key, id = vals[k], keys[k], ids[k]\n"
+    "-- a pending survey sent: fired, its reminder (unless a cancel waited) and expiry check\n"
+    "local function fired(id, journey, exp, remind, ra, dropped)\n"
+    "  count('fired|' .. journey)\n"
+    "  local at = ra > 0 and ra or now + remind\n"
+    "  if remind > 0 and at < exp then\n"
+    "    if dropped then\n"
+    "      -- cancelled while in flight, but sent: it stays answerable, without reminder\n"
+    "      count('reminder_cancelled|' .. journey)\n"
+    "    else\n"
+    "      timers[#timers + 1] = fmt(at)\n"
+    "      timers[#timers + 1] = id .. ':r'\n"
+    "    end\n"
+    "  end\n"
+    "  timers[#timers + 1] = fmt(exp + 1)\n"
+    "  timers[#timers + 1] = id .. ':x'\n"
+    "end\n"
+    "local slow = {}\n"
+    "for j = 1, #mine do\n"
+    "  local k, key = src[j], keys[j]\n"
+    "  local len = hl[k]\n"
+    "  if len > 0 and typs[j] == 'r' then\n"
+    "    count('reminded|' .. hj[k])\n"
+    "  elseif len > 0 and typs[j] == 'f' then\n"
+    "    local r = redis.call('BITFIELD', key, 'GET', 'u8', '#' .. (len - 1),\n"
+    "                         'GET', 'u8', '#' .. len, 'SET', 'u8', '#0', '102')\n"
+    "    if r[3] == 112 and r[1] == 31 and r[2] == 0 then\n"
+    "      redis.call('PEXPIREAT', key, keep(he[k]))\n"
+    "      fired(ids[j], hj[k], he[k], hr[k], rat[k], false)\n"
+    "    else\n"
+    "      -- changed since the claim: as it was, then read whole (a missing record was made)\n"
+    "      if r[3] == 0 then redis.call('DEL', key)\n"
+    "      elseif r[3] ~= 102 then redis.call('SETRANGE', key, '0', string.char(r[3])) end\n"
+    "      slow[#slow + 1] = j\n"
+    "    end\n"
+    "  else\n"
+    "    slow[#slow + 1] = j\n"
+    "  end\n"
+    "end\n"
+    "local skeys = {}\n"
+    "for n, j in ipairs(slow) do skeys[n] = keys[j] end\n"
+    "local vals = bulk('MGET', nil, skeys)\n"
+    "for n, j in ipairs(slow) do\n"
+    "  local v, key, id = vals[n], keys[j], ids[j]\n"
     "  if v then\n"
-    "    if typs[k] == 'r' then\n"
+    "    if typs[j] == 'r' then\n"
     "      local _, journey = head(v)\n"
     "      count('reminded|' .. journey)\n"
     "    elseif string.sub(v, 1, 1) == 'p' then\n"
@@ -321,19 +367,7 @@ static const char LUA_ACK[] = LUA_PRELUDE
     "      local _, journey = head(v)\n"
     "      local dropped = cancel_waits(v)\n"
     "      if dropped then setstate(key, v, 'f', nil, exp) else setbyte(key, 'f', exp) end\n"
-    "      count('fired|' .. journey)\n"
-    "      local at = rats[k] > 0 and rats[k] or now + remind\n"
-    "      if remind > 0 and at < exp then\n"
-    "        if dropped then\n"
-    "          -- cancelled while in flight, but sent: it stays answerable, without reminder\n"
-    "          count('reminder_cancelled|' .. journey)\n"
-    "        else\n"
-    "          timers[#timers + 1] = fmt(at)\n"
-    "          timers[#timers + 1] = id .. ':r'\n"
-    "        end\n"
-    "      end\n"
-    "      timers[#timers + 1] = fmt(exp + 1)\n"
-    "      timers[#timers + 1] = id .. ':x'\n"
+    "      fired(id, journey, exp, remind, rat[src[j]], dropped)\n"
     "    else\n"
     "      settle_answered(key, v)\n"
     "    end\n"
@@ -568,6 +602,8 @@ static int fill_claimed(sb_claimed_t *c, const redisReply *m, const redisReply *
     memcpy(c->survey_id, m->str, SB_SURVEY_ID_LEN);
     c->survey_id[SB_SURVEY_ID_LEN] = '\0';
     c->reminder = m->len == SB_SURVEY_ID_LEN + 2 && m->str[m->len - 1] == 'r';
+    bool plain = v->len && v->len < UINT32_MAX && v->str[v->len - 1] == SB_REC_SEP;
+    c->plain_len = plain ? (uint32_t)v->len : 0;
     if (sb_record_decode(v->str, v->len, &c->rec, err, sizeof err)) {
         sb_error("bad survey record member=%s err=\"%s\"", c->member, err);
         return -1;
@@ -661,26 +697,40 @@ static int ack_result(redisReply *r, size_t n, int *done)
 }
 
 static void ack_args(sb_sched_t *s, const char *const *members, const int64_t *remind_at,
-                     size_t n, int64_t now_ms)
+                     const sb_sched_hint_t *hints, size_t n, int64_t now_ms)
 {
     sb_store_args_t *a = args_begin(s, now_ms);
     for (size_t i = 0; i < n; i++) {
+        const sb_sched_hint_t *h = hints && hints[i].len && hints[i].journey ? &hints[i] : NULL;
         sb_store_args_str(a, members[i]);
         sb_store_args_int(a, remind_at && remind_at[i] > 0 ? remind_at[i] : 0);
+        sb_store_args_int(a, h ? h->len : 0);
+        sb_store_args_str(a, h ? h->journey : "-");
+        sb_store_args_int(a, h ? h->expires_ms : 0);
+        sb_store_args_int(a, h ? h->remind_after_ms : 0);
     }
 }
 
-int sb_sched_ack(sb_sched_t *s, const char *const *members, const int64_t *remind_at, size_t n,
-                 int64_t now_ms, int *done)
+void sb_sched_hint(const sb_config_t *cfg, const sb_claimed_t *c, sb_sched_hint_t *out)
 {
-    ack_args(s, members, remind_at, n, now_ms);
+    const sb_journey_t *j = sb_config_journey(cfg, c->rec.journey);
+    out->len = j ? c->plain_len : 0;
+    out->journey = j ? j->name : NULL;
+    out->expires_ms = c->rec.expires_ms;
+    out->remind_after_ms = c->rec.remind_after_ms;
+}
+
+int sb_sched_ack(sb_sched_t *s, const char *const *members, const int64_t *remind_at,
+                 const sb_sched_hint_t *hints, size_t n, int64_t now_ms, int *done)
+{
+    ack_args(s, members, remind_at, hints, n, now_ms);
     return ack_result(run(s, s->ack, "ack"), n, done);
 }
 
 int sb_sched_ack_send(sb_sched_t *s, const char *const *members, const int64_t *remind_at,
-                      size_t n, int64_t now_ms)
+                      const sb_sched_hint_t *hints, size_t n, int64_t now_ms)
 {
-    ack_args(s, members, remind_at, n, now_ms);
+    ack_args(s, members, remind_at, hints, n, now_ms);
     return sb_store_eval_send(s->store, s->ack, 0, s->args.argc, s->args.argv, s->args.lens);
 }
 

@@ -79,8 +79,24 @@ typedef struct sb_claimed {
     char member[SB_SCHED_MEMBER_MAX];
     char survey_id[SB_SURVEY_ID_LEN + 1];
     bool reminder;
+    uint32_t plain_len; /* the stored record's length when it had no reason, else 0 */
     sb_record_t rec;
 } sb_claimed_t;
+
+/* What the acknowledgement of a claimed member can take from its claim instead of reading
+ * the record again (sb_sched_hint): the record's length as claimed (0: no hint, the record
+ * is read) and the fields the acknowledgement uses. journey must stay valid until the
+ * acknowledgement's result is read. The record is read anyway when it changed since the
+ * claim (answered, or a cancel waiting in its reason). */
+typedef struct sb_sched_hint {
+    uint32_t len;
+    const char *journey;
+    int64_t expires_ms, remind_after_ms;
+} sb_sched_hint_t;
+
+/* The hint of a claimed member; journey points into cfg (no hint when the journey is no
+ * longer configured). */
+void sb_sched_hint(const sb_config_t *cfg, const sb_claimed_t *c, sb_sched_hint_t *out);
 
 /* Claims up to max timers due at now_ms: each moves from P"sched" to P"inflight" with a lease
  * of cfg->tuning.lease_ms. Timers that need no publishing are settled inside the script and
@@ -101,24 +117,25 @@ int sb_sched_claim(sb_sched_t *s, int64_t now_ms, size_t max, sb_claimed_t *out,
  * the expiry check. The reminder falls due at remind_at[i] (sb_rules_remind_at: out of the
  * journey's quiet hours) or, where that is 0 or remind_at is NULL, at now + remind_after;
  * none when that is not before the survey's expiry. A member whose lease was already taken
- * over is skipped. done[i] (may be NULL) is 1 when member i was acknowledged here. Returns 0
- * or -1. */
-int sb_sched_ack(sb_sched_t *s, const char *const *members, const int64_t *remind_at, size_t n,
-                 int64_t now_ms, int *done);
+ * over is skipped. hints (may be NULL) are the members' sb_sched_hint. done[i] (may be
+ * NULL) is 1 when member i was acknowledged here. Returns 0 or -1. */
+int sb_sched_ack(sb_sched_t *s, const char *const *members, const int64_t *remind_at,
+                 const sb_sched_hint_t *hints, size_t n, int64_t now_ms, int *done);
 
 /* The same two calls split in two, so that the caller works while Redis runs the script:
  * _send sends the call and returns at once (0, or -1 when nothing could be sent); _recv waits
  * for its result and returns what sb_sched_claim / sb_sched_ack return. Between a _send and
  * its _recv nothing else may use this handle or its store (one call in flight per
  * connection: use a second handle on a second store to overlap a claim and an ack). The
- * members passed to sb_sched_ack_send must stay valid until sb_sched_ack_recv; n there is the
- * count sent. When _recv fails the call may or may not have been applied, as with the
- * blocking calls (a claim is then recovered once its lease expires; an ack may be repeated). */
+ * members and hints passed to sb_sched_ack_send must stay valid until sb_sched_ack_recv; n
+ * there is the count sent. When _recv fails the call may or may not have been applied, as
+ * with the blocking calls (a claim is then recovered once its lease expires; an ack may be
+ * repeated). */
 int sb_sched_claim_send(sb_sched_t *s, int64_t now_ms, size_t max);
 int sb_sched_claim_recv(sb_sched_t *s, size_t max, sb_claimed_t *out, int64_t *next_due_ms,
                         size_t *settled);
 int sb_sched_ack_send(sb_sched_t *s, const char *const *members, const int64_t *remind_at,
-                      size_t n, int64_t now_ms);
+                      const sb_sched_hint_t *hints, size_t n, int64_t now_ms);
 int sb_sched_ack_recv(sb_sched_t *s, size_t n, int *done);
 
 /* Puts claimed members back in the schedule at at_ms (publishing failed). Returns 0 or -1. */

@@ -90,6 +90,7 @@ typedef struct fire_entry {
     bool acking;  /* confirmed; in the acknowledgement that is in flight */
     int64_t due_ms;
     int64_t remind_at; /* when its reminder falls due (sb_rules_remind_at), 0: none */
+    sb_sched_hint_t hint; /* for its acknowledgement */
     struct fire_entry *next;
 } fire_entry_t;
 
@@ -108,6 +109,7 @@ typedef struct firer {
     /* the acknowledgement in flight on ack_sched (sent, reply not yet read) */
     const char **ack_members;
     int64_t *ack_remind;           /* their remind_at, in step */
+    sb_sched_hint_t *ack_hints;    /* their hints, in step */
     size_t ack_n, ack_cap;
     bool ack_pending;
     sb_sched_t *ack_via;           /* the handle it was sent on */

@@ -46,6 +46,7 @@ void firer_free(firer_t *f)
     free(f->req);
     free(f->ack_members);
     free(f->ack_remind);
+    free(f->ack_hints);
     free(f->lat);
     memset(f, 0, sizeof *f);
 }
@@ -111,6 +112,7 @@ static int publish(firer_t *f, const sb_claimed_t *c, int64_t now_ms)
     snprintf(e->member, sizeof e->member, "%s", c->member);
     e->due_ms = c->reminder ? now_ms : c->rec.due_ms;
     e->remind_at = c->reminder ? 0 : sb_rules_remind_at(f->cfg, &c->rec, now_ms);
+    sb_sched_hint(f->cfg, c, &e->hint);
     if (f->producer) {
         const char *key = c->rec.customer_id;
         if (sb_kafka_produce(f->producer, f->cfg->topics.requests, key, strlen(key), json, len,
@@ -290,7 +292,8 @@ int firer_settle(firer_t *f, int64_t now_ms)
         f->ack_cap = f->inflight;
         f->ack_members = realloc(f->ack_members, f->ack_cap * sizeof *f->ack_members);
         f->ack_remind = realloc(f->ack_remind, f->ack_cap * sizeof *f->ack_remind);
-        if (!f->ack_members || !f->ack_remind) abort();
+        f->ack_hints = realloc(f->ack_hints, f->ack_cap * sizeof *f->ack_hints);
+        if (!f->ack_members || !f->ack_remind || !f->ack_hints) abort();
     }
     const char *rel[64];
     size_t nack = 0, nrel = 0, released = 0;
@@ -303,6 +306,7 @@ int firer_settle(firer_t *f, int64_t now_ms)
         if (e->waiting > 0) continue;
         if (!e->failed) {
             f->ack_remind[nack] = e->remind_at;
+            f->ack_hints[nack] = e->hint;
             f->ack_members[nack++] = e->member;
             e->acking = true;
         } else if (nrel < 64) {
@@ -334,8 +338,10 @@ int firer_settle(firer_t *f, int64_t now_ms)
     if (nack) {
         /* on the acknowledgement connection, left in flight; when there is none or it is
          * down, on the main connection (shared with claims and ingest), waited for at once */
-        bool async = f->ack_sched && sb_sched_ack_send(f->ack_sched, f->ack_members, f->ack_remind, nack, now_ms) == 0;
-        if (!async && sb_sched_ack_send(f->sched, f->ack_members, f->ack_remind, nack, now_ms) != 0) {
+        bool async = f->ack_sched && sb_sched_ack_send(f->ack_sched, f->ack_members, f->ack_remind,
+                                                       f->ack_hints, nack, now_ms) == 0;
+        if (!async && sb_sched_ack_send(f->sched, f->ack_members, f->ack_remind, f->ack_hints,
+                                        nack, now_ms) != 0) {
             for (fire_entry_t *e = f->head; e; e = e->next) e->acking = false;
             return -1; /* keep the entries; settle again once Redis is back */
         }
@@ -449,7 +455,7 @@ int firer_recover(firer_t *f, int64_t now_ms)
                 remind[na] = sb_rules_remind_at(f->cfg, rec, sent[i]);
             ack[na++] = members[i];
         }
-        if ((na && sb_sched_ack(f->sched, ack, remind, na, now_ms, NULL)) ||
+        if ((na && sb_sched_ack(f->sched, ack, remind, NULL, na, now_ms, NULL)) ||
             (nr && sb_sched_release(f->sched, rel, nr, now_ms)))
             rc = -1;
         else
