@@ -175,6 +175,13 @@ static char *metrics(sb_http_t *h, unsigned *status)
         append(&buf, &len, &cap, "surveybus_batch_seconds_count{service=\"%s\"} %llu\n", s,
                (unsigned long long)count);
     }
+    for (size_t i = 0; i < p->n_counters; i++) {
+        const sb_http_counter_t *c = &p->counters[i];
+        if (i == 0 || strcmp(c->name, p->counters[i - 1].name) != 0)
+            append(&buf, &len, &cap, "# TYPE surveybus_%s_total counter\n", c->name);
+        append(&buf, &len, &cap, "surveybus_%s_total{service=\"%s\",reason=\"%s\"} %llu\n",
+               c->name, s, c->reason, (unsigned long long)atomic_load(c->n));
+    }
     if (!d.redis) return buf; /* the counters live in Redis */
     char key[300];
     sb_store_key(h->store, key, sizeof key, "stats:%s", s);

@@ -1,7 +1,7 @@
 /* Operational HTTP endpoints of a service (http.dispatcher / http.aggregator / http.web):
  * GET /healthz (200 when every configured dependency answers, else 503, with a JSON body
  * saying which) and GET /metrics (Prometheus text: dependency state, the service's counters
- * from Redis, queue depths), plus any routes the service adds (sb_http_probe_t.route).
+ * from Redis and of its own, queue depths), plus any routes the service adds (sb_http_probe_t.route).
  * Served by libmicrohttpd on its own thread (or a thread per connection), with its own Redis
  * connection, so a slow scrape never holds up the service. */
 #ifndef SB_HTTP_H
@@ -35,6 +35,14 @@ typedef struct sb_http_latency {
 } sb_http_latency_t;
 void sb_http_latency_observe(sb_http_latency_t *l, int64_t us);
 
+/* A counter of this process (not kept in Redis), updated lock-free by the service's threads:
+ * on /metrics as surveybus_<name>_total{service="<service>",reason="<reason>"}. */
+typedef struct sb_http_counter {
+    const char *name;   /* e.g. "stream_dropped"; counters of one name are listed together */
+    const char *reason;
+    _Atomic uint64_t *n;
+} sb_http_counter_t;
+
 /* What the endpoints look at (borrowed; NULL members are off). */
 typedef struct sb_http_probe {
     const sb_config_t *cfg;
@@ -47,6 +55,8 @@ typedef struct sb_http_probe {
     const char *const *queues;      /* sorted sets (key names after the prefix) whose sizes
                                        /metrics reports, NULL-terminated; may be NULL */
     sb_http_latency_t *batch;       /* batch processing times; may be NULL */
+    const sb_http_counter_t *counters; /* this process' own counters, n_counters of them */
+    size_t n_counters;
     sb_http_route_fn route;         /* further routes; may be NULL */
     void *route_arg;
     int thread_per_connection;      /* non-zero: one thread per connection, so that a route's

@@ -43,10 +43,14 @@ int main(int argc, char **argv)
         !(src = source_start(&svc, w.hub, err, sizeof err))) {
         fprintf(stderr, "surveybus-web: %s\n", err);
     } else {
+        size_t n_counters;
+        const sb_http_counter_t *counters = source_counters(src, &n_counters);
         sb_http_probe_t probe = {.cfg = cfg,
                                  .service = "web",
                                  .consumer = source_consumer(src),
                                  .mqtt = source_mqtt(src),
+                                 .counters = counters,
+                                 .n_counters = n_counters,
                                  .route = web_route,
                                  .route_arg = &w,
                                  .thread_per_connection = 1};

@@ -12,6 +12,10 @@
 #include "util.h"
 #include "web.h"
 
+/* Reasons a message is not forwarded, as counted on /metrics (surveybus_stream_dropped_total) */
+enum { DROP_TOO_LARGE, DROP_INVALID_JSON, DROP__N };
+static const char *const drop_reasons[DROP__N] = {"too_large", "invalid_json"};
+
 struct source {
     hub_t *hub;
     const sb_config_t *cfg;
@@ -21,15 +25,28 @@ struct source {
     pthread_t thread;
     bool running;
     atomic_bool stop; /* set by source_stop, read by the consumer thread */
+    _Atomic uint64_t dropped[DROP__N];
+    sb_http_counter_t counters[DROP__N];
 };
 
-/* Passes one message to the hub as event (logging what is not JSON). */
+/* Passes one message to the hub as event. One over SB_MSG_MAX bytes, the limit of every
+ * message surveybus reads (an update or an alert is far smaller), or not JSON is dropped:
+ * counted and logged. Each is held by every client that has not read it yet, up to the
+ * hub's queue limit, so the size bounds what a slow browser costs. */
 static void forward(source_t *s, const char *event, const char *from, const void *payload,
                     size_t len)
 {
+    char q[300];
+    if (len > SB_MSG_MAX) {
+        atomic_fetch_add(&s->dropped[DROP_TOO_LARGE], 1);
+        sb_warn("dropping a message over %d bytes from the stream bytes=%zu source=%s",
+                SB_MSG_MAX, len, sb_log_quote(q, sizeof q, from));
+        return;
+    }
     char *line = sb_metric_json_line(payload, len);
     if (!line) {
-        sb_warn("ignoring a message that is not JSON on %s", from);
+        atomic_fetch_add(&s->dropped[DROP_INVALID_JSON], 1);
+        sb_warn("ignoring a message that is not JSON source=%s", sb_log_quote(q, sizeof q, from));
         return;
     }
     hub_publish(s->hub, event, line);
@@ -88,6 +105,8 @@ source_t *source_start(sb_service_t *svc, hub_t *hub, char *err, size_t errlen)
     if (!s) abort();
     s->hub = hub;
     s->cfg = cfg;
+    for (int i = 0; i < DROP__N; i++)
+        s->counters[i] = (sb_http_counter_t){"stream_dropped", drop_reasons[i], &s->dropped[i]};
     if (cfg->mqtt.url && cfg->mqtt.url[0]) {
         if (sb_mqtt_template_filter(cfg->mqtt_topics.metrics, s->metric_filter,
                                 sizeof s->metric_filter) ||
@@ -123,6 +142,12 @@ source_t *source_start(sb_service_t *svc, hub_t *hub, char *err, size_t errlen)
     s->running = true;
     sb_info("streaming kafka %s and %s group=%s", cfg->topics.metrics, cfg->topics.alerts, group);
     return s;
+}
+
+const sb_http_counter_t *source_counters(source_t *s, size_t *n)
+{
+    *n = DROP__N;
+    return s->counters;
 }
 
 sb_mqtt_t *source_mqtt(source_t *s)

@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include "config.h"
+#include "http.h"
 #include "kafka.h"
 #include "mqtt.h"
 #include "service.h"
@@ -52,9 +53,13 @@ typedef struct source source_t;
 /* Subscribes to the metric and alert MQTT topics (cfg->mqtt_topics.metrics / .alerts with
  * every {placeholder} level as '+') when MQTT is configured, else consumes the Kafka topics
  * cfg->topics.metrics and .alerts in a consumer group of its own, from the latest offsets;
- * each message valid as JSON goes to the hub as one line, event "metric" or "alert".
+ * each message valid as JSON and at most SB_MSG_MAX bytes long goes to the hub as one line,
+ * event "metric" or "alert" (the others are counted, see source_counters, and logged).
  * svc->cfg may get an auto.offset.reset property. Returns NULL with err filled. */
 source_t *source_start(sb_service_t *svc, hub_t *hub, char *err, size_t errlen);
+/* The messages not forwarded, by reason ("too_large": over SB_MSG_MAX bytes; "invalid_json"),
+ * for /metrics: *n counters, valid until source_stop. */
+const sb_http_counter_t *source_counters(source_t *s, size_t *n);
 sb_mqtt_t *source_mqtt(source_t *s);               /* NULL when on Kafka */
 sb_kafka_consumer_t *source_consumer(source_t *s); /* NULL when on MQTT */
 void source_stop(source_t *s);

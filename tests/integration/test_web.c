@@ -431,6 +431,37 @@ START_TEST(api_static_and_stream_over_mqtt)
     while (count_of(st.buf, "event: alert\n") < 2 && sb_mono_ms() < end)
         stream_wait(&st, "\x01", 100);
     ck_assert_msg(count_of(st.buf, "event: alert\n") == 2, "%s", st.buf);
+
+    /* a message over 64 KiB is not forwarded (each client would hold a copy): it is counted
+     * and logged, and the stream goes on with the next one */
+    size_t big_len = SB_MSG_MAX + 100;
+    char *big = malloc(big_len + 1);
+    ck_assert_ptr_nonnull(big);
+    int pre = snprintf(big, big_len + 1, "{\"type\":\"detractor\",\"comment\":\"");
+    memset(big + pre, 'z', big_len - (size_t)pre - 2);
+    memcpy(big + big_len - 2, "\"}", 3);
+    const char *after = "{\"type\":\"detractor\",\"survey_id\":\"after-big\"}";
+    ck_assert_int_eq(sb_mqtt_publish(m, "alerts/detractor", big, big_len, false, NULL), 0);
+    ck_assert_int_eq(sb_mqtt_publish(m, "alerts/detractor", "[1,", 3, false, NULL), 0);
+    ck_assert_int_eq(sb_mqtt_publish(m, "alerts/detractor", after, strlen(after), false, NULL), 0);
+    ck_assert_int_eq(sb_mqtt_wait_published(m, 10000), 0);
+    free(big);
+    ck_assert_msg(stream_wait(&st2, "\"survey_id\":\"after-big\"", 10000), "%s", st2.buf);
+    ck_assert_msg(!strstr(st2.buf, "zzzzzzzz"), "the oversize message was forwarded");
+    ck_assert_uint_eq(count_of(st2.buf, "event: alert\n"), 2);
+    ck_assert_int_eq(get(port, "/metrics", &body), 200);
+    ck_assert_msg(strstr(body, "# TYPE surveybus_stream_dropped_total counter\n"
+                               "surveybus_stream_dropped_total{service=\"web\",reason=\"too_large\"} 1\n"
+                               "surveybus_stream_dropped_total{service=\"web\",reason=\"invalid_json\"} 1\n"),
+                  "%s", body);
+    free(body);
+    int lines = 0;
+    sb_h_log_sum(&h, "web.log", "dropping a message over 65536 bytes from the stream bytes=65636 "
+                                "source=\"alerts/detractor\"", &lines);
+    ck_assert_int_eq(lines, 1);
+    sb_h_log_sum(&h, "web.log", "ignoring a message that is not JSON source=\"alerts/detractor\"",
+                 &lines);
+    ck_assert_int_eq(lines, 1);
     sb_mqtt_free(m);
     sb_config_free(cfg);
 
