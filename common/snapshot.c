@@ -10,12 +10,14 @@
 
 /* ---------------------------------------------------------------- names */
 
-/* "unknown WHAT NAME (valid: a, b, c)" into err; returns -1. */
+/* "unknown WHAT NAME (valid: a, b, c)", or for an empty name "empty WHAT (valid: a, b, c)",
+ * into err; returns -1. */
 static int unknown(char *err, size_t errlen, const char *what, const char *name,
                    const char *const *valid, size_t n)
 {
     size_t used = 0;
-    int w = snprintf(err, errlen, "unknown %s %s (valid:", what, name);
+    int w = *name ? snprintf(err, errlen, "unknown %s %s (valid:", what, name)
+                  : snprintf(err, errlen, "empty %s (valid:", what);
     if (w > 0) used = (size_t)w < errlen ? (size_t)w : errlen;
     for (size_t i = 0; i < n && used < errlen; i++) {
         w = snprintf(err + used, errlen - used, "%s %s", i ? "," : "", valid[i]);
@@ -33,7 +35,9 @@ int sb_snapshot_filter_init(sb_snapshot_filter_t *f, const sb_config_t *cfg, con
     f->metric = -1;
     f->window = -1;
     f->value = value;
-    if (metric && (f->metric = sb_metric_parse(metric)) < 0)
+    /* "" is no name (no metric, window or dimension is called that) and no value (a slice's
+     * value is never empty): a mistake, not a request for everything */
+    if (metric && (!*metric || (f->metric = sb_metric_parse(metric)) < 0))
         return unknown(err, errlen, "metric", metric, sb_metric_names, SB_METRIC__N);
     if (window) {
         char names[SB_WINDOW_MAX][SB_WINDOW_NAME_MAX];
@@ -53,6 +57,10 @@ int sb_snapshot_filter_init(sb_snapshot_filter_t *f, const sb_config_t *cfg, con
         for (size_t i = 0; i < n && !f->dimension; i++)
             if (strcmp(dimension, valid[i]) == 0) f->dimension = valid[i];
         if (!f->dimension) return unknown(err, errlen, "dimension", dimension, valid, n);
+    }
+    if (value && !*value) {
+        snprintf(err, errlen, "empty value (leave it out for every value)");
+        return -1;
     }
     return 0;
 }

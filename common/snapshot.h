@@ -24,9 +24,12 @@ typedef struct sb_snapshot_filter {
 
 /* Fills f from names (each NULL when not given): metric one of sb_metric_names, window the
  * sb_window_name of a configured window, dimension "all" or a configured dimension; value is
- * kept as given (borrowed, not checked). Returns 0, or -1 with
- * "unknown <what> <name> (valid: a, b, c)" in err (the first bad name, in the order metric,
- * window, dimension). f borrows nothing from cfg. */
+ * kept as given (borrowed, not checked but for being empty). An empty name or value ("") is
+ * an error, never "every": the CLI's --metric "" and the web API's ?metric= both fail.
+ * Returns 0, or -1 with "unknown <what> <name> (valid: a, b, c)" or "empty <what> (valid:
+ * a, b, c)" in err (the first bad one, in the order metric, window, dimension, value; an
+ * empty value is "empty value (leave it out for every value)"). f borrows nothing from
+ * cfg. */
 int sb_snapshot_filter_init(sb_snapshot_filter_t *f, const sb_config_t *cfg, const char *metric,
                             const char *window, const char *dimension, const char *value, char *err,
                             size_t errlen);

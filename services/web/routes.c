@@ -85,7 +85,8 @@ typedef struct query {
     /* the keys accepted, NULL-terminated: one slot more than keys, so that a route that
      * accepts QUERY_KEYS_MAX keys still has its terminator */
     const char *allowed[QUERY_KEYS_MAX + 1];
-    const char *value[QUERY_KEYS_MAX]; /* by allowed index; NULL when absent or empty */
+    const char *value[QUERY_KEYS_MAX]; /* by allowed index; NULL when absent, "" when empty
+                                          ("?metric=" or "?metric") */
     char err[300];
 } query_t;
 
@@ -100,7 +101,7 @@ static enum MHD_Result query_arg(void *cls, enum MHD_ValueKind kind, const char 
                 snprintf(q->err, sizeof q->err, "parameter %s given twice", key);
                 return MHD_NO;
             }
-            q->value[i] = value && value[0] ? value : NULL;
+            q->value[i] = value ? value : "";
             return MHD_YES;
         }
     size_t used = (size_t)snprintf(q->err, sizeof q->err, "unknown parameter %s (valid:", key);

@@ -655,6 +655,17 @@ START_TEST(metrics_and_watch)
                   "stage, journey)\n");
     expect_status("metrics --metric", 2, "usage: surveybusctl metrics");
     expect_status("metrics extra", 2, "usage: surveybusctl metrics");
+    /* an empty name or value is a usage error, as on the web API (an empty --value used to
+     * match nothing, exit 0) */
+    expect_status("metrics --metric ''", 2,
+                  "surveybusctl: empty metric (valid: nps, csat, ces, response_rate, frt, art, "
+                  "fcr, transfer_rate)\n");
+    expect_status("metrics --window ''", 2, "empty window (valid: 1h, 24h, 7d, 30d)\n");
+    expect_status("metrics --dimension ''", 2,
+                  "empty dimension (valid: all, channel, agent, team, region, product, stage, "
+                  "journey)\n");
+    expect_status("metrics --dimension channel --value ''", 2,
+                  "surveybusctl: empty value (leave it out for every value)\n");
 
     /* Redis unreachable: exit 1 with the reason (a bad name is still a usage error) */
     expect_status("--set redis.url=redis://127.0.0.1:1/0 metrics", 1, "cannot reach redis");
@@ -752,6 +763,7 @@ START_TEST(metrics_and_watch)
     expect_status("watch --dimension colour", 2, "unknown dimension colour");
     expect_status("watch --metric happiness", 2, "unknown metric happiness");
     expect_status("watch --window 2h", 2, "unknown window 2h");
+    expect_status("watch --dimension ''", 2, "empty dimension (valid: all, channel,");
     expect_status("watch --min-count 0", 2, "usage: surveybusctl watch");
     expect_status("watch --min-count two", 2, "usage: surveybusctl watch");
     expect_status("watch --interval 0", 2, "usage: surveybusctl watch");

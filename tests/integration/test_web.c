@@ -327,6 +327,23 @@ START_TEST(api_static_and_stream_over_mqtt)
     free(body);
     ck_assert_int_eq(get(port, "/api/metrics?window=1h&window=24h", &body), 400);
     free(body);
+    /* an empty value is a mistake, as for surveybusctl metrics (it used to mean "every") */
+    ck_assert_int_eq(get(port, "/api/metrics?metric=&window=1h", &body), 400);
+    ck_assert_msg(strstr(body, "{\"error\":\"empty metric (valid: nps, csat, ces, response_rate, "
+                               "frt, art, fcr, transfer_rate)\"}"),
+                  "%s", body);
+    free(body);
+    ck_assert_int_eq(get(port, "/api/metrics?window", &body), 400); /* no '=' at all */
+    ck_assert_msg(strstr(body, "{\"error\":\"empty window (valid: 1h, 24h, 7d, 30d)\"}"), "%s",
+                  body);
+    free(body);
+    ck_assert_int_eq(get(port, "/api/metrics?dimension=channel&value=", &body), 400);
+    ck_assert_msg(strstr(body, "{\"error\":\"empty value (leave it out for every value)\"}"),
+                  "%s", body);
+    free(body);
+    ck_assert_int_eq(get(port, "/api/metrics?dimension=&dimension=channel", &body), 400);
+    ck_assert_msg(strstr(body, "{\"error\":\"parameter dimension given twice\"}"), "%s", body);
+    free(body);
     /* an unknown key equal to the value of the last allowed one: the key list used to be
      * read one past its end, into the values (the service aborted, or leaked heap bytes) */
     ck_assert_int_eq(get(port, "/api/metrics?metric=nps&nps=1", &body), 400);
