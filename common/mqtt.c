@@ -677,6 +677,16 @@ int sb_mqtt_template_filter(const char *tmpl, char *out, size_t len)
 
 bool sb_mqtt_filters_overlap(const char *a, const char *b)
 {
+    /* MQTT 3.1.1 §4.7.2: a topic that starts with '$' matches no filter whose first level
+     * is a wildcard. When one first level is a wildcard and the other names a '$' level,
+     * every topic the second matches starts with '$': none is matched by the first. Two
+     * wildcards, or two names, are compared below as any other level. */
+    bool aw = *a == '+' || *a == '#', bw = *b == '+' || *b == '#';
+    if ((aw && *b == '$') || (bw && *a == '$')) return false;
+    /* the one topic both "+" and "/#" match is "" (a single empty level, the parent of
+     * "/#"), and a topic name is at least one character long (§4.7.3) */
+    if ((!strcmp(a, "+") && !strcmp(b, "/#")) || (!strcmp(a, "/#") && !strcmp(b, "+")))
+        return false;
     for (;;) {
         if (!strcmp(a, "#") || !strcmp(b, "#")) return true;
         const char *ae = strchrnul(a, '/'), *be = strchrnul(b, '/');

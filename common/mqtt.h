@@ -111,9 +111,11 @@ int sb_mqtt_topic_render(const char *tmpl, const char *const *keys, const char *
  * len bytes (out is then unspecified). */
 int sb_mqtt_template_filter(const char *tmpl, char *out, size_t len);
 
-/* True when some topic matches both filters (each a valid filter; the rule that '$' topics
- * never match a leading wildcard is not applied): "a/+/c" and "a/b/#" overlap, "a/+" and
- * "a/b/c" do not. */
+/* True when some topic matches both filters (each a valid filter), by the rules of MQTT
+ * 3.1.1 §4.7: '+' is one level (also an empty one), '#' the rest of the levels including
+ * none ("a/#" matches "a"), and a topic starting with '$' matches no filter that starts with
+ * a wildcard. "a/+/c" and "a/b/#" overlap; "a/+" and "a/b/c" do not, nor "#" and "$SYS/#".
+ * Pure. */
 bool sb_mqtt_filters_overlap(const char *a, const char *b);
 
 #endif

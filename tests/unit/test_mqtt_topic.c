@@ -1,6 +1,7 @@
 /* Unit tests of the pure MQTT topic helpers: filter matching with '+' extraction, template
  * rendering with topic-safety checks, the subscription filters of templates and whether two
- * filters overlap. */
+ * filters overlap (by the cases of MQTT 3.1.1 §4.7, and against the matcher for every pair
+ * of small filters). */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
@@ -322,6 +323,136 @@ START_TEST(filters_overlap)
 }
 END_TEST
 
+/* MQTT 3.1.1 §4.7, worked by hand: each pair that overlaps with a topic both match, each
+ * that does not with the reason. */
+START_TEST(filters_overlap_by_the_spec)
+{
+    static const struct {
+        const char *a, *b, *both; /* both: a topic matched by a and b, NULL: none exists */
+    } cases[] = {
+        /* §4.7.1.2 '#': the parent level and any number of levels below, from any level */
+        {"sport/tennis/player1/#", "sport/tennis/player1", "sport/tennis/player1"},
+        {"sport/tennis/player1/#", "sport/tennis/player1/ranking", "sport/tennis/player1/ranking"},
+        {"sport/tennis/player1/#", "sport/+/player1/score/wimbledon",
+         "sport/tennis/player1/score/wimbledon"},
+        {"sport/#", "sport", "sport"},
+        {"sport/#", "#", "sport"},
+        {"sport/#", "+/tennis/#", "sport/tennis"},
+        {"sport/#", "sports/#", NULL}, /* "sport" and "sports" differ in the first level */
+        {"sport/tennis/#", "sport/+", "sport/tennis"},
+        {"sport/tennis/#", "sport/+/+/+", "sport/tennis/x/y"},
+        /* §4.7.1.3 '+': exactly one level, which may be empty */
+        {"sport/tennis/+", "sport/tennis/player1", "sport/tennis/player1"},
+        {"sport/tennis/+", "sport/tennis/player1/ranking", NULL}, /* one level too many */
+        {"sport/+", "sport", NULL},                               /* '+' needs its level */
+        {"sport/+", "sport/", "sport/"},                          /* the empty level */
+        {"+/+", "/finance", "/finance"},
+        {"/+", "/finance", "/finance"},
+        {"+", "/finance", NULL}, /* "/finance" has two levels, the first empty */
+        {"+", "#", "x"},
+        /* §4.7.3: a topic name has at least one character; the only topic both of these
+         * match would be "", a single empty level ("/#" matches its parent level) */
+        {"+", "/#", NULL},
+        {"+/#", "/#", "/"},
+        {"+/tennis/#", "sport/+/player1", "sport/tennis/player1"},
+        {"a/+/c", "+/b/+", "a/b/c"},
+        {"a/+/c", "+/b/d", NULL}, /* the last levels differ */
+        {"+/+/+", "+/+", NULL},   /* three levels against two */
+        {"+/+/#", "+/+", "x/y"},  /* '#' also matches no level after "x/y" */
+        /* §4.7.2 '$' topics: never matched by a filter that starts with a wildcard */
+        {"#", "$SYS/#", NULL},
+        {"#", "$SYS", NULL},
+        {"+/monitor/Clients", "$SYS/monitor/Clients", NULL},
+        {"+/#", "$SYS/broker/uptime", NULL},
+        {"$SYS/#", "$SYS/monitor/+", "$SYS/monitor/Clients"},
+        {"$SYS/monitor/+", "$SYS/+/Clients", "$SYS/monitor/Clients"},
+        {"$SYS/#", "$share/#", NULL},
+        /* a '$' not at the start of the topic is an ordinary character */
+        {"+/#", "a/$SYS", "a/$SYS"},
+        {"a/+", "a/$x", "a/$x"},
+        {"#", "a$", "a$"},
+        /* two leading wildcards still overlap: on topics that do not start with '$' */
+        {"#", "+", "x"},
+        {"+/b", "#", "x/b"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *a = cases[i].a, *b = cases[i].b, *both = cases[i].both;
+        bool want = both != NULL;
+        ck_assert_msg(sb_mqtt_filters_overlap(a, b) == want, "%s and %s: want %d", a, b, want);
+        ck_assert_msg(sb_mqtt_filters_overlap(b, a) == want, "%s and %s: want %d", b, a, want);
+        if (both) { /* the topic given does match both, by the matcher's own tests */
+            ck_assert_int_eq(sb_mqtt_topic_match(a, both, NULL, 0), 1);
+            ck_assert_int_eq(sb_mqtt_topic_match(b, both, NULL, 0), 1);
+        }
+    }
+}
+END_TEST
+
+/* Every pair of filters of up to three levels made of "a", "$s", "", "+" and "#": they
+ * overlap exactly when a topic of up to four levels made of "a", "b", "$s" and "" matches
+ * both (sb_mqtt_topic_match; "b" stands for a level that no filter names). Up to three
+ * levels are enough for a witness, as a '#' needs no level of its own. */
+#define OV_FILTERS 160
+#define OV_TOPICS 340
+START_TEST(filters_overlap_exhaustive)
+{
+    static const char *const flev[] = {"a", "$s", "", "+", "#"};
+    static const char *const tlev[] = {"a", "b", "$s", ""};
+    static char filters[OV_FILTERS][16], topics[OV_TOPICS][20];
+    size_t nf = 0, nt = 0;
+    for (int len = 1; len <= 3; len++) {
+        int combos = 1;
+        for (int k = 0; k < len; k++)
+            combos *= 5;
+        for (int c = 0; c < combos; c++) {
+            char f[16] = "";
+            bool ok = true;
+            for (int k = 0, x = c; k < len; k++, x /= 5) {
+                if (x % 5 == 4 && k != len - 1) ok = false; /* '#' only last */
+                if (k) strcat(f, "/");
+                strcat(f, flev[x % 5]);
+            }
+            if (ok && f[0]) strcpy(filters[nf++], f); /* "" is no filter */
+        }
+    }
+    for (int len = 1; len <= 4; len++) {
+        int combos = 1;
+        for (int k = 0; k < len; k++)
+            combos *= 4;
+        for (int c = 0; c < combos; c++) {
+            char t[20] = "";
+            for (int k = 0, x = c; k < len; k++, x /= 4) {
+                if (k) strcat(t, "/");
+                strcat(t, tlev[x % 4]);
+            }
+            if (t[0]) strcpy(topics[nt++], t); /* "" is no topic */
+        }
+    }
+    ck_assert_uint_le(nf, OV_FILTERS);
+    ck_assert_uint_le(nt, OV_TOPICS);
+    static bool m[OV_FILTERS][OV_TOPICS];
+    for (size_t i = 0; i < nf; i++)
+        for (size_t t = 0; t < nt; t++) {
+            int r = sb_mqtt_topic_match(filters[i], topics[t], NULL, 0);
+            ck_assert_int_ge(r, 0);
+            m[i][t] = r == 1;
+        }
+    size_t overlaps = 0;
+    for (size_t i = 0; i < nf; i++)
+        for (size_t j = 0; j < nf; j++) {
+            bool both = false;
+            for (size_t t = 0; t < nt && !both; t++)
+                both = m[i][t] && m[j][t];
+            ck_assert_msg(sb_mqtt_filters_overlap(filters[i], filters[j]) == both,
+                          "\"%s\" and \"%s\": want %d", filters[i], filters[j], both);
+            overlaps += both;
+        }
+    /* neither all nor none: the pairs tell something */
+    ck_assert_uint_gt(overlaps, nf);
+    ck_assert_uint_lt(overlaps, nf * nf / 2);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("mqtt_topic");
@@ -346,6 +477,8 @@ static Suite *suite(void)
     tcase_add_test(r, template_filter);
     tcase_add_test(r, template_filter_requests);
     tcase_add_test(r, filters_overlap);
+    tcase_add_test(r, filters_overlap_by_the_spec);
+    tcase_add_test(r, filters_overlap_exhaustive);
     suite_add_tcase(s, r);
     return s;
 }
