@@ -4,6 +4,7 @@
 #include "config.h"
 #include "jsonptr.h"
 #include "log.h"
+#include "mqtt.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -847,6 +848,30 @@ static void filters(walker_t *w, json_t *v, const char *key, char ***out, size_t
     w_pop(w, mark);
 }
 
+/* One stream per topic, as for Kafka (walk_topics): the dispatcher subscribes to the
+ * interaction filters and the aggregator to both lists, so a message on a topic that an
+ * interaction and a response filter both match would reach the dispatcher as an event (and
+ * be dead-lettered there when it is a response) and the aggregator as a response only (an
+ * event's KPIs would be lost). Each such pair is a problem at the response filter. */
+static void filters_apart(walker_t *w, const sb_config_t *c)
+{
+    const char *const *resp = (const char *const *)c->mqtt_topics.responses,
+                      *const *inter = (const char *const *)c->mqtt_topics.interactions;
+    for (size_t j = 0; j < c->mqtt_topics.n_responses; j++)
+        for (size_t i = 0; i < c->mqtt_topics.n_interactions; i++) {
+            if (!sb_mqtt_filters_overlap(resp[j], inter[i])) continue;
+            size_t mark = w_push(w, "responses");
+            w_index(w, j);
+            char q1[96], q2[96];
+            w_problem(w,
+                      "%s overlaps mqtt_topics.interactions[%zu] %s: a message on a topic both "
+                      "match would be read as an interaction event by the dispatcher and as a "
+                      "response by the aggregator; every stream needs its own topics",
+                      quote(resp[j], q1, sizeof q1), i, quote(inter[i], q2, sizeof q2));
+            w_pop(w, mark);
+        }
+}
+
 static void walk_mqtt_topics(walker_t *w, json_t *v, sb_config_t *c)
 {
     static const char *const keys[] = {
@@ -864,8 +889,11 @@ static void walk_mqtt_topics(walker_t *w, json_t *v, sb_config_t *c)
                {"metrics", &c->mqtt_topics.metrics, met_ph},
                {"alerts", &c->mqtt_topics.alerts, alr_ph}};
     if (!want_object(w, v, keys)) return;
+    size_t before = w->n_problems;
     filters(w, v, "interactions", &c->mqtt_topics.interactions, &c->mqtt_topics.n_interactions);
     filters(w, v, "responses", &c->mqtt_topics.responses, &c->mqtt_topics.n_responses);
+    /* only once every filter is valid: the lists' indexes are then the file's */
+    if (w->n_problems == before) filters_apart(w, c);
     for (size_t i = 0; i < sizeof tpl / sizeof tpl[0]; i++) {
         if (rd_str(w, v, tpl[i].key, tpl[i].dst, 0, 1024) <= 0) continue;
         char buf[256];

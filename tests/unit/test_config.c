@@ -529,6 +529,73 @@ START_TEST(test_range_errors)
 }
 END_TEST
 
+/* An interaction filter and a response filter that some topic matches both: the dispatcher
+ * would read responses as events, the aggregator events as responses. */
+#define OVERLAPS "overlaps mqtt_topics.interactions"
+#define READ_AS_BOTH                                                                               \
+    "a message on a topic both match would be read as an interaction event by the dispatcher "    \
+    "and as a response by the aggregator; every stream needs its own topics"
+START_TEST(test_mqtt_filters_apart)
+{
+    /* '#' catches the default response filter */
+    expect_one("{\"dev\":true,\"mqtt_topics\":{\"interactions\":[\"fieldservice/#\"]}}",
+               "mqtt_topics.responses[0]: \"fieldservice/+/survey/response\" " OVERLAPS
+               "[0] \"fieldservice/#\": " READ_AS_BOTH);
+    /* '+' against a name; the same filter in both lists */
+    expect_one("{\"dev\":true,\"mqtt_topics\":{\"responses\":[\"fieldservice/+/+/completed\"]}}",
+               "mqtt_topics.responses[0]: \"fieldservice/+/+/completed\" " OVERLAPS
+               "[0] \"fieldservice/+/visit/completed\": " READ_AS_BOTH);
+    expect_one("{\"dev\":true,\"mqtt_topics\":{\"interactions\":[\"x/y\"],\"responses\":[\"x/y\"]}}",
+               "mqtt_topics.responses[0]: \"x/y\" " OVERLAPS "[0] \"x/y\": " READ_AS_BOTH);
+    /* every pair, at the response filter: "b" is the parent level of "b/#" */
+    sb_problems_clear(&probs);
+    ck_assert_ptr_null(load_str("{\"dev\":true,\"mqtt_topics\":{\"interactions\":[\"a/+\","
+                                "\"b/#\"],\"responses\":[\"a/b\",\"c/+\",\"b\",\"+/x\"]}}"));
+    ck_problem("mqtt_topics.responses[0]: \"a/b\" " OVERLAPS "[0] \"a/+\": " READ_AS_BOTH);
+    ck_problem("mqtt_topics.responses[2]: \"b\" " OVERLAPS "[1] \"b/#\": " READ_AS_BOTH);
+    ck_problem("mqtt_topics.responses[3]: \"+/x\" " OVERLAPS "[0] \"a/+\": " READ_AS_BOTH);
+    ck_problem("mqtt_topics.responses[3]: \"+/x\" " OVERLAPS "[1] \"b/#\": " READ_AS_BOTH);
+    ck_assert_uint_eq(probs.n, 4);
+    /* from an override: labelled as such */
+    sb_problems_clear(&probs);
+    const char *ov[] = {"dev=true", "mqtt_topics.responses=[\"fieldservice/+/visit/+\"]"};
+    ck_assert_ptr_null(sb_config_load(NULL, ov, 2, &probs));
+    ck_problem("mqtt_topics.responses[0]: \"fieldservice/+/visit/+\" " OVERLAPS
+               "[0] \"fieldservice/+/visit/completed\": " READ_AS_BOTH " (from override)");
+    ck_assert_uint_eq(probs.n, 1);
+
+    /* apart: not the same number of levels, a level that differs, '$' topics (never
+     * matched by a filter that starts with a wildcard), "+" and "/#" (they share only "",
+     * which is no topic) */
+    static const char *const apart[] = {
+        "{\"dev\":true,\"mqtt_topics\":{\"interactions\":[\"a/+\"],\"responses\":[\"a/+/+\"]}}",
+        "{\"dev\":true,\"mqtt_topics\":{\"interactions\":[\"a/+/c\"],\"responses\":[\"+/b/d\"]}}",
+        "{\"dev\":true,\"mqtt_topics\":{\"interactions\":[\"#\"],\"responses\":[\"$r/+\"]}}",
+        "{\"dev\":true,\"mqtt_topics\":{\"interactions\":[\"$i/#\"],\"responses\":[\"+/#\"]}}",
+        "{\"dev\":true,\"mqtt_topics\":{\"interactions\":[\"+\"],\"responses\":[\"/#\"]}}",
+        /* overlaps inside one list are not between streams */
+        "{\"dev\":true,\"mqtt_topics\":{\"interactions\":[\"v/+\",\"v/#\"],\"responses\":[\"r/#\","
+        "\"r/+\"]}}",
+        /* no filter at all on one side */
+        "{\"dev\":true,\"mqtt_topics\":{\"interactions\":[\"#\"],\"responses\":[]}}",
+    };
+    for (size_t i = 0; i < sizeof apart / sizeof apart[0]; i++) {
+        sb_problems_clear(&probs);
+        sb_config_t *c = load_str(apart[i]);
+        if (!c)
+            for (size_t k = 0; k < probs.n; k++)
+                fprintf(stderr, "  got: %s\n", probs.msg[k]);
+        ck_assert_msg(c != NULL, "%s", apart[i]);
+        sb_config_free(c);
+    }
+
+    /* a list with a malformed filter is not compared (its indexes would be off): only the
+     * malformed one is reported */
+    expect_one("{\"dev\":true,\"mqtt_topics\":{\"interactions\":[\"a/#/b\",\"#\"]}}",
+               "mqtt_topics.interactions[0]: '#' must be the last level");
+}
+END_TEST
+
 START_TEST(test_many_problems)
 {
     sb_config_t *c = sb_config_load(DATA "many.json", NULL, 0, &probs);
@@ -845,6 +912,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_type_errors);
     tcase_add_test(tc, test_unknown_keys);
     tcase_add_test(tc, test_range_errors);
+    tcase_add_test(tc, test_mqtt_filters_apart);
     tcase_add_test(tc, test_many_problems);
     tcase_add_test(tc, test_urls);
     tcase_add_test(tc, test_journeys);
