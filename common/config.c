@@ -218,14 +218,22 @@ static void w_pop(walker_t *w, size_t mark)
     if (w->path) w->path[mark] = '\0';
 }
 
-/* The source of the value at path p: the latest origin that is p or an ancestor of p. */
+/* True when path a is b or lies inside it ("x.y[2]" in "x.y", not in "x.yz"). */
+static bool path_within(const char *a, const char *b)
+{
+    size_t n = strlen(b);
+    return strncmp(a, b, n) == 0 && (a[n] == '\0' || a[n] == '.' || a[n] == '[');
+}
+
+/* The source of the value at path p: the latest origin that is p, an ancestor of p (the
+ * value came with it) or a descendant of p (part of the value did: a problem with an
+ * object or list, such as scales.csat's min against its max or a duplicate in windows, may
+ * be the overridden part's). */
 static const char *origin_of(const walker_t *w, const char *p)
 {
-    for (size_t i = w->n_orig; i-- > 0;) {
-        size_t n = strlen(w->orig[i].path);
-        if (strncmp(p, w->orig[i].path, n) == 0 && (p[n] == '\0' || p[n] == '.' || p[n] == '['))
+    for (size_t i = w->n_orig; i-- > 0;)
+        if (path_within(p, w->orig[i].path) || path_within(w->orig[i].path, p))
             return w->orig[i].source;
-    }
     return NULL;
 }
 

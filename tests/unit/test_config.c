@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "unit.h"
 
@@ -383,6 +384,38 @@ START_TEST(test_override_problems)
     ck_problem("override journeys[5].delay: journeys has 0 elements; expected an index 0..0");
     ck_problem("override a..b: malformed path (expected a.b.c or a[0].b)");
     ck_assert_uint_eq(probs.n, 6);
+}
+END_TEST
+
+/* A problem with an object or a list is labelled when an override set a part of it (the
+ * label used to need the override at the problem's path or above it). */
+START_TEST(test_override_label_on_parent)
+{
+    const char *ov[] = {"dev=true", "scales.csat.min=5", "windows[2]=1h", "scales.ces.easy_max=2"};
+    sb_config_t *c = sb_config_load(NULL, ov, sizeof ov / sizeof ov[0], &probs);
+    ck_assert_ptr_null(c);
+    ck_problem("scales.csat: min (5) must be below max (5) (from override)");
+    ck_problem("windows: duplicate window 1h (from override)");
+    ck_assert_uint_eq(probs.n, 2);
+    /* the same problems from the file: no label, although an override set a neighbour
+     * (scales.ces.easy_max) and one a path that starts alike (dimensions[1] is not part of
+     * dimensions[10]) */
+    sb_problems_clear(&probs);
+    char path[] = "/tmp/sb-test-config-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    const char *text = "{\"dev\":true,\"scales\":{\"csat\":{\"min\":5}},\"dimensions\":["
+                       "\"channel\",\"agent\",\"team\",\"region\",\"product\",\"stage\","
+                       "\"journey\",\"kind\",\"locale\",\"device\",\"team\"]}";
+    ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    const char *ov2[] = {"scales.ces.easy_max=2", "dimensions[1]=agent"};
+    c = sb_config_load(path, ov2, 2, &probs);
+    unlink(path);
+    ck_assert_ptr_null(c);
+    ck_problem("scales.csat: min (5) must be below max (5)");
+    ck_problem("dimensions[10]: duplicate dimension \"team\"");
+    ck_assert_uint_eq(probs.n, 2);
 }
 END_TEST
 
@@ -907,6 +940,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_env_over_file);
     tcase_add_test(tc, test_overrides_over_env);
     tcase_add_test(tc, test_override_problems);
+    tcase_add_test(tc, test_override_label_on_parent);
     tcase_add_test(tc, test_no_file);
     tcase_add_test(tc, test_invalid_json);
     tcase_add_test(tc, test_type_errors);
