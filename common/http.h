@@ -1,9 +1,9 @@
 /* Operational HTTP endpoints of a service (http.dispatcher / http.aggregator / http.web):
  * GET /healthz (200 when every configured dependency answers, else 503, with a JSON body
  * saying which) and GET /metrics (Prometheus text: dependency state, the service's counters
- * from Redis and of its own, queue depths), plus any routes the service adds (sb_http_probe_t.route).
- * Served by libmicrohttpd on its own thread (or a thread per connection), with its own Redis
- * connection, so a slow scrape never holds up the service. */
+ * from Redis and its own, queue depths), plus any routes the service adds
+ * (sb_http_probe_t.route). Served by libmicrohttpd on its own thread (or a thread per
+ * connection), with its own Redis connection, so a slow scrape never holds up the service. */
 #ifndef SB_HTTP_H
 #define SB_HTTP_H
 
@@ -38,7 +38,7 @@ void sb_http_latency_observe(sb_http_latency_t *l, int64_t us);
 /* A counter of this process (not kept in Redis), updated lock-free by the service's threads:
  * on /metrics as surveybus_<name>_total{service="<service>",reason="<reason>"}. */
 typedef struct sb_http_counter {
-    const char *name;   /* e.g. "stream_dropped"; counters of one name are listed together */
+    const char *name; /* e.g. "stream_dropped"; counters of one name are listed together */
     const char *reason;
     _Atomic uint64_t *n;
 } sb_http_counter_t;

@@ -467,10 +467,11 @@ START_TEST(api_static_and_stream_over_mqtt)
     ck_assert_msg(!strstr(st2.buf, "zzzzzzzz"), "the oversize message was forwarded");
     ck_assert_uint_eq(count_of(st2.buf, "event: alert\n"), 2);
     ck_assert_int_eq(get(port, "/metrics", &body), 200);
-    ck_assert_msg(strstr(body, "# TYPE surveybus_stream_dropped_total counter\n"
-                               "surveybus_stream_dropped_total{service=\"web\",reason=\"too_large\"} 1\n"
-                               "surveybus_stream_dropped_total{service=\"web\",reason=\"invalid_json\"} 1\n"),
-                  "%s", body);
+    ck_assert_msg(
+        strstr(body, "# TYPE surveybus_stream_dropped_total counter\n"
+                     "surveybus_stream_dropped_total{service=\"web\",reason=\"too_large\"} 1\n"
+                     "surveybus_stream_dropped_total{service=\"web\",reason=\"invalid_json\"} 1\n"),
+        "%s", body);
     free(body);
     int lines = 0;
     sb_h_log_sum(&h, "web.log", "dropping a message over 65536 bytes from the stream bytes=65636 "

@@ -566,7 +566,7 @@ END_TEST
  * would read responses as events, the aggregator events as responses. */
 #define OVERLAPS "overlaps mqtt_topics.interactions"
 #define READ_AS_BOTH                                                                               \
-    "a message on a topic both match would be read as an interaction event by the dispatcher "    \
+    "a message on a topic both match would be read as an interaction event by the dispatcher "     \
     "and as a response by the aggregator; every stream needs its own topics"
 START_TEST(test_mqtt_filters_apart)
 {
@@ -578,8 +578,9 @@ START_TEST(test_mqtt_filters_apart)
     expect_one("{\"dev\":true,\"mqtt_topics\":{\"responses\":[\"fieldservice/+/+/completed\"]}}",
                "mqtt_topics.responses[0]: \"fieldservice/+/+/completed\" " OVERLAPS
                "[0] \"fieldservice/+/visit/completed\": " READ_AS_BOTH);
-    expect_one("{\"dev\":true,\"mqtt_topics\":{\"interactions\":[\"x/y\"],\"responses\":[\"x/y\"]}}",
-               "mqtt_topics.responses[0]: \"x/y\" " OVERLAPS "[0] \"x/y\": " READ_AS_BOTH);
+    expect_one(
+        "{\"dev\":true,\"mqtt_topics\":{\"interactions\":[\"x/y\"],\"responses\":[\"x/y\"]}}",
+        "mqtt_topics.responses[0]: \"x/y\" " OVERLAPS "[0] \"x/y\": " READ_AS_BOTH);
     /* every pair, at the response filter: "b" is the parent level of "b/#" */
     sb_problems_clear(&probs);
     ck_assert_ptr_null(load_str("{\"dev\":true,\"mqtt_topics\":{\"interactions\":[\"a/+\","
