@@ -291,7 +291,8 @@ static const char LUA_CLAIM[] = LUA_PRELUDE
  * skips reading the record: one BITFIELD reads its byte len - 1 (still the separator), byte
  * len (past its end: 0, so no reason was added) and sets the state byte, returning the old
  * one. A survey still pending so is fired with the journey and times of the hint; any other
- * record gets its byte back and is read whole (one MGET for all of them), as without a hint. */
+ * record gets its byte back and is read whole (one MGET for all of them), as without a hint;
+ * so are reminders, counted only while their record exists. */
 static const char LUA_ACK[] = LUA_PRELUDE
     "local res, mine, keys, ids, typs, src, seen = {}, {}, {}, {}, {}, {}, {}\n"
     "local members, rat, hl, hj, he, hr = {}, {}, {}, {}, {}, {}\n"
@@ -335,9 +336,7 @@ static const char LUA_ACK[] = LUA_PRELUDE
     "for j = 1, #mine do\n"
     "  local k, key = src[j], keys[j]\n"
     "  local len = hl[k]\n"
-    "  if len > 0 and typs[j] == 'r' then\n"
-    "    count('reminded|' .. hj[k])\n"
-    "  elseif len > 0 and typs[j] == 'f' then\n"
+    "  if len > 0 and typs[j] == 'f' then\n"
     "    local r = redis.call('BITFIELD', key, 'GET', 'u8', '#' .. (len - 1),\n"
     "                         'GET', 'u8', '#' .. len, 'SET', 'u8', '#0', '102')\n"
     "    if r[3] == 112 and r[1] == 31 and r[2] == 0 then\n"

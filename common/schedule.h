@@ -87,7 +87,10 @@ typedef struct sb_claimed {
  * the record again (sb_sched_hint): the record's length as claimed (0: no hint, the record
  * is read) and the fields the acknowledgement uses. journey must stay valid until the
  * acknowledgement's result is read. The record is read anyway when it changed since the
- * claim (answered, or a cancel waiting in its reason). */
+ * claim (answered, or a cancel waiting in its reason), and for reminders. A record deleted
+ * and scheduled anew, pending, as long and with no reason, cannot be told from the one
+ * claimed: it is fired with the claim's expiry and reminder delay (its lifetime ended and
+ * the same interaction and journey came again while the claim was in flight). */
 typedef struct sb_sched_hint {
     uint32_t len;
     const char *journey;
