@@ -439,8 +439,10 @@ sb_kafka_consumer_t *sb_kafka_consumer_new(const sb_config_t *cfg, const char *g
                                            const char *const *topics, size_t n, int prefetch_kib,
                                            char *err, size_t errlen)
 {
-    char prefetch[24];
-    snprintf(prefetch, sizeof prefetch, "%d", prefetch_kib > 0 ? prefetch_kib : SB_KAFKA_PREFETCH_KIB);
+    char prefetch[24], fetch[24];
+    int ask = prefetch_kib > 0 ? prefetch_kib : SB_KAFKA_PREFETCH_KIB;
+    snprintf(prefetch, sizeof prefetch, "%d", ask);
+    snprintf(fetch, sizeof fetch, "%d", (ask < 4096 ? (ask < 1024 ? 1024 : ask) : 4096) * 1024);
     const prop_t defaults[] = {
         {"enable.auto.commit", "true"},
         {"enable.auto.offset.store", "false"},
@@ -456,10 +458,11 @@ sb_kafka_consumer_t *sb_kafka_consumer_new(const sb_config_t *cfg, const char *g
          * for a fixed second whenever this queue is full (librdkafka#2879), so a consumer
          * that drains it faster than that waits: size it for about a second of input. */
         {"queued.max.messages.kbytes", prefetch},
-        /* and fetch at most 4 MiB at a time (default 50 MiB, 1 MiB per partition). With
-         * 8 MiB the aggregator's peak while draining a backlog reached 62-76 MiB; with 4 MiB
-         * it stayed at 48-53 MiB with no loss of throughput (docs/benchmarks.md). */
-        {"fetch.max.bytes", "4194304"},
+        /* and fetch at most 4 MiB at a time (default 50 MiB, 1 MiB per partition), and no
+         * more than the queue holds (at least 1 MiB, librdkafka's message.max.bytes): a
+         * fetch's messages enter the queue even when it is nearly full, and each small one
+         * costs some 350 bytes of librdkafka's bookkeeping besides (docs/benchmarks.md). */
+        {"fetch.max.bytes", fetch},
         {"max.partition.fetch.bytes", "262144"},
         {NULL, NULL},
     };

@@ -81,7 +81,8 @@ typedef struct sb_kafka_msg {
  * cooperative-sticky assignor: a rebalance revokes only the partitions that move, after
  * committing their stored offsets. session.timeout.ms defaults to 6000 (heartbeat 2000).
  * librdkafka prefetches up to prefetch_kib KiB (queued.max.messages.kbytes; 0 means
- * SB_KAFKA_PREFETCH_KIB). cfg->kafka.properties are applied verbatim after these defaults.
+ * SB_KAFKA_PREFETCH_KIB), fetching at most that much (1-4 MiB) at a time.
+ * cfg->kafka.properties are applied verbatim after these defaults.
  * Returns NULL with err. */
 #define SB_KAFKA_PREFETCH_KIB 8192
 sb_kafka_consumer_t *sb_kafka_consumer_new(const sb_config_t *cfg, const char *group,

@@ -163,7 +163,8 @@ size_t sb_tally_plan(const sb_config_t *cfg, const int64_t *wm, const sb_tally_i
  * ...; see sb_tally_kpi_field). Returns snprintf's count, or -1 for an unknown code. */
 int sb_tally_op_field(const sb_tally_op_t *op, char *buf, size_t len);
 
-/* Removes published alerts from the outbox (one command). Returns 0 or -1. */
+/* Removes published alerts from the outbox (a command per 500). Returns 0, or -1 when a
+ * command failed (some may have been removed). */
 int sb_tally_alerts_done(sb_tally_t *t, const char *const *alerts, size_t n);
 /* Lists up to max alerts enqueued before before_ms (their instance died before publishing
  * them). Returns the count (strings the caller frees) or -1. */

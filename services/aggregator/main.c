@@ -153,10 +153,10 @@ static int start(agg_t *a)
         snprintf(group, sizeof group, "%s.aggregator", cfg->kafka.group);
         const char *topics[] = {cfg->topics.responses, cfg->topics.requests,
                                 cfg->topics.interactions};
-        /* 6 MiB of prefetch: with the consumer waking librdkafka's fetcher once the queue is
-         * half drained (kafka.c refill()), 6 MiB drained a backlog as fast as 8 MiB and with a
-         * lower peak (docs/benchmarks.md) */
-        a->consumer = sb_kafka_consumer_new(cfg, group, topics, 3, 6144, err, sizeof err);
+        /* 1 MiB of prefetch (and fetches of 1 MiB): with the consumer waking librdkafka's
+         * fetcher once the queue is half drained (kafka.c refill()), it drains a backlog as
+         * fast as 6 MiB did, with a peak about 15 MiB lower (docs/benchmarks.md) */
+        a->consumer = sb_kafka_consumer_new(cfg, group, topics, 3, 1024, err, sizeof err);
         if (!a->consumer) goto fail;
     }
     if (mqtt && !kafka && request_filters(a, err, sizeof err)) goto fail;
@@ -208,6 +208,8 @@ static void consume_for(agg_t *a, int timeout_ms, int budget_ms)
                                  timeout_ms, budget_ms, &ingest_stages, &a->kin, &a->batch);
 }
 
+#define SINK_FLUSH_MS 500
+
 static void run(agg_t *a)
 {
     int64_t next_pub = sb_mono_ms(), next_report = sb_mono_ms() + 10000;
@@ -215,8 +217,12 @@ static void run(agg_t *a)
         int64_t wait = next_pub - sb_mono_ms();
         if (wait < 0) wait = 0;
         if (wait > a->cfg->tuning.batch_ms) wait = a->cfg->tuning.batch_ms;
+        /* back at least every SINK_FLUSH_MS, so that the alerts confirmed meanwhile leave
+         * the outbox in small steps (a backlog confirms thousands in that time) */
+        int64_t budget = next_pub - sb_mono_ms();
+        if (budget > SINK_FLUSH_MS) budget = SINK_FLUSH_MS;
         if (a->consumer)
-            consume_for(a, (int)wait, (int)(next_pub - sb_mono_ms()));
+            consume_for(a, (int)wait, (int)budget);
         else
             sb_service_sleep((int)wait);
         if (sb_mono_ms() >= next_pub) {

@@ -1064,6 +1064,19 @@ START_TEST(alerts_outbox)
     const char *done2[] = {"{\"alert\":4}"};
     ck_assert_int_eq(sb_tally_alerts_done(E.t, done2, 1), 0);
     ck_assert_int_eq(sb_tally_alerts_stale(E.t, now + DAY, out, 4), 0);
+    /* a backlog's worth at once (removed in several commands): all of them, no other */
+    enum { MANY = 1201 };
+    static char many[MANY][32];
+    const char *mp[MANY];
+    for (int i = 0; i < MANY; i++) {
+        snprintf(many[i], sizeof many[i], "{\"alert\":\"m%d\"}", i);
+        mp[i] = many[i];
+        ck_assert_int_eq(num("ZADD", alertq, "1", many[i], NULL), 1);
+    }
+    ck_assert_int_eq(sb_tally_alerts_done(E.t, mp, MANY - 1), 0);
+    ck_assert_int_eq(num("ZCARD", alertq, NULL), 1);
+    ck_assert_int_eq(num("ZSCORE", alertq, many[MANY - 1], NULL), 1);
+    ck_assert_int_eq(sb_tally_alerts_done(E.t, mp + MANY - 1, 1), 0);
     check_all(now + 10 * SEC, "alerts", NULL);
     env_close();
 }
