@@ -550,7 +550,7 @@ fail:
 
 /* ---------------------------------------------------------------- cache */
 
-#define CACHE_SLOTS 2048 /* open addressing, load <= 1/2 */
+#define CACHE_SLOTS (2 * SB_TZ_CACHE_MAX) /* open addressing, load <= 1/2 */
 #define NEG_MAX 256
 
 static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;

@@ -10,7 +10,7 @@
 typedef struct sb_tz sb_tz_t;
 
 #define SB_TZ_NAME_MAX 255   /* bytes in a zone name */
-#define SB_TZ_CACHE_MAX 1024 /* zones the cache keeps */
+#define SB_TZ_CACHE_MAX 4096 /* zones the cache keeps: more than any tzdata tree holds */
 
 /* Loads the zone `name` ("Europe/Berlin") from $TZDIR, or /usr/share/zoneinfo when TZDIR is
  * unset or empty. "UTC" and "" give UTC without reading a file. Names containing "..", starting
@@ -51,7 +51,9 @@ int64_t sb_tz_local_to_utc(const sb_tz_t *tz, int64_t local_ms, int prefer);
  * cannot be loaded (missing and malformed zones are remembered in a small bounded list, so a
  * stream of bogus names does not hit the filesystem each time; I/O errors are retried). Returned
  * zones are borrowed and stay valid until sb_tz_cache_free(). At most SB_TZ_CACHE_MAX zones are
- * kept; once full, names not yet cached give NULL. Thread-safe. */
+ * kept; once full, names not yet cached give NULL. A full tzdata tree with its posix/ and
+ * right/ copies holds under 2,000 names, so events naming every zone there is cannot fill it
+ * (each zone takes 1-3 KiB). Thread-safe. */
 const sb_tz_t *sb_tz_get(const char *name);
 
 /* Frees every cached zone; pointers from sb_tz_get() become invalid. Not to be called while

@@ -463,6 +463,46 @@ START_TEST(cache_returns_one_zone_per_name)
 }
 END_TEST
 
+/* A system's whole tzdata tree fits in the cache: with its posix/ and right/ copies it has
+ * under 2,000 names, and a producer naming each of them must not leave later customers in
+ * UTC. 2,500 names (copies of one zone) are all cached and all right. */
+START_TEST(cache_holds_a_whole_tzdata_tree)
+{
+    enum { N = 2500 };
+    FILE *src = fopen("/usr/share/zoneinfo/Europe/Berlin", "rb");
+    ck_assert_ptr_nonnull(src);
+    static unsigned char buf[65536];
+    size_t len = fread(buf, 1, sizeof buf, src);
+    fclose(src);
+    ck_assert_uint_gt(len, 0);
+    char tzdir[] = "/tmp/sb_test_tzmany.XXXXXX", path[128], name[16];
+    ck_assert_ptr_nonnull(mkdtemp(tzdir));
+    for (int i = 0; i < N; i++) {
+        snprintf(path, sizeof path, "%s/Z%04d", tzdir, i);
+        FILE *f = fopen(path, "wb");
+        ck_assert_ptr_nonnull(f);
+        ck_assert_uint_eq(fwrite(buf, 1, len, f), len);
+        fclose(f);
+    }
+    sb_tz_cache_free();
+    setenv("TZDIR", tzdir, 1);
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "Z%04d", i);
+        const sb_tz_t *tz = sb_tz_get(name);
+        ck_assert_msg(tz != NULL, "zone %d of %d not cached", i, N);
+        ck_assert_int_eq(sb_tz_offset(tz, at(2026, 7, 1, 0, 0, 0)), 7200);
+    }
+    ck_assert_ptr_eq(sb_tz_get("Z0000"), sb_tz_get("Z0000"));
+    unsetenv("TZDIR");
+    sb_tz_cache_free();
+    for (int i = 0; i < N; i++) {
+        snprintf(path, sizeof path, "%s/Z%04d", tzdir, i);
+        unlink(path);
+    }
+    rmdir(tzdir);
+}
+END_TEST
+
 static void *get_many(void *arg)
 {
     static const char *const names[] = {"Europe/Berlin", "America/New_York", "Asia/Shanghai",
@@ -523,6 +563,7 @@ int main(void)
     tc = tcase_create("cache");
     tcase_add_test(tc, cache_returns_one_zone_per_name);
     tcase_add_test(tc, cache_is_thread_safe);
+    tcase_add_test(tc, cache_holds_a_whole_tzdata_tree);
     suite_add_tcase(s, tc);
 
     int rc = sb_unit_run(s);
