@@ -181,13 +181,25 @@ fail:
 
 /* ==== Producer ============================================================================ */
 
+/* the report being delivered on this thread (sb_kafka_delivery_unsure) */
+static _Thread_local const rd_kafka_message_t *dr_msg;
+
+bool sb_kafka_delivery_unsure(void)
+{
+    return dr_msg && dr_msg->err &&
+           rd_kafka_message_status(dr_msg) == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED;
+}
+
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     sb_kafka_producer_t *p = opaque;
     (void)rk;
     if (!m->err) mark_up(p->rk, &p->health);
-    if (p->cb)
+    if (p->cb) {
+        dr_msg = m;
         p->cb(p->opaque, m->_private, m->err ? 0 : 1, m->err ? rd_kafka_err2str(m->err) : NULL);
+        dr_msg = NULL;
+    }
 }
 
 static void on_producer_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)

@@ -22,6 +22,12 @@ typedef struct sb_kafka_consumer sb_kafka_consumer_t;
  * sb_kafka_produce / _free, on the caller's thread. */
 typedef void (*sb_kafka_delivery_cb)(void *opaque, void *msg_opaque, int ok, const char *errstr);
 
+/* Inside a delivery callback reporting a failure (ok 0): true when the message may have been
+ * stored all the same (librdkafka's "possibly persisted": it was sent, and no answer came
+ * before message.timeout.ms, or the connection broke). Sending it again may make a second
+ * copy. False outside a callback. */
+bool sb_kafka_delivery_unsure(void);
+
 /* Creates an idempotent producer (enable.idempotence=true, acks=all, linger.ms=5) for
  * cfg->kafka.brokers, then applies every cfg->kafka.properties entry verbatim. cb (may be
  * NULL) receives every delivery report with opaque. Returns NULL with err filled (a bad

@@ -87,6 +87,7 @@ typedef struct fire_entry {
     int waiting;  /* deliveries not yet confirmed */
     int mid;      /* MQTT message id, 0 when none pending */
     bool failed;
+    bool unsure;  /* failed on Kafka, but may have been stored there (left to recovery) */
     bool acking;  /* confirmed; in the acknowledgement that is in flight */
     int64_t due_ms;
     int64_t remind_at; /* when its reminder falls due (sb_rules_remind_at), 0: none */

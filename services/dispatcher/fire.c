@@ -282,11 +282,35 @@ int firer_settle_wait(firer_t *f)
     return ack_finish(f, sb_now_ms());
 }
 
+/* A request that failed on Kafka but may have been stored there (sent, and no answer before
+ * message.timeout.ms) is neither acknowledged nor released: sent again it could be there
+ * twice. Its claim leaves our hands unrenewed; once its lease ends, recovery reads the
+ * requests topic back from the claim time, as for a dead dispatcher's claims, and fires it
+ * when it is there or puts it back in the schedule when it is not. */
+static void leave_unsure(firer_t *f)
+{
+    size_t n = 0;
+    fire_entry_t **pp = &f->head;
+    while (*pp) {
+        fire_entry_t *e = *pp;
+        if (e->failed && e->unsure && e->waiting <= 0 && !e->acking) {
+            *pp = e->next;
+            free(e);
+            f->inflight--;
+            n++;
+        } else {
+            pp = &e->next;
+        }
+    }
+    if (n) sb_warn("survey requests left to recovery count=%zu (delivery unsure)", n);
+}
+
 int firer_settle(firer_t *f, int64_t now_ms)
 {
     if (f->producer) sb_kafka_producer_poll(f->producer, 0);
     int acked = ack_finish(f, now_ms);
     if (acked < 0) return -1;
+    leave_unsure(f);
     if (!f->head) return acked;
     if (f->ack_cap < f->inflight) {
         f->ack_cap = f->inflight;

@@ -25,8 +25,10 @@ void dispatcher_delivery(void *opaque, void *msg_opaque, int ok, const char *err
         e->waiting--;
         if (!ok) {
             e->failed = true;
-            sb_warn("survey request not delivered member=%s err=\"%s\"", e->member,
-                    errstr ? errstr : "");
+            e->unsure = sb_kafka_delivery_unsure();
+            sb_warn("survey request not delivered member=%s err=\"%s\"%s", e->member,
+                    errstr ? errstr : "",
+                    e->unsure ? " (it may have been stored: left to recovery)" : "");
         }
     }
 }

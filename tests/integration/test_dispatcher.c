@@ -1663,6 +1663,62 @@ START_TEST(kafka_outage_longer_than_the_lease_sends_each_survey_once)
 }
 END_TEST
 
+/* A broker that takes requests and then hangs (SIGSTOP): the requests were sent, their
+ * delivery reports say "timed out" after message.timeout.ms, and then the broker wakes up
+ * and stores them. Sent again at once they would be there twice; left to recovery, which
+ * reads the topic back once their leases end, each is fired once. */
+START_TEST(kafka_timeout_after_sending_sends_each_survey_once)
+{
+    env_t e;
+    env_open(&e, "t9u",
+             "{\"journeys\":[{\"name\":\"t9u-visit\",\"on\":{\"type\":\"visit.completed\"},"
+             "\"survey\":\"csat\"}],\"mqtt_topics\":{\"interactions\":[\"t9u/+/visit\"]},"
+             "\"tuning\":{\"lease\":\"2s\"},\"log\":{\"level\":\"info\"}}");
+    mq_t txq;
+    sb_mqtt_t *pub = mq_open(&e, &txq, "t9u-test-pub", NULL, 0);
+    mq_presubscribe(&e, "t9u/+/visit");
+    pid_t d = disp_start_set(&e, "t9u-a", "t9u-a.log",
+                             "kafka.properties={\"message.timeout.ms\":\"3000\"}");
+    wait_ready(&e, 30000);
+    /* first a few requests that go through: the producer then knows the topic and has its
+     * connection, so the next ones are sent before the broker hangs (not just queued) */
+    enum { W = 3, N = 5 };
+    char ids[W + N][SB_SURVEY_ID_LEN + 1];
+    for (int i = 0; i < W; i++) {
+        char iid[32], cust[32], topic[48], buf[512];
+        snprintf(iid, sizeof iid, "t9u-w%d", i);
+        snprintf(cust, sizeof cust, "t9u-cw%d", i);
+        snprintf(topic, sizeof topic, "t9u/dev-w%d/visit", i);
+        sb_record_survey_id(iid, "t9u-visit", ids[N + i]);
+        int len = event_json(buf, sizeof buf, iid, NULL, sb_now_ms(), cust, iid, "field_visit", "");
+        mq_publish(pub, topic, buf, (size_t)len);
+    }
+    ck_assert_int_eq(stat_wait(&e, "fired|t9u-visit", W, 20000), W);
+    ck_assert_int_eq(kill(h.kafka_pid, SIGSTOP), 0);
+    visits_in_flight(&e, pub, "t9u", ids, N);
+    sleep_ms(5000); /* past message.timeout.ms: the reports say the requests timed out */
+    ck_assert_int_eq(kill(h.kafka_pid, SIGCONT), 0);
+    ck_assert_int_eq(stat_wait(&e, "fired|t9u-visit", W + N, 30000), W + N);
+    sleep_ms(4000); /* anything published again would be on the topic by now */
+    ck_assert_int_eq(stat_get(&e, "fired|t9u-visit"), W + N);
+    ck_assert_int_eq(zcard(&e, "inflight"), 0);
+    outs_t o;
+    read_topic(&e, e.req, true, &o);
+    expect_exactly(&o, ids, W + N);
+    outs_free(&o);
+    /* each left to recovery, which fired those it found on the topic (the broker stored
+     * the requests it had read before it hung) and put the others back in the schedule */
+    ck_assert_int_eq(sb_h_log_sum(&h, "t9u-a.log", "survey requests left to recovery count=", NULL),
+                     N);
+    long found = sb_h_log_sum(&h, "t9u-a.log", "recovered expired claims already_published=", NULL);
+    ck_assert_int_gt(found, 0);
+    ck_assert_int_eq(found + sb_h_log_sum(&h, "t9u-a.log", " requeued=", NULL), N);
+    disp_stop(d);
+    mq_close(pub, &txq);
+    env_close(&e);
+}
+END_TEST
+
 START_TEST(sigterm_mid_firing_and_with_redis_down_exits_zero_and_loses_nothing)
 {
     env_t e;
@@ -1737,6 +1793,7 @@ int main(void)
     SB_H_ADD(tc, stop_after_a_kafka_outage_leaves_the_group);
     SB_H_ADD(tc, redis_full_pauses_with_back_off_and_loses_nothing);
     SB_H_ADD(tc, kafka_outage_longer_than_the_lease_sends_each_survey_once);
+    SB_H_ADD(tc, kafka_timeout_after_sending_sends_each_survey_once);
     suite_add_tcase(s, tc);
     /* one process: the Redis restart of one test must leave a Redis the next tests can use
      * (a server restarted in a forked test process would die with it) */
