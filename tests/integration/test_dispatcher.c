@@ -1516,6 +1516,26 @@ static void visits_in_flight(env_t *e, sb_mqtt_t *pub, const char *name,
     ck_assert_int_eq(zcard(e, "inflight"), n);
 }
 
+/* The world of the visit tests: journey <name>-visit on MQTT visits (<name>/+/visit) with
+ * the given lease and further top-level config (extra: "" or ",\"key\":..."), the filter
+ * subscribed beforehand for the dispatcher's session, and a publisher for the visits. */
+static sb_mqtt_t *visit_env(env_t *e, mq_t *txq, const char *name, const char *lease,
+                            const char *extra)
+{
+    char cfg[512], id[48];
+    snprintf(cfg, sizeof cfg,
+             "{\"journeys\":[{\"name\":\"%s-visit\",\"on\":{\"type\":\"visit.completed\"},"
+             "\"survey\":\"csat\"}],\"mqtt_topics\":{\"interactions\":[\"%s/+/visit\"]},"
+             "\"tuning\":{\"lease\":\"%s\"}%s}",
+             name, name, lease, extra);
+    env_open(e, name, cfg);
+    snprintf(id, sizeof id, "%s-test-pub", name);
+    sb_mqtt_t *pub = mq_open(e, txq, id, NULL, 0);
+    snprintf(id, sizeof id, "%s/+/visit", name);
+    mq_presubscribe(e, id);
+    return pub;
+}
+
 /* The shape of a network partition: the brokers are down, so requests sent to devices stay
  * unconfirmed on Kafka (in flight), and then Redis hangs (SIGSTOP: calls time out instead of
  * failing). SIGTERM still ends it within 10 s (it took about 14 s: a Redis timeout before
@@ -1524,13 +1544,8 @@ static void visits_in_flight(env_t *e, sb_mqtt_t *pub, const char *name,
 START_TEST(sigterm_partitioned_with_requests_in_flight)
 {
     env_t e;
-    env_open(&e, "t9p",
-             "{\"journeys\":[{\"name\":\"t9p-visit\",\"on\":{\"type\":\"visit.completed\"},"
-             "\"survey\":\"csat\"}],\"mqtt_topics\":{\"interactions\":[\"t9p/+/visit\"]},"
-             "\"tuning\":{\"lease\":\"3s\"}}");
     mq_t txq;
-    sb_mqtt_t *pub = mq_open(&e, &txq, "t9p-test-pub", NULL, 0);
-    mq_presubscribe(&e, "t9p/+/visit");
+    sb_mqtt_t *pub = visit_env(&e, &txq, "t9p", "3s", "");
     pid_t d = disp_start(&e, NULL, "t9p-1.log");
     wait_ready(&e, 30000);
     ck_assert_int_eq(sb_h_kafka_down(&h), 0);
@@ -1630,13 +1645,8 @@ END_TEST
 START_TEST(kafka_outage_longer_than_the_lease_sends_each_survey_once)
 {
     env_t e;
-    env_open(&e, "t9l",
-             "{\"journeys\":[{\"name\":\"t9l-visit\",\"on\":{\"type\":\"visit.completed\"},"
-             "\"survey\":\"csat\"}],\"mqtt_topics\":{\"interactions\":[\"t9l/+/visit\"]},"
-             "\"tuning\":{\"lease\":\"2s\"}}");
     mq_t txq;
-    sb_mqtt_t *pub = mq_open(&e, &txq, "t9l-test-pub", NULL, 0);
-    mq_presubscribe(&e, "t9l/+/visit");
+    sb_mqtt_t *pub = visit_env(&e, &txq, "t9l", "2s", "");
     pid_t a = disp_start_set(&e, "t9l-a", "t9l-a.log",
                              "kafka.properties={\"reconnect.backoff.ms\":\"6000\","
                              "\"reconnect.backoff.max.ms\":\"6000\"}");
@@ -1670,13 +1680,8 @@ END_TEST
 START_TEST(kafka_timeout_after_sending_sends_each_survey_once)
 {
     env_t e;
-    env_open(&e, "t9u",
-             "{\"journeys\":[{\"name\":\"t9u-visit\",\"on\":{\"type\":\"visit.completed\"},"
-             "\"survey\":\"csat\"}],\"mqtt_topics\":{\"interactions\":[\"t9u/+/visit\"]},"
-             "\"tuning\":{\"lease\":\"2s\"},\"log\":{\"level\":\"info\"}}");
     mq_t txq;
-    sb_mqtt_t *pub = mq_open(&e, &txq, "t9u-test-pub", NULL, 0);
-    mq_presubscribe(&e, "t9u/+/visit");
+    sb_mqtt_t *pub = visit_env(&e, &txq, "t9u", "2s", ",\"log\":{\"level\":\"info\"}");
     pid_t d = disp_start_set(&e, "t9u-a", "t9u-a.log",
                              "kafka.properties={\"message.timeout.ms\":\"3000\"}");
     wait_ready(&e, 30000);
