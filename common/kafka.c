@@ -453,8 +453,9 @@ sb_kafka_consumer_t *sb_kafka_consumer_new(const sb_config_t *cfg, const char *g
 {
     char prefetch[24], fetch[24];
     int ask = prefetch_kib > 0 ? prefetch_kib : SB_KAFKA_PREFETCH_KIB;
+    int fetch_kib = ask < 1024 ? 1024 : ask > 4096 ? 4096 : ask; /* the queue, within 1-4 MiB */
     snprintf(prefetch, sizeof prefetch, "%d", ask);
-    snprintf(fetch, sizeof fetch, "%d", (ask < 4096 ? (ask < 1024 ? 1024 : ask) : 4096) * 1024);
+    snprintf(fetch, sizeof fetch, "%d", fetch_kib * 1024);
     const prop_t defaults[] = {
         {"enable.auto.commit", "true"},
         {"enable.auto.offset.store", "false"},

@@ -293,7 +293,7 @@ static void leave_unsure(firer_t *f)
     fire_entry_t **pp = &f->head;
     while (*pp) {
         fire_entry_t *e = *pp;
-        if (e->failed && e->unsure && e->waiting <= 0 && !e->acking) {
+        if (e->unsure && e->waiting <= 0) {
             *pp = e->next;
             free(e);
             f->inflight--;
@@ -310,7 +310,6 @@ int firer_settle(firer_t *f, int64_t now_ms)
     if (f->producer) sb_kafka_producer_poll(f->producer, 0);
     int acked = ack_finish(f, now_ms);
     if (acked < 0) return -1;
-    leave_unsure(f);
     if (!f->head) return acked;
     if (f->ack_cap < f->inflight) {
         f->ack_cap = f->inflight;
@@ -320,7 +319,7 @@ int firer_settle(firer_t *f, int64_t now_ms)
         if (!f->ack_members || !f->ack_remind || !f->ack_hints) abort();
     }
     const char *rel[64];
-    size_t nack = 0, nrel = 0, released = 0;
+    size_t nack = 0, nrel = 0, released = 0, unsure = 0;
     int rc = acked;
     for (fire_entry_t *e = f->head; e; e = e->next) {
         if (e->mid && !sb_mqtt_is_pending(f->mqtt_pub, e->mid)) {
@@ -333,10 +332,13 @@ int firer_settle(firer_t *f, int64_t now_ms)
             f->ack_hints[nack] = e->hint;
             f->ack_members[nack++] = e->member;
             e->acking = true;
+        } else if (e->unsure) {
+            unsure++;
         } else if (nrel < 64) {
             rel[nrel++] = e->member;
         }
     }
+    if (unsure) leave_unsure(f); /* rare: a second pass only then */
     /* failed deliveries (rare) go back to the schedule at once, 64 at a time */
     if (nrel) {
         if (sb_sched_release(f->sched, rel, nrel, now_ms + 1000) != 0) {
