@@ -13,8 +13,9 @@
 
 #define SEP SB_REC_SEP
 /* Version 3 has 21 fields. Version 2 (20) lacks the customer's zone (field 16), which is
- * only kept when a reminder has quiet hours to respect, so version 2 is still what is
- * written otherwise (a pending survey costs no byte more). Version 1 (19) also lacked the
+ * only kept when the journey has quiet hours to respect when the survey or its reminder is
+ * sent, so version 2 is still what is written otherwise (a pending survey costs no byte
+ * more). Version 1 (19) also lacked the
  * interaction's channel (field 9), and is still read: records written before an upgrade stay
  * in Redis until they expire. */
 #define NFIELDS 21

@@ -40,8 +40,8 @@ typedef struct sb_record {
     char dim[SB_DIM__N][SB_STR_MAX + 1];
     int64_t due_ms, expires_ms; /* >= 0 */
     int64_t remind_after_ms; /* 0: no reminder */
-    char tz[SB_STR_MAX + 1]; /* the customer's zone, kept only when the journey has both a
-                                reminder and quiet hours ("" otherwise, and UTC when unknown) */
+    char tz[SB_STR_MAX + 1]; /* the customer's zone, kept only when the journey has quiet
+                                hours ("" otherwise, and UTC when unknown) */
     char reason[32];          /* suppression reason ("" otherwise) */
 } sb_record_t;
 

@@ -10,7 +10,7 @@ pass=0; fail=0
 declare -a failed_bins=()
 
 run_check_bin() {   # $1 group, $2 binary
-    local group=$1 bin=$2 log out rc
+    local group=$1 bin=$2 log out rc t0=$SECONDS
     log=$(mktemp)
     if [ "$group" = unit ] && [ -z "${SANITIZE:-}" ] && command -v valgrind >/dev/null; then
         CK_FORK=no valgrind -q --leak-check=full --show-leak-kinds=definite,indirect \
@@ -31,7 +31,7 @@ run_check_bin() {   # $1 group, $2 binary
         failed_bins+=("$bin")
         echo "---- $bin (exit $rc)"; tail -n 60 "$log"
     else
-        printf '  %-48s %s\n' "$(basename "$bin")" "$out"
+        printf '  %-48s %s (%d s)\n' "$(basename "$bin")" "$out" $((SECONDS - t0))
     fi
     rm -f "$log"
 }
