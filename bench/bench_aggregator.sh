@@ -46,7 +46,7 @@ cat >"$CFG" <<EOF
   "log": {"level": "info"}
 }
 EOF
-log "redis :$REDIS_PORT (appendonly yes, appendfsync everysec), devkafka $BOOT ($PARTITIONS partitions), temp $TMP"
+log "redis :$REDIS_PORT (appendonly ${BENCH_AOF:-yes}, appendfsync everysec), devkafka $BOOT ($PARTITIONS partitions), temp $TMP"
 
 # ------------------------------------------------------------------ 1. backlog and raw ceiling
 
@@ -112,7 +112,7 @@ P99_MAX=$(( INTERVAL_MS + 250 ))
 cat <<EOF
 
 surveybus-aggregator benchmark  ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, devkafka $PARTITIONS partitions/topic,
-  redis appendonly yes + appendfsync everysec, responses of $RESP_BYTES bytes over 40 dimension profiles
+  redis appendonly ${BENCH_AOF:-yes} + appendfsync everysec, responses of $RESP_BYTES bytes over 40 dimension profiles
   (33 slices x 4 windows), tuning defaults (batch 1000), publish interval $INTERVAL_MS ms, MQTT off)
 
 | metric | value | target | ceiling / ratio |

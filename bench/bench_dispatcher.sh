@@ -59,7 +59,7 @@ cat >"$CFG" <<EOF
   "log": {"level": "info"}
 }
 EOF
-log "redis :$REDIS_PORT (appendonly yes, appendfsync everysec), devkafka $BOOT ($PARTITIONS partitions), temp $TMP"
+log "redis :$REDIS_PORT (appendonly ${BENCH_AOF:-yes}, appendfsync everysec), devkafka $BOOT ($PARTITIONS partitions), temp $TMP"
 
 start_dispatcher() {
     local args=(-c "$CFG")
@@ -228,7 +228,7 @@ RSS_MET=$(met "$RSS_MIB" 64 le); MEM_MET=$(met "$BYTES_PER" 400 le)
 cat <<EOF
 
 surveybus-dispatcher benchmark  ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM,
-  devkafka $PARTITIONS partitions/topic, redis appendonly yes + appendfsync everysec, events of $EV_BYTES bytes,
+  devkafka $PARTITIONS partitions/topic, redis appendonly ${BENCH_AOF:-yes} + appendfsync everysec, events of $EV_BYTES bytes,
   tuning defaults (batch 1000, lease 30s), MQTT off, $FATIGUE_TXT)
 
 | metric | value | target | ceiling / ratio |

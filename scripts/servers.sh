@@ -43,8 +43,10 @@ CLK=$(getconf CLK_TCK)
 
 # aof_settle: rewrites the AOF now and waits for the rewrite to end, so that a rewrite set off
 # by a benchmark's own preparation (bulk writes) does not run, on a third core's worth of CPU,
-# during the phase that follows
+# during the phase that follows. BENCH_AOF=no runs Redis without its append-only file (to
+# measure what durability costs; nothing to settle then)
 aof_settle() {
+    [ "${BENCH_AOF:-yes}" = yes ] || return 0
     for _ in $(seq 600); do
         [ "$(rinfo persistence aof_rewrite_in_progress)" = 0 ] &&
             [ "$(rinfo persistence aof_rewrite_scheduled)" = 0 ] && break
@@ -98,7 +100,7 @@ start_servers() {
         ss -ltn 2>/dev/null | grep -q ":$REDIS_PORT " && continue
         mkdir -p "$TMP/redis"
         printf '%s\n' "port $REDIS_PORT" "bind 127.0.0.1" "protected-mode no" "dir $TMP/redis" \
-            "appendonly yes" "appendfsync everysec" 'save ""' "daemonize no" 'logfile ""' \
+            "appendonly ${BENCH_AOF:-yes}" "appendfsync everysec" 'save ""' "daemonize no" 'logfile ""' \
             >"$TMP/redis.conf"
         redis-server "$TMP/redis.conf" >"$TMP/redis.log" 2>&1 &
         REDIS_PID=$!
