@@ -52,16 +52,18 @@ static json_t *record_json(const char *id, const sb_record_t *r)
 /* Most surveys one "surveys pending" lists: each takes a record of about 5 KB in memory. */
 #define PENDING_LIMIT_MAX 10000
 
-static int pending(ctl_t *ctl, sb_sched_t *sched, int argc, char **argv)
+/* The options of "surveys pending" (argv[2..]): 0, or 2 after printing the usage. Read
+ * before Redis is reached, so that a typo is a usage error also while Redis is down. */
+static int pending_opts(int argc, char **argv, const char **customer, long *limit)
 {
-    const char *customer = NULL;
-    long limit = 50;
+    *customer = NULL;
+    *limit = 50;
     for (int i = 2; i < argc; i++) {
         char *end = NULL;
         if (!strcmp(argv[i], "--customer") && i + 1 < argc) {
-            customer = argv[++i];
+            *customer = argv[++i];
         } else if (!strcmp(argv[i], "--limit") && i + 1 < argc &&
-                   (limit = strtol(argv[++i], &end, 10)) >= 1 && limit <= PENDING_LIMIT_MAX &&
+                   (*limit = strtol(argv[++i], &end, 10)) >= 1 && *limit <= PENDING_LIMIT_MAX &&
                    !*end) {
             continue;
         } else {
@@ -70,6 +72,11 @@ static int pending(ctl_t *ctl, sb_sched_t *sched, int argc, char **argv)
             return 2;
         }
     }
+    return 0;
+}
+
+static int pending(ctl_t *ctl, sb_sched_t *sched, const char *customer, long limit)
+{
     sb_record_t *recs = calloc((size_t)limit, sizeof *recs);
     if (!recs) {
         fprintf(stderr, "surveybusctl: out of memory for %ld surveys\n", limit);
@@ -114,13 +121,16 @@ int ctl_cmd_surveys(ctl_t *ctl, int argc, char **argv)
                         "show ID | cancel ID\n");
         return 2;
     }
+    const char *customer = NULL;
+    long limit = 0;
+    if (!needs_id && pending_opts(argc, argv, &customer, &limit)) return 2;
     sb_config_t *cfg;
     sb_store_t *store;
     if (ctl_open_store(ctl, &cfg, &store)) return 1;
     sb_sched_t *sched = sb_sched_new(store, cfg);
     int rc = 0;
     if (!strcmp(what, "pending")) {
-        rc = pending(ctl, sched, argc, argv);
+        rc = pending(ctl, sched, customer, limit);
     } else if (!strcmp(what, "show")) {
         sb_record_t r;
         int found = sb_sched_get(sched, argv[2], &r);

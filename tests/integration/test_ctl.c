@@ -192,6 +192,26 @@ START_TEST(surveys_and_stats)
 }
 END_TEST
 
+/* A wrong "surveys pending" option is a usage error (exit 2) also while Redis is down, as
+ * metrics' names are: it is found before Redis is reached, not hidden behind "cannot reach
+ * redis" (exit 1) after the connection attempts */
+START_TEST(surveys_usage_without_redis)
+{
+    static const char *const bad[] = {"surveys pending --limit 0", "surveys pending --bogus",
+                                      "surveys pending --customer"};
+    char cmd[1600], *out = NULL;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(cmd, sizeof cmd, "%s --set redis.url=redis://127.0.0.1:1/0 %s 2>&1", ctl,
+                 bad[i]);
+        int rc = sb_h_run(cmd, &out);
+        ck_assert_msg(rc == 2 && strstr(out, "surveys pending [--customer C]") &&
+                          !strstr(out, "cannot reach redis"),
+                      "%s: exit %d: %s", bad[i], rc, out);
+        free(out);
+    }
+}
+END_TEST
+
 /* stats lists every counter of the contract even before its first increment (a counter
  * exists in Redis only from then on): an empty prefix shows them all, at 0 */
 START_TEST(stats_lists_zero_counters)
@@ -919,6 +939,7 @@ int main(void)
     tcase_add_unchecked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, surveys_and_stats);
+    tcase_add_test(tc, surveys_usage_without_redis);
     tcase_add_test(tc, stats_lists_zero_counters);
     tcase_add_test(tc, stats_text_totals_nested_groups);
     tcase_add_test(tc, check_config_exit_codes);
