@@ -161,14 +161,20 @@ int ctl_cmd_surveys(ctl_t *ctl, int argc, char **argv)
         }
     } else {
         int c = sb_sched_cancel_id(sched, argv[2], sb_now_ms());
-        if (ctl->json)
-            ctl_print_json(json_pack("{s:s,s:b}", "survey_id", argv[2], "cancelled", c >= 1), 0);
-        else if (c == 1)
+        /* a failed call (Redis gone, or refusing writes) is not "not pending": the survey
+         * may well be, and still due to go out */
+        const char *why = store->errstr[0] ? store->errstr : "unexpected reply from redis";
+        if (c < 0) fprintf(stderr, "surveybusctl: cancelling %s failed: %s\n", argv[2], why);
+        if (ctl->json) {
+            json_t *o = json_pack("{s:s,s:b}", "survey_id", argv[2], "cancelled", c >= 1);
+            if (o && c < 0) json_object_set_new(o, "error", json_string(why));
+            ctl_print_json(o, 0);
+        } else if (c == 1)
             printf("cancelled %s\n", argv[2]);
         else if (c == 2)
             printf("cancelling %s: its request is being sent; if it goes out, only its "
                    "reminder is dropped\n", argv[2]);
-        else
+        else if (c == 0)
             fprintf(stderr, "surveybusctl: %s is not pending (nothing cancelled)\n", argv[2]);
         rc = c >= 1 ? 0 : 1;
     }

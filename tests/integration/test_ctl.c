@@ -212,6 +212,38 @@ START_TEST(surveys_usage_without_redis)
 }
 END_TEST
 
+/* A cancel that Redis refuses (writes stopped, here for want of replicas: PING still
+ * answers) is reported as a failure with Redis' reason, not as "is not pending (nothing
+ * cancelled)", and the survey is still pending and cancellable once Redis takes writes */
+START_TEST(surveys_cancel_refused)
+{
+    char ids[3][SB_SURVEY_ID_LEN + 1];
+    schedule_three(ids);
+    char cmd[1600], *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s surveys cancel %s 2>&1", ctl, ids[0]);
+    ck_assert_int_eq(sb_h_redis_config(&h, "min-replicas-to-write 1"), 0);
+    int rc = sb_h_run(cmd, &out);
+    ck_assert_int_eq(sb_h_redis_config(&h, "min-replicas-to-write 0"), 0);
+    ck_assert_msg(rc == 1 && !strstr(out, "not pending") && strstr(out, "NOREPLICAS"), "exit %d: %s",
+                  rc, out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s --json surveys cancel %s 2>/dev/null", ctl, ids[2]);
+    ck_assert_int_eq(sb_h_redis_config(&h, "min-replicas-to-write 1"), 0);
+    rc = sb_h_run(cmd, &out);
+    ck_assert_int_eq(sb_h_redis_config(&h, "min-replicas-to-write 0"), 0);
+    json_t *o = json_loads(out, 0, NULL);
+    ck_assert_msg(rc == 1 && json_is_false(json_object_get(o, "cancelled")) &&
+                      json_is_string(json_object_get(o, "error")),
+                  "exit %d: %s", rc, out);
+    json_decref(o);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s surveys cancel %s 2>&1", ctl, ids[0]);
+    ck_assert_int_eq(sb_h_run(cmd, &out), 0);
+    ck_assert_msg(strstr(out, "cancelled "), "%s", out);
+    free(out);
+}
+END_TEST
+
 /* stats lists every counter of the contract even before its first increment (a counter
  * exists in Redis only from then on): an empty prefix shows them all, at 0 */
 START_TEST(stats_lists_zero_counters)
@@ -940,6 +972,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, surveys_and_stats);
     tcase_add_test(tc, surveys_usage_without_redis);
+    tcase_add_test(tc, surveys_cancel_refused);
     tcase_add_test(tc, stats_lists_zero_counters);
     tcase_add_test(tc, stats_text_totals_nested_groups);
     tcase_add_test(tc, check_config_exit_codes);
