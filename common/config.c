@@ -1068,8 +1068,19 @@ static void walk_questions(walker_t *w, json_t *v, sb_config_t *c)
                                   quote(s, qb, sizeof qb));
                         free(s);
                     } else {
-                        q->text[q->n].key = xstrdup(loc);
-                        q->text[q->n++].value = s;
+                        /* tags ignore case (sb_config_question): "EN" in the file is the
+                         * built-in "en", replaced in its place, not a second text never
+                         * chosen because the first one matches */
+                        size_t at = 0;
+                        while (at < q->n && strcasecmp(q->text[at].key, loc) != 0)
+                            at++;
+                        if (at < q->n) {
+                            free(q->text[at].key), free(q->text[at].value);
+                        } else {
+                            q->n++;
+                        }
+                        q->text[at].key = xstrdup(loc);
+                        q->text[at].value = s;
                     }
                 }
                 w_pop(w, m2);

@@ -856,6 +856,24 @@ START_TEST(test_question_fallback)
 }
 END_TEST
 
+/* Locale tags ignore case (configuration.md §9.2), so a text written under "EN" or "zh-cn"
+ * replaces the built-in "en" or "zh-CN" one, as "en" does (§1.1): it used to be added
+ * beside it and never chosen, the built-in text coming first */
+START_TEST(test_question_tag_case)
+{
+    sb_config_t *c = load_str("{\"dev\":true,\"questions\":{\"csat\":{\"EN\":\"Happy?\","
+                              "\"zh-cn\":\"满意吗?\"}}}");
+    ck_assert_ptr_nonnull(c);
+    ck_assert_str_eq(sb_config_question(c, SB_KIND_CSAT, "en"), "Happy?");
+    ck_assert_str_eq(sb_config_question(c, SB_KIND_CSAT, "en-GB"), "Happy?");
+    ck_assert_str_eq(sb_config_question(c, SB_KIND_CSAT, "fr"), "Happy?");
+    ck_assert_str_eq(sb_config_question(c, SB_KIND_CSAT, "zh-CN"), "满意吗?");
+    ck_assert_str_eq(sb_config_question(c, SB_KIND_CSAT, "zh-TW"), "满意吗?");
+    ck_assert_uint_eq(c->questions[SB_KIND_CSAT].n, 2);
+    sb_config_free(c);
+}
+END_TEST
+
 START_TEST(test_dump_round_trip)
 {
     sb_config_t *c = sb_config_load(DATA "full.json", NULL, 0, &probs);
@@ -953,6 +971,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_journeys);
     tcase_add_test(tc, test_journey_errors);
     tcase_add_test(tc, test_question_fallback);
+    tcase_add_test(tc, test_question_tag_case);
     tcase_add_test(tc, test_dump_round_trip);
     tcase_add_test(tc, test_shipped_configs);
     suite_add_tcase(s, tc);
