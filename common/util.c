@@ -85,6 +85,26 @@ bool sb_utf8_valid(const char *buf, size_t len)
     return true;
 }
 
+char *sb_utf8_repaired(const char *s)
+{
+    size_t n = strlen(s), o = 0;
+    char *t = malloc(n + 1);
+    if (!t) abort();
+    for (size_t i = 0; i < n;) {
+        unsigned char b = (unsigned char)s[i];
+        size_t l = b < 0x80 ? 1 : b >= 0xC2 && b <= 0xDF ? 2 : b >= 0xE0 && b <= 0xEF ? 3
+                 : b >= 0xF0 && b <= 0xF4 ? 4 : 0;
+        if (l && i + l <= n && sb_utf8_valid(s + i, l)) {
+            memcpy(t + o, s + i, l);
+            o += l, i += l;
+        } else {
+            t[o++] = '?', i++;
+        }
+    }
+    t[o] = '\0';
+    return t;
+}
+
 bool sb_str_topic_safe(const char *s, size_t len)
 {
     if (len == 0 || len > SB_STR_MAX) return false;

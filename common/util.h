@@ -28,6 +28,11 @@ size_t sb_int_format(int64_t v, char *out);
 /* True when buf[0..len) is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 bool sb_utf8_valid(const char *buf, size_t len);
 
+/* A copy of s (caller frees) that is valid UTF-8: each byte that does not start a
+ * well-formed sequence becomes '?'. For any bytes (file names, decoded query strings) that
+ * must go into JSON, which jansson takes in UTF-8 only. Aborts when out of memory. */
+char *sb_utf8_repaired(const char *s);
+
 /* True when s is usable inside an MQTT topic level and a Redis key: non-empty, <= SB_STR_MAX
  * bytes, valid UTF-8, and free of NUL, control characters, '+', '#', '/' and '|'. */
 bool sb_str_topic_safe(const char *s, size_t len);

@@ -94,8 +94,10 @@ static int cmd_check_config(ctl_t *ctl, int argc, char **argv)
         json_t *list = json_array();
         for (size_t i = 0; i < probs.n; i++)
             json_array_append_new(list, json_string(probs.msg[i]));
-        json_t *out = json_pack("{s:b,s:s,s:o}", "ok", cfg != NULL, "file", ctl->config_path,
-                                "problems", list);
+        char *file = sb_utf8_repaired(ctl->config_path); /* a file name is any bytes */
+        json_t *out = json_pack("{s:b,s:s,s:o}", "ok", cfg != NULL, "file", file, "problems",
+                                list);
+        free(file);
         if (out && cfg) {
             json_object_set_new(out, "journeys", json_integer((json_int_t)cfg->n_journeys));
             json_object_set_new(out, "kafka", json_boolean(kafka));

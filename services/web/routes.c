@@ -39,33 +39,12 @@ static int reply_text(struct MHD_Connection *c, unsigned status, const char *tex
     return reply(c, status, "text/plain; charset=utf-8", body);
 }
 
-/* s as UTF-8 text (owned): each byte that does not start a well-formed sequence becomes '?'.
- * Reasons quote the request's keys and values, which are any bytes once percent-decoded
- * ("?window=%ff"), and jansson takes UTF-8 only. */
-static char *utf8_repaired(const char *s)
-{
-    size_t n = strlen(s), o = 0;
-    char *t = malloc(n + 1);
-    if (!t) abort();
-    for (size_t i = 0; i < n;) {
-        unsigned char b = (unsigned char)s[i];
-        size_t l = b < 0x80 ? 1 : b >= 0xC2 && b <= 0xDF ? 2 : b >= 0xE0 && b <= 0xEF ? 3
-                 : b >= 0xF0 && b <= 0xF4 ? 4 : 0;
-        if (l && i + l <= n && sb_utf8_valid(s + i, l)) {
-            memcpy(t + o, s + i, l);
-            o += l, i += l;
-        } else {
-            t[o++] = '?', i++;
-        }
-    }
-    t[o] = '\0';
-    return t;
-}
-
 /* {"error": reason} with a status. */
 static int reply_error(struct MHD_Connection *c, unsigned status, const char *reason)
 {
-    char *text = utf8_repaired(reason);
+    /* reasons quote the request's keys and values: any bytes once percent-decoded
+     * ("?window=%ff") */
+    char *text = sb_utf8_repaired(reason);
     json_t *o = json_pack("{s:s}", "error", text);
     free(text);
     char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;

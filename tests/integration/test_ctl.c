@@ -360,6 +360,31 @@ START_TEST(check_config_exit_codes)
 }
 END_TEST
 
+/* check-config --json prints its one object whatever bytes the file's name holds (a name
+ * that is not UTF-8 made jansson refuse the whole object, and nothing was printed, with exit
+ * status 0): the name's other bytes are kept, each invalid one shown as '?' */
+START_TEST(check_config_json_file_name_not_utf8)
+{
+    char path[600], cmd[1600], *out = NULL;
+    snprintf(path, sizeof path, "%s/ctl-\xff.json", h.dir);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", cfg_path, path);
+    ck_assert_int_eq(sb_h_run(cmd, &out), 0);
+    free(out);
+    for (int missing = 0; missing < 2; missing++) {
+        snprintf(cmd, sizeof cmd, "%s --json check-config -c '%s%s' 2>/dev/null",
+                 sb_h_bin("surveybusctl"), path, missing ? ".gone" : "");
+        int rc = sb_h_run(cmd, &out);
+        json_t *o = json_loads(out, 0, NULL);
+        const char *file = json_string_value(json_object_get(o, "file"));
+        ck_assert_msg(rc == missing && json_is_boolean(json_object_get(o, "ok")) && file &&
+                          strstr(file, "/ctl-?.json"),
+                      "exit %d: %s", rc, out);
+        json_decref(o);
+        free(out);
+    }
+}
+END_TEST
+
 /* The services take the option forms surveybusctl takes (configuration.md §1.3):
  * "--config=FILE" and "--set=path=value" as well as "-c FILE" and "--set path=value"; a
  * wrong command line exits 2, as surveybusctl's does, a bad configuration 1. */
@@ -976,6 +1001,7 @@ int main(void)
     tcase_add_test(tc, stats_lists_zero_counters);
     tcase_add_test(tc, stats_text_totals_nested_groups);
     tcase_add_test(tc, check_config_exit_codes);
+    tcase_add_test(tc, check_config_json_file_name_not_utf8);
     tcase_add_test(tc, service_option_forms);
     tcase_add_test(tc, metrics_and_watch);
     tcase_add_test(tc, watch_on_terminal);

@@ -61,6 +61,27 @@ START_TEST(int_format)
 }
 END_TEST
 
+START_TEST(utf8_repaired_marks_bad_bytes)
+{
+    static const struct {
+        const char *in, *out;
+    } cases[] = {{"", ""},
+                 {"plain", "plain"},
+                 {"\xe6\x82\xa8\xe5\xa5\xbd", "\xe6\x82\xa8\xe5\xa5\xbd"}, /* kept whole */
+                 {"a\xff.json", "a?.json"},
+                 {"\xe6\x82x", "?" "?x"},          /* a cut sequence: each of its bytes */
+                 {"\xc0\xaf/", "?" "?/"},          /* overlong */
+                 {"\xed\xa0\x80", "?" "?" "?"},   /* surrogate */
+                 {"end\xe6\x82", "end?" "?"}};     /* cut at the end */
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *t = sb_utf8_repaired(cases[i].in);
+        ck_assert_str_eq(t, cases[i].out);
+        ck_assert(sb_utf8_valid(t, strlen(t)));
+        free(t);
+    }
+}
+END_TEST
+
 START_TEST(utf8_rejects_invalid)
 {
     ck_assert(!sb_utf8_valid("\xc0\xaf", 2));         /* overlong '/' */
@@ -311,6 +332,7 @@ int main(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, utf8_accepts_valid);
     tcase_add_test(tc, utf8_rejects_invalid);
+    tcase_add_test(tc, utf8_repaired_marks_bad_bytes);
     tcase_add_test(tc, utf8_ascii_runs);
     tcase_add_test(tc, int_format);
     tcase_add_test(tc, topic_safety);
