@@ -70,10 +70,17 @@ typedef struct query {
 } query_t;
 
 static enum MHD_Result query_arg(void *cls, enum MHD_ValueKind kind, const char *key,
-                                 const char *value)
+                                 size_t key_size, const char *value, size_t value_size)
 {
     (void)kind;
     query_t *q = cls;
+    /* a decoded "%00" ends the text here: "nps%00x" would be taken for "nps" */
+    if (strlen(key) != key_size || (value && strlen(value) != value_size)) {
+        char *k = sb_utf8_repaired(key);
+        snprintf(q->err, sizeof q->err, "parameter %.64s holds a NUL byte", k);
+        free(k);
+        return MHD_NO;
+    }
     for (size_t i = 0; q->allowed[i]; i++)
         if (strcmp(key, q->allowed[i]) == 0) {
             if (q->value[i]) {
@@ -95,7 +102,7 @@ static enum MHD_Result query_arg(void *cls, enum MHD_ValueKind kind, const char 
 /* Reads the query into q. Returns 0, or -1 with the reason in q->err. */
 static int query_read(struct MHD_Connection *c, query_t *q)
 {
-    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, query_arg, q);
+    MHD_get_connection_values_n(c, MHD_GET_ARGUMENT_KIND, query_arg, q);
     return q->err[0] ? -1 : 0;
 }
 
