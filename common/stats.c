@@ -68,7 +68,10 @@ void sb_stats_nps(const sb_hist_t *h, sb_metric_value_t *out)
     out->has_value = true;
     const double n = (double)out->count;
     const double p = (double)out->promoters / n, d = (double)out->detractors / n;
-    out->score = 100.0 * (p - d);
+    /* from the integer difference: p - d of two nearly equal rounded shares can land a few
+     * ulps off an exact decimal tie (23 - 22 of 160 gave 0.62499999999999778, published
+     * 0.62 instead of 0.63) */
+    out->score = 100.0 * ((double)out->promoters - (double)out->detractors) / n;
     double var = (p + d) - (p - d) * (p - d);
     if (var < 0) var = 0; /* rounding when p + d is 0 or 1 */
     out->moe95 = Z95 * 100.0 * sqrt(var / n);

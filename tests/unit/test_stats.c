@@ -79,6 +79,33 @@ START_TEST(nps_small_sample)
 }
 END_TEST
 
+START_TEST(nps_score_ties_round_half_away)
+{
+    /* 23 promoters, 22 detractors, 115 passives: n = 160, score = 100 (23 - 22) / 160 =
+     * 0.625 exactly, a decimal tie that is published 0.63 (half away from zero); mirrored,
+     * -0.63. Computing it as 100 (P/n - D/n) subtracts two nearly equal rounded shares and
+     * lands a few ulps below the tie (0.62). The same with 45 and 44 of 160: 0.625 again. */
+    sb_metric_value_t v;
+    sb_hist_t h = {{0}};
+    h.n[10] = 23, h.n[8] = 115, h.n[0] = 22;
+    sb_stats_nps(&h, &v);
+    ck_assert_uint_eq(v.count, 160);
+    ck_assert_double_eq(v.score, 0.625);
+    ck_assert_double_eq(sb_stats_round2(v.score), 0.63);
+
+    sb_hist_t m = {{0}};
+    m.n[9] = 22, m.n[7] = 115, m.n[3] = 23;
+    sb_stats_nps(&m, &v);
+    ck_assert_double_eq(v.score, -0.625);
+    ck_assert_double_eq(sb_stats_round2(v.score), -0.63);
+
+    sb_hist_t k = {{0}};
+    k.n[9] = 45, k.n[7] = 71, k.n[5] = 44;
+    sb_stats_nps(&k, &v);
+    ck_assert_double_eq(sb_stats_round2(v.score), 0.63);
+}
+END_TEST
+
 START_TEST(nps_degenerate_samples)
 {
     sb_metric_value_t v;
@@ -512,6 +539,7 @@ static Suite *stats_suite(void)
     tcase_add_test(tc, nps_spec_example);
     tcase_add_test(tc, nps_small_sample);
     tcase_add_test(tc, nps_degenerate_samples);
+    tcase_add_test(tc, nps_score_ties_round_half_away);
     tcase_add_test(tc, nps_empty);
     suite_add_tcase(s, tc);
 
