@@ -47,7 +47,7 @@ static const char TOPICS[] = "x.resp,x.req,x.in,x.met,x.alert,x.dlq,o1.resp,o1.m
                              "o3.resp,o3.met,o4.resp,o4.met,r5.resp,r5.met,b6.resp,b6.met,"
                              "b6.alert,b6.dlq,k7.resp,k7.req,k7.in,k7.met,m8.resp,m8.met,"
                              "d9.resp,d9.met,d9.alert,d9.dlq,n10.resp,n10.in,n10.met,"
-                             "s10.resp,s10.req,s10.in,dp.dlq";
+                             "s10.resp,s10.req,s10.in,dp.dlq,sk.resp";
 
 static void setup(void)
 {
@@ -957,6 +957,47 @@ START_TEST(bad_responses_dead_lettered)
         }
     }
     upds_free(&o);
+    agg_stop(&e, 0);
+    env_close(&e);
+}
+END_TEST
+
+/* A response whose answered_at is ahead of the aggregator's clock by less than the allowed
+ * lateness (a client clock running fast) is counted at the aggregator's time, so its expiry is
+ * judged at that time too: one that reaches the aggregator a minute before its survey
+ * expires counts, even though its own clock already says four minutes after. One whose
+ * survey had expired by the time it arrived is still dead-lettered as expired. */
+START_TEST(skewed_answer_judged_at_arrival)
+{
+    env_t e;
+    env_open(&e, "sk", "100000", NULL);
+    const char *dims[SB_DIM__N] = {0};
+    dims[SB_DIM_CHANNEL] = "email";
+    int64_t now = sb_now_ms();
+    survey_t open, gone;
+    survey_make(&e, &open, "sk-1", SB_KIND_CSAT, dims, SB_REC_FIRED);
+    survey_make(&e, &gone, "sk-2", SB_KIND_CSAT, dims, SB_REC_FIRED);
+    survey_t *sv[2] = {&open, &gone};
+    const int64_t expires[2] = {now + MIN, now - MIN};
+    for (int i = 0; i < 2; i++) {
+        sv[i]->rec.expires_ms = expires[i];
+        ck_assert_int_eq(sb_token_sign(e.cfg->token.secret, sv[i]->id, expires[i], sv[i]->token,
+                                       sizeof sv[i]->token), 0);
+        sb_h_store_record(e.st, &sv[i]->rec, sv[i]->id);
+    }
+    ck_assert_int_eq(e.cfg->allowed_lateness_ms, 10 * MIN);
+    char buf[1024];
+    agg_start(&e, 0);
+    response_json(buf, sizeof buf, &gone, NULL, 2, now + 4 * MIN, NULL);
+    produce(&e, e.cfg->topics.responses, gone.id, buf);
+    response_json(buf, sizeof buf, &open, NULL, 5, now + 4 * MIN, NULL);
+    produce(&e, e.cfg->topics.responses, open.id, buf);
+    flush_all(&e);
+    int64_t end = sb_mono_ms() + 60000;
+    while (counted(&e) + stat_get(&e, "dlq|expired") < 2 && sb_mono_ms() < end) sleep_ms(100);
+    ck_assert_int_eq(stat_get(&e, "dlq|expired"), 1);
+    ck_assert_int_eq(stat_get(&e, "counted|csat"), 1);
+    ck_assert_int_lt(sb_now_ms(), now + MIN); /* it did arrive before the expiry */
     agg_stop(&e, 0);
     env_close(&e);
 }
@@ -1905,6 +1946,7 @@ static Suite *suite(void)
     tcase_add_unchecked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 240);
     SB_H_ADD(tc, bad_responses_dead_lettered);
+    SB_H_ADD(tc, skewed_answer_judged_at_arrival);
     SB_H_ADD(tc, rates_and_kpis);
     SB_H_ADD(tc, late_subscriber_gets_retained);
     SB_H_ADD(tc, emptied_slice_cleared_by_next_publisher);
