@@ -211,8 +211,9 @@ static void sweep_alerts(publisher_t *p, int64_t now)
             "slow) count=%d", n);
     const sb_config_t *cfg = p->cfg;
     sb_outmsg_t out[200];
-    size_t k = 0;
+    size_t k = 0, nq = 0;
     char keys_buf[200][SB_STR_MAX + 1];
+    const char *queued[200]; /* without Kafka: those libmosquitto took, as in ingest */
     for (int i = 0; i < n; i++) {
         /* keyed by survey id, as when it was first sent */
         json_t *o = json_loads(stale[i], 0, NULL);
@@ -225,14 +226,25 @@ static void sweep_alerts(publisher_t *p, int64_t now)
             const char *type = o ? json_string_value(json_object_get(o, "type")) : NULL;
             char topic[600];
             const char *keys[] = {"type"}, *vals[] = {type ? type : "detractor"};
-            if (sb_mqtt_topic_render(cfg->mqtt_topics.alerts, keys, vals, 1, topic, sizeof topic) == 0)
-                sb_mqtt_publish(p->mqtt_pub, topic, stale[i], strlen(stale[i]), false, NULL);
+            if (sb_mqtt_topic_render(cfg->mqtt_topics.alerts, keys, vals, 1, topic, sizeof topic) == 0 &&
+                sb_mqtt_publish(p->mqtt_pub, topic, stale[i], strlen(stale[i]), false, NULL) == 0)
+                queued[nq++] = stale[i];
+        } else {
+            queued[nq++] = stale[i]; /* no transport at all: nowhere to send it */
         }
         json_decref(o);
     }
     sb_wait_t wait = {SB_WAIT_TAG, 0, 0};
-    if (!p->producer || sb_service_produce_all(p->producer, &wait, out, k) == 0)
-        sb_tally_alerts_done(p->tally, (const char *const *)stale, (size_t)n);
+    if (p->producer) {
+        if (sb_service_produce_all(p->producer, &wait, out, k) == 0)
+            sb_tally_alerts_done(p->tally, (const char *const *)stale, (size_t)n);
+    } else {
+        /* an alert MQTT did not take stays in the outbox for the next sweep */
+        if ((int)nq < n)
+            sb_warn("alerts not published on mqtt, kept for the next sweep count=%d err=\"%s\"",
+                    n - (int)nq, sb_mqtt_errstr(p->mqtt_pub));
+        if (nq) sb_tally_alerts_done(p->tally, queued, nq);
+    }
     for (int i = 0; i < n; i++) free(stale[i]);
 }
 

@@ -1880,6 +1880,88 @@ START_TEST(mqtt_only_response_rate)
 }
 END_TEST
 
+typedef struct alert_box {
+    pthread_mutex_t mu;
+    int n;
+} alert_box_t;
+
+static int on_alert(void *opaque, const char *topic, const void *payload, size_t len)
+{
+    (void)topic, (void)payload, (void)len;
+    alert_box_t *b = opaque;
+    pthread_mutex_lock(&b->mu);
+    b->n++;
+    pthread_mutex_unlock(&b->mu);
+    return 0;
+}
+
+static long long alertq_len(env_t *e)
+{
+    char key[128];
+    sb_store_key(e->st, key, sizeof key, "alertq");
+    redisReply *r = sb_store_cmd(e->st, "ZCARD %s", key);
+    long long n = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    if (r) freeReplyObject(r);
+    return n;
+}
+
+/* Kafka off: an alert left in the outbox (its instance died before publishing it) is swept
+ * to MQTT by the publisher, and leaves the outbox only once libmosquitto took it. While the
+ * broker is down (QoS 0: nothing is queued) the sweep must keep it, and send it when the
+ * broker is back; the previous build removed it from the outbox on the failed attempt, so
+ * it was never sent. */
+START_TEST(mqtt_only_alert_sweep_keeps_unsent)
+{
+    env_t e;
+    env_open(&e, "sw", "000000", "{\"kafka\":{\"brokers\":\"\"},\"mqtt\":{\"qos\":0}}");
+    ck_assert_ptr_null(e.prod);
+    char key[128], lkey[128];
+    sb_store_key(e.st, key, sizeof key, "alertq");
+    sb_store_key(e.st, lkey, sizeof lkey, "leader");
+    const char *alert = "{\"type\":\"detractor\",\"survey_id\":\"sw-1\",\"kind\":\"nps\",\"score\":2}";
+    redisReply *r = sb_store_cmd(e.st, "ZADD %s %lld %s", key, (long long)(sb_now_ms() - 5 * MIN), alert);
+    ck_assert_ptr_nonnull(r);
+    freeReplyObject(r);
+    ck_assert_int_eq(sb_h_mqtt_stop(&h), 0);
+    agg_start(&e, 0);
+    /* its first publication round sweeps the outbox, with the broker away */
+    int64_t end = sb_mono_ms() + 30000;
+    bool leader = false;
+    while (!leader && sb_mono_ms() < end) {
+        r = sb_store_cmd(e.st, "EXISTS %s", lkey);
+        leader = r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+        if (r) freeReplyObject(r);
+        if (!leader) sleep_ms(100);
+    }
+    ck_assert_msg(leader, "the aggregator did not start publishing");
+    sleep_ms(2000);
+    ck_assert_int_eq(alertq_len(&e), 1);
+
+    /* the broker back: the next sweep (every 30 s) sends it, then it leaves the outbox */
+    ck_assert_int_eq(sb_h_mqtt_start(&h), 0);
+    alert_box_t box = {.n = 0};
+    pthread_mutex_init(&box.mu, NULL);
+    char err[256], topic[64];
+    snprintf(topic, sizeof topic, "%s/alerts/#", e.name);
+    const char *subs[] = {topic};
+    sb_mqtt_t *m = sb_mqtt_new(e.cfg, "sw-watch", subs, 1, on_alert, &box, err, sizeof err);
+    ck_assert_msg(m != NULL, "%s", err);
+    ck_assert_int_eq(sb_mqtt_wait_up(m, 10000), 0);
+    end = sb_mono_ms() + 60000;
+    while (alertq_len(&e) != 0 && sb_mono_ms() < end) sleep_ms(200);
+    ck_assert_int_eq(alertq_len(&e), 0);
+    sleep_ms(500);
+    pthread_mutex_lock(&box.mu);
+    int got = box.n;
+    pthread_mutex_unlock(&box.mu);
+    ck_assert_int_eq(got, 1);
+    sb_mqtt_free(m);
+    pthread_mutex_destroy(&box.mu);
+    agg_stop(&e, 0);
+    env_close(&e);
+}
+END_TEST
+
 /* SPEC §1: SIGTERM ends the aggregator with exit 0 within 10 s, also when Redis stops
  * answering (a hung server, not a refused connection: each call waits out the 5 s command
  * timeout). Stopping used to make two more such calls (confirming alerts, handing over the
@@ -1952,6 +2034,7 @@ static Suite *suite(void)
     SB_H_ADD(tc, emptied_slice_cleared_by_next_publisher);
     SB_H_ADD(tc, mqtt_inputs);
     SB_H_ADD(tc, mqtt_only_response_rate);
+    SB_H_ADD(tc, mqtt_only_alert_sweep_keeps_unsent);
     SB_H_ADD(tc, failed_metric_delivery_resent);
     SB_H_ADD(tc, dlq_replay);
     SB_H_ADD(tc, empty_metrics_published);
