@@ -376,7 +376,11 @@ static const char LUA_ACK[] = LUA_PRELUDE
     "flush()\n"
     "return res\n";
 
-/* ARGV: prefix at members... */
+/* ARGV: prefix at members...
+ * A survey goes back unsent, so it leaves its customer's fatigue history, where the claim
+ * that let it through put it: should it never go out (reopened or expired while it waits),
+ * it must not hold back the customer's next survey. The claim that sends it puts it back.
+ * Reminders are not in the history, and a survey already answered was sent. */
 static const char LUA_RELEASE[] =
     "local infl, sched = ARGV[1] .. 'inflight', ARGV[1] .. 'sched'\n"
     "local ct = redis.call('EXISTS', ARGV[1] .. 'claimt') == 1 and ARGV[1] .. 'claimt'\n"
@@ -385,6 +389,12 @@ static const char LUA_RELEASE[] =
     "  if redis.call('ZREM', infl, ARGV[k]) == 1 then\n"
     "    redis.call('ZADD', sched, ARGV[2], ARGV[k])\n"
     "    n = n + 1\n"
+    "    local sfx = string.sub(ARGV[k], -2)\n"
+    "    local v = sfx ~= ':r' and sfx ~= ':x' and redis.call('GET', ARGV[1] .. 's:' .. ARGV[k])\n"
+    "    -- kind and customer (fields 3 and 5) of a record still pending: one answered was sent\n"
+    "    local kind, customer\n"
+    "    if v then kind, customer = string.match(v, '^p\\31.\\31([^\\31]*)\\31[^\\31]*\\31([^\\31]*)\\31') end\n"
+    "    if customer then redis.call('ZREM', ARGV[1] .. 'fh:' .. customer, ARGV[k] .. '|' .. kind) end\n"
     "  end\n"
     "  if ct then redis.call('HDEL', ct, ARGV[k]) end\n"
     "end\n"

@@ -141,7 +141,9 @@ int sb_sched_ack_send(sb_sched_t *s, const char *const *members, const int64_t *
                       const sb_sched_hint_t *hints, size_t n, int64_t now_ms);
 int sb_sched_ack_recv(sb_sched_t *s, size_t n, int *done);
 
-/* Puts claimed members back in the schedule at at_ms (publishing failed). Returns 0 or -1. */
+/* Puts claimed members back in the schedule at at_ms (publishing failed, or held back by
+ * quiet hours). A survey still pending leaves its customer's fatigue history, which its claim
+ * had entered it in: it was not sent (its next claim enters it again). Returns 0 or -1. */
 int sb_sched_release(sb_sched_t *s, const char *const *members, size_t n, int64_t at_ms);
 
 /* Renews the leases of claims still in flight: their deadline becomes deadline_ms (never

@@ -1202,6 +1202,60 @@ START_TEST(late_survey_waits_out_quiet_hours)
 }
 END_TEST
 
+/* A late survey held back by quiet hours was not sent: reopened while it waits, it must not
+ * count against its customer's fatigue. Here the customer's next survey, of a journey
+ * without quiet hours, goes out (it was suppressed with min_gap: the held survey had stayed
+ * in the history its claim had put it in). */
+START_TEST(held_survey_cancelled_does_not_count_as_sent)
+{
+    int64_t now = sb_now_ms();
+    int now_min = (int)(now / (60 * SEC) % 1440);
+    int q0 = (now_min + 1440 - 60) % 1440, q1 = (now_min + 60) % 1440; /* UTC */
+    char extra[700];
+    snprintf(extra, sizeof extra,
+             "{\"journeys\":[{\"name\":\"hq-quiet\",\"on\":{\"kind\":\"hq_quiet\"},"
+             "\"survey\":\"csat\",\"delay\":\"0s\",\"expires\":\"1d\","
+             "\"quiet_hours\":\"%02d:%02d-%02d:%02d\",\"channel\":\"email\"},"
+             "{\"name\":\"hq-any\",\"on\":{\"kind\":\"hq_any\"},"
+             "\"survey\":\"ces\",\"delay\":\"0s\",\"expires\":\"1d\",\"channel\":\"email\"}],"
+             "\"fatigue\":{\"min_gap\":\"7d\",\"min_gap_by_kind\":{},\"max_per_30d\":0}}",
+             q0 / 60, q0 % 60, q1 / 60, q1 % 60);
+    env_t e;
+    env_open(&e, "hq", extra);
+    pid_t d = disp_start(&e, NULL, "hq.log");
+    wait_ready(&e, 30000);
+    /* due three hours ago, fired now: inside the quiet hours, so held until they end */
+    send_event(&e, "hq-e1", NULL, now - 3 * 3600 * SEC, "hq-c1", "hq-i1", "hq_quiet", "");
+    flush_all(&e);
+    int64_t want = (now / (60 * SEC) + 1) * 60 * SEC;
+    while ((int)(want / (60 * SEC) % 1440) != q1) want += 60 * SEC;
+    char id[SB_SURVEY_ID_LEN + 1], key[64];
+    sb_record_survey_id("hq-i1", "hq-quiet", id);
+    sb_store_key(e.st, key, sizeof key, "sched");
+    int64_t at = 0;
+    for (int tries = 0; tries < 400 && at != want; tries++) {
+        redisReply *r = sb_store_cmd(e.st, "ZSCORE %s %s", key, id);
+        ck_assert_ptr_nonnull(r);
+        at = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
+        freeReplyObject(r);
+        if (at != want) sleep_ms(50);
+    }
+    ck_assert_msg(at == want, "timer at %lld, want %lld", (long long)at, (long long)want);
+    /* reopened while it waits: cancelled, never sent */
+    send_event(&e, "hq-e2", "interaction.reopened", now, "hq-c1", "hq-i1", "hq_quiet", "");
+    flush_all(&e);
+    ck_assert_int_eq(stat_wait(&e, "cancelled|hq-quiet", 1, 20000), 1);
+    /* the customer's next survey is the first one sent to them */
+    send_event(&e, "hq-e3", NULL, sb_now_ms(), "hq-c1", "hq-i2", "hq_any", "");
+    flush_all(&e);
+    ck_assert_int_eq(stat_wait(&e, "fired|hq-any", 1, 20000), 1);
+    ck_assert_int_eq(stat_get(&e, "suppressed|hq-any|min_gap"), 0);
+    ck_assert_int_eq(stat_get(&e, "fired|hq-quiet"), 0);
+    disp_stop(d);
+    env_close(&e);
+}
+END_TEST
+
 START_TEST(reopened_interaction_cancels_its_pending_survey)
 {
     env_t e;
@@ -1792,6 +1846,7 @@ int main(void)
     SB_H_ADD(tc, reopen_drops_the_reminder_of_a_sent_survey);
     SB_H_ADD(tc, reminder_keeps_out_of_quiet_hours);
     SB_H_ADD(tc, late_survey_waits_out_quiet_hours);
+    SB_H_ADD(tc, held_survey_cancelled_does_not_count_as_sent);
     SB_H_ADD(tc, bad_events_become_dead_letters_and_the_service_goes_on);
     SB_H_ADD(tc, sigterm_mid_firing_and_with_redis_down_exits_zero_and_loses_nothing);
     SB_H_ADD(tc, sigterm_partitioned_with_requests_in_flight);

@@ -1075,6 +1075,88 @@ START_TEST(renewed_leases_keep_their_claim_time)
 }
 END_TEST
 
+/* The claim that lets a survey through the fatigue rules enters it in its customer's history.
+ * When that claim goes back to the schedule unsent (held by quiet hours, a failed delivery,
+ * recovery), the survey was not sent and must not count as sent: if it never goes out after
+ * all (reopened while it waited, or past its expiry), it would otherwise suppress the
+ * customer's next survey for the whole gap. Once it is claimed again it counts again. */
+START_TEST(released_claim_leaves_no_history)
+{
+    env_open(JOURNEYS, "{\"min_gap\":\"7d\",\"min_gap_by_kind\":{},\"max_per_30d\":0}");
+    sb_record_t held, next, later;
+    char idh[25], idn[25], idl[25];
+    mk_rec(&held, "t-held", "onboarding-nps", "c-1", NOW - 2 * SEC, NOW + 7 * DAY);
+    mk_rec(&next, "t-next", "self-service-ces", "c-1", NOW + HOUR, NOW + 7 * DAY);
+    mk_rec(&later, "t-later", "onboarding-nps", "c-2", NOW - 2 * SEC, NOW + 7 * DAY);
+    id_of(&held, idh), id_of(&next, idn), id_of(&later, idl);
+    ck_assert_int_eq(add1(&held), 1);
+    ck_assert_int_eq(add1(&next), 1);
+    ck_assert_int_eq(add1(&later), 1);
+
+    sb_claimed_t *cl = claim_buf(4);
+    ck_assert_int_eq(claim(E.s, NOW, 4, cl, NULL, NULL), 2);
+    ck_assert_int_eq(num("ZCARD", "sbt:fh:c-1", NULL), 1);
+    ck_assert_int_eq(num("ZCARD", "sbt:fh:c-2", NULL), 1);
+    /* both go back unsent: c-1's until its quiet hours end, c-2's after a failed delivery */
+    const char *rel1[] = {idh}, *rel2[] = {idl};
+    ck_assert_int_eq(sb_sched_release(E.s, rel1, 1, NOW + 10 * HOUR), 0);
+    ck_assert_int_eq(sb_sched_release(E.s, rel2, 1, NOW + 2 * HOUR), 0);
+    ck_assert_int_eq(num("ZCARD", "sbt:fh:c-1", NULL), 0);
+    ck_assert_int_eq(num("ZCARD", "sbt:fh:c-2", NULL), 0);
+
+    /* c-1's interaction is reopened while its survey waits: it is never sent, so c-1's next
+     * survey, an hour later, goes out */
+    ck_assert_int_eq(cancel_at("t-held", NOW + SEC), 1);
+    size_t settled = 9;
+    ck_assert_int_eq(claim(E.s, NOW + HOUR, 4, cl, NULL, &settled), 1);
+    ck_assert_int_eq(settled, 0);
+    ck_assert_str_eq(cl[0].survey_id, idn);
+    ck_assert_int_eq(counter("suppressed|self-service-ces|min_gap"), 0);
+
+    /* c-2's survey, claimed again, is in the history again, at its new claim time */
+    ck_assert_int_eq(claim(E.s, NOW + 2 * HOUR, 4, cl + 1, NULL, NULL), 1);
+    ck_assert_str_eq(cl[1].survey_id, idl);
+    char fm[40];
+    snprintf(fm, sizeof fm, "%s|nps", idl);
+    ck_assert_int_eq(zscore("sbt:fh:c-2", fm), NOW + 2 * HOUR);
+    const char *ack[] = {cl[0].member, cl[1].member};
+    ck_assert_int_eq(acknowledge(E.s, ack, NULL, 2, NOW + 2 * HOUR, NULL), 0);
+
+    /* a reminder going back leaves its survey, which was sent, in the history */
+    sb_record_t rem;
+    char idr[25], mr[32];
+    mk_rec(&rem, "t-rem", "support-csat", "c-3", NOW - 2 * SEC, NOW + 72 * HOUR);
+    id_of(&rem, idr);
+    ck_assert_int_eq(add1(&rem), 1);
+    ck_assert_int_eq(claim(E.s, NOW, 4, cl, NULL, NULL), 1);
+    const char *ackr[] = {cl[0].member};
+    ck_assert_int_eq(acknowledge(E.s, ackr, NULL, 1, NOW, NULL), 0);
+    ck_assert_int_eq(claim(E.s, NOW + 24 * HOUR, 4, cl, NULL, NULL), 1);
+    snprintf(mr, sizeof mr, "%s:r", idr);
+    ck_assert_str_eq(cl[0].member, mr);
+    const char *relr[] = {mr};
+    ck_assert_int_eq(sb_sched_release(E.s, relr, 1, NOW + 25 * HOUR), 0);
+    snprintf(fm, sizeof fm, "%s|csat", idr);
+    ck_assert_int_eq(zscore("sbt:fh:c-3", fm), NOW);
+
+    /* so does a survey answered while its claim was out (one copy reached the customer) */
+    sb_record_t ans;
+    char ida[25], key[40];
+    mk_rec(&ans, "t-ans", "onboarding-nps", "c-4", NOW - 2 * SEC, NOW + 7 * DAY);
+    id_of(&ans, ida);
+    ck_assert_int_eq(add1(&ans), 1);
+    ck_assert_int_eq(claim(E.s, NOW, 4, cl, NULL, NULL), 1);
+    snprintf(key, sizeof key, "sbt:s:%s", ida);
+    freeReplyObject(cmd("SETRANGE", key, "0", "a", NULL));
+    const char *rela[] = {ida};
+    ck_assert_int_eq(sb_sched_release(E.s, rela, 1, NOW + SEC), 0);
+    snprintf(fm, sizeof fm, "%s|nps", ida);
+    ck_assert_int_eq(zscore("sbt:fh:c-4", fm), NOW);
+    free(cl);
+    env_close();
+}
+END_TEST
+
 /* ---------------------------------------------------------------- f. fatigue vs C reference */
 
 static uint64_t rng = 0x9e3779b97f4a7c15ULL;
@@ -1688,6 +1770,7 @@ int main(void)
     tcase_add_test(tc, reopen_while_in_flight);
     tcase_add_test(tc, release_and_expired_leases);
     tcase_add_test(tc, renewed_leases_keep_their_claim_time);
+    tcase_add_test(tc, released_claim_leaves_no_history);
     tcase_add_test(tc, fatigue_matches_c_reference);
     tcase_add_test(tc, four_processes_claim_each_survey_once);
     tcase_add_test(tc, redis_restart_keeps_schedule);
