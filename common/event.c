@@ -151,7 +151,7 @@ static int read_text(const sb_jval_t *v, const char *name, bool allow_int, char 
     return sb_fail(err, errlen, "wrong_type: %s", name);
 }
 
-/* Reads and checks one mapped field v (present, not null) into out. Returns 0 or -1. */
+/* Reads and checks one mapped field v (present: not null, not "") into out. Returns 0 or -1. */
 static int read_field(sb_field_t f, const sb_jval_t *v, sb_event_t *out, char *err, size_t errlen)
 {
     const char *name = sb_field_names[f];
@@ -175,7 +175,6 @@ static int read_field(sb_field_t f, const sb_jval_t *v, sb_event_t *out, char *e
         out->type = (sb_event_type_t)rc;
         return 0;
     case FT_TIME:
-        if (v->type == SB_JV_STR && v->n == 0) return 0;
         if (sb_dlq_time_val(v, name, &out->occurred_ms, err, errlen) != 0) return -1;
         return read_text(v, name, true, dst, &len, err, errlen) < 0 ? -1 : 0;
     case FT_TZ:
@@ -265,7 +264,9 @@ int sb_event_parse(const char *buf, size_t len, char *const mapping[SB_F__N], co
             }
             v = sb_jdoc_get(&doc, ptr);
         }
-        if (!sb_jval_absent(&v) && read_field(f, &v, out, err, errlen) != 0) {
+        /* null and "" are no value, whatever type the field takes (a KPI too) */
+        bool none = sb_jval_absent(&v) || (v.type == SB_JV_STR && v.n == 0);
+        if (!none && read_field(f, &v, out, err, errlen) != 0) {
             out->val[f][0] = '\0';
             goto fail;
         }

@@ -289,6 +289,15 @@ START_TEST(required_fields)
     ck_assert_str_eq(ev.val[SB_F_AGENT], "");
     ck_assert_str_eq(ev.val[SB_F_TEAM], "");
     ck_assert(!ev.has_transfers && !ev.has_frt && !ev.has_art && !ev.has_fcr);
+    /* So do KPIs: "" is no value, not a value of the wrong type (events.md §1). */
+    ck_assert_str_eq(parse_with(",\"kpi\":{\"first_response_s\":\"\",\"resolution_s\":\"\","
+                                "\"resolved_first_contact\":\"\",\"transfers\":\"\"}"),
+                     "");
+    ck_assert(!ev.has_transfers && !ev.has_frt && !ev.has_art && !ev.has_fcr);
+    for (int f = SB_F_KPI_FRT; f <= SB_F_KPI_TRANSFERS; f++) ck_assert_str_eq(ev.val[f], "");
+    /* a KPI in a string is still refused */
+    ck_assert_str_eq(parse_with(",\"kpi\":{\"transfers\":\"1\"}"),
+                     "bad_kpi: kpi.transfers: not an integer");
 }
 END_TEST
 
