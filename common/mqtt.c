@@ -40,6 +40,7 @@ struct sb_mqtt {
     pthread_cond_t cv;  /* state changes: connection, subscription, acknowledgements, stop */
     bool stopping;
     bool connected, subscribed, abandoned;
+    bool reported; /* the broker's absence since the last connection (or start) was logged */
     int sub_mid;
     int64_t backoff_ms;
     size_t n_pending;
@@ -117,6 +118,7 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc)
     if (rc != 0) {
         pthread_mutex_lock(&m->mu);
         set_errstr(m, "mqtt_refused: %s", mosquitto_connack_string(rc));
+        m->reported = true;
         pthread_mutex_unlock(&m->mu);
         sb_warn("mqtt connection refused host=%s port=%d client_id=%s err=\"%s\"", m->host, m->port,
                 m->client_id, mosquitto_connack_string(rc));
@@ -130,6 +132,7 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc)
         src = mosquitto_subscribe_multiple(mosq, &mid, (int)m->n_subs, m->subs, m->qos, 0, NULL);
     pthread_mutex_lock(&m->mu);
     m->connected = true;
+    m->reported = false;
     m->backoff_ms = BACKOFF_MIN_MS;
     m->sub_mid = mid;
     m->subscribed = m->n_subs == 0;
@@ -149,9 +152,11 @@ static void on_disconnect(struct mosquitto *mosq, void *obj, int rc)
     m->connected = false;
     m->subscribed = false;
     if (rc != 0) set_errstr(m, "mqtt_down: connection lost");
+    bool say = was && rc != 0 && !stopping;
+    if (say) m->reported = true;
     pthread_cond_broadcast(&m->cv);
     pthread_mutex_unlock(&m->mu);
-    if (was && rc != 0 && !stopping)
+    if (say)
         sb_warn("mqtt connection lost host=%s port=%d client_id=%s", m->host, m->port,
                 m->client_id);
 }
@@ -264,7 +269,7 @@ static int64_t next_backoff(sb_mqtt_t *m)
 static void *net_main(void *arg)
 {
     sb_mqtt_t *m = arg;
-    bool first = true, need_connect = true, warned = false;
+    bool first = true, need_connect = true;
 
     /* A write to a socket the broker closed must fail with EPIPE, not kill the process. */
     sigset_t set;
@@ -281,10 +286,12 @@ static void *net_main(void *arg)
                 const char *why = rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc);
                 pthread_mutex_lock(&m->mu);
                 set_errstr(m, "mqtt_down: %s:%d: %s", m->host, m->port, why);
+                bool say = !m->reported;
+                m->reported = true;
                 pthread_mutex_unlock(&m->mu);
-                if (!warned)
-                    sb_warn("mqtt unavailable host=%s port=%d err=\"%s\"", m->host, m->port, why);
-                warned = true;
+                if (say)
+                    sb_warn("mqtt unavailable host=%s port=%d client_id=%s err=\"%s\"", m->host,
+                            m->port, m->client_id, why);
                 nap(m, next_backoff(m));
                 continue;
             }
@@ -292,15 +299,24 @@ static void *net_main(void *arg)
         }
         int rc = mosquitto_loop(m->mosq, 100, 1);
         if (rc != MOSQ_ERR_SUCCESS) {
+            const char *why = rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc);
             pthread_mutex_lock(&m->mu);
             bool was = m->connected;
             m->connected = m->subscribed = false;
             if (rc != MOSQ_ERR_CONN_REFUSED) /* on_connect already said why */
-                set_errstr(m, "mqtt_down: %s",
-                           rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+                set_errstr(m, "mqtt_down: %s", why);
+            /* once per absence: a broker that never answered (nothing listening, a host that
+             * does not reply) is logged here, one that went away by on_disconnect */
+            bool say = !m->reported && !m->stopping;
+            m->reported = true;
             pthread_cond_broadcast(&m->cv);
             pthread_mutex_unlock(&m->mu);
-            warned = was ? false : warned;
+            if (say && was)
+                sb_warn("mqtt connection lost host=%s port=%d client_id=%s", m->host, m->port,
+                        m->client_id);
+            else if (say)
+                sb_warn("mqtt unavailable host=%s port=%d client_id=%s err=\"%s\"", m->host,
+                        m->port, m->client_id, why);
             need_connect = true;
             nap(m, next_backoff(m));
         }

@@ -2,6 +2,7 @@
  * QoS 1 round trip, retained messages, persistent sessions, redelivery after a crash or a
  * failing callback, broker restart, and device-id extraction from the topic. */
 #include <check.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -390,6 +391,46 @@ START_TEST(broker_restart)
 }
 END_TEST
 
+/* A broker that cannot be reached when the client starts (nothing listens on its port) is
+ * reported once in the log: nothing at all was logged before, so an operator looking at a
+ * service that never connected had only /healthz to go by. The repeated attempts say nothing
+ * more, and a broker that comes up later is logged as connected. */
+START_TEST(unreachable_broker_is_logged_once)
+{
+    int port = sb_h_free_port();
+    ck_assert_int_gt(port, 0);
+    char path[300];
+    snprintf(path, sizeof path, "%s/unreachable.log", h.dir);
+    int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0600), saved = dup(STDERR_FILENO);
+    ck_assert(fd >= 0 && saved >= 0);
+    ck_assert_int_eq(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+    close(fd);
+    sb_config_t c = cfg();
+    char url[64], err[256];
+    snprintf(url, sizeof url, "mqtt://127.0.0.1:%d", port);
+    c.mqtt.url = url;
+    c.mqtt.port = port;
+    sb_mqtt_t *m = sb_mqtt_new(&c, "t-unreachable", NULL, 0, NULL, NULL, err, sizeof err);
+    sleep_ms(1500); /* several attempts: 0.1 s, 0.2 s, 0.4 s, 0.8 s apart */
+    bool up = m && sb_mqtt_up(m);
+    sb_mqtt_free(m);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    ck_assert_msg(m != NULL, "%s", err);
+    ck_assert(!up);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    char log[8192] = "";
+    log[fread(log, 1, sizeof log - 1, f)] = '\0';
+    fclose(f);
+    char want[100];
+    snprintf(want, sizeof want, "warn surveybus mqtt unavailable host=127.0.0.1 port=%d ", port);
+    const char *first = strstr(log, want);
+    ck_assert_msg(first != NULL, "no \"%s\" in:\n%s", want, log);
+    ck_assert_msg(strstr(first + strlen(want), "mqtt unavailable") == NULL, "logged more than once:\n%s", log);
+}
+END_TEST
+
 int main(void)
 {
     Suite *su = suite_create("mqtt");
@@ -404,6 +445,7 @@ int main(void)
     tcase_add_test(tc, failing_callback_is_retried_then_redelivered);
     tcase_add_test(tc, device_id_from_topic);
     tcase_add_test(tc, broker_restart);
+    tcase_add_test(tc, unreachable_broker_is_logged_once);
     suite_add_tcase(su, tc);
     /* The tests restart the broker and fork: harness state must live in this process. */
     return sb_h_run_suite(su, true);
