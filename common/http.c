@@ -153,11 +153,14 @@ static char *metrics(sb_http_t *h, unsigned *status)
         append(&buf, &len, &cap, "surveybus_up{service=\"%s\",dependency=\"mqtt\"} %d\n", s, d.mqtt);
     *status = MHD_HTTP_OK;
     if (d.redis && sb_store_rtt_us(h->store) >= 0)
-        append(&buf, &len, &cap, "surveybus_redis_rtt_seconds{service=\"%s\"} %.6f\n", s,
-               (double)sb_store_rtt_us(h->store) / 1e6);
+        append(&buf, &len, &cap,
+               "# TYPE surveybus_redis_rtt_seconds gauge\n"
+               "surveybus_redis_rtt_seconds{service=\"%s\"} %.6f\n",
+               s, (double)sb_store_rtt_us(h->store) / 1e6);
     if (p->consumer && sb_kafka_lag(p->consumer) >= 0)
-        append(&buf, &len, &cap, "surveybus_consumer_lag{service=\"%s\"} %lld\n", s,
-               (long long)sb_kafka_lag(p->consumer));
+        append(&buf, &len, &cap,
+               "# TYPE surveybus_consumer_lag gauge\nsurveybus_consumer_lag{service=\"%s\"} %lld\n",
+               s, (long long)sb_kafka_lag(p->consumer));
     if (p->batch) {
         sb_http_latency_t *l = p->batch;
         append(&buf, &len, &cap, "# TYPE surveybus_batch_seconds histogram\n");
@@ -201,6 +204,7 @@ static char *metrics(sb_http_t *h, unsigned *status)
         free(v);
     }
     if (r) freeReplyObject(r);
+    if (p->queues && p->queues[0]) append(&buf, &len, &cap, "# TYPE surveybus_queue gauge\n");
     for (size_t i = 0; p->queues && p->queues[i]; i++) {
         sb_store_key(h->store, key, sizeof key, "%s", p->queues[i]);
         r = sb_store_cmd(h->store, "ZCARD %s", key);

@@ -136,6 +136,9 @@ START_TEST(dispatcher_endpoints)
     ck_assert_msg(strstr(body, "surveybus_queue{service=\"dispatcher\",queue=\"sched\"} 0"), "%s", body);
     ck_assert_msg(strstr(body, "surveybus_batch_seconds_bucket{service=\"dispatcher\",le=\"+Inf\"}"), "%s", body);
     ck_assert_msg(strstr(body, "surveybus_redis_rtt_seconds{service=\"dispatcher\"}"), "%s", body);
+    /* the gauges are typed as such (untyped series would be taken for "unknown") */
+    ck_assert_msg(strstr(body, "\n# TYPE surveybus_redis_rtt_seconds gauge\nsurveybus_redis_rtt_seconds{"), "%s", body);
+    ck_assert_msg(strstr(body, "\n# TYPE surveybus_queue gauge\nsurveybus_queue{"), "%s", body);
     free(body);
     ck_assert_int_eq(get(port, "/nope", &body), 404);
     free(body);
