@@ -124,6 +124,12 @@ source_t *source_start(sb_service_t *svc, hub_t *hub, char *err, size_t errlen)
         sb_info("streaming mqtt %s and %s", s->metric_filter, s->alert_filter);
         return s;
     }
+    if (!cfg->kafka.brokers || !cfg->kafka.brokers[0]) {
+        free(s);
+        sb_fail(err, errlen, "nothing to stream from: Kafka and MQTT are both off (set kafka.brokers "
+                             "or mqtt.url)");
+        return NULL;
+    }
     latest_offsets(cfg);
     char group[400];
     snprintf(group, sizeof group, "surveybus-web-%s-%lld", svc->instance, (long long)sb_now_ms());

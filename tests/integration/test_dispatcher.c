@@ -248,6 +248,32 @@ static long long zcard(env_t *e, const char *what)
 }
 
 /* Reads the survey record of (interaction, journey); returns 1 found, 0 not. */
+/* The first whole minute after now that is minute q of the UTC day (where quiet hours
+ * ending at q let a held survey or a reminder go). */
+static int64_t next_minute_of_day(int64_t now, int q)
+{
+    int64_t at = (now / (60 * SEC) + 1) * 60 * SEC;
+    while ((int)(at / (60 * SEC) % 1440) != q) at += 60 * SEC;
+    return at;
+}
+
+/* The due time of timer member in the schedule (0: none), waiting up to timeout_ms for it
+ * to become want. */
+static int64_t timer_wait(env_t *e, const char *member, int64_t want, int timeout_ms)
+{
+    char key[64];
+    sb_store_key(e->st, key, sizeof key, "sched");
+    int64_t at = 0, end = sb_mono_ms() + timeout_ms;
+    for (;;) {
+        redisReply *r = sb_store_cmd(e->st, "ZSCORE %s %s", key, member);
+        ck_assert_ptr_nonnull(r);
+        at = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
+        freeReplyObject(r);
+        if (at == want || sb_mono_ms() >= end) return at;
+        sleep_ms(50);
+    }
+}
+
 static int record_get(env_t *e, const char *interaction, const char *journey, sb_record_t *out)
 {
     char id[SB_SURVEY_ID_LEN + 1], key[128], err[128];
@@ -1119,18 +1145,12 @@ START_TEST(reminder_keeps_out_of_quiet_hours)
     ck_assert_int_eq(stat_wait(&e, "fired|rq-utc", 1, 20000), 1);
     ck_assert_int_eq(stat_wait(&e, "fired|rq-tokyo", 1, 20000), 1);
     const char *inter[] = {"rq-i1", "rq-i2"}, *journey[] = {"rq-utc", "rq-tokyo"};
+    int64_t want = next_minute_of_day(now, q1); /* after sending */
     for (int i = 0; i < 2; i++) {
-        char id[SB_SURVEY_ID_LEN + 1], key[64], member[64];
+        char id[SB_SURVEY_ID_LEN + 1], member[64];
         sb_record_survey_id(inter[i], journey[i], id);
-        sb_store_key(e.st, key, sizeof key, "sched");
         snprintf(member, sizeof member, "%s:r", id);
-        redisReply *r = sb_store_cmd(e.st, "ZSCORE %s %s", key, member);
-        ck_assert(r && r->type == REDIS_REPLY_STRING);
-        int64_t at = strtoll(r->str, NULL, 10);
-        freeReplyObject(r);
-        /* the first whole minute of the UTC day q1 after sending */
-        int64_t want = (now / (60 * SEC) + 1) * 60 * SEC;
-        while ((int)(want / (60 * SEC) % 1440) != q1) want += 60 * SEC;
+        int64_t at = timer_wait(&e, member, want, 0);
         ck_assert_msg(at == want, "%s: reminder at %lld, want %lld (sent about %lld)", journey[i],
                       (long long)at, (long long)want, (long long)now);
     }
@@ -1172,21 +1192,11 @@ START_TEST(late_survey_waits_out_quiet_hours)
     flush_all(&e);
     ck_assert_int_eq(stat_wait(&e, "fired|lq-any", 1, 20000), 1);
     const char *inter[] = {"lq-i1", "lq-i2"}, *journey[] = {"lq-utc", "lq-tokyo"};
-    /* the end of the quiet hours: the first whole minute q1 of the UTC day after now */
-    int64_t want = (now / (60 * SEC) + 1) * 60 * SEC;
-    while ((int)(want / (60 * SEC) % 1440) != q1) want += 60 * SEC;
+    int64_t want = next_minute_of_day(now, q1); /* the end of the quiet hours */
     for (int i = 0; i < 2; i++) {
-        char id[SB_SURVEY_ID_LEN + 1], key[64];
+        char id[SB_SURVEY_ID_LEN + 1];
         sb_record_survey_id(inter[i], journey[i], id);
-        sb_store_key(e.st, key, sizeof key, "sched");
-        int64_t at = 0;
-        for (int tries = 0; tries < 200 && at != want; tries++) {
-            redisReply *r = sb_store_cmd(e.st, "ZSCORE %s %s", key, id);
-            ck_assert_ptr_nonnull(r);
-            at = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
-            freeReplyObject(r);
-            if (at != want) sleep_ms(50);
-        }
+        int64_t at = timer_wait(&e, id, want, 10000);
         ck_assert_msg(at == want, "%s: timer at %lld, want %lld (now %lld)", journey[i],
                       (long long)at, (long long)want, (long long)now);
     }
@@ -1227,19 +1237,10 @@ START_TEST(held_survey_cancelled_does_not_count_as_sent)
     /* due three hours ago, fired now: inside the quiet hours, so held until they end */
     send_event(&e, "hq-e1", NULL, now - 3 * 3600 * SEC, "hq-c1", "hq-i1", "hq_quiet", "");
     flush_all(&e);
-    int64_t want = (now / (60 * SEC) + 1) * 60 * SEC;
-    while ((int)(want / (60 * SEC) % 1440) != q1) want += 60 * SEC;
-    char id[SB_SURVEY_ID_LEN + 1], key[64];
+    int64_t want = next_minute_of_day(now, q1);
+    char id[SB_SURVEY_ID_LEN + 1];
     sb_record_survey_id("hq-i1", "hq-quiet", id);
-    sb_store_key(e.st, key, sizeof key, "sched");
-    int64_t at = 0;
-    for (int tries = 0; tries < 400 && at != want; tries++) {
-        redisReply *r = sb_store_cmd(e.st, "ZSCORE %s %s", key, id);
-        ck_assert_ptr_nonnull(r);
-        at = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
-        freeReplyObject(r);
-        if (at != want) sleep_ms(50);
-    }
+    int64_t at = timer_wait(&e, id, want, 20000);
     ck_assert_msg(at == want, "timer at %lld, want %lld", (long long)at, (long long)want);
     /* reopened while it waits: cancelled, never sent */
     send_event(&e, "hq-e2", "interaction.reopened", now, "hq-c1", "hq-i1", "hq_quiet", "");

@@ -557,6 +557,14 @@ START_TEST(no_web_root_and_stream_over_kafka)
     stop_web(pid);
     ck_assert(stream_wait(&st, NULL, 5000));
     stream_close(&st);
+
+    /* both transports off: nothing to stream, said so (not "kafka.brokers is empty") */
+    char cmd[1200], *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s -c %s --set mqtt.url= --set kafka.brokers= 2>&1",
+             sb_h_bin("surveybus-web"), cfg_path);
+    ck_assert_int_eq(sb_h_run(cmd, &out), 1);
+    ck_assert_msg(strstr(out, "Kafka and MQTT are both off"), "%s", out);
+    free(out);
 }
 END_TEST
 
