@@ -221,11 +221,13 @@ static void shutdown_all(disp_t *d)
     close_ingest_ctx(&d->min, true);
     if (d->mqtt_pub) sb_mqtt_wait_published(d->mqtt_pub, sb_service_stop_wait_ms(1000, SB_SERVICE_CLOSE_MS));
     sb_mqtt_free(d->mqtt_pub);
+    /* before the entries go: the producer reports every request it still holds (purged
+     * when undelivered) to its fire entry */
+    sb_kafka_producer_close(d->producer, sb_service_stop_wait_ms(1000, SB_SERVICE_CLOSE_MS));
+    d->producer = d->kin.producer = d->fire.producer = NULL;
     firer_free(&d->fire);
     sb_sched_free(d->ack_sched);
     sb_store_free(d->ack_store);
-    sb_kafka_producer_close(d->producer, sb_service_stop_wait_ms(1000, SB_SERVICE_CLOSE_MS));
-    d->kin.producer = NULL;
     close_ingest_ctx(&d->kin, false);
 }
 

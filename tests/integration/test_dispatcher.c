@@ -1625,6 +1625,41 @@ START_TEST(sigterm_partitioned_with_requests_in_flight)
 }
 END_TEST
 
+/* SIGTERM in the middle of a Kafka outage, Redis fine: the requests sent to devices stay
+ * unconfirmed on Kafka until the stop. Their entries stayed in use after the dispatcher had
+ * freed them: closing the producer purges its queue and reports each purged request to the
+ * delivery callback, which then wrote to an entry already freed (seen with SB_DISPATCHER set
+ * to a build with SANITIZE=address: heap-use-after-free, exit status 1). The stop exits 0,
+ * and once Kafka is back a new instance sends each survey once. */
+START_TEST(sigterm_in_a_kafka_outage_with_requests_in_flight)
+{
+    env_t e;
+    mq_t txq;
+    sb_mqtt_t *pub = visit_env(&e, &txq, "t9k", "3s", "");
+    pid_t d = disp_start(&e, NULL, "t9k-1.log");
+    wait_ready(&e, 30000);
+    ck_assert_int_eq(sb_h_kafka_down(&h), 0);
+    char ids[5][SB_SURVEY_ID_LEN + 1];
+    visits_in_flight(&e, pub, "t9k", ids, 5);
+    disp_stop(d); /* within 10 s, exit 0 */
+    int unconfirmed = 0;
+    sb_h_log_sum(&h, "t9k-1.log", "stopping with 5 unconfirmed requests", &unconfirmed);
+    ck_assert_int_eq(unconfirmed, 1);
+    ck_assert_int_eq(sb_h_kafka_up(&h), 0);
+    d = disp_start(&e, NULL, "t9k-2.log");
+    ck_assert_int_eq(stat_wait(&e, "fired|t9k-visit", 5, 30000), 5);
+    sleep_ms(500);
+    ck_assert_int_eq(stat_get(&e, "fired|t9k-visit"), 5);
+    outs_t o;
+    read_topic(&e, e.req, true, &o);
+    expect_exactly(&o, ids, 5);
+    outs_free(&o);
+    disp_stop(d);
+    mq_close(pub, &txq);
+    env_close(&e);
+}
+END_TEST
+
 /* An idle dispatcher that lived through a Kafka outage stops as cleanly as any other: it
  * commits and leaves its group (it took the brokers for unreachable, skipped both and left
  * its partitions idle for the session timeout), and the outage reported by its idle MQTT
@@ -1851,6 +1886,7 @@ int main(void)
     SB_H_ADD(tc, bad_events_become_dead_letters_and_the_service_goes_on);
     SB_H_ADD(tc, sigterm_mid_firing_and_with_redis_down_exits_zero_and_loses_nothing);
     SB_H_ADD(tc, sigterm_partitioned_with_requests_in_flight);
+    SB_H_ADD(tc, sigterm_in_a_kafka_outage_with_requests_in_flight);
     SB_H_ADD(tc, stop_after_a_kafka_outage_leaves_the_group);
     SB_H_ADD(tc, redis_full_pauses_with_back_off_and_loses_nothing);
     SB_H_ADD(tc, kafka_outage_longer_than_the_lease_sends_each_survey_once);
