@@ -126,10 +126,12 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc)
     }
     sb_info("mqtt connected host=%s port=%d client_id=%s", m->host, m->port, m->client_id);
     /* Subscribing on every connection restores the subscriptions when the broker lost the
-     * session; with a kept session it is a harmless refresh. */
-    int mid = 0, src = MOSQ_ERR_SUCCESS;
+     * session; with a kept session it is a harmless refresh. Never above QoS 1: a QoS 2
+     * message is acknowledged (PUBREC) on arrival, before libmosquitto calls the message
+     * callback (on PUBREL), so a process dying in the callback would lose it for good. */
+    int mid = 0, src = MOSQ_ERR_SUCCESS, sub_qos = m->qos > 1 ? 1 : m->qos;
     if (m->n_subs)
-        src = mosquitto_subscribe_multiple(mosq, &mid, (int)m->n_subs, m->subs, m->qos, 0, NULL);
+        src = mosquitto_subscribe_multiple(mosq, &mid, (int)m->n_subs, m->subs, sub_qos, 0, NULL);
     pthread_mutex_lock(&m->mu);
     m->connected = true;
     m->reported = false;

@@ -11,7 +11,8 @@
  *    the broker redelivers it to the next session with the same client id. When the handle is
  *    freed while a message is not processed, the connection is cut so that its PUBACK is never
  *    written. Duplicates are possible (crash after the effect, before the PUBACK): effects
- *    must be idempotent.
+ *    must be idempotent. Subscriptions are made at QoS 1 even when cfg->mqtt.qos is 2: a
+ *    QoS 2 message is acknowledged (PUBREC) before its callback, and would be lost in a crash.
  *  - Back-pressure: while the callback blocks, the network thread reads nothing more (the
  *    broker queues for this session, up to its max_queued_messages — configure 0 or a large
  *    value, or the broker drops QoS 1 messages) and writes nothing (PINGREQs and publishes of
@@ -43,8 +44,8 @@ typedef int (*sb_mqtt_msg_cb)(void *opaque, const char *topic, const void *paylo
 
 /* Creates a client for cfg->mqtt (host, port, user, pass, qos) with client id client_id (NULL:
  * cfg->mqtt.client_id), clean_session false, and starts its network thread, which connects
- * in the background, subscribes to subs[0..n_subs) at cfg->mqtt.qos on every connection and
- * calls cb(opaque, ...) for each message (cb may be NULL when n_subs is 0). subs and
+ * in the background, subscribes to subs[0..n_subs) at cfg->mqtt.qos (1 at most) on every
+ * connection and calls cb(opaque, ...) for each message (cb may be NULL when n_subs is 0). subs and
  * client_id are copied. Returns NULL with err filled when MQTT is off (empty url), the
  * client id is empty, or libmosquitto refuses the settings; an unreachable broker is not an
  * error (see sb_mqtt_up / sb_mqtt_wait_up). */

@@ -17,6 +17,7 @@
 
 static sb_h_t h;
 static char host[] = "127.0.0.1", cid[] = "surveybus-test";
+static int qos = 1; /* mqtt.qos of the clients cfg() describes */
 
 static void setup(void)
 {
@@ -31,6 +32,11 @@ static void teardown(void)
     sb_h_stop(&h);
 }
 
+static void qos_default(void)
+{
+    qos = 1;
+}
+
 static sb_config_t cfg(void)
 {
     sb_config_t c;
@@ -38,7 +44,7 @@ static sb_config_t cfg(void)
     c.mqtt.url = h.mqtt_url;
     c.mqtt.host = host;
     c.mqtt.port = h.mqtt_port;
-    c.mqtt.qos = 1;
+    c.mqtt.qos = qos;
     c.mqtt.client_id = cid;
     return c;
 }
@@ -223,14 +229,16 @@ START_TEST(persistent_session_keeps_messages)
 }
 END_TEST
 
-START_TEST(crash_in_callback_is_redelivered)
+/* A process that dies inside the callback of a message (subscribed as sub, on topic t):
+ * the message must come again to the next session under that client id. */
+static void crash_then_redelivered(const char *sub_id, const char *pub_id, const char *t)
 {
     static rx_t r;
     rx_init(&r, RX_OK);
-    sb_mqtt_t *sub = client("t-crash", "crash/t", &r);
+    sb_mqtt_t *sub = client(sub_id, t, &r);
     sb_mqtt_free(sub);
-    sb_mqtt_t *pub = client("t-crash-pub", NULL, NULL);
-    ck_assert_int_eq(sb_mqtt_publish(pub, "crash/t", "42", 2, false, NULL), 0);
+    sb_mqtt_t *pub = client(pub_id, NULL, NULL);
+    ck_assert_int_eq(sb_mqtt_publish(pub, t, "42", 2, false, NULL), 0);
     ck_assert_int_eq(sb_mqtt_wait_published(pub, 5000), 0);
     sb_mqtt_free(pub); /* no threads left in this process: fork is safe */
 
@@ -241,8 +249,8 @@ START_TEST(crash_in_callback_is_redelivered)
         rx_init(&dying, RX_EXIT);
         char err[256];
         sb_config_t c = cfg();
-        const char *subs[] = {"crash/t"};
-        sb_mqtt_new(&c, "t-crash", subs, 1, rx_cb, &dying, err, sizeof err);
+        const char *subs[] = {t};
+        sb_mqtt_new(&c, sub_id, subs, 1, rx_cb, &dying, err, sizeof err);
         sleep(10);
         _exit(3); /* the message never came */
     }
@@ -250,11 +258,28 @@ START_TEST(crash_in_callback_is_redelivered)
     ck_assert_int_eq(waitpid(pid, &st, 0), pid);
     ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 7, "child status %d", st);
 
-    /* the child died inside the callback: its PUBACK never left, the broker resends */
-    sub = client("t-crash", "crash/t", &r);
+    /* the child died inside the callback: its acknowledgement never left, the broker resends */
+    sub = client(sub_id, t, &r);
     ck_assert_int_eq(rx_wait(&r, 1, 5000), 1);
     ck_assert_int_eq(r.count[42], 1);
     sb_mqtt_free(sub);
+}
+
+START_TEST(crash_in_callback_is_redelivered)
+{
+    crash_then_redelivered("t-crash", "t-crash-pub", "crash/t");
+}
+END_TEST
+
+/* mqtt.qos 2 is allowed, but a QoS 2 message is acknowledged (PUBREC) as soon as it
+ * arrives, before the callback, which libmosquitto calls only once the broker's PUBREL
+ * comes. A process that died in the callback lost the message: the broker had handed it
+ * over and resent only the PUBREL, for which the next process had no message. Inbound
+ * subscriptions are made at QoS 1 at most, so the message comes again. */
+START_TEST(crash_in_callback_at_qos2_is_redelivered)
+{
+    qos = 2;
+    crash_then_redelivered("t-crash2", "t-crash2-pub", "crash2/t");
 }
 END_TEST
 
@@ -436,12 +461,14 @@ int main(void)
     Suite *su = suite_create("mqtt");
     TCase *tc = tcase_create("mosquitto");
     tcase_add_unchecked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, qos_default, NULL);
     tcase_set_timeout(tc, 40);
     tcase_add_test(tc, new_refuses_bad_settings);
     tcase_add_test(tc, round_trip_1000_qos1);
     tcase_add_test(tc, retained_for_late_subscriber);
     tcase_add_test(tc, persistent_session_keeps_messages);
     tcase_add_test(tc, crash_in_callback_is_redelivered);
+    tcase_add_test(tc, crash_in_callback_at_qos2_is_redelivered);
     tcase_add_test(tc, failing_callback_is_retried_then_redelivered);
     tcase_add_test(tc, device_id_from_topic);
     tcase_add_test(tc, broker_restart);
