@@ -115,6 +115,14 @@ typedef struct firer {
     bool ack_pending;
     sb_sched_t *ack_via;           /* the handle it was sent on */
     sb_survey_request_t *req;      /* work buffer of build_request */
+    /* claims of the batch just published that go back to the schedule unsent (held by quiet
+     * hours, or not published), released once the claim in flight on sched is answered */
+    struct {
+        const char *member; /* in claimed[] */
+        int64_t at;
+        bool held;
+    } *rel;
+    size_t n_rel;
     int64_t next_due_ms;           /* earliest known timer, INT64_MAX when none */
     int64_t next_recovery_ms;
     int64_t next_renew_ms;         /* when the leases of head are renewed next */

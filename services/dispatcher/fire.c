@@ -29,7 +29,8 @@ void firer_init(firer_t *f, const sb_config_t *cfg, sb_sched_t *sched, sb_sched_
         if (!f->claimed[i]) abort();
     }
     f->req = malloc(sizeof *f->req);
-    if (!f->req) abort();
+    f->rel = malloc((size_t)cfg->tuning.batch * sizeof *f->rel);
+    if (!f->req || !f->rel) abort();
     f->next_due_ms = 0;
 }
 
@@ -44,6 +45,7 @@ void firer_free(firer_t *f)
     free(f->claimed[0]);
     free(f->claimed[1]);
     free(f->req);
+    free(f->rel);
     free(f->ack_members);
     free(f->ack_remind);
     free(f->ack_hints);
@@ -151,28 +153,31 @@ static int publish(firer_t *f, const sb_claimed_t *c, int64_t now_ms)
     return 0;
 }
 
-/* Claims going back to the schedule, released up to 64 at a time for one due time. What a
- * release that fails leaves claimed comes back when its lease ends. */
-typedef struct releases {
-    sb_sched_t *sched;
-    const char *member[64];
-    size_t n;
-    int64_t at;
-    uint64_t *done; /* counts the released ones (may be NULL) */
-} releases_t;
-
-static void releases_flush(releases_t *r)
+/* Claims going back to the schedule unsent (held back by quiet hours, or not published).
+ * publish_batch runs while the next claim is in flight on the same connection, where a
+ * release would be refused: they wait in f->rel until release_unsent, after that claim's
+ * answer. Released up to 64 at a time for one due time; what a release that fails leaves
+ * claimed comes back when its lease ends. */
+static void unsent_add(firer_t *f, const char *member, int64_t at, bool held)
 {
-    if (r->n && sb_sched_release(r->sched, r->member, r->n, r->at) == 0 && r->done)
-        *r->done += r->n;
-    r->n = 0;
+    f->rel[f->n_rel].member = member;
+    f->rel[f->n_rel].at = at;
+    f->rel[f->n_rel].held = held;
+    f->n_rel++;
 }
 
-static void releases_add(releases_t *r, const char *member, int64_t at)
+static void release_unsent(firer_t *f)
 {
-    if (r->n && (r->n == 64 || at != r->at)) releases_flush(r);
-    r->at = at;
-    r->member[r->n++] = member;
+    const char *m[64];
+    for (size_t i = 0, j; i < f->n_rel; i = j) {
+        size_t n = 0;
+        for (j = i; j < f->n_rel && n < 64 && f->rel[j].at == f->rel[i].at &&
+                    f->rel[j].held == f->rel[i].held;
+             j++)
+            m[n++] = f->rel[j].member;
+        if (sb_sched_release(f->sched, m, n, f->rel[i].at) == 0 && f->rel[i].held) f->held += n;
+    }
+    f->n_rel = 0;
 }
 
 /* When a claimed survey may go out: 0 now, else the end of the quiet hours it would land
@@ -186,20 +191,18 @@ static int64_t held_until(firer_t *f, const sb_claimed_t *c, int64_t now_ms)
     return until > now_ms ? until : 0;
 }
 
-/* Publishes a claimed batch; the claims of what could not be sent go back to the schedule,
- * and those held back by quiet hours go back until they end. */
+/* Publishes a claimed batch; the claims of what could not be sent are to go back to the
+ * schedule, and those held back by quiet hours to go back until they end (release_unsent:
+ * batch must stay in place until then). */
 static void publish_batch(firer_t *f, const sb_claimed_t *batch, size_t n, int64_t now_ms)
 {
-    releases_t failed = {.sched = f->sched}, held = {.sched = f->sched, .done = &f->held};
     for (size_t i = 0; i < n; i++) {
         int64_t until = held_until(f, &batch[i], now_ms);
         if (until)
-            releases_add(&held, batch[i].member, until);
+            unsent_add(f, batch[i].member, until, true);
         else if (publish(f, &batch[i], now_ms) != 0)
-            releases_add(&failed, batch[i].member, now_ms + 1000);
+            unsent_add(f, batch[i].member, now_ms + 1000, false);
     }
-    releases_flush(&held);
-    releases_flush(&failed);
 }
 
 int firer_fire(firer_t *f, int64_t now_ms, size_t max_inflight)
@@ -218,6 +221,7 @@ int firer_fire(firer_t *f, int64_t now_ms, size_t max_inflight)
         if (more && want > 0 && !sb_service_stop) {
             if (sb_sched_claim_send(f->sched, now_ms, want) != 0) {
                 publish_batch(f, f->claimed[cur], have, now_ms);
+                release_unsent(f);
                 return -1;
             }
             sent = true;
@@ -226,8 +230,12 @@ int firer_fire(firer_t *f, int64_t now_ms, size_t max_inflight)
         publish_batch(f, f->claimed[cur], have, now_ms);
         total += (int)have;
         have = 0;
-        if (!sent) break;
+        if (!sent) {
+            release_unsent(f);
+            break;
+        }
         int n = sb_sched_claim_recv(f->sched, want, f->claimed[1 - cur], &f->next_due_ms, NULL);
+        release_unsent(f); /* the connection is free again; f->claimed[cur] still holds them */
         if (n < 0) return total ? total : -1;
         cur = 1 - cur;
         have = (size_t)n;

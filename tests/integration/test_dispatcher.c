@@ -1257,6 +1257,62 @@ START_TEST(held_survey_cancelled_does_not_count_as_sent)
 }
 END_TEST
 
+/* Late surveys held back by quiet hours in a full batch (tuning.batch 2, six due at once):
+ * their claims go back to the schedule until the quiet hours end, at once. The releases
+ * were sent on the connection while the next claim's answer was still awaited there, which
+ * refused them: they stayed claimed until their lease ended (30 s), and recovery then put
+ * them back due at once, to be claimed and held again. */
+START_TEST(held_surveys_of_a_full_batch_go_back_at_once)
+{
+    int64_t now = sb_now_ms();
+    int now_min = (int)(now / (60 * SEC) % 1440);
+    int q0 = (now_min + 1440 - 60) % 1440, q1 = (now_min + 60) % 1440; /* UTC */
+    char extra[600];
+    snprintf(extra, sizeof extra,
+             "{\"journeys\":[{\"name\":\"hb-quiet\",\"on\":{\"kind\":\"hb_quiet\"},"
+             "\"survey\":\"csat\",\"delay\":\"0s\",\"expires\":\"1d\","
+             "\"quiet_hours\":\"%02d:%02d-%02d:%02d\",\"channel\":\"email\"}],"
+             "\"tuning\":{\"batch\":2}}",
+             q0 / 60, q0 % 60, q1 / 60, q1 % 60);
+    env_t e;
+    env_open(&e, "hb", extra);
+    enum { N = 6 };
+    char ids[N][SB_SURVEY_ID_LEN + 1];
+    /* due three hours ago: all due at once when the dispatcher starts */
+    for (int i = 0; i < N; i++) {
+        char ev[32], cust[32], iid[32];
+        snprintf(ev, sizeof ev, "hb-e%d", i);
+        snprintf(cust, sizeof cust, "hb-c%d", i);
+        snprintf(iid, sizeof iid, "hb-i%d", i);
+        sb_record_survey_id(iid, "hb-quiet", ids[i]);
+        send_event(&e, ev, NULL, now - 3 * 3600 * SEC, cust, iid, "hb_quiet", "");
+    }
+    flush_all(&e);
+    pid_t d = disp_start(&e, NULL, "hb.log");
+    ck_assert_int_eq(stat_wait(&e, "scheduled|hb-quiet", N, 30000), N);
+    int64_t want = (now / (60 * SEC) + 1) * 60 * SEC;
+    while ((int)(want / (60 * SEC) % 1440) != q1) want += 60 * SEC;
+    char key[64];
+    sb_store_key(e.st, key, sizeof key, "sched");
+    int held = 0;
+    for (int tries = 0; tries < 100 && held < N; tries++) {
+        held = 0;
+        for (int i = 0; i < N; i++) {
+            redisReply *r = sb_store_cmd(e.st, "ZSCORE %s %s", key, ids[i]);
+            ck_assert_ptr_nonnull(r);
+            if (r->type == REDIS_REPLY_STRING && strtoll(r->str, NULL, 10) == want) held++;
+            freeReplyObject(r);
+        }
+        if (held < N) sleep_ms(50);
+    }
+    ck_assert_int_eq(held, N);
+    ck_assert_int_eq(zcard(&e, "inflight"), 0);
+    ck_assert_int_eq(stat_get(&e, "fired|hb-quiet"), 0);
+    disp_stop(d);
+    env_close(&e);
+}
+END_TEST
+
 START_TEST(reopened_interaction_cancels_its_pending_survey)
 {
     env_t e;
@@ -1883,6 +1939,7 @@ int main(void)
     SB_H_ADD(tc, reminder_keeps_out_of_quiet_hours);
     SB_H_ADD(tc, late_survey_waits_out_quiet_hours);
     SB_H_ADD(tc, held_survey_cancelled_does_not_count_as_sent);
+    SB_H_ADD(tc, held_surveys_of_a_full_batch_go_back_at_once);
     SB_H_ADD(tc, bad_events_become_dead_letters_and_the_service_goes_on);
     SB_H_ADD(tc, sigterm_mid_firing_and_with_redis_down_exits_zero_and_loses_nothing);
     SB_H_ADD(tc, sigterm_partitioned_with_requests_in_flight);
