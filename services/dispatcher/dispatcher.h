@@ -86,12 +86,16 @@ typedef struct fire_entry {
     char member[SB_SCHED_MEMBER_MAX];
     int waiting;  /* deliveries not yet confirmed */
     int mid;      /* MQTT message id, 0 when none pending */
-    bool failed;
+    bool kafka_failed, mqtt_failed; /* that copy was not delivered */
     bool unsure;  /* failed on Kafka, but may have been stored there (left to recovery) */
     bool acking;  /* confirmed; in the acknowledgement that is in flight */
     int64_t due_ms;
     int64_t remind_at; /* when its reminder falls due (sb_rules_remind_at), 0: none */
     sb_sched_hint_t hint; /* for its acknowledgement */
+    /* with both transports on: the request, its Kafka key and MQTT topic, to send one copy
+     * again (NULL otherwise) */
+    char *json, *key, *topic;
+    int64_t retry_ms; /* when that copy may be sent again */
     struct fire_entry *next;
 } fire_entry_t;
 

@@ -34,12 +34,21 @@ void firer_init(firer_t *f, const sb_config_t *cfg, sb_sched_t *sched, sb_sched_
     f->next_due_ms = 0;
 }
 
+/* Frees an entry and the copy of its request it may keep. */
+static void entry_free(fire_entry_t *e)
+{
+    free(e->json);
+    free(e->key);
+    free(e->topic);
+    free(e);
+}
+
 void firer_free(firer_t *f)
 {
     fire_entry_t *e = f->head;
     while (e) {
         fire_entry_t *n = e->next;
-        free(e);
+        entry_free(e);
         e = n;
     }
     free(f->claimed[0]);
@@ -99,7 +108,9 @@ static char *build_request(const sb_config_t *cfg, const sb_claimed_t *c, int64_
 }
 
 /* Publishes one claimed survey. Returns 0 (an entry now awaits confirmation) or -1 (nothing
- * was sent; the caller releases the claim). */
+ * was sent; the caller releases the claim). With both transports on, the entry keeps the
+ * request, so that a copy that fails while the other one is delivered is sent again alone
+ * (resend). */
 static int publish(firer_t *f, const sb_claimed_t *c, int64_t now_ms)
 {
     char *json = build_request(f->cfg, c, now_ms, f->req);
@@ -115,8 +126,8 @@ static int publish(firer_t *f, const sb_claimed_t *c, int64_t now_ms)
     e->due_ms = c->reminder ? now_ms : c->rec.due_ms;
     e->remind_at = c->reminder ? 0 : sb_rules_remind_at(f->cfg, &c->rec, now_ms);
     sb_sched_hint(f->cfg, c, &e->hint);
+    const char *key = c->rec.customer_id;
     if (f->producer) {
-        const char *key = c->rec.customer_id;
         if (sb_kafka_produce(f->producer, f->cfg->topics.requests, key, strlen(key), json, len,
                              e) != 0) {
             sb_warn("kafka produce failed member=%s err=\"%s\"", c->member,
@@ -128,29 +139,70 @@ static int publish(firer_t *f, const sb_claimed_t *c, int64_t now_ms)
         e->waiting++;
     }
     char topic[2048];
+    int trc = -1;
     if (f->mqtt_pub) {
-        int mid = 0, trc = mqtt_topic(f->cfg, &c->rec, topic, sizeof topic);
+        int mid = 0;
+        trc = mqtt_topic(f->cfg, &c->rec, topic, sizeof topic);
         if (trc != 0) {
             /* cannot happen for a record written by the ingest (its values are topic-safe
              * and templates are checked at start-up); never a silent success */
-            e->failed = true;
+            e->mqtt_failed = true;
             sb_error("cannot render mqtt request topic member=%s err=%d", c->member, trc);
         } else if (sb_mqtt_publish(f->mqtt_pub, topic, json, len, false, &mid) == 0) {
             e->mid = mid;
             e->waiting++;
         } else {
-            /* the Kafka copy (if any) is on its way: the claim is released once it settles */
-            e->failed = true;
+            /* the Kafka copy (if any) is on its way: once it is delivered, this one is sent
+             * again alone */
+            e->mqtt_failed = true;
             sb_warn("mqtt publish failed member=%s topic=%s err=\"%s\"", c->member, topic,
                     sb_mqtt_errstr(f->mqtt_pub));
         }
     }
-    free(json);
+    if (f->producer && trc == 0) {
+        e->json = json;
+        e->key = strdup(key);
+        e->topic = strdup(topic);
+        if (!e->key || !e->topic) abort();
+    } else {
+        free(json);
+    }
     e->next = f->head;
     f->head = e;
     f->inflight++;
     f->published++;
     return 0;
+}
+
+/* Sends again the one copy of a request that failed while the other was delivered: putting
+ * its claim back would send both again, and the delivered one twice. At most once a second;
+ * the claim stays ours (its lease renewed) meanwhile. */
+static void resend(firer_t *f, fire_entry_t *e, int64_t now_ms)
+{
+    if (now_ms < e->retry_ms) return;
+    e->retry_ms = now_ms + 1000;
+    size_t len = strlen(e->json);
+    const char *via = e->kafka_failed ? "kafka" : "mqtt";
+    if (e->kafka_failed) {
+        if (sb_kafka_produce(f->producer, f->cfg->topics.requests, e->key, strlen(e->key),
+                             e->json, len, e) != 0) {
+            sb_warn("kafka produce failed member=%s err=\"%s\"", e->member,
+                    sb_kafka_producer_error(f->producer));
+            return;
+        }
+        e->kafka_failed = false;
+    } else {
+        int mid = 0;
+        if (sb_mqtt_publish(f->mqtt_pub, e->topic, e->json, len, false, &mid) != 0) {
+            sb_warn("mqtt publish failed member=%s topic=%s err=\"%s\"", e->member, e->topic,
+                    sb_mqtt_errstr(f->mqtt_pub));
+            return;
+        }
+        e->mqtt_failed = false;
+        e->mid = mid;
+    }
+    e->waiting++;
+    sb_info("survey request sent again on %s member=%s", via, e->member);
 }
 
 /* Claims going back to the schedule unsent (held back by quiet hours, or not published).
@@ -275,7 +327,7 @@ static int ack_finish(firer_t *f, int64_t now_ms)
         }
         latency_sample(f, now_ms - e->due_ms);
         *pp = e->next;
-        free(e);
+        entry_free(e);
         f->inflight--;
         n++;
     }
@@ -303,7 +355,7 @@ static void leave_unsure(firer_t *f)
         fire_entry_t *e = *pp;
         if (e->unsure && e->waiting <= 0) {
             *pp = e->next;
-            free(e);
+            entry_free(e);
             f->inflight--;
             n++;
         } else {
@@ -335,13 +387,15 @@ int firer_settle(firer_t *f, int64_t now_ms)
             e->waiting--;
         }
         if (e->waiting > 0) continue;
-        if (!e->failed) {
+        if (!e->kafka_failed && !e->mqtt_failed) {
             f->ack_remind[nack] = e->remind_at;
             f->ack_hints[nack] = e->hint;
             f->ack_members[nack++] = e->member;
             e->acking = true;
         } else if (e->unsure) {
             unsure++;
+        } else if (e->json && e->kafka_failed != e->mqtt_failed) {
+            resend(f, e, now_ms);
         } else if (nrel < 64) {
             rel[nrel++] = e->member;
         }
@@ -359,7 +413,7 @@ int firer_settle(firer_t *f, int64_t now_ms)
                 for (size_t i = 0; i < nrel && !gone; i++) gone = rel[i] == e->member;
                 if (gone) {
                     *pp = e->next;
-                    free(e);
+                    entry_free(e);
                     f->inflight--;
                     released++;
                 } else {

@@ -24,7 +24,7 @@ void dispatcher_delivery(void *opaque, void *msg_opaque, int ok, const char *err
         fire_entry_t *e = msg_opaque;
         e->waiting--;
         if (!ok) {
-            e->failed = true;
+            e->kafka_failed = true;
             e->unsure = sb_kafka_delivery_unsure();
             sb_warn("survey request not delivered member=%s err=\"%s\"%s", e->member,
                     errstr ? errstr : "",

@@ -1870,6 +1870,46 @@ START_TEST(kafka_timeout_after_sending_sends_each_survey_once)
 }
 END_TEST
 
+/* A request goes out on Kafka and, for its channel, on MQTT. When one of the two copies
+ * fails and the other is delivered, only the failed one is sent again: here Kafka is down
+ * for several message.timeout.ms while MQTT takes the request at once, and the device gets
+ * it once. The claim went back to the schedule, so each retry published the MQTT copy
+ * again (three or four copies before Kafka came back). */
+START_TEST(kafka_failure_does_not_resend_the_mqtt_copy)
+{
+    env_t e;
+    mq_t txq, rxq;
+    sb_mqtt_t *pub = visit_env(&e, &txq, "t9m", "30s", "");
+    const char *subs[] = {"fieldservice/t9m-dev/survey/request"};
+    sb_mqtt_t *rx = mq_open(&e, &rxq, "t9m-test-rx", subs, 1);
+    pid_t d = disp_start_set(&e, "t9m-a", "t9m-a.log",
+                             "kafka.properties={\"message.timeout.ms\":\"1500\"}");
+    wait_ready(&e, 30000);
+    ck_assert_int_eq(sb_h_kafka_down(&h), 0);
+    char id[SB_SURVEY_ID_LEN + 1], buf[512];
+    sb_record_survey_id("t9m-v0", "t9m-visit", id);
+    int len = event_json(buf, sizeof buf, "t9m-v0", NULL, sb_now_ms(), "t9m-c0", "t9m-v0",
+                         "field_visit", "");
+    mq_publish(pub, "t9m/t9m-dev/visit", buf, (size_t)len);
+    ck_assert_uint_eq(mq_wait(&rxq, subs[0], 1, 15000), 1);
+    sleep_ms(7000); /* several Kafka delivery timeouts */
+    ck_assert_int_eq(sb_h_kafka_up(&h), 0);
+    ck_assert_int_eq(stat_wait(&e, "fired|t9m-visit", 1, 30000), 1);
+    sleep_ms(1000);
+    ck_assert_uint_eq(mq_wait(&rxq, subs[0], 2, 0), 1);
+    ck_assert_int_eq(stat_get(&e, "fired|t9m-visit"), 1);
+    ck_assert_int_eq(zcard(&e, "inflight"), 0);
+    outs_t o;
+    read_topic(&e, e.req, true, &o);
+    expect_exactly(&o, &id, 1);
+    outs_free(&o);
+    disp_stop(d);
+    mq_close(rx, &rxq);
+    mq_close(pub, &txq);
+    env_close(&e);
+}
+END_TEST
+
 START_TEST(sigterm_mid_firing_and_with_redis_down_exits_zero_and_loses_nothing)
 {
     env_t e;
@@ -1948,6 +1988,7 @@ int main(void)
     SB_H_ADD(tc, redis_full_pauses_with_back_off_and_loses_nothing);
     SB_H_ADD(tc, kafka_outage_longer_than_the_lease_sends_each_survey_once);
     SB_H_ADD(tc, kafka_timeout_after_sending_sends_each_survey_once);
+    SB_H_ADD(tc, kafka_failure_does_not_resend_the_mqtt_copy);
     suite_add_tcase(s, tc);
     /* one process: the Redis restart of one test must leave a Redis the next tests can use
      * (a server restarted in a forked test process would die with it) */
