@@ -43,7 +43,8 @@ enum { SB_SCHED_ADD = 1, SB_SCHED_CANCEL = 2 };
  * interaction_id is read), remembering at_ms, the reopen's time, in the record. A survey
  * scheduled anew is not cancelled by a reopen at or before the completion that scheduled it
  * (a reopen delivered again, or late): counted as a duplicate. A survey already sent stays
- * answerable, but its reminder, if still to come, is dropped ("reminder_cancelled"). A
+ * answerable, but its reminder, if still to come, is dropped ("reminder_cancelled"; a
+ * reminder in flight then is dropped if it comes back to the schedule unsent). A
  * survey whose request is in flight (claimed, not yet acknowledged) keeps the cancel in its
  * record until the claim settles: acknowledged, it is fired without its reminder; released
  * unsent, it is cancelled when claimed again (status 2). */

@@ -810,6 +810,58 @@ START_TEST(reopen_while_in_flight)
 }
 END_TEST
 
+/* A reopen drops the reminder of a sent survey also while that reminder is in flight: its
+ * publication failing (or held back by quiet hours, or its claimer dead) puts it back in the
+ * schedule, and from there it must not go out. It did, after the reopen, uncounted. One
+ * already published when it is acknowledged stays counted as reminded. */
+START_TEST(reopen_while_reminder_in_flight)
+{
+    env_open(JOURNEYS, NO_FATIGUE);
+    sb_record_t r[2];
+    char id[2][25], m[2][64];
+    for (int i = 0; i < 2; i++) {
+        add_new(&r[i], id[i], "t-rfly-", i, "support-csat", NOW, NOW + 72 * HOUR);
+        snprintf(m[i], sizeof m[i], "%.24s:r", id[i]);
+    }
+    sb_claimed_t *cl = claim_buf(10);
+    ck_assert_int_eq(claim(E.s, NOW, 10, cl, NULL, NULL), 2);
+    const char *acks[] = {id[0], id[1]};
+    ck_assert_int_eq(acknowledge(E.s, acks, NULL, 2, NOW + 100, NULL), 0);
+    int64_t t = NOW + 100 + DAY;
+    ck_assert_int_eq(claim(E.s, t, 10, cl, NULL, NULL), 2);
+    ck_assert(cl[0].reminder && cl[1].reminder);
+    /* both interactions reopened while their reminders are in flight */
+    ck_assert_int_eq(cancel_at("t-rfly-0", t + 10), 0);
+    ck_assert_int_eq(cancel_at("t-rfly-1", t + 10), 0);
+    /* t-rfly-0's reminder was not published: released, it is dropped when claimed again */
+    const char *rel[] = {m[0]};
+    ck_assert_int_eq(sb_sched_release(E.s, rel, 1, t + 1000), 0);
+    ck_assert_int_eq(claim(E.s, t + 1000, 10, cl, NULL, NULL), 0);
+    ck_assert_int_eq(zscore("sbt:sched", m[0]), -1);
+    ck_assert_int_eq(counter("reminder_cancelled|support-csat"), 1);
+    ck_assert_int_eq(state_of(id[0]), SB_REC_FIRED);
+    /* t-rfly-1's was published: reminded */
+    const char *rm[] = {m[1]};
+    int done = -1;
+    ck_assert_int_eq(acknowledge(E.s, rm, NULL, 1, t + 100, &done), 0);
+    ck_assert_int_eq(done, 1);
+    ck_assert_int_eq(counter("reminded|support-csat"), 1);
+    ck_assert_int_eq(counter("reminder_cancelled|support-csat"), 1);
+    ck_assert_int_eq(state_of(id[1]), SB_REC_FIRED);
+    ck_assert_int_eq(num("ZCARD", "sbt:inflight", NULL), 0);
+    /* the same reopen delivered again changes nothing */
+    ck_assert_int_eq(cancel_at("t-rfly-0", t + 10), 0);
+    ck_assert_int_eq(counter("reminder_cancelled|support-csat"), 1);
+    /* both still expire unanswered */
+    ck_assert_int_eq(claim(E.s, NOW + 10 * DAY, 10, cl, NULL, NULL), 0);
+    ck_assert_int_eq(state_of(id[0]), SB_REC_EXPIRED);
+    ck_assert_int_eq(state_of(id[1]), SB_REC_EXPIRED);
+    ck_assert_int_eq(counter("expired|support-csat"), 2);
+    free(cl);
+    env_close();
+}
+END_TEST
+
 /* An acknowledgement with hints trusts the claim only while the record is as claimed. Two
  * changes the state byte alone does not show: the record deleted while its request was in
  * flight (the check must not leave a made-up key behind), and a record replaced by a shorter
@@ -1768,6 +1820,7 @@ int main(void)
     tcase_add_test(tc, claim_after_expiry);
     tcase_add_test(tc, answered_before_ack);
     tcase_add_test(tc, reopen_while_in_flight);
+    tcase_add_test(tc, reopen_while_reminder_in_flight);
     tcase_add_test(tc, release_and_expired_leases);
     tcase_add_test(tc, renewed_leases_keep_their_claim_time);
     tcase_add_test(tc, released_claim_leaves_no_history);
@@ -1788,6 +1841,7 @@ int main(void)
     tcase_add_test(th, ack_reminder_at_given_time);
     tcase_add_test(th, answered_before_ack);
     tcase_add_test(th, reopen_while_in_flight);
+    tcase_add_test(th, reopen_while_reminder_in_flight);
     tcase_add_test(th, release_and_expired_leases);
     tcase_add_test(th, renewed_leases_keep_their_claim_time);
     tcase_add_test(th, big_batches_and_repeated_members);
