@@ -159,6 +159,10 @@ int firer_settle_wait(firer_t *f);
  * the requests topic back from the claim time and acknowledges the ones found there, so that
  * nothing is published twice; the rest return to the schedule. Returns 0 or -1. */
 int firer_recover(firer_t *f, int64_t now_ms);
+/* Stopping: the leases of the claims still awaiting confirmation last until until_ms (when
+ * the process is surely gone), as the loop that renewed them no longer runs while they are
+ * confirmed. Returns 0 or -1. */
+int firer_keep_claims(firer_t *f, int64_t until_ms);
 /* Logs and resets the latency samples (p50/p99 of due-to-confirmed). */
 void firer_report(firer_t *f);
 

@@ -480,20 +480,33 @@ static bool ours(const firer_t *f, const char *member)
     return false;
 }
 
-/* Renews the leases of our claims whose requests still await confirmation (a Kafka or
- * MQTT outage can hold them for longer than a lease), every third of a lease: only a dead
- * dispatcher's claims expire, and another instance recovers only those. */
-static void renew_leases(firer_t *f, int64_t now_ms)
+/* Moves the lease deadline of our claims whose requests still await confirmation to
+ * deadline_ms. Returns 0 or -1. */
+static int renew_to(firer_t *f, int64_t now_ms, int64_t deadline_ms)
 {
-    if (!f->head || now_ms < f->next_renew_ms) return;
-    f->next_renew_ms = now_ms + f->cfg->tuning.lease_ms / 3;
     const char **m = malloc(f->inflight * sizeof *m);
     if (!m) abort();
     size_t n = 0;
     for (const fire_entry_t *e = f->head; e && n < f->inflight; e = e->next) m[n++] = e->member;
-    if (sb_sched_renew(f->sched, m, n, now_ms, now_ms + f->cfg->tuning.lease_ms) < 0)
-        f->next_renew_ms = now_ms; /* Redis is away: again on the next round */
+    int rc = sb_sched_renew(f->sched, m, n, now_ms, deadline_ms) < 0 ? -1 : 0;
     free(m);
+    return rc;
+}
+
+/* Renews those leases (a Kafka or MQTT outage can hold the requests for longer than a
+ * lease), every third of a lease: only a dead dispatcher's claims expire, and another
+ * instance recovers only those. */
+static void renew_leases(firer_t *f, int64_t now_ms)
+{
+    if (!f->head || now_ms < f->next_renew_ms) return;
+    f->next_renew_ms = now_ms + f->cfg->tuning.lease_ms / 3;
+    if (renew_to(f, now_ms, now_ms + f->cfg->tuning.lease_ms) != 0)
+        f->next_renew_ms = now_ms; /* Redis is away: again on the next round */
+}
+
+int firer_keep_claims(firer_t *f, int64_t until_ms)
+{
+    return f->head ? renew_to(f, sb_now_ms(), until_ms) : 0;
 }
 
 int firer_recover(firer_t *f, int64_t now_ms)

@@ -198,6 +198,15 @@ static void shutdown_all(disp_t *d)
     /* in-flight requests get what is left of the drain budget since SIGTERM: the main loop
      * may have spent up to a Redis timeout before it saw the signal */
     int64_t deadline = sb_mono_ms() + sb_service_stop_left_ms(SB_SERVICE_DRAIN_MS);
+    /* the claims in flight stay ours until we are surely gone: their leases are no longer
+     * renewed, and another instance would otherwise take them for a dead dispatcher's and
+     * send them again while we still wait for their confirmations (a hung Redis costs at
+     * most a second here) */
+    if (d->fire.head) {
+        sb_store_set_timeout(d->store, 1000);
+        firer_keep_claims(&d->fire, sb_now_ms() + sb_service_stop_left_ms(SB_SERVICE_CLOSE_MS) + 1000);
+        sb_store_set_timeout(d->store, SB_STORE_TIMEOUT_MS);
+    }
     if (d->producer) sb_kafka_producer_flush(d->producer, sb_service_stop_wait_ms(5000, SB_SERVICE_DRAIN_MS));
     while (d->fire.inflight && sb_mono_ms() < deadline) {
         if (d->mqtt_pub) sb_mqtt_wait_published(d->mqtt_pub, 100);

@@ -1910,6 +1910,68 @@ START_TEST(kafka_failure_does_not_resend_the_mqtt_copy)
 }
 END_TEST
 
+/* SIGTERM while requests await the MQTT broker's acknowledgement (it hangs: SIGSTOP), with a
+ * second instance and MQTT only (no requests topic to read back). The stopping instance
+ * keeps its claims while it waits for their acknowledgements; the other one must not take
+ * them for a dead dispatcher's and send them again. The leases (2 s) were not renewed
+ * while the first one drained its requests (up to 7.5 s): the second one put them back in
+ * the schedule and published them, and both copies reached each device. */
+START_TEST(sigterm_draining_keeps_its_claims)
+{
+    env_t e;
+    env_open(&e, "t9s",
+             "{\"journeys\":[{\"name\":\"t9s-visit\",\"on\":{\"type\":\"visit.completed\"},"
+             "\"survey\":\"csat\",\"delay\":\"3s\"}],"
+             "\"mqtt_topics\":{\"interactions\":[\"t9s/+/visit\"]},"
+             "\"tuning\":{\"lease\":\"2s\"},\"log\":{\"level\":\"info\"}}");
+    mq_t txq, rxq;
+    sb_mqtt_t *pub = mq_open(&e, &txq, "t9s-test-pub", NULL, 0);
+    enum { N = 3 };
+    const char *subs[N] = {"fieldservice/t9s-dev-0/survey/request",
+                           "fieldservice/t9s-dev-1/survey/request",
+                           "fieldservice/t9s-dev-2/survey/request"};
+    sb_mqtt_t *rx = mq_open(&e, &rxq, "t9s-test-rx", subs, N);
+    pid_t a = disp_start_set(&e, "t9s-a", "t9s-a.log", "kafka.brokers=");
+    pid_t b = disp_start_set(&e, "t9s-b", "t9s-b.log", "kafka.brokers=");
+    ck_assert(log_wait("t9s-a.log", "mqtt connected", 15000));
+    ck_assert(log_wait("t9s-b.log", "mqtt connected", 15000));
+    sleep_ms(1000); /* both subscribed */
+    for (int i = 0; i < N; i++) {
+        char iid[32], cust[32], topic[48], buf[512];
+        snprintf(iid, sizeof iid, "t9s-v%d", i);
+        snprintf(cust, sizeof cust, "t9s-c%d", i);
+        snprintf(topic, sizeof topic, "t9s/t9s-dev-%d/visit", i);
+        int len = event_json(buf, sizeof buf, iid, NULL, sb_now_ms(), cust, iid, "field_visit", "");
+        mq_publish(pub, topic, buf, (size_t)len);
+    }
+    ck_assert_int_eq(stat_wait(&e, "scheduled|t9s-visit", N, 15000), N);
+    /* a alone claims them (b frozen), and the broker hangs before they are acknowledged */
+    ck_assert_int_eq(sb_h_kill(b, SIGSTOP), 0);
+    ck_assert_int_eq(sb_h_kill(h.mqtt_pid, SIGSTOP), 0);
+    int64_t end = sb_mono_ms() + 15000;
+    while (zcard(&e, "inflight") < N && sb_mono_ms() < end) sleep_ms(50);
+    ck_assert_int_eq(zcard(&e, "inflight"), N);
+    sleep_ms(300); /* published into the broker's socket */
+    ck_assert_int_eq(sb_h_kill(a, SIGTERM), 0);
+    ck_assert_int_eq(sb_h_kill(b, SIGCONT), 0);
+    sleep_ms(5000); /* past a's leases, still within its drain */
+    ck_assert_int_eq(sb_h_kill(h.mqtt_pid, SIGCONT), 0);
+    int st = 0;
+    ck_assert_int_eq(sb_h_wait_exit(a, 10000, &st), 0);
+    forget(a);
+    ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    ck_assert_int_eq(stat_wait(&e, "fired|t9s-visit", N, 20000), N);
+    sleep_ms(2000);
+    for (int i = 0; i < N; i++) ck_assert_uint_eq(mq_wait(&rxq, subs[i], 2, 0), 1);
+    ck_assert_int_eq(stat_get(&e, "fired|t9s-visit"), N);
+    ck_assert_int_eq(zcard(&e, "inflight"), 0);
+    disp_stop(b);
+    mq_close(rx, &rxq);
+    mq_close(pub, &txq);
+    env_close(&e);
+}
+END_TEST
+
 START_TEST(sigterm_mid_firing_and_with_redis_down_exits_zero_and_loses_nothing)
 {
     env_t e;
@@ -1989,6 +2051,7 @@ int main(void)
     SB_H_ADD(tc, kafka_outage_longer_than_the_lease_sends_each_survey_once);
     SB_H_ADD(tc, kafka_timeout_after_sending_sends_each_survey_once);
     SB_H_ADD(tc, kafka_failure_does_not_resend_the_mqtt_copy);
+    SB_H_ADD(tc, sigterm_draining_keeps_its_claims);
     suite_add_tcase(s, tc);
     /* one process: the Redis restart of one test must leave a Redis the next tests can use
      * (a server restarted in a forked test process would die with it) */
