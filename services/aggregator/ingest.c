@@ -83,6 +83,17 @@ static void dead(work_t *w, sb_counts_t *cs, const char *fmt, ...)
     w->state = 'd';
 }
 
+/* Appends an alert confirmed by Kafka to a list of n of cap (grown as needed). */
+static void done_push(char ***done, size_t *n, size_t *cap, char *json)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 256;
+        *done = realloc(*done, *cap * sizeof **done);
+        if (!*done) abort();
+    }
+    (*done)[(*n)++] = json;
+}
+
 void aggregator_delivery(void *opaque, void *msg_opaque, int ok, const char *errstr)
 {
     (void)opaque;
@@ -94,12 +105,7 @@ void aggregator_delivery(void *opaque, void *msg_opaque, int ok, const char *err
         if (ok) {
             alert_sink_t *s = a->sink;
             pthread_mutex_lock(&s->mu);
-            if (s->n == s->cap) {
-                s->cap = s->cap ? s->cap * 2 : 256;
-                s->done = realloc(s->done, s->cap * sizeof *s->done);
-                if (!s->done) abort();
-            }
-            s->done[s->n++] = a->json;
+            done_push(&s->done, &s->n, &s->cap, a->json);
             pthread_mutex_unlock(&s->mu);
         } else {
             /* left in the outbox: the publisher sends it again after a minute */
@@ -116,7 +122,7 @@ int alert_sink_flush(alert_sink_t *s, sb_tally_t *t)
 {
     pthread_mutex_lock(&s->mu);
     char **done = s->done;
-    size_t n = s->n;
+    size_t n = s->n, cap = s->cap;
     s->done = NULL, s->n = 0, s->cap = 0;
     pthread_mutex_unlock(&s->mu);
     if (n == 0) return 0;
@@ -128,16 +134,9 @@ int alert_sink_flush(alert_sink_t *s, sb_tally_t *t)
     }
     /* Redis down: keep them for the next flush */
     pthread_mutex_lock(&s->mu);
-    for (size_t i = 0; i < s->n; i++) {
-        if (n == 0 || (n & (n - 1)) == 0) {
-            char **d = realloc(done, (n ? n * 2 : 1) * sizeof *d);
-            if (!d) abort();
-            done = d;
-        }
-        done[n++] = s->done[i];
-    }
+    for (size_t i = 0; i < s->n; i++) done_push(&done, &n, &cap, s->done[i]);
     free(s->done);
-    s->done = done, s->n = n, s->cap = n;
+    s->done = done, s->n = n, s->cap = cap;
     pthread_mutex_unlock(&s->mu);
     return -1;
 }
