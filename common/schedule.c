@@ -840,7 +840,7 @@ int sb_sched_get(sb_sched_t *s, const char *survey_id, sb_record_t *out)
     if (!r) return -1;
     int rc = 0;
     if (r->type == REDIS_REPLY_STRING)
-        rc = sb_record_decode(r->str, r->len, out, err, sizeof err) == 0 ? 1 : -1;
+        rc = sb_record_decode(r->str, r->len, out, err, sizeof err) == 0 ? 1 : -2;
     else if (r->type != REDIS_REPLY_NIL)
         rc = -1;
     freeReplyObject(r);
@@ -863,11 +863,12 @@ int sb_sched_cancel_id(sb_sched_t *s, const char *survey_id, int64_t now_ms)
     return rc;
 }
 
-int sb_sched_pending(sb_sched_t *s, const char *customer, sb_record_t *out, size_t max)
+int sb_sched_pending(sb_sched_t *s, const char *customer, sb_record_t *out, size_t max,
+                     size_t *unreadable)
 {
     char key[300];
     sb_store_key(s->store, key, sizeof key, "sched");
-    size_t n = 0;
+    size_t n = 0, bad = 0;
     const long chunk = 500;
     for (long start = 0; n < max; start += chunk) {
         redisReply *r = sb_store_cmd(s->store, "ZRANGE %s %ld %ld", key, start, start + chunk - 1);
@@ -881,13 +882,20 @@ int sb_sched_pending(sb_sched_t *s, const char *customer, sb_record_t *out, size
             const redisReply *m = r->element[i];
             if (m->len != SB_SURVEY_ID_LEN) continue; /* reminders and expiry checks */
             sb_record_t rec;
-            if (sb_sched_get(s, m->str, &rec) != 1 || rec.state != SB_REC_PENDING) continue;
+            int rc = sb_sched_get(s, m->str, &rec);
+            if (rc == -1) {
+                freeReplyObject(r);
+                return -1;
+            }
+            bad += rc == -2;
+            if (rc != 1 || rec.state != SB_REC_PENDING) continue;
             if (customer && strcmp(customer, rec.customer_id) != 0) continue;
             out[n++] = rec;
         }
         freeReplyObject(r);
         if (got < (size_t)chunk) break;
     }
+    if (unreadable) *unreadable = bad;
     return (int)n;
 }
 

@@ -163,15 +163,19 @@ int sb_sched_expired_leases(sb_sched_t *s, int64_t now_ms, char (*members)[SB_SC
 
 /* ---- inspection (surveybusctl) ---- */
 
-/* Reads one survey record. Returns 1 found, 0 not found, -1 error. */
+/* Reads one survey record. Returns 1 found, 0 not found, -1 Redis error, -2 a value there
+ * that is not a record this version reads (written by a newer one, or damaged). */
 int sb_sched_get(sb_sched_t *s, const char *survey_id, sb_record_t *out);
 
 /* Cancels one pending survey by id. Returns 1 cancelled, 0 not pending, -1 error. */
 int sb_sched_cancel_id(sb_sched_t *s, const char *survey_id, int64_t now_ms);
 
 /* Lists pending surveys (timers of kind "fire" in P"sched", earliest first), at most max,
- * optionally only one customer's (customer may be NULL). Returns the count or -1. */
-int sb_sched_pending(sb_sched_t *s, const char *customer, sb_record_t *out, size_t max);
+ * optionally only one customer's (customer may be NULL). Records that cannot be read (-2 of
+ * sb_sched_get) are left out and counted in *unreadable (may be NULL). Returns the count, or
+ * -1 when Redis failed (nothing is listed then, rather than a listing with holes). */
+int sb_sched_pending(sb_sched_t *s, const char *customer, sb_record_t *out, size_t max,
+                     size_t *unreadable);
 
 /* Number of timers in P"sched" and P"inflight". Returns 0 or -1. */
 int sb_sched_depth(sb_sched_t *s, int64_t *scheduled, int64_t *inflight);

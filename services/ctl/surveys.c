@@ -82,7 +82,8 @@ static int pending(ctl_t *ctl, sb_sched_t *sched, const char *customer, long lim
         fprintf(stderr, "surveybusctl: out of memory for %ld surveys\n", limit);
         return 1;
     }
-    int n = sb_sched_pending(sched, customer, recs, (size_t)limit);
+    size_t unreadable = 0;
+    int n = sb_sched_pending(sched, customer, recs, (size_t)limit, &unreadable);
     if (n < 0) {
         fprintf(stderr, "surveybusctl: reading the schedule failed\n");
         free(recs);
@@ -109,6 +110,12 @@ static int pending(ctl_t *ctl, sb_sched_t *sched, const char *customer, long lim
     else
         printf("%d pending%s\n", n, n == limit ? " (limit reached: --limit N for more)" : "");
     free(recs);
+    if (unreadable) {
+        /* a record written by a newer version, or damaged: the listing has holes */
+        fprintf(stderr, "surveybusctl: %zu scheduled record%s could not be read and %s not listed\n",
+                unreadable, unreadable == 1 ? "" : "s", unreadable == 1 ? "is" : "are");
+        return 1;
+    }
     return 0;
 }
 
@@ -156,7 +163,9 @@ int ctl_cmd_surveys(ctl_t *ctl, int argc, char **argv)
             }
         } else {
             fprintf(stderr, "surveybusctl: survey %s %s\n", argv[2],
-                    found == 0 ? "not found" : "could not be read");
+                    found == 0    ? "not found"
+                    : found == -2 ? "has a record this version cannot read"
+                                  : "could not be read (redis failed)");
             rc = 1;
         }
     } else {

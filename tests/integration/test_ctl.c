@@ -155,6 +155,26 @@ START_TEST(surveys_and_stats)
     ck_assert_ptr_nonnull(strstr(out, "2 pending"));
     free(out);
 
+    /* a record this version cannot read: left out, said so, exit 1 (the listing has a hole) */
+    sb_config_t *cfg;
+    sb_store_t *st;
+    open_store(&cfg, &st);
+    char key[300];
+    sb_store_key(st, key, sizeof key, "s:%s", ids[2]);
+    freeReplyObject(sb_store_cmd(st, "SET %s %s", key, "p\x1f" "9\x1f" "from-the-future"));
+    char cmd[2000];
+    snprintf(cmd, sizeof cmd, "%s surveys pending 2>&1", ctl);
+    ck_assert_int_eq(sb_h_run(cmd, &out), 1);
+    ck_assert_msg(strstr(out, "1 pending") && strstr(out, "1 scheduled record could not be read"),
+                  "%s", out);
+    free(out);
+    snprintf(args, sizeof args, "surveys show %s 2>&1", ids[2]);
+    ck_assert_int_eq(run_ctl(args, &out), 1);
+    free(out);
+    freeReplyObject(sb_store_cmd(st, "DEL %s", key));
+    sb_store_free(st);
+    sb_config_free(cfg);
+
     /* stats: the counters the schedule wrote */
     ck_assert_int_eq(run_ctl("--json stats", &out), 0);
     o = json_loads(out, 0, &e);

@@ -391,12 +391,14 @@ START_TEST(add_batch_and_duplicates)
 
     /* pending listing: earliest first, optionally one customer's */
     static sb_record_t pend[N];
-    ck_assert_int_eq(sb_sched_pending(E.s, NULL, pend, 3), 3);
+    size_t unreadable = 9;
+    ck_assert_int_eq(sb_sched_pending(E.s, NULL, pend, 3, &unreadable), 3);
+    ck_assert_uint_eq(unreadable, 0);
     ck_assert_str_eq(pend[0].interaction_id, "t-0");
     ck_assert_str_eq(pend[2].interaction_id, "t-2");
-    ck_assert_int_eq(sb_sched_pending(E.s, "c-5", pend, N), 27); /* 5, 42, ..., 967 */
+    ck_assert_int_eq(sb_sched_pending(E.s, "c-5", pend, N, NULL), 27); /* 5, 42, ..., 967 */
     ck_assert_str_eq(pend[1].interaction_id, "t-42");
-    ck_assert_int_eq(sb_sched_pending(E.s, NULL, pend, N), N);
+    ck_assert_int_eq(sb_sched_pending(E.s, NULL, pend, N, NULL), N);
 
     /* the same batch again: all duplicates, nothing else changes */
     redisReply *before = cmd("GET", key, NULL);
@@ -419,6 +421,15 @@ START_TEST(add_batch_and_duplicates)
     /* an empty batch with counters only */
     ck_assert_int_eq(sb_sched_apply(E.s, NULL, 0, counts, 1, NULL, NOW), 0);
     ck_assert_int_eq(counter("consumed"), 3 * N);
+
+    /* a record this version cannot read (a newer format, or damaged) is told apart from a
+     * missing one, and a listing says it left it out */
+    freeReplyObject(cmd("SET", key, "p\x1f" "9\x1f" "from the future", NULL));
+    sb_record_t got2;
+    ck_assert_int_eq(sb_sched_get(E.s, id, &got2), -2);
+    unreadable = 0;
+    ck_assert_int_eq(sb_sched_pending(E.s, NULL, pend, N, &unreadable), N - 1);
+    ck_assert_uint_eq(unreadable, 1);
     env_close();
 }
 END_TEST
