@@ -61,6 +61,13 @@ static bool is_loading(const redisReply *r)
 static void conn_lost(sb_store_t *s)
 {
     const char *why = s->c && s->c->err ? s->c->errstr : "connection lost";
+    char timed_out[64];
+    if (s->c && s->c->err == REDIS_ERR_IO && strcmp(why, strerror(EAGAIN)) == 0) {
+        /* hiredis reports a read timeout as the socket's EAGAIN: say what happened */
+        snprintf(timed_out, sizeof timed_out, "no answer within %d ms (timed out)",
+                 s->timeout_ms > 0 ? s->timeout_ms : SB_STORE_TIMEOUT_MS);
+        why = timed_out;
+    }
     set_err(s, SB_STORE_ERR_CONN, "redis_down: %s", why);
     if (s->was_up)
         sb_warn("redis connection lost host=%s port=%d err=\"%s\"", s->host, s->port, why);

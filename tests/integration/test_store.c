@@ -351,6 +351,19 @@ START_TEST(restart_fail_fast_and_reconnect)
     ck_assert_str_eq(r->str, "42");
     freeReplyObject(r);
 
+    /* a server that hangs: the call fails after the command timeout, and says so (hiredis
+     * itself reports only the socket's "Resource temporarily unavailable") */
+    sb_store_set_timeout(s, 300);
+    ck_assert_int_eq(kill(h.redis_pid, SIGSTOP), 0);
+    r = sb_store_cmd(s, "HGET %s count", "sbt:durable");
+    ck_assert_int_eq(kill(h.redis_pid, SIGCONT), 0);
+    ck_assert_ptr_null(r);
+    ck_assert_int_eq(s->err, SB_STORE_ERR_CONN);
+    ck_assert_msg(strcmp(s->errstr, "redis_down: no answer within 300 ms (timed out)") == 0,
+                  "errstr %s", s->errstr);
+    sb_store_set_timeout(s, 0);
+    ck_assert_int_eq(sb_store_wait_up(s, NULL), 0);
+
     sb_store_script_free(sc);
     sb_store_free(late);
     sb_store_free(s);
