@@ -180,16 +180,18 @@ static const char LUA_APPLY[] = LUA_TALLY_PRELUDE
     "end\n"
     "return {1}\n";
 
-/* ARGV after the windows: token lease_ms. Returns {0, holder} or {1, {first, cells, kpi}...} */
+/* ARGV after the windows: token lease_ms. Returns {0, holder}, or {1, {first, cells, kpi}...}
+ * ({3, ...} when the lease was free and this token has just taken it) */
 static const char LUA_READ[] = LUA_TALLY_PRELUDE
     "local token, lease = ARGV[at], ARGV[at + 1]\n"
+    "local out = {1}\n"
     "if token ~= '' then\n"
     "  local cur = redis.call('GET', P .. 'leader')\n"
     "  if cur and cur ~= token then return {0, cur} end\n"
+    "  if not cur then out[1] = 3 end\n"
     "  redis.call('SET', P .. 'leader', token, 'PX', lease)\n"
     "end\n"
     "advance()\n"
-    "local out = {1}\n"
     "for k = 1, nw do\n"
     "  out[#out + 1] = {fmt(wm[k]), redis.call('GET', hw(k)) or '', redis.call('HGETALL', kw(k))}\n"
     "end\n"
@@ -1221,6 +1223,7 @@ int sb_tally_read(sb_tally_t *t, int64_t now_ms, const char *leader, int64_t lea
     }
     if (r->elements != 1 + t->cfg->n_windows) goto done;
     out->as_of_ms = now_ms;
+    out->lease_taken = r->element[0]->integer == 3;
     out->n = t->cfg->n_windows;
     for (size_t k = 0; k < out->n; k++) {
         const redisReply *e = r->element[1 + k];

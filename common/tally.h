@@ -196,6 +196,9 @@ typedef struct sb_tally_window {
 
 typedef struct sb_tally_snapshot {
     int64_t as_of_ms;
+    /* the lease was free (run out, handed over, or lost with Redis' data) and this read took
+     * it: another instance may have published since this token last held it */
+    bool lease_taken;
     size_t n;
     sb_tally_window_t w[SB_WINDOW_MAX];
 } sb_tally_snapshot_t;

@@ -260,6 +260,13 @@ int publisher_tick(publisher_t *p, int64_t now_ms)
         p->leader = false;
         return 0;
     }
+    if (snap.lease_taken && p->leader) {
+        /* the lease ran out while this instance was away (stopped, or cut off from Redis) and
+         * was free again: another instance may have published meanwhile, and what this one
+         * remembers having shown is no longer what the topics hold */
+        sb_warn("publisher lease was lost meanwhile, taking it over again token=%s", p->token);
+        p->leader = false;
+    }
     if (!p->all_slice) {
         /* all|all is published from the first round, before any data registered it */
         const char *all = "all|all";

@@ -47,7 +47,7 @@ static const char TOPICS[] = "x.resp,x.req,x.in,x.met,x.alert,x.dlq,o1.resp,o1.m
                              "o3.resp,o3.met,o4.resp,o4.met,r5.resp,r5.met,b6.resp,b6.met,"
                              "b6.alert,b6.dlq,k7.resp,k7.req,k7.in,k7.met,m8.resp,m8.met,"
                              "d9.resp,d9.met,d9.alert,d9.dlq,n10.resp,n10.in,n10.met,"
-                             "s10.resp,s10.req,s10.in,dp.dlq,sk.resp";
+                             "s10.resp,s10.req,s10.in,dp.dlq,sk.resp,l11.resp,l11.met";
 
 static void setup(void)
 {
@@ -866,6 +866,81 @@ START_TEST(emptied_slice_cleared_by_next_publisher)
     }
     freeReplyObject(r);
     agg_stop(&e, 1);
+    env_close(&e);
+}
+END_TEST
+
+/* Reads the lease holder's token into buf ("" when nobody holds it). */
+static void leader_get(env_t *e, char *buf, size_t len)
+{
+    char key[128];
+    sb_store_key(e->st, key, sizeof key, "leader");
+    redisReply *r = sb_store_cmd(e->st, "GET %s", key);
+    ck_assert_ptr_nonnull(r);
+    snprintf(buf, len, "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
+    freeReplyObject(r);
+}
+
+/* A publisher that lost its lease without noticing (stopped longer than the lease while
+ * another instance took over, published and handed the lease back) must start over from
+ * what was shown when it takes the lease again, as any new publisher does. It used to go
+ * on with its own memory of what it had published: a slice the other instance showed with
+ * a value, and which emptied before the first one came back, kept that value on its
+ * retained topic (and as the last update on Kafka) for good. */
+START_TEST(retaken_lease_reloads_shown)
+{
+    env_t e;
+    env_open(&e, "l11", "100100", "{\"windows\":[\"1m\",\"1h\"],\"dimensions\":[\"channel\"]}");
+    /* the 1m window must not turn before the response is published: 25 s of the minute */
+    while (sb_now_ms() % MIN < 2 * SEC || sb_now_ms() % MIN > 20 * SEC) sleep_ms(200);
+    int64_t minute = sb_now_ms() / MIN;
+    agg_start(&e, 0);
+    upds_t o;
+    wait_update_count(&e, &o, "csat|1m|all|all", 0, 20000); /* instance 0 publishes */
+    upds_free(&o);
+    char first[200], now[200];
+    leader_get(&e, first, sizeof first);
+    ck_assert_str_ne(first, "");
+
+    /* instance 0 stops dead; instance 1 takes over once the lease runs out */
+    ck_assert_int_eq(sb_h_kill(e.procs[0], SIGSTOP), 0);
+    agg_start(&e, 1);
+    int64_t end = sb_mono_ms() + 20000;
+    do {
+        sleep_ms(100);
+        leader_get(&e, now, sizeof now);
+    } while ((!now[0] || !strcmp(now, first)) && sb_mono_ms() < end);
+    ck_assert_msg(now[0] && strcmp(now, first) != 0, "instance 1 did not take the lease");
+
+    /* a response on MQTT (instance 0's session keeps it for later: a duplicate then) */
+    const char *dims[SB_DIM__N] = {0};
+    dims[SB_DIM_CHANNEL] = "zz";
+    survey_t s;
+    survey_make(&e, &s, "l11-1", SB_KIND_CSAT, dims, SB_REC_FIRED);
+    char buf[1024], err[256], topic[128];
+    response_json(buf, sizeof buf, &s, NULL, 5, sb_now_ms(), NULL);
+    sb_mqtt_t *dev = sb_mqtt_new(e.cfg, "l11-device", NULL, 0, NULL, NULL, err, sizeof err);
+    ck_assert_msg(dev != NULL, "%s", err);
+    ck_assert_int_eq(sb_mqtt_wait_up(dev, 10000), 0);
+    snprintf(topic, sizeof topic, "%s/fieldservice/dev-1/survey/response", e.name);
+    ck_assert_int_eq(sb_mqtt_publish(dev, topic, buf, strlen(buf), false, NULL), 0);
+    ck_assert_int_eq(sb_mqtt_wait_published(dev, 5000), 0);
+    sb_mqtt_free(dev);
+    wait_update_count(&e, &o, "csat|1m|channel|zz", 1, 20000);
+    ck_assert_int_eq(find(&o, "csat|1m|all|all")->v.count, 1);
+    upds_free(&o);
+    agg_stop(&e, 1); /* hands the lease back */
+    ck_assert_msg(sb_now_ms() / MIN == minute, "the minute turned too early");
+
+    /* the minute turns, then instance 0 wakes up and takes the free lease again */
+    while (sb_now_ms() / MIN == minute) sleep_ms(200);
+    ck_assert_int_eq(sb_h_kill(e.procs[0], SIGCONT), 0);
+    wait_update_count(&e, &o, "csat|1m|channel|zz", 0, 15000);
+    ck_assert(!find(&o, "csat|1m|channel|zz")->v.has_value);
+    ck_assert_int_eq(find(&o, "csat|1m|all|all")->v.count, 0);
+    ck_assert_int_eq(find(&o, "csat|1h|channel|zz")->v.count, 1);
+    upds_free(&o);
+    agg_stop(&e, 0);
     env_close(&e);
 }
 END_TEST
@@ -2032,6 +2107,7 @@ static Suite *suite(void)
     SB_H_ADD(tc, rates_and_kpis);
     SB_H_ADD(tc, late_subscriber_gets_retained);
     SB_H_ADD(tc, emptied_slice_cleared_by_next_publisher);
+    SB_H_ADD(tc, retaken_lease_reloads_shown);
     SB_H_ADD(tc, mqtt_inputs);
     SB_H_ADD(tc, mqtt_only_response_rate);
     SB_H_ADD(tc, mqtt_only_alert_sweep_keeps_unsent);

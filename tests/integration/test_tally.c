@@ -1100,6 +1100,7 @@ START_TEST(leader_lease)
     apply(it, 1, T0, "c");
     sb_tally_snapshot_t s;
     ck_assert_int_eq(sb_tally_read(E.t, T0, "A", 300, &s), 1);
+    ck_assert(s.lease_taken); /* the lease was free */
     ck_assert_uint_eq(s.n, 4);
     ck_assert_uint_eq(s.w[0].cells[sb_tally_cell(SL[0], SB_KIND_NPS, 10)], 1);
     sb_tally_snapshot_free(&s);
@@ -1114,8 +1115,10 @@ START_TEST(leader_lease)
     sb_tally_snapshot_free(&s);
     /* A renews; no token reads regardless */
     ck_assert_int_eq(sb_tally_read(E.t, T0 + MIN, "A", 300, &s), 1);
+    ck_assert(!s.lease_taken); /* renewed */
     sb_tally_snapshot_free(&s);
     ck_assert_int_eq(sb_tally_read(E.t, T0 + MIN, "", 300, &s), 1);
+    ck_assert(!s.lease_taken);
     sb_tally_snapshot_free(&s);
     ck_assert_int_eq(sb_tally_read(E.t, T0 + MIN, NULL, 0, &s), 1);
     sb_tally_snapshot_free(&s);
@@ -1125,6 +1128,7 @@ START_TEST(leader_lease)
 
     msleep(400);
     ck_assert_int_eq(sb_tally_read(E.t, T0 + 2 * MIN, "B", 300, &s), 1);
+    ck_assert(s.lease_taken); /* A's ran out */
     ck_assert_uint_eq(s.w[0].cells[sb_tally_cell(SL[0], SB_KIND_NPS, 10)], 1);
     sb_tally_snapshot_free(&s);
     r = cmd("GET", key("leader"), NULL);
