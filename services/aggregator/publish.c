@@ -16,6 +16,7 @@
 #include "window.h"
 
 #define ALERT_SWEEP_MS 30000
+#define ALERT_SWEEP_MAX 200 /* alerts per sweep: one sweep each round while a backlog lasts */
 /* In last[], besides 0 (nothing shown) and a value's hash (fnv() is odd, so never these):
  * a value may be shown (by a previous publisher, or by an update whose delivery failed) and
  * must be sent again; the empty update (count 0, score null) was sent */
@@ -199,21 +200,24 @@ static int send_update(publisher_t *p, const sb_metric_update_t *u, const char *
     return rc;
 }
 
-static void sweep_alerts(publisher_t *p, int64_t now)
+/* Sends the oldest stale alerts again. Returns true when it took a full sweep's worth and
+ * every one left the outbox: there may be more, for the next round. */
+static bool sweep_alerts(publisher_t *p, int64_t now)
 {
     /* with Kafka away the sweep would wait for it and hold up the metric updates; the
      * alerts stay in the outbox until it is back */
-    if (p->producer && !sb_kafka_producer_up(p->producer)) return;
-    char *stale[200];
-    int n = sb_tally_alerts_stale(p->tally, now - ALERT_STALE_MS, stale, 200);
-    if (n <= 0) return;
+    if (p->producer && !sb_kafka_producer_up(p->producer)) return false;
+    char *stale[ALERT_SWEEP_MAX];
+    int n = sb_tally_alerts_stale(p->tally, now - ALERT_STALE_MS, stale, ALERT_SWEEP_MAX);
+    if (n <= 0) return false;
+    bool all = false;
     sb_warn("republishing alerts unconfirmed for a minute (an instance stopped, or Kafka was "
             "slow) count=%d", n);
     const sb_config_t *cfg = p->cfg;
-    sb_outmsg_t out[200];
+    sb_outmsg_t out[ALERT_SWEEP_MAX];
     size_t k = 0, nq = 0;
-    char keys_buf[200][SB_STR_MAX + 1];
-    const char *queued[200]; /* without Kafka: those libmosquitto took, as in ingest */
+    char keys_buf[ALERT_SWEEP_MAX][SB_STR_MAX + 1];
+    const char *queued[ALERT_SWEEP_MAX]; /* without Kafka: those libmosquitto took, as in ingest */
     for (int i = 0; i < n; i++) {
         /* keyed by survey id, as when it was first sent */
         json_t *o = json_loads(stale[i], 0, NULL);
@@ -237,15 +241,16 @@ static void sweep_alerts(publisher_t *p, int64_t now)
     sb_wait_t wait = {SB_WAIT_TAG, 0, 0};
     if (p->producer) {
         if (sb_service_produce_all(p->producer, &wait, out, k) == 0)
-            sb_tally_alerts_done(p->tally, (const char *const *)stale, (size_t)n);
+            all = sb_tally_alerts_done(p->tally, (const char *const *)stale, (size_t)n) == 0;
     } else {
         /* an alert MQTT did not take stays in the outbox for the next sweep */
         if ((int)nq < n)
             sb_warn("alerts not published on mqtt, kept for the next sweep count=%d err=\"%s\"",
                     n - (int)nq, sb_mqtt_errstr(p->mqtt_pub));
-        if (nq) sb_tally_alerts_done(p->tally, queued, nq);
+        if (nq) all = sb_tally_alerts_done(p->tally, queued, nq) == 0 && (int)nq == n;
     }
     for (int i = 0; i < n; i++) free(stale[i]);
+    return all && n == ALERT_SWEEP_MAX;
 }
 
 int publisher_tick(publisher_t *p, int64_t now_ms)
@@ -367,8 +372,10 @@ int publisher_tick(publisher_t *p, int64_t now_ms)
     if (p->producer) sb_kafka_producer_poll(p->producer, 0);
     p->published += (uint64_t)published;
     if (now_ms >= p->next_alert_sweep_ms) {
-        p->next_alert_sweep_ms = now_ms + ALERT_SWEEP_MS;
-        sweep_alerts(p, now_ms);
+        /* a backlog (Kafka was away, an instance died with many in flight) is drained a
+         * sweep per round, at the pace Kafka confirms, instead of one every ALERT_SWEEP_MS */
+        bool more = sweep_alerts(p, now_ms);
+        p->next_alert_sweep_ms = more ? now_ms : now_ms + ALERT_SWEEP_MS;
     }
     return rc < 0 ? -1 : published;
 }
