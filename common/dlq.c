@@ -226,6 +226,56 @@ int sb_reason_code(const char *reason, char *out, size_t outlen)
     return 0;
 }
 
+void sb_dlq_letter_read(const char *buf, size_t len, sb_dlq_letter_t *l)
+{
+    *l = (sb_dlq_letter_t){.code = "unknown"};
+    l->doc = buf ? json_loadb(buf, len, 0, NULL) : NULL;
+    const char *reason = json_string_value(json_object_get(l->doc, "error"));
+    if (reason) sb_reason_code(reason, l->code, sizeof l->code);
+    l->source = json_string_value(json_object_get(l->doc, "source"));
+    json_t *pl = json_object_get(l->doc, "payload");
+    if (!l->source || !json_is_string(pl)) {
+        l->skip = "unreadable";
+        return;
+    }
+    /* only the bytes as they came can be sent again: a payload cut short, or one whose
+     * invalid UTF-8 was replaced (it would now be accepted), is not */
+    if (json_is_true(json_object_get(l->doc, "truncated"))) {
+        l->skip = "truncated";
+        return;
+    }
+    if (json_is_true(json_object_get(l->doc, "repaired"))) {
+        l->skip = "repaired";
+        return;
+    }
+    l->payload = json_string_value(pl);
+    l->len = json_string_length(pl);
+    if (!strncmp(l->source, "kafka:", 6)) {
+        /* kafka:<topic>/<partition>@<offset> */
+        const char *t = l->source + 6, *slash = strrchr(t, '/');
+        if (!slash) {
+            l->skip = "unreadable";
+            return;
+        }
+        l->to = SB_DLQ_TO_KAFKA;
+        l->topic = strndup(t, (size_t)(slash - t));
+    } else if (!strncmp(l->source, "mqtt:", 5)) {
+        l->to = SB_DLQ_TO_MQTT;
+        l->topic = strdup(l->source + 5);
+    } else {
+        l->skip = "unknown_source";
+        return;
+    }
+    if (!l->topic) abort();
+}
+
+void sb_dlq_letter_free(sb_dlq_letter_t *l)
+{
+    json_decref(l->doc);
+    free(l->topic);
+    l->doc = NULL, l->topic = NULL;
+}
+
 void sb_dlq_log(const char *source, const char *reason)
 {
     char qs[1200], qr[1200];

@@ -56,4 +56,24 @@ void sb_dlq_log(const char *source, const char *reason);
  * code is empty, not [a-z0-9_] or does not fit in outlen. */
 int sb_reason_code(const char *reason, char *out, size_t outlen);
 
+/* A dead letter read back from the dead-letter topic to be sent again (surveybusctl dlq
+ * replay). */
+typedef enum { SB_DLQ_TO_KAFKA, SB_DLQ_TO_MQTT } sb_dlq_to_t;
+typedef struct sb_dlq_letter {
+    char code[64];       /* the reason's code; "unknown" when it has none */
+    const char *skip;    /* why it cannot be sent again: "unreadable", "truncated", "repaired",
+                            "unknown_source"; NULL when it can */
+    const char *source;  /* the envelope's source (NULL when it has none) */
+    sb_dlq_to_t to;      /* when skip is NULL: the transport, */
+    char *topic;         /* the topic (owned), */
+    const char *payload; /* and the bytes as they came (len of them) */
+    size_t len;
+    json_t *doc;         /* the envelope, which source and payload point into (owned) */
+} sb_dlq_letter_t;
+
+/* Reads a dead-letter message into l: its reason's code, and where and what to send again,
+ * or why it cannot be. Any bytes are read; the caller calls sb_dlq_letter_free. */
+void sb_dlq_letter_read(const char *buf, size_t len, sb_dlq_letter_t *l);
+void sb_dlq_letter_free(sb_dlq_letter_t *l);
+
 #endif

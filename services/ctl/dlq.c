@@ -221,70 +221,45 @@ static int replay(ctl_t *ctl, const replay_opts_t *o)
             }
             used++;
             const sb_kafka_msg_t *mi = &msgs[used - 1];
-            json_t *d = json_loadb(mi->payload, mi->len, 0, NULL);
-            const char *reason = json_string_value(json_object_get(d, "error"));
-            const char *source = json_string_value(json_object_get(d, "source"));
-            json_t *pl = json_object_get(d, "payload");
-            char code[64] = "unknown";
-            if (reason) sb_reason_code(reason, code, sizeof code);
-            if (o->reason && strcmp(code, o->reason)) {
-                json_decref(d);
+            sb_dlq_letter_t l;
+            sb_dlq_letter_read(mi->payload, mi->len, &l);
+            if (o->reason && strcmp(l.code, o->reason)) {
+                sb_dlq_letter_free(&l);
                 continue;
             }
             total++;
-            /* only the bytes as they came can be sent again: a payload cut short, or one
-             * whose invalid UTF-8 was replaced (it would now be accepted), is not */
-            bool cut = json_is_true(json_object_get(d, "truncated"));
-            if (!source || !json_is_string(pl) || cut || json_is_true(json_object_get(d, "repaired"))) {
-                bump(skipped, &n_skipped, 64,
-                     !source || !json_is_string(pl) ? "unreadable" : cut ? "truncated" : "repaired");
-                json_decref(d);
+            if (l.skip) {
+                bump(skipped, &n_skipped, 64, l.skip);
+                sb_dlq_letter_free(&l);
                 continue;
             }
-            if (!strncmp(source, "kafka:", 6)) {
-                /* kafka:<topic>/<partition>@<offset> */
-                const char *t = source + 6, *slash = strrchr(t, '/');
-                if (!slash) {
-                    bump(skipped, &n_skipped, 64, "unreadable");
-                    json_decref(d);
-                    continue;
-                }
-                char *topic = strndup(t, (size_t)(slash - t));
-                if (o->dry_run) {
-                    would_replay(planned, source, "kafka", topic, code);
-                    free(topic);
-                } else {
-                    out[k++] = (sb_outmsg_t){topic, NULL, 0, json_string_value(pl),
-                                             json_string_length(pl)};
-                }
-            } else if (!strncmp(source, "mqtt:", 5)) {
-                if (o->dry_run) {
-                    would_replay(planned, source, "mqtt", source + 5, code);
-                } else {
-                    if (!m && cfg->mqtt.url && *cfg->mqtt.url) {
-                        m = sb_mqtt_new(cfg, "surveybus-dlq-replay", NULL, 0, NULL, NULL, err, sizeof err);
-                        if (m && sb_mqtt_wait_up(m, 10000) != 0) {
-                            sb_mqtt_free(m);
-                            m = NULL;
-                        }
-                    }
-                    if (!m || sb_mqtt_publish(m, source + 5, json_string_value(pl),
-                                              json_string_length(pl), false, NULL) != 0) {
-                        fprintf(stderr, "surveybusctl: mqtt: cannot replay %s\n", source);
-                        json_decref(d);
-                        for (size_t j = 0; j < k; j++) free((char *)out[j].topic);
-                        free(out), free(docs);
-                        sb_kafka_msgs_free(msgs, (size_t)n);
-                        goto out;
-                    }
-                }
+            if (o->dry_run) {
+                would_replay(planned, l.source, l.to == SB_DLQ_TO_KAFKA ? "kafka" : "mqtt",
+                             l.topic, l.code);
+            } else if (l.to == SB_DLQ_TO_KAFKA) {
+                out[k++] = (sb_outmsg_t){l.topic, NULL, 0, l.payload, l.len};
+                l.topic = NULL;
             } else {
-                bump(skipped, &n_skipped, 64, "unknown_source");
-                json_decref(d);
-                continue;
+                if (!m && cfg->mqtt.url && *cfg->mqtt.url) {
+                    m = sb_mqtt_new(cfg, "surveybus-dlq-replay", NULL, 0, NULL, NULL, err, sizeof err);
+                    if (m && sb_mqtt_wait_up(m, 10000) != 0) {
+                        sb_mqtt_free(m);
+                        m = NULL;
+                    }
+                }
+                if (!m || sb_mqtt_publish(m, l.topic, l.payload, l.len, false, NULL) != 0) {
+                    fprintf(stderr, "surveybusctl: mqtt: cannot replay %s\n", l.source);
+                    sb_dlq_letter_free(&l);
+                    for (size_t j = 0; j < k; j++) free((char *)out[j].topic);
+                    free(out), free(docs);
+                    sb_kafka_msgs_free(msgs, (size_t)n);
+                    goto out;
+                }
             }
-            bump(done, &n_done, 64, code);
-            docs[i] = d; /* keeps the payload alive until it is produced */
+            bump(done, &n_done, 64, l.code);
+            docs[i] = l.doc; /* keeps the payload alive until it is produced */
+            l.doc = NULL;
+            sb_dlq_letter_free(&l);
         }
         int prc = 0;
         if (k) {

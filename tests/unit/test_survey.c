@@ -513,6 +513,62 @@ START_TEST(dlq_truncation)
 }
 END_TEST
 
+/* Reads text as a dead letter; its skip cause must be want (NULL: replayable). */
+static void letter(const char *text, const char *want_code, const char *want_skip,
+                   sb_dlq_letter_t *l)
+{
+    sb_dlq_letter_read(text, strlen(text), l);
+    ck_assert_str_eq(l->code, want_code);
+    if (want_skip)
+        ck_assert_msg(l->skip && !strcmp(l->skip, want_skip), "%s: skip %s, want %s", text,
+                      l->skip ? l->skip : "(none)", want_skip);
+    else
+        ck_assert_msg(!l->skip, "%s: skipped as %s", text, l->skip);
+}
+
+START_TEST(dlq_letters)
+{
+    sb_dlq_letter_t l;
+    letter("{\"error\":\"unknown_survey: no survey s-1\",\"source\":\"kafka:responses/3@42\","
+           "\"payload\":\"{\\\"score\\\":9}\"}",
+           "unknown_survey", NULL, &l);
+    ck_assert_int_eq(l.to, SB_DLQ_TO_KAFKA);
+    ck_assert_str_eq(l.topic, "responses");
+    ck_assert_str_eq(l.source, "kafka:responses/3@42");
+    ck_assert_uint_eq(l.len, 11);
+    ck_assert_str_eq(l.payload, "{\"score\":9}");
+    sb_dlq_letter_free(&l);
+    letter("{\"error\":\"missing_field: device_id\",\"source\":\"mqtt:fs/d-7/visit/response\","
+           "\"payload\":\"\"}",
+           "missing_field", NULL, &l);
+    ck_assert_int_eq(l.to, SB_DLQ_TO_MQTT);
+    ck_assert_str_eq(l.topic, "fs/d-7/visit/response");
+    ck_assert_uint_eq(l.len, 0);
+    sb_dlq_letter_free(&l);
+    /* the causes of a skip, and a reason without a code */
+    letter("{\"error\":\"too_large\",\"source\":\"kafka:i/0@1\",\"payload\":\"{\",\"truncated\":true}",
+           "too_large", "truncated", &l);
+    sb_dlq_letter_free(&l);
+    letter("{\"error\":\"invalid_utf8\",\"source\":\"mqtt:a/b\",\"payload\":\"x\",\"repaired\":true}",
+           "invalid_utf8", "repaired", &l);
+    sb_dlq_letter_free(&l);
+    letter("{\"error\":\"Bad\",\"source\":\"file:/tmp/a\",\"payload\":\"\"}", "unknown",
+           "unknown_source", &l);
+    sb_dlq_letter_free(&l);
+    letter("{\"error\":\"x\",\"source\":\"kafka:nopartition\",\"payload\":\"\"}", "x",
+           "unreadable", &l);
+    sb_dlq_letter_free(&l);
+    letter("{\"error\":\"x\",\"source\":\"kafka:t/0@1\",\"payload\":7}", "x", "unreadable", &l);
+    sb_dlq_letter_free(&l);
+    letter("not json", "unknown", "unreadable", &l);
+    ck_assert_ptr_null(l.source);
+    sb_dlq_letter_free(&l);
+    sb_dlq_letter_read(NULL, 0, &l); /* a Kafka tombstone */
+    ck_assert_str_eq(l.skip, "unreadable");
+    sb_dlq_letter_free(&l);
+}
+END_TEST
+
 START_TEST(reason_codes)
 {
     char code[32];
@@ -569,6 +625,7 @@ int main(void)
     TCase *td = tcase_create("dlq");
     tcase_add_test(td, dlq_envelope);
     tcase_add_test(td, dlq_truncation);
+    tcase_add_test(td, dlq_letters);
     tcase_add_test(td, reason_codes);
     tcase_add_test(td, quote_details);
     suite_add_tcase(s, td);
