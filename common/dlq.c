@@ -226,6 +226,22 @@ int sb_reason_code(const char *reason, char *out, size_t outlen)
     return 0;
 }
 
+/* Whether a replay can publish on topic t: Kafka allows 1..249 of [a-zA-Z0-9._-] in a name,
+ * MQTT any 1..65535 bytes but the wildcards (a PUBLISH on a filter is refused). */
+static bool topic_ok(sb_dlq_to_t to, const char *t)
+{
+    size_t n = strlen(t);
+    if (to == SB_DLQ_TO_MQTT) return n > 0 && n <= 65535 && !strpbrk(t, "+#");
+    if (n == 0 || n > 249) return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = t[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
 void sb_dlq_letter_read(const char *buf, size_t len, sb_dlq_letter_t *l)
 {
     *l = (sb_dlq_letter_t){.code = "unknown"};
@@ -267,6 +283,8 @@ void sb_dlq_letter_read(const char *buf, size_t len, sb_dlq_letter_t *l)
         return;
     }
     if (!l->topic) abort();
+    /* such a letter would fail the whole replay, on every run */
+    if (!topic_ok(l->to, l->topic)) l->skip = "bad_topic";
 }
 
 void sb_dlq_letter_free(sb_dlq_letter_t *l)

@@ -62,7 +62,8 @@ typedef enum { SB_DLQ_TO_KAFKA, SB_DLQ_TO_MQTT } sb_dlq_to_t;
 typedef struct sb_dlq_letter {
     char code[64];       /* the reason's code; "unknown" when it has none */
     const char *skip;    /* why it cannot be sent again: "unreadable", "truncated", "repaired",
-                            "unknown_source"; NULL when it can */
+                            "unknown_source", "bad_topic" (one its transport cannot publish
+                            on); NULL when it can */
     const char *source;  /* the envelope's source (NULL when it has none) */
     sb_dlq_to_t to;      /* when skip is NULL: the transport, */
     char *topic;         /* the topic (owned), */

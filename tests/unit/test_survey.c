@@ -560,6 +560,16 @@ START_TEST(dlq_letters)
     sb_dlq_letter_free(&l);
     letter("{\"error\":\"x\",\"source\":\"kafka:t/0@1\",\"payload\":7}", "x", "unreadable", &l);
     sb_dlq_letter_free(&l);
+    /* a topic the transport would refuse: the replay's publish would fail, and with it the
+     * whole run, every time */
+    const char *bad[] = {"kafka:/0@1", "kafka:a b/0@1", "kafka:r\\u00e9ponses/0@1", "mqtt:",
+                         "mqtt:fs/+/visit/response", "mqtt:fs/#"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[200];
+        snprintf(text, sizeof text, "{\"error\":\"x\",\"source\":\"%s\",\"payload\":\"\"}", bad[i]);
+        letter(text, "x", "bad_topic", &l);
+        sb_dlq_letter_free(&l);
+    }
     letter("not json", "unknown", "unreadable", &l);
     ck_assert_ptr_null(l.source);
     sb_dlq_letter_free(&l);
