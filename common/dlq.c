@@ -185,7 +185,7 @@ static json_t *repaired_string(const char *s, size_t len, size_t max, bool *cut,
 char *sb_dlq_encode(const char *reason, const char *source, const char *payload, size_t len)
 {
     char *text = NULL;
-    bool cut = false, fixed = false;
+    bool cut = false, fixed = false, src_cut = false, src_fixed = false;
     json_t *o = json_object();
     if (!o) goto fail;
     if (!reason) reason = "";
@@ -193,14 +193,15 @@ char *sb_dlq_encode(const char *reason, const char *source, const char *payload,
     if (!payload) len = 0;
     if (json_object_set_new(o, "error",
                             repaired_string(reason, strlen(reason), ENVELOPE_TEXT_MAX, NULL, NULL)) ||
-        json_object_set_new(o, "source",
-                            repaired_string(source, strlen(source), ENVELOPE_TEXT_MAX, NULL, NULL)) ||
+        json_object_set_new(o, "source", /* a source cut or repaired names another topic */
+                            repaired_string(source, strlen(source), ENVELOPE_TEXT_MAX, &src_cut,
+                                            &src_fixed)) ||
         json_object_set_new(o, "payload",
                             repaired_string(payload ? payload : "", len, SB_DLQ_PAYLOAD_MAX, &cut,
                                             &fixed)))
         goto fail;
-    if (cut && json_object_set_new(o, "truncated", json_true())) goto fail;
-    if (fixed && json_object_set_new(o, "repaired", json_true())) goto fail;
+    if ((cut || src_cut) && json_object_set_new(o, "truncated", json_true())) goto fail;
+    if ((fixed || src_fixed) && json_object_set_new(o, "repaired", json_true())) goto fail;
     text = json_dumps(o, JSON_COMPACT);
 fail:
     json_decref(o);

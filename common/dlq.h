@@ -41,10 +41,13 @@ int sb_dlq_time_val(const sb_jval_t *v, const char *name, int64_t *ms, char *err
 void sb_dlq_quote(char *out, size_t outlen, const char *s, size_t len);
 
 /* The dead-letter message, compact JSON:
- * {"error":reason,"source":source,"payload":text[,"truncated":true]}. text is the payload
+ * {"error":reason,"source":source,"payload":text[,"truncated":true][,"repaired":true]}. text is the payload
  * cut to at most SB_DLQ_PAYLOAD_MAX input bytes at a UTF-8 boundary, each malformed byte
  * replaced by U+FFFD, so the result is valid JSON for any input bytes ("truncated" says it
- * was cut). reason and source get the same repair; NULL counts as "". Caller frees. */
+ * was cut, "repaired" that a byte was replaced). reason and source get the same repair, cut
+ * at 1024 bytes; as a source cut or repaired no longer names where the payload came from, it
+ * sets "truncated" or "repaired" too (a replay skips such a letter). NULL counts as "".
+ * Caller frees. */
 char *sb_dlq_encode(const char *reason, const char *source, const char *payload, size_t len);
 
 /* With Kafka off a dead letter has nowhere to go: logs it as a warning ("dead letter (kafka

@@ -476,7 +476,12 @@ START_TEST(dlq_envelope)
     free(t);
     /* NULL pieces are empty strings; a broken reason is repaired too. */
     t = sb_dlq_encode(NULL, "src\xC0", NULL, 0);
-    ck_assert_str_eq(t, "{\"error\":\"\",\"source\":\"src\xEF\xBF\xBD\",\"payload\":\"\"}");
+    ck_assert_str_eq(t, "{\"error\":\"\",\"source\":\"src\xEF\xBF\xBD\",\"payload\":\"\","
+                        "\"repaired\":true}");
+    free(t);
+    /* a repaired reason is only text: the letter can still be sent again */
+    t = sb_dlq_encode("x\xC0", "kafka:t/0@1", "{}", 2);
+    ck_assert_str_eq(t, "{\"error\":\"x\xEF\xBF\xBD\",\"source\":\"kafka:t/0@1\",\"payload\":\"{}\"}");
     free(t);
 }
 END_TEST
@@ -510,6 +515,27 @@ START_TEST(dlq_truncation)
     json_decref(j);
     free(t);
     free(p);
+    /* An MQTT topic of 1100 bytes: the source keeps 1024, which names another topic, so the
+     * letter says it was cut and a replay skips it instead of publishing there. 1019 bytes of
+     * topic after "mqtt:" still fit whole. */
+    char src[1106];
+    memcpy(src, "mqtt:", 5);
+    memset(src + 5, 'a', 1100);
+    src[1105] = '\0';
+    t = sb_dlq_encode("missing_field: score", src, "{}", 2);
+    sb_dlq_letter_t l;
+    sb_dlq_letter_read(t, strlen(t), &l);
+    ck_assert_uint_eq(strlen(l.source), 1024);
+    ck_assert_str_eq(l.skip, "truncated");
+    sb_dlq_letter_free(&l);
+    free(t);
+    src[5 + 1019] = '\0';
+    t = sb_dlq_encode("missing_field: score", src, "{}", 2);
+    sb_dlq_letter_read(t, strlen(t), &l);
+    ck_assert_ptr_null(l.skip);
+    ck_assert_str_eq(l.source, src);
+    sb_dlq_letter_free(&l);
+    free(t);
 }
 END_TEST
 
