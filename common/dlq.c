@@ -246,12 +246,14 @@ static bool topic_ok(sb_dlq_to_t to, const char *t)
 void sb_dlq_letter_read(const char *buf, size_t len, sb_dlq_letter_t *l)
 {
     *l = (sb_dlq_letter_t){.code = "unknown"};
-    l->doc = buf ? json_loadb(buf, len, 0, NULL) : NULL;
+    /* a payload that held a NUL byte holds it as \u0000: its bytes can go back as they came */
+    l->doc = buf ? json_loadb(buf, len, JSON_ALLOW_NUL, NULL) : NULL;
     const char *reason = json_string_value(json_object_get(l->doc, "error"));
     if (reason) sb_reason_code(reason, l->code, sizeof l->code);
-    l->source = json_string_value(json_object_get(l->doc, "source"));
+    json_t *src = json_object_get(l->doc, "source");
+    l->source = json_string_value(src);
     json_t *pl = json_object_get(l->doc, "payload");
-    if (!l->source || !json_is_string(pl)) {
+    if (!l->source || strlen(l->source) != json_string_length(src) || !json_is_string(pl)) {
         l->skip = "unreadable";
         return;
     }

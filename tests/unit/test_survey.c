@@ -596,6 +596,18 @@ START_TEST(dlq_letters)
         letter(text, "x", "bad_topic", &l);
         sb_dlq_letter_free(&l);
     }
+    /* A message dead-lettered for its NUL byte: the envelope holds it as \u0000, and the
+     * letter reads back with its code and the bytes as they came. A NUL in the source
+     * would cut the topic: unreadable. */
+    char *t = sb_dlq_encode("nul_byte: \\u0000 escape", "kafka:interactions/1@5", "{\"a\":\"\0\"}", 8);
+    letter(t, "nul_byte", NULL, &l);
+    ck_assert_str_eq(l.topic, "interactions");
+    ck_assert_uint_eq(l.len, 8);
+    ck_assert_mem_eq(l.payload, "{\"a\":\"\0\"}", 8);
+    sb_dlq_letter_free(&l);
+    free(t);
+    letter("{\"error\":\"x\",\"source\":\"kafka:a\\u0000b/0@1\",\"payload\":\"\"}", "x", "unreadable", &l);
+    sb_dlq_letter_free(&l);
     letter("not json", "unknown", "unreadable", &l);
     ck_assert_ptr_null(l.source);
     sb_dlq_letter_free(&l);
