@@ -3,6 +3,7 @@
  * question text a loaded config holds must go out in a survey request that reads back
  * (the aggregator and the dispatcher's recovery decode the requests the dispatcher sent). */
 #include "config.h"
+#include "config_fixed_point.h"
 #include "survey.h"
 
 #include <stdint.h>
@@ -41,19 +42,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sb_config_t *cfg = sb_config_load_string((const char *)data, size, &probs);
     if (cfg) {
         if (probs.n != 0) abort(); /* a config is returned only when nothing was wrong */
-        char *d1 = sb_config_dump(cfg);
-        sb_config_t *again = sb_config_load_string(d1, strlen(d1), &probs);
-        if (!again) abort();
-        char *d2 = sb_config_dump(again);
-        if (strcmp(d1, d2) != 0) abort();
+        config_dump_is_fixed_point(cfg);
         for (size_t k = 0; k < SB_KIND__N; k++) {
             if (!sb_config_question(cfg, (sb_kind_t)k, "zh-TW")) abort();
             for (size_t i = 0; i < cfg->questions[k].n; i++)
                 question_reads_back(cfg, (sb_kind_t)k, cfg->questions[k].text[i].value);
         }
-        free(d1);
-        free(d2);
-        sb_config_free(again);
         sb_config_free(cfg);
     } else if (probs.n == 0) {
         abort(); /* a refusal always says why */
