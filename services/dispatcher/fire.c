@@ -107,6 +107,32 @@ static char *build_request(const sb_config_t *cfg, const sb_claimed_t *c, int64_
     return sb_survey_request_encode(q);
 }
 
+/* Hands e's request to Kafka (key: the customer) or to MQTT on topic; on success the entry
+ * awaits one more confirmation. Returns 0, or -1 (logged; nothing sent). */
+static int send_kafka(firer_t *f, fire_entry_t *e, const char *key, const char *json, size_t len)
+{
+    if (sb_kafka_produce(f->producer, f->cfg->topics.requests, key, strlen(key), json, len, e) != 0) {
+        sb_warn("kafka produce failed member=%s err=\"%s\"", e->member,
+                sb_kafka_producer_error(f->producer));
+        return -1;
+    }
+    e->waiting++;
+    return 0;
+}
+
+static int send_mqtt(firer_t *f, fire_entry_t *e, const char *topic, const char *json, size_t len)
+{
+    int mid = 0;
+    if (sb_mqtt_publish(f->mqtt_pub, topic, json, len, false, &mid) != 0) {
+        sb_warn("mqtt publish failed member=%s topic=%s err=\"%s\"", e->member, topic,
+                sb_mqtt_errstr(f->mqtt_pub));
+        return -1;
+    }
+    e->mid = mid;
+    e->waiting++;
+    return 0;
+}
+
 /* Publishes one claimed survey. Returns 0 (an entry now awaits confirmation) or -1 (nothing
  * was sent; the caller releases the claim). With both transports on, the entry keeps the
  * request, so that a copy that fails while the other one is delivered is sent again alone
@@ -127,36 +153,24 @@ static int publish(firer_t *f, const sb_claimed_t *c, int64_t now_ms)
     e->remind_at = c->reminder ? 0 : sb_rules_remind_at(f->cfg, &c->rec, now_ms);
     sb_sched_hint(f->cfg, c, &e->hint);
     const char *key = c->rec.customer_id;
-    if (f->producer) {
-        if (sb_kafka_produce(f->producer, f->cfg->topics.requests, key, strlen(key), json, len,
-                             e) != 0) {
-            sb_warn("kafka produce failed member=%s err=\"%s\"", c->member,
-                    sb_kafka_producer_error(f->producer));
-            free(json);
-            free(e);
-            return -1;
-        }
-        e->waiting++;
+    if (f->producer && send_kafka(f, e, key, json, len) != 0) {
+        free(json);
+        free(e);
+        return -1;
     }
     char topic[2048];
     int trc = -1;
     if (f->mqtt_pub) {
-        int mid = 0;
         trc = mqtt_topic(f->cfg, &c->rec, topic, sizeof topic);
         if (trc != 0) {
             /* cannot happen for a record written by the ingest (its values are topic-safe
              * and templates are checked at start-up); never a silent success */
             e->mqtt_failed = true;
             sb_error("cannot render mqtt request topic member=%s err=%d", c->member, trc);
-        } else if (sb_mqtt_publish(f->mqtt_pub, topic, json, len, false, &mid) == 0) {
-            e->mid = mid;
-            e->waiting++;
-        } else {
+        } else if (send_mqtt(f, e, topic, json, len) != 0) {
             /* the Kafka copy (if any) is on its way: once it is delivered, this one is sent
              * again alone */
             e->mqtt_failed = true;
-            sb_warn("mqtt publish failed member=%s topic=%s err=\"%s\"", c->member, topic,
-                    sb_mqtt_errstr(f->mqtt_pub));
         }
     }
     if (f->producer && trc == 0) {
@@ -184,24 +198,12 @@ static void resend(firer_t *f, fire_entry_t *e, int64_t now_ms)
     size_t len = strlen(e->json);
     const char *via = e->kafka_failed ? "kafka" : "mqtt";
     if (e->kafka_failed) {
-        if (sb_kafka_produce(f->producer, f->cfg->topics.requests, e->key, strlen(e->key),
-                             e->json, len, e) != 0) {
-            sb_warn("kafka produce failed member=%s err=\"%s\"", e->member,
-                    sb_kafka_producer_error(f->producer));
-            return;
-        }
+        if (send_kafka(f, e, e->key, e->json, len) != 0) return;
         e->kafka_failed = false;
     } else {
-        int mid = 0;
-        if (sb_mqtt_publish(f->mqtt_pub, e->topic, e->json, len, false, &mid) != 0) {
-            sb_warn("mqtt publish failed member=%s topic=%s err=\"%s\"", e->member, e->topic,
-                    sb_mqtt_errstr(f->mqtt_pub));
-            return;
-        }
+        if (send_mqtt(f, e, e->topic, e->json, len) != 0) return;
         e->mqtt_failed = false;
-        e->mid = mid;
     }
-    e->waiting++;
     sb_info("survey request sent again on %s member=%s", via, e->member);
 }
 
