@@ -72,10 +72,11 @@ static void would_replay(json_t *msgs, const char *source, const char *transport
         printf("would replay %s -> %s %s (%s)\n", source, transport, topic, code);
         return;
     }
-    char to[600];
-    snprintf(to, sizeof to, "%s:%s", transport, topic);
+    char *to;
+    if (asprintf(&to, "%s:%s", transport, topic) < 0) abort();
     json_array_append_new(msgs,
                           json_pack("{s:s,s:s,s:s}", "source", source, "to", to, "reason", code));
+    free(to);
 }
 
 /* The partitions a replay has seen, and which of them it has finished. */

@@ -1484,17 +1484,32 @@ START_TEST(dlq_replay_partitions)
     int64_t now = sb_now_ms();
     for (int i = 0; i < 20; i++) dead_letter_at(rk, e.cfg->topics.dlq, 0, now + HOUR, i);
     for (int i = 0; i < 20; i++) dead_letter_at(rk, e.cfg->topics.dlq, 1, now - MIN, 100 + i);
+    /* and one from an MQTT topic of 700 bytes, ending in a 2-byte character: a dry run with
+     * --json used to cut its destination at 599 bytes */
+    char lt[720], letter[1000];
+    memset(lt, 'd', 697);
+    strcpy(lt + 697, "/\u00e9");
+    snprintf(letter, sizeof letter,
+             "{\"error\":\"unknown_survey\",\"source\":\"mqtt:%s\",\"payload\":\"{}\"}", lt);
+    ck_assert(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(e.cfg->topics.dlq), RD_KAFKA_V_PARTITION(1),
+                                RD_KAFKA_V_TIMESTAMP(now - MIN),
+                                RD_KAFKA_V_VALUE(letter, strlen(letter)),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END) == 0);
     ck_assert_int_eq(rd_kafka_flush(rk, 30000), 0);
     rd_kafka_destroy(rk);
     json_t *j = ctl_json(&e, "dlq replay --reason unknown_survey --dry-run");
-    ck_assert_int_eq(json_integer_value(json_object_get(j, "total")), 20);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "total")), 21);
     json_t *msgs = json_object_get(j, "messages");
-    ck_assert_uint_eq(json_array_size(msgs), 20);
+    ck_assert_uint_eq(json_array_size(msgs), 21);
     for (size_t i = 0; i < 20; i++) {
         const char *src = json_string_value(json_object_get(json_array_get(msgs, i), "source"));
         int at = -1;
         ck_assert_msg(src && sscanf(src, "kafka:x.resp/0@%d", &at) == 1 && at >= 100, "%s", src);
     }
+    const char *to = json_string_value(json_object_get(json_array_get(msgs, 20), "to"));
+    ck_assert_msg(to && strlen(to) == 5 + 700 && !strncmp(to, "mqtt:ddd", 8) &&
+                      !strcmp(to + 5 + 697, "/\xc3\xa9"),
+                  "%s", to ? to : "(none)");
     json_decref(j);
     /* every partition ends with newer letters: each one is finished, and so is the run, as
      * soon as nothing was replayed for its idle time (it used to wait out 30 s more, the lag
@@ -1507,7 +1522,7 @@ START_TEST(dlq_replay_partitions)
     int64_t t0 = sb_mono_ms();
     j = ctl_json(&e, "dlq replay --reason unknown_survey --dry-run");
     int64_t took = sb_mono_ms() - t0;
-    ck_assert_int_eq(json_integer_value(json_object_get(j, "total")), 20);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "total")), 21);
     ck_assert_msg(took < 20000, "the replay took %lld ms", (long long)took);
     json_decref(j);
     rd_kafka_conf_destroy(conf);
