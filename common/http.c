@@ -198,7 +198,7 @@ static char *metrics(sb_http_t *h, unsigned *status)
             f[i] = r->element[2 * i]->str;
             v[i] = strtoll(r->element[2 * i + 1]->str, NULL, 10);
         }
-        append(&buf, &len, &cap, "# counters of %s (Redis %s)\n", s, key);
+        if (n) append(&buf, &len, &cap, "# counters of %s (Redis %s)\n", s, key);
         sb_http_counters_text(&buf, &len, &cap, s, f, v, n);
         free(f);
         free(v);
