@@ -255,16 +255,25 @@ static void shutdown_all(agg_t *a)
     }
     sb_mqtt_free(a->mqtt_sub); /* unacknowledged MQTT messages are redelivered */
     close_ingest(&a->min);
-    if (a->producer) /* alerts in flight */
-        sb_kafka_producer_flush(a->producer, sb_service_stop_wait_ms(3000, SB_SERVICE_DRAIN_MS));
+    /* Alerts and metric updates in flight, on both transports, before the lease is handed
+     * over: a successor must not publish a slice that one of ours, delivered later, would
+     * then overwrite (a retained MQTT value, or the last Kafka message of its key). */
+    bool delivered = true;
+    if (a->producer &&
+        sb_kafka_producer_flush(a->producer, sb_service_stop_wait_ms(3000, SB_SERVICE_DRAIN_MS)))
+        delivered = false;
+    if (a->mqtt_pub &&
+        sb_mqtt_wait_published(a->mqtt_pub, sb_service_stop_wait_ms(2000, SB_SERVICE_DRAIN_MS)))
+        delivered = false;
     /* When Redis did not answer the last call, each further call would wait out another
      * command timeout (5 s) and take the stop past the 10 s of SPEC §1: the confirmed alerts
      * are then left in the outbox (sent again, at least once, by the next publisher) and
-     * the lease to run out by itself (five intervals) instead of being handed over. */
+     * the lease to run out by itself (five intervals) instead of being handed over. So it
+     * runs out too when some updates are still unconfirmed. */
     if (redis_answered(a) && a->kin.tally) alert_sink_flush(&a->sink, a->kin.tally);
-    if (redis_answered(a)) publisher_release(&a->pub); /* unless the flush went unanswered */
+    if (redis_answered(a) && delivered) publisher_release(&a->pub);
+    else if (a->pub.leader) sb_warn("publisher lease left to run out (updates unconfirmed or Redis away)");
     close_ingest(&a->kin);
-    if (a->mqtt_pub) sb_mqtt_wait_published(a->mqtt_pub, sb_service_stop_wait_ms(2000, SB_SERVICE_CLOSE_MS));
     sb_mqtt_free(a->mqtt_pub);
     sb_kafka_producer_close(a->producer, sb_service_stop_wait_ms(3000, SB_SERVICE_CLOSE_MS));
     publisher_free(&a->pub);
