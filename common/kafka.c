@@ -3,11 +3,13 @@
  * but only offsets stored by the caller (after its effect is durable) are ever committed. */
 #include "kafka.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <librdkafka/rdkafka.h>
 
@@ -825,6 +827,51 @@ bool sb_kafka_consumer_up(sb_kafka_consumer_t *c)
     return health_up(c->rk, &c->health);
 }
 
+/* A handle destroyed on a thread of its own, waited for up to DESTROY_WAIT_MS. */
+#define DESTROY_WAIT_MS 1000
+typedef struct destroyer {
+    rd_kafka_t *rk;
+    int flags;
+    atomic_bool done;
+} destroyer_t;
+
+static void *destroy_main(void *arg)
+{
+    destroyer_t *d = arg;
+    rd_kafka_destroy_flags(d->rk, d->flags);
+    atomic_store(&d->done, true);
+    return NULL;
+}
+
+/* rd_kafka_destroy_flags, given DESTROY_WAIT_MS. A consumer whose brokers went away can
+ * block in it for good, joining its threads (confluentinc/librdkafka#4519): seen here when
+ * its group session timed out during a SIGTERM in a Kafka outage, which took the stop past
+ * 10 s. Returns whether it finished; if not, its thread and the handle are left to the
+ * process exit, which follows a close. */
+static bool destroy_bounded(rd_kafka_t *rk, int flags)
+{
+    destroyer_t *d = calloc(1, sizeof *d);
+    if (!d) abort();
+    d->rk = rk;
+    d->flags = flags;
+    pthread_t t;
+    if (pthread_create(&t, NULL, destroy_main, d) != 0) {
+        destroy_main(d);
+        free(d);
+        return true;
+    }
+    int64_t deadline = sb_mono_ms() + DESTROY_WAIT_MS;
+    struct timespec tick = {0, 5 * 1000000L};
+    while (!atomic_load(&d->done) && sb_mono_ms() < deadline) nanosleep(&tick, NULL);
+    if (!atomic_load(&d->done)) {
+        pthread_detach(t);
+        return false;
+    }
+    pthread_join(t, NULL);
+    free(d);
+    return true;
+}
+
 void sb_kafka_consumer_close(sb_kafka_consumer_t *c)
 {
     if (!c) return;
@@ -881,7 +928,12 @@ void sb_kafka_consumer_close(sb_kafka_consumer_t *c)
     }
     if (c->cq) rd_kafka_queue_destroy(c->cq);
     atomic_store(&c->health.closing, true);
-    rd_kafka_destroy_flags(c->rk, flags);
+    if (!destroy_bounded(c->rk, flags)) {
+        /* c is the opaque of a handle still being destroyed: it stays too */
+        sb_warn("kafka consumer not destroyed within %d ms group=%s: left to process exit",
+                DESTROY_WAIT_MS, c->group);
+        return;
+    }
     free(c->group);
     free(c);
 }
