@@ -339,9 +339,19 @@ static void parse_one(ingest_t *ig, const in_msg_t *m, work_t *w, scratch_t *x,
     }
 }
 
-/* Step 2: with its survey record (NULL: none), decide a response or request. */
-static void check_record(ingest_t *ig, const in_msg_t *m, work_t *w, const redisReply *v,
-                         sb_record_t *rec, sb_counts_t *cs)
+/* Whether a response to w's survey was accepted earlier in its batch (w0 is the batch's
+ * first). Only asked of a response that fails a check against the record: rare. */
+static bool answered_earlier(const work_t *w0, const work_t *w)
+{
+    for (const work_t *p = w0; p < w; p++)
+        if (p->state == 'r' && !strcmp(p->survey_id, w->survey_id)) return true;
+    return false;
+}
+
+/* Step 2: with its survey record (NULL: none), decide a response or request. w0: the first
+ * of w's batch. */
+static void check_record(ingest_t *ig, const in_msg_t *m, const work_t *w0, work_t *w,
+                         const redisReply *v, sb_record_t *rec, sb_counts_t *cs)
 {
     char err[200];
     if (!v || v->type != REDIS_REPLY_STRING) {
@@ -382,7 +392,15 @@ static void check_record(ingest_t *ig, const in_msg_t *m, work_t *w, const redis
         return;
     }
     const sb_scale_t *sc = &ig->cfg->scales[rec->kind];
-    if (w->score < sc->min || w->score > sc->max) {
+    bool in_scale = w->score >= sc->min && w->score <= sc->max;
+    if ((!in_scale || w->ts > rec->expires_ms) && answered_earlier(w0, w)) {
+        /* another answer to it came first in this batch: as in a later batch (the record
+         * then answered), this one is a duplicate, whatever its score and time */
+        count(cs, "duplicate");
+        w->state = 's';
+        return;
+    }
+    if (!in_scale) {
         dead(w, cs, "wrong_scale: %d is outside the %s scale %d..%d", w->score,
              sb_kind_names[rec->kind], sc->min, sc->max);
         return;
@@ -580,7 +598,7 @@ static int check_all(ingest_t *ig, sb_store_t *via, ibatch_t *b)
     size_t n = b->n;
     for (size_t i = 0, k = 0; i < n; i++)
         if (w[i].state == 0)
-            check_record(ig, &b->in[i], &w[i], b->recs->element[k++], &b->x->rec, &b->cs);
+            check_record(ig, &b->in[i], w, &w[i], b->recs->element[k++], &b->x->rec, &b->cs);
     if (b->recs) freeReplyObject(b->recs), b->recs = NULL;
 
     b->ni = 0;

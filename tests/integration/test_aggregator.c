@@ -1037,6 +1037,39 @@ START_TEST(bad_responses_dead_lettered)
 }
 END_TEST
 
+/* Three answers to one survey in one batch (one partition, produced before the aggregator
+ * starts): the first counts, the next two are duplicates, as they would be in later batches.
+ * The off-scale one used to be dead-lettered as wrong_scale, because the record read for
+ * the batch did not show it answered yet. */
+START_TEST(copies_in_one_batch)
+{
+    env_t e;
+    env_open(&e, "c6", "100111", NULL);
+    const char *dims[SB_DIM__N] = {0};
+    dims[SB_DIM_CHANNEL] = "email";
+    survey_t s;
+    survey_make(&e, &s, "c6-1", SB_KIND_CSAT, dims, SB_REC_FIRED);
+    char buf[1024];
+    int64_t now = sb_now_ms();
+    static const int scores[] = {5, 0, 4};
+    for (int i = 0; i < 3; i++) {
+        response_json(buf, sizeof buf, &s, NULL, scores[i], now, NULL);
+        produce(&e, e.cfg->topics.responses, s.id, buf);
+    }
+    flush_all(&e);
+    agg_start(&e, 0);
+    wait_counted(&e, 1, 60000);
+    int64_t end = sb_mono_ms() + 10000;
+    while (stat_get(&e, "duplicate") + stat_get(&e, "dlq|wrong_scale") < 2 && sb_mono_ms() < end)
+        sleep_ms(100);
+    ck_assert_int_eq(stat_get(&e, "duplicate"), 2);
+    ck_assert_int_eq(stat_get(&e, "dlq|wrong_scale"), 0);
+    ck_assert_int_eq(counted(&e), 1);
+    agg_stop(&e, 0);
+    env_close(&e);
+}
+END_TEST
+
 /* A response whose answered_at is ahead of the aggregator's clock by less than the allowed
  * lateness (a client clock running fast) is counted at the aggregator's time, so its expiry is
  * judged at that time too: one that reaches the aggregator a minute before its survey
@@ -1224,6 +1257,10 @@ START_TEST(mqtt_inputs)
         snprintf(topic, sizeof topic, "%s/fieldservice/dev-%d/survey/response", e.name, i ? 1 : 2);
         ck_assert_int_eq(sb_mqtt_publish(dev, topic, buf, strlen(buf), false, NULL), 0);
         if (i == 0) ck_assert_int_eq(sb_mqtt_publish(dev, topic, buf, strlen(buf), false, NULL), 0);
+        if (i == 0) { /* and a third answer, off the scale: a duplicate all the same */
+            response_json(buf, sizeof buf, &s[i], NULL, 0, now, NULL);
+            ck_assert_int_eq(sb_mqtt_publish(dev, topic, buf, strlen(buf), false, NULL), 0);
+        }
     }
     snprintf(topic, sizeof topic, "%s/fieldservice/dev-1/visit/completed", e.name);
     snprintf(buf, sizeof buf,
@@ -1244,7 +1281,9 @@ START_TEST(mqtt_inputs)
     sb_mqtt_free(dev);
     agg_start(&e, 0);
     wait_counted(&e, 3, 60000);
-    ck_assert_int_eq(stat_get(&e, "duplicate"), 1);
+    /* the first answer to s[0] stands, the others are duplicates, whatever their score */
+    ck_assert_int_eq(stat_get(&e, "duplicate"), 2);
+    ck_assert_int_eq(stat_get(&e, "dlq|wrong_scale"), 0);
     int64_t dl_end = sb_mono_ms() + 10000;
     while ((stat_get(&e, "dlq|unsafe_chars") < 1 || stat_get(&e, "dlq|too_long") < 1) &&
            sb_mono_ms() < dl_end)
@@ -2162,6 +2201,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 240);
     SB_H_ADD(tc, bad_responses_dead_lettered);
     SB_H_ADD(tc, skewed_answer_judged_at_arrival);
+    SB_H_ADD(tc, copies_in_one_batch);
     SB_H_ADD(tc, rates_and_kpis);
     SB_H_ADD(tc, late_subscriber_gets_retained);
     SB_H_ADD(tc, emptied_slice_cleared_by_next_publisher);
