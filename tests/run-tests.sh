@@ -9,32 +9,70 @@ B=build
 pass=0; fail=0
 declare -a failed_bins=()
 
-run_check_bin() {   # $1 group, $2 binary
-    local group=$1 bin=$2 log out rc t0=$SECONDS
-    log=$(mktemp)
+# Runs one test binary: its output goes to $3.log, then "exit-status seconds" to $3.
+run_one() {         # $1 group, $2 binary, $3 result file
+    local group=$1 bin=$2 res=$3 t0=$SECONDS rc
     if [ "$group" = unit ] && [ -z "${SANITIZE:-}" ] && command -v valgrind >/dev/null; then
         CK_FORK=no valgrind -q --leak-check=full --show-leak-kinds=definite,indirect \
-            --errors-for-leak-kinds=definite,indirect --error-exitcode=99 "$bin" >"$log" 2>&1
+            --errors-for-leak-kinds=definite,indirect --error-exitcode=99 "$bin" >"$res.log" 2>&1
     else
-        "$bin" >"$log" 2>&1
+        "$bin" >"$res.log" 2>&1
     fi
     rc=$?
-    out=$(grep -E '^[0-9]+%: Checks: ' "$log" | tail -n 1)
-    local n=0 f=0 e=0
+    echo "$rc $((SECONDS - t0))" >"$res"
+}
+
+# Counts and prints the outcome of a binary run_one has finished.
+report_one() {      # $1 binary, $2 result file
+    local bin=$1 res=$2 rc secs out n=0 f=0 e=0
+    read -r rc secs <"$res"
+    out=$(grep -E '^[0-9]+%: Checks: ' "$res.log" | tail -n 1)
     if [[ $out =~ Checks:\ ([0-9]+),\ Failures:\ ([0-9]+),\ Errors:\ ([0-9]+) ]]; then
         n=${BASH_REMATCH[1]}; f=${BASH_REMATCH[2]}; e=${BASH_REMATCH[3]}
     fi
     local bad=$((f + e))
-    if [ $rc -ne 0 ] && [ $bad -eq 0 ]; then bad=1; fi   # crash, leak or valgrind error
+    if [ "$rc" -ne 0 ] && [ $bad -eq 0 ]; then bad=1; fi   # crash, leak or valgrind error
     pass=$((pass + n - (f + e))); fail=$((fail + bad))
-    if [ $bad -ne 0 ] || [ $rc -ne 0 ]; then
+    if [ $bad -ne 0 ] || [ "$rc" -ne 0 ]; then
         failed_bins+=("$bin")
-        echo "---- $bin (exit $rc)"; tail -n 60 "$log"
+        echo "---- $bin (exit $rc, $secs s)"; tail -n 60 "$res.log"
     else
-        printf '  %-48s %s (%d s)\n' "$(basename "$bin")" "$out" $((SECONDS - t0))
+        printf '  %-48s %s (%d s)\n' "$(basename "$bin")" "$out" "$secs"
     fi
-    rm -f "$log"
+    rm -f "$res" "$res.log"
 }
+
+# Runs the binaries of a group SB_TEST_JOBS at a time (default 2), the longest-running
+# suites first, and prints each outcome as it comes. Each suite starts its own servers on
+# free ports in its own temp dir, so suites do not meet; SB_TEST_JOBS=1 runs them one by one.
+run_check_bins() {  # $1 group, rest binaries
+    local group=$1; shift
+    local jobs=${SB_TEST_JOBS:-2} dir i
+    dir=$(mktemp -d)
+    local -a bins=() done_=()
+    for slow in $SLOW_FIRST; do
+        for b in "$@"; do [ "$(basename "$b")" = "$slow" ] && bins+=("$b"); done
+    done
+    for b in "$@"; do [[ " $SLOW_FIRST " == *" $(basename "$b") "* ]] || bins+=("$b"); done
+    report_finished() {
+        local k
+        for k in "${!bins[@]}"; do
+            if [ -z "${done_[$k]:-}" ] && [ -s "$dir/$k" ]; then
+                done_[$k]=1; report_one "${bins[$k]}" "$dir/$k"
+            fi
+        done
+    }
+    for i in "${!bins[@]}"; do
+        while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n; report_finished; done
+        run_one "$group" "${bins[$i]}" "$dir/$i" &
+    done
+    wait
+    report_finished
+    rmdir "$dir"
+}
+
+# The suites that take minutes, started first so that the others fill the second lane.
+SLOW_FIRST="test_aggregator test_dispatcher test_kafka test_browser test_demo"
 
 run_fuzz_bin() {    # replay a fuzz target over its seed corpus
     local bin=$1 name corpus
@@ -51,9 +89,11 @@ run_fuzz_bin() {    # replay a fuzz target over its seed corpus
 run_group() {       # $1 group, rest binaries
     local group=$1; shift
     echo "== $group tests"
-    for b in "$@"; do
-        if [ "$group" = fuzz ]; then run_fuzz_bin "$b"; else run_check_bin "$group" "$b"; fi
-    done
+    if [ "$group" = fuzz ]; then
+        for b in "$@"; do run_fuzz_bin "$b"; done
+    else
+        run_check_bins "$group" "$@"
+    fi
 }
 
 start=$(date +%s)
