@@ -1395,6 +1395,78 @@ START_TEST(reopened_interaction_cancels_its_pending_survey)
 }
 END_TEST
 
+/* A reopen can arrive before the completion it is about (the two crossed between MQTT and
+ * Kafka, or came through partitions not keyed by interaction): the completion must not
+ * schedule a survey about a ticket that is open again. It used to: the reopen found nothing
+ * to cancel and left nothing behind. A completion after the reopen still schedules, and the
+ * two events delivered again count nothing twice. */
+START_TEST(reopen_before_its_completion_cancels_the_survey)
+{
+    env_t e;
+    env_open(&e, "t8",
+             "{\"journeys\":[{\"name\":\"t8-csat\",\"on\":{\"kind\":\"support_ticket\"},"
+             "\"survey\":\"csat\",\"delay\":\"3s\",\"channel\":\"email\"}]}");
+    mq_t rx;
+    const char *subs[] = {"surveys/#"};
+    sb_mqtt_t *sub = mq_open(&e, &rx, "t8-test-sub", subs, 1);
+    pid_t d = disp_start(&e, NULL, "t8.log");
+    wait_ready(&e, 30000);
+    int64_t now = sb_now_ms();
+    /* t8-i1: reopened at now + 100, its completion (at now) produced after the reopen */
+    send_event(&e, "t8-e1", "interaction.reopened", now + 100, "t8-c1", "t8-i1", "support_ticket",
+               "");
+    send_event(&e, "t8-e2", "interaction.completed", now, "t8-c1", "t8-i1", "support_ticket", "");
+    /* t8-i3: reopened at now, completed again at now + 200: surveyed */
+    send_event(&e, "t8-e3", "interaction.reopened", now, "t8-c3", "t8-i3", "support_ticket", "");
+    send_event(&e, "t8-e4", "interaction.completed", now + 200, "t8-c3", "t8-i3", "support_ticket",
+               "");
+    /* t8-i2: an ordinary completion */
+    send_event(&e, "t8-e5", "interaction.completed", now, "t8-c2", "t8-i2", "support_ticket", "");
+    flush_all(&e);
+    int64_t due = now + 3 * SEC;
+
+    ck_assert_int_eq(stat_wait(&e, "cancelled|t8-csat", 1, 10000), 1);
+    ck_assert_int_eq(stat_wait(&e, "fired|t8-csat", 2, 15000), 2);
+    /* both events delivered again (a redelivery, a replay): a duplicate completion, a reopen
+     * that finds the cancelled survey */
+    send_event(&e, "t8-e1", "interaction.reopened", now + 100, "t8-c1", "t8-i1", "support_ticket",
+               "");
+    send_event(&e, "t8-e2", "interaction.completed", now, "t8-c1", "t8-i1", "support_ticket", "");
+    flush_all(&e);
+    ck_assert_int_eq(stat_wait(&e, "duplicate", 1, 10000), 1);
+    ck_assert_int_eq(stat_wait(&e, "reopened", 3, 10000), 3);
+    while (sb_now_ms() < due + 3 * SEC)
+        sleep_ms(50);
+    ck_assert_int_eq(stat_get(&e, "scheduled|t8-csat"), 2); /* t8-i2 and t8-i3 */
+    ck_assert_int_eq(stat_get(&e, "cancelled|t8-csat"), 1); /* t8-i1, once */
+    ck_assert_int_eq(stat_get(&e, "fired|t8-csat"), 2);
+    ck_assert_int_eq(stat_get(&e, "duplicate"), 1);
+    ck_assert_int_eq(stat_get(&e, "reopened"), 3);
+    outs_t o;
+    read_topic(&e, e.req, true, &o);
+    ck_assert_uint_eq(o.n, 2);
+    ck_assert_ptr_nonnull(find_key(&o, "t8-c2"));
+    ck_assert_ptr_nonnull(find_key(&o, "t8-c3"));
+    ck_assert_ptr_null(find_key(&o, "t8-c1"));
+    ck_assert_uint_eq(mq_wait(&rx, "surveys/email/t8-c3", 1, 2000), 1);
+    ck_assert_uint_eq(mq_wait(&rx, "surveys/email/t8-c1", 1, 0), 0);
+    sb_record_t *r = malloc(sizeof *r);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(record_get(&e, "t8-i1", "t8-csat", r), 1);
+    ck_assert_int_eq(r->state, SB_REC_CANCELLED);
+    char want[40];
+    snprintf(want, sizeof want, "reopened@%lld", (long long)(now + 100));
+    ck_assert_str_eq(r->reason, want);
+    ck_assert_int_eq(record_get(&e, "t8-i3", "t8-csat", r), 1);
+    ck_assert_int_eq(r->state, SB_REC_FIRED);
+    free(r);
+    outs_free(&o);
+    disp_stop(d);
+    mq_close(sub, &rx);
+    env_close(&e);
+}
+END_TEST
+
 /* A reopen after the survey went out leaves the survey answerable but drops its reminder: a
  * customer whose problem came back is not asked twice to rate it. It used to be sent. */
 START_TEST(reopen_drops_the_reminder_of_a_sent_survey)
@@ -2052,6 +2124,7 @@ int main(void)
     SB_H_ADD(tc, redis_restart_mid_stream_loses_nothing);
     SB_H_ADD(tc, fatigue_min_gap_keeps_one_survey_a_day);
     SB_H_ADD(tc, reopened_interaction_cancels_its_pending_survey);
+    SB_H_ADD(tc, reopen_before_its_completion_cancels_the_survey);
     SB_H_ADD(tc, reopen_drops_the_reminder_of_a_sent_survey);
     SB_H_ADD(tc, reminder_keeps_out_of_quiet_hours);
     SB_H_ADD(tc, late_survey_waits_out_quiet_hours);

@@ -1790,6 +1790,153 @@ START_TEST(split_apply_reuses_records)
 }
 END_TEST
 
+/* The marker a reopen leaves for a survey it found no record of: its value (the reopen's
+ * time; -1: none) and absolute expiry (-2: none). */
+static long long marker_of(const char *id, long long *expiry)
+{
+    char key[64];
+    snprintf(key, sizeof key, "sbt:ro:%s", id);
+    if (expiry) *expiry = num("PEXPIRETIME", key, NULL);
+    return num("GET", key, NULL);
+}
+
+/* A reopen can arrive before the completion it is about (the events crossed between MQTT and
+ * Kafka, a topic not keyed by interaction, a client retry). It used to find nothing to cancel
+ * and leave nothing behind, and the completion then scheduled the survey. Now it leaves a
+ * marker per journey, kept until a survey of a completion from before it would be expired
+ * anyway (reopen + delay + expires + 2 days); a completion at or before the reopen's time
+ * creates its record cancelled, one after it schedules as after an ordinary cancel. */
+START_TEST(reopen_before_its_completion)
+{
+    env_open(JOURNEYS, NO_FATIGUE);
+    const int64_t R = NOW - 60 * SEC; /* the reopen's time */
+    sb_record_t a, b, c;
+    char ida[25], idb[25], idc[25];
+    mk_rec(&a, "ro-1", "support-csat", "c-ro", R - 60 * SEC + HOUR, R - 60 * SEC + 73 * HOUR);
+    mk_rec(&b, "ro-1", "onboarding-nps", "c-ro", R, R + 7 * DAY);
+    mk_rec(&c, "ro-1", "self-service-ces", "c-ro", NOW - 30 * SEC + 5 * 60 * SEC,
+           NOW - 30 * SEC + 5 * 60 * SEC + 7 * DAY);
+    id_of(&a, ida), id_of(&b, idb), id_of(&c, idc);
+
+    /* the reopen first: nothing to cancel, one marker per journey */
+    ck_assert_int_eq(cancel_at("ro-1", R), 0);
+    long long exp_a, exp_b, exp_c;
+    ck_assert_int_eq(marker_of(ida, &exp_a), R);
+    ck_assert_int_eq(marker_of(idb, &exp_b), R);
+    ck_assert_int_eq(marker_of(idc, &exp_c), R);
+    ck_assert_int_eq(exp_a, R + HOUR + 72 * HOUR + 2 * DAY);
+    ck_assert_int_eq(exp_b, R + 7 * DAY + 2 * DAY);
+    ck_assert_int_eq(exp_c, R + 5 * 60 * SEC + 7 * DAY + 2 * DAY);
+    ck_assert_int_eq(num("DBSIZE", NULL), 3); /* the markers; no counter was written */
+    /* delivered again, or an older reopen: the marker keeps the latest reopen */
+    ck_assert_int_eq(cancel_at("ro-1", R), 0);
+    ck_assert_int_eq(cancel_at("ro-1", R - 30 * SEC), 0);
+    ck_assert_int_eq(marker_of(ida, &exp_a), R);
+    ck_assert_int_eq(exp_a, R + HOUR + 72 * HOUR + 2 * DAY);
+    ck_assert_int_eq(counter("duplicate"), 0);
+
+    /* the completion it is about, from before the reopen: created cancelled, with the
+     * reopen's time as an ordinary cancel has it, no timer, counted cancelled (not
+     * scheduled), kept like a cancelled record; the marker has done its work */
+    ck_assert_int_eq(add_at(&a, R - 60 * SEC), 0);
+    sb_record_t got;
+    char want[40];
+    ck_assert_int_eq(record_of(ida, &got), 0);
+    ck_assert_int_eq(got.state, SB_REC_CANCELLED);
+    snprintf(want, sizeof want, "reopened@%lld", (long long)R);
+    ck_assert_str_eq(got.reason, want);
+    ck_assert_str_eq(got.interaction_id, "ro-1");
+    ck_assert_int_eq(zscore("sbt:sched", ida), -1);
+    assert_ttl(ida, R - 60 * SEC + 73 * HOUR + DAY);
+    ck_assert_int_eq(counter("cancelled|support-csat"), 1);
+    ck_assert_int_eq(counter("scheduled|support-csat"), 0);
+    ck_assert_int_eq(counter("duplicate"), 0);
+    ck_assert_int_eq(marker_of(ida, NULL), -1);
+    /* delivered again: a duplicate, not cancelled twice; the reopen delivered again finds
+     * the cancelled record: nothing */
+    ck_assert_int_eq(add_at(&a, R - 60 * SEC), 0);
+    ck_assert_int_eq(cancel_at("ro-1", R), 0);
+    ck_assert_int_eq(counter("cancelled|support-csat"), 1);
+    ck_assert_int_eq(counter("duplicate"), 1);
+    ck_assert_int_eq(state_of(ida), SB_REC_CANCELLED);
+    ck_assert_int_eq(marker_of(ida, NULL), -1);
+
+    /* a completion at the reopen's very time is from before it too */
+    ck_assert_int_eq(add_at(&b, R), 0);
+    ck_assert_int_eq(state_of(idb), SB_REC_CANCELLED);
+    ck_assert_int_eq(zscore("sbt:sched", idb), -1);
+    ck_assert_int_eq(counter("cancelled|onboarding-nps"), 1);
+    ck_assert_int_eq(counter("scheduled|onboarding-nps"), 0);
+
+    /* a completion after the reopen (closed again) schedules, and keeps its time like a
+     * survey scheduled again after a cancel: the early reopen delivered again is then a
+     * duplicate and does not cancel it */
+    ck_assert_int_eq(add_at(&c, NOW - 30 * SEC), 1);
+    ck_assert_int_eq(record_of(idc, &got), 0);
+    ck_assert_int_eq(got.state, SB_REC_PENDING);
+    snprintf(want, sizeof want, "completed@%lld", (long long)(NOW - 30 * SEC));
+    ck_assert_str_eq(got.reason, want);
+    assert_no_ttl(idc);
+    ck_assert_int_eq(zscore("sbt:sched", idc), c.due_ms);
+    ck_assert_int_eq(counter("scheduled|self-service-ces"), 1);
+    ck_assert_int_eq(counter("cancelled|self-service-ces"), 0);
+    ck_assert_int_eq(marker_of(idc, NULL), -1);
+    int64_t dup0 = counter("duplicate");
+    ck_assert_int_eq(cancel_at("ro-1", R), 0);
+    ck_assert_int_eq(state_of(idc), SB_REC_PENDING);
+    ck_assert_int_eq(counter("duplicate"), dup0 + 1);
+
+    /* the survey created cancelled follows the ordinary rule: completed again after the
+     * reopen, it is scheduled again */
+    ck_assert_int_eq(add_at(&a, NOW - 10 * SEC), 1);
+    ck_assert_int_eq(state_of(ida), SB_REC_PENDING);
+    ck_assert_int_eq(zscore("sbt:sched", ida), a.due_ms);
+    ck_assert_int_eq(counter("scheduled|support-csat"), 1);
+    ck_assert_int_eq(counter("cancelled|support-csat"), 1);
+
+    /* reopen and completion in one batch, in that order: the same */
+    sb_record_t d;
+    char idd[25];
+    mk_rec(&d, "ro-2", "support-csat", "c-ro2", NOW + HOUR, NOW + 73 * HOUR);
+    id_of(&d, idd);
+    sb_sched_op_t ops[] = {{SB_SCHED_CANCEL, &d, NOW - SEC}, {SB_SCHED_ADD, &d, NOW - 2 * SEC},
+                           {SB_SCHED_ADD, &d, NOW - 2 * SEC}};
+    int st[3];
+    ck_assert_int_eq(sb_sched_apply(E.s, ops, 3, NULL, 0, st, NOW), 0);
+    ck_assert_int_eq(st[0], 0);
+    ck_assert_int_eq(st[1], 0);
+    ck_assert_int_eq(st[2], 0);
+    ck_assert_int_eq(state_of(idd), SB_REC_CANCELLED);
+    ck_assert_int_eq(counter("cancelled|support-csat"), 2);
+    ck_assert_int_eq(counter("scheduled|support-csat"), 1);
+    ck_assert_int_eq(zscore("sbt:sched", idd), -1);
+
+    /* a reopen so old that a survey of any completion before it would have expired by now
+     * leaves nothing (a replay from the dead-letter topic) */
+    freeReplyObject(cmd("FLUSHDB", NULL));
+    ck_assert_int_eq(cancel_at("ro-old", NOW - 10 * DAY), 0);
+    ck_assert_int_eq(num("DBSIZE", NULL), 0);
+    /* nor does an operator's cancel, which names a survey */
+    ck_assert_int_eq(sb_sched_cancel_id(E.s, ida, NOW), 0);
+    ck_assert_int_eq(num("DBSIZE", NULL), 0);
+
+    /* the cost on the ingest path: one GET (the marker) per new survey, none per duplicate */
+    sb_record_t f;
+    mk_rec(&f, "ro-3", "support-csat", "c-ro3", NOW + HOUR, NOW + 73 * HOUR);
+    freeReplyObject(cmd("CONFIG", "RESETSTAT", NULL));
+    ck_assert_int_eq(add_at(&f, NOW), 1);
+    redisReply *info = cmd("INFO", "commandstats", NULL);
+    ck_assert_ptr_nonnull(strstr(info->str, "cmdstat_get:calls=1,"));
+    freeReplyObject(info);
+    freeReplyObject(cmd("CONFIG", "RESETSTAT", NULL));
+    ck_assert_int_eq(add_at(&f, NOW), 0);
+    info = cmd("INFO", "commandstats", NULL);
+    ck_assert_ptr_null(strstr(info->str, "cmdstat_get:"));
+    freeReplyObject(info);
+    env_close();
+}
+END_TEST
+
 /* Records are read once per claim, before any is changed: when a survey's reminder and its
  * expiry check fall due in the same claim (a dispatcher that was down for days), the
  * reminder is not sent (past the expiry) and the survey expires once. */
@@ -1826,6 +1973,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, add_batch_and_duplicates);
     tcase_add_test(tc, cancel_by_interaction);
+    tcase_add_test(tc, reopen_before_its_completion);
     tcase_add_test(tc, claim_ack_remind_expire);
     tcase_add_test(tc, ack_reminder_at_given_time);
     tcase_add_test(tc, claim_after_expiry);
