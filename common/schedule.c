@@ -98,13 +98,19 @@
 
 /* ARGV: prefix now nops {op...} ncounts {field n}...
  * op ADD:    'a' id value due journey at (no expiry while pending: set when it settles)
- * op CANCEL: 'c' id at                   (the journey is read from the record; at '-': by
- *                                        an operator, reason "operator")
+ * op CANCEL: 'c' id at until             (the journey is read from the record; at '-': by
+ *                                        an operator, reason "operator"; until: see below)
  * A cancelled record ends with the reason "reopened@<at>"; an ADD of an event that occurred
  * after that reopen replaces it (a completion after the reopen) with the reason
  * "completed@<at>", any other ADD is a duplicate (a redelivery, a client retry, a second
  * completion). A reopen at or before that completion is a duplicate too (delivered again,
- * or late): it cancels nothing. */
+ * or late): it cancels nothing.
+ * A reopen that finds no record (it came before its completion) leaves the marker
+ * P"ro:"<id> = at, expiring at until (none when until has passed; a later reopen's time
+ * replaces an earlier one's). An ADD that creates a record reads it (one GET per new
+ * survey, none per duplicate) and deletes it: a completion at or before the reopen creates
+ * the record cancelled, as the reopen would have left it (counted cancelled, not
+ * scheduled), one after it schedules with the reason "completed@<at>", as above. */
 static const char LUA_APPLY[] = LUA_PRELUDE
     "local i = 4\n"
     "local res = {}\n"
@@ -117,6 +123,25 @@ static const char LUA_APPLY[] = LUA_PRELUDE
     "  if op == 'a' then\n"
     "    local old = redis.call('SET', key, ARGV[i + 2], 'NX', 'GET') -- false: it was set\n"
     "    local new = not old\n"
+    "    local early = false\n"
+    "    if new then\n"
+    "      -- a reopen that came before this completion left its time in a marker\n"
+    "      local mk = P .. 'ro:' .. id\n"
+    "      local m = redis.call('GET', mk)\n"
+    "      if m then\n"
+    "        redis.call('DEL', mk)\n"
+    "        if tonumber(ARGV[i + 5]) <= tonumber(m) then\n"
+    "          -- the completion is from before the reopen: cancelled as the reopen had found it\n"
+    "          local v = 'x' .. string.sub(ARGV[i + 2], 2) .. 'reopened@' .. m\n"
+    "          redis.call('SET', key, v, 'PXAT', keep((tail(v))))\n"
+    "          count('cancelled|' .. ARGV[i + 4])\n"
+    "          new, early = false, true\n"
+    "        else\n"
+    "          -- completed again after the reopen: as a survey scheduled again\n"
+    "          redis.call('SET', key, ARGV[i + 2] .. 'completed@' .. ARGV[i + 5])\n"
+    "        end\n"
+    "      end\n"
+    "    end\n"
     "    local t = old and string.sub(old, 1, 1) == 'x' and string.match(old, '\\31reopened@(%d+)$')\n"
     "    if t and tonumber(ARGV[i + 5]) > tonumber(t) then\n"
     "      -- pending again; the reason field keeps the time of the completion that did it\n"
@@ -134,7 +159,7 @@ static const char LUA_APPLY[] = LUA_PRELUDE
     "      count('scheduled|' .. ARGV[i + 4])\n"
     "      res[k] = 1\n"
     "    else\n"
-    "      count('duplicate')\n"
+    "      if not early then count('duplicate') end\n"
     "      res[k] = 0\n"
     "    end\n"
     "    i = i + 6\n"
@@ -171,8 +196,15 @@ static const char LUA_APPLY[] = LUA_PRELUDE
     "      local why = ARGV[i + 2] == '-' and 'operator' or 'reopened@' .. ARGV[i + 2]\n"
     "      redis.call('SET', key, 'p' .. string.match(v, '^.(.*\\31)') .. why, 'KEEPTTL')\n"
     "      res[k] = 2\n"
+    "    elseif not v and ARGV[i + 2] ~= '-' and tonumber(ARGV[i + 3]) > now then\n"
+    "      -- no record: the reopen came before its completion; a marker waits for it\n"
+    "      local mk = P .. 'ro:' .. id\n"
+    "      local m = redis.call('GET', mk)\n"
+    "      if not m or tonumber(ARGV[i + 2]) > tonumber(m) then\n"
+    "        redis.call('SET', mk, ARGV[i + 2], 'PXAT', ARGV[i + 3])\n"
+    "      end\n"
     "    end\n"
-    "    i = i + 3\n"
+    "    i = i + 4\n"
     "  end\n"
     "end\n"
     "local nc = tonumber(ARGV[i])\n"
@@ -488,6 +520,20 @@ static redisReply *run(sb_sched_t *s, const sb_store_script_t *sc, const char *w
 
 static redisReply *receive(sb_sched_t *s, const sb_store_script_t *sc, const char *what);
 
+/* How long the marker of a reopen that found no survey of journey j is kept: until a survey
+ * of a completion at or before the reopen (at_ms) would be past its expiry anyway (due at
+ * most at_ms + delay, moved by quiet hours by less than a day, then expires; one more day
+ * of margin). A completion that arrives later is scheduled, but expires when claimed
+ * instead of being sent. Saturates (times are bounded by the event's validation). */
+static int64_t marker_until(const sb_journey_t *j, int64_t at_ms)
+{
+    int64_t add[] = {j->delay_ms, j->expires_ms, 2 * DAY_MS};
+    int64_t t = at_ms;
+    for (size_t k = 0; k < sizeof add / sizeof add[0]; k++)
+        t = add[k] > 0 && t > INT64_MAX - add[k] ? INT64_MAX : t + add[k];
+    return t;
+}
+
 /* Builds the apply script's arguments (records copied in). Encoding comes first: a record
  * that cannot be encoded is logged and skipped (status 0) rather than failing, and so
  * blocking, the whole batch. A cancel expands to one script op per configured journey:
@@ -534,6 +580,7 @@ static size_t apply_args(sb_sched_t *s, const sb_sched_op_t *ops, size_t n,
                 sb_store_args_str(a, "c");
                 sb_store_args_copy(a, id, SB_SURVEY_ID_LEN);
                 sb_store_args_int(a, ops[i].at_ms);
+                sb_store_args_int(a, marker_until(&s->cfg->journeys[j], ops[i].at_ms));
             }
         }
     }
@@ -855,6 +902,7 @@ int sb_sched_cancel_id(sb_sched_t *s, const char *survey_id, int64_t now_ms)
     sb_store_args_str(a, "c");
     sb_store_args_str(a, survey_id);
     sb_store_args_str(a, "-"); /* an operator's cancel: final (no reopen time) */
+    sb_store_args_int(a, 0);   /* and no marker: it names a survey, not an interaction */
     sb_store_args_int(a, 0);   /* no counters */
     redisReply *r = run(s, s->apply, "cancel");
     if (!r) return -1;

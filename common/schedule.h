@@ -7,7 +7,9 @@
  * P"sched" sorted set of timers scored by due ms, members "<id>" (fire), "<id>:r" (reminder),
  * "<id>:x" (expiry check after firing); P"inflight" sorted set of claimed timers scored by
  * their lease deadline; P"fh:"<customer> fatigue history (members "<id>|<kind>", scored by
- * fire time); P"stats:dispatcher" hash of counters ("scheduled|<journey>", "fired|<journey>",
+ * fire time); P"ro:"<id> the time (ms) of a reopen that found no survey <id> (it came before
+ * its completion), kept until a survey of a completion from before it would have expired
+ * (reopen + the journey's delay + expires + 2 days); P"stats:dispatcher" hash of counters ("scheduled|<journey>", "fired|<journey>",
  * "suppressed|<journey>|<reason>", "cancelled|<journey>", "expired|<journey>",
  * "reminded|<journey>", "reminder_cancelled|<journey>", "duplicate", "consumed",
  * "dlq|<reason>", ...). */
@@ -47,7 +49,12 @@ enum { SB_SCHED_ADD = 1, SB_SCHED_CANCEL = 2 };
  * reminder in flight then is dropped if it comes back to the schedule unsent). A
  * survey whose request is in flight (claimed, not yet acknowledged) keeps the cancel in its
  * record until the claim settles: acknowledged, it is fired without its reminder; released
- * unsent, it is cancelled when claimed again (status 2). */
+ * unsent, it is cancelled when claimed again (status 2).
+ * A reopen that finds no survey of a journey (it arrived before its completion) leaves a
+ * marker for that survey id with its time. An ADD that creates a survey looks for the
+ * marker (one GET; a duplicate does not) and removes it: a completion at or before the
+ * reopen creates the record already cancelled ("reopened@<at_ms>", counted cancelled, not
+ * scheduled, status 0), one after it schedules with the reason "completed@<at_ms>". */
 typedef struct sb_sched_op {
     int op;
     const sb_record_t *rec;
