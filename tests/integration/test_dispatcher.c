@@ -1403,61 +1403,61 @@ END_TEST
 START_TEST(reopen_before_its_completion_cancels_the_survey)
 {
     env_t e;
-    env_open(&e, "t8",
-             "{\"journeys\":[{\"name\":\"t8-csat\",\"on\":{\"kind\":\"support_ticket\"},"
+    env_open(&e, "t7e",
+             "{\"journeys\":[{\"name\":\"t7e-csat\",\"on\":{\"kind\":\"support_ticket\"},"
              "\"survey\":\"csat\",\"delay\":\"3s\",\"channel\":\"email\"}]}");
     mq_t rx;
     const char *subs[] = {"surveys/#"};
-    sb_mqtt_t *sub = mq_open(&e, &rx, "t8-test-sub", subs, 1);
-    pid_t d = disp_start(&e, NULL, "t8.log");
+    sb_mqtt_t *sub = mq_open(&e, &rx, "t7e-test-sub", subs, 1);
+    pid_t d = disp_start(&e, NULL, "t7e.log");
     wait_ready(&e, 30000);
     int64_t now = sb_now_ms();
-    /* t8-i1: reopened at now + 100, its completion (at now) produced after the reopen */
-    send_event(&e, "t8-e1", "interaction.reopened", now + 100, "t8-c1", "t8-i1", "support_ticket",
+    /* t7e-i1: reopened at now + 100, its completion (at now) produced after the reopen */
+    send_event(&e, "t7e-e1", "interaction.reopened", now + 100, "t7e-c1", "t7e-i1", "support_ticket",
                "");
-    send_event(&e, "t8-e2", "interaction.completed", now, "t8-c1", "t8-i1", "support_ticket", "");
-    /* t8-i3: reopened at now, completed again at now + 200: surveyed */
-    send_event(&e, "t8-e3", "interaction.reopened", now, "t8-c3", "t8-i3", "support_ticket", "");
-    send_event(&e, "t8-e4", "interaction.completed", now + 200, "t8-c3", "t8-i3", "support_ticket",
+    send_event(&e, "t7e-e2", "interaction.completed", now, "t7e-c1", "t7e-i1", "support_ticket", "");
+    /* t7e-i3: reopened at now, completed again at now + 200: surveyed */
+    send_event(&e, "t7e-e3", "interaction.reopened", now, "t7e-c3", "t7e-i3", "support_ticket", "");
+    send_event(&e, "t7e-e4", "interaction.completed", now + 200, "t7e-c3", "t7e-i3", "support_ticket",
                "");
-    /* t8-i2: an ordinary completion */
-    send_event(&e, "t8-e5", "interaction.completed", now, "t8-c2", "t8-i2", "support_ticket", "");
+    /* t7e-i2: an ordinary completion */
+    send_event(&e, "t7e-e5", "interaction.completed", now, "t7e-c2", "t7e-i2", "support_ticket", "");
     flush_all(&e);
     int64_t due = now + 3 * SEC;
 
-    ck_assert_int_eq(stat_wait(&e, "cancelled|t8-csat", 1, 10000), 1);
-    ck_assert_int_eq(stat_wait(&e, "fired|t8-csat", 2, 15000), 2);
+    ck_assert_int_eq(stat_wait(&e, "cancelled|t7e-csat", 1, 10000), 1);
+    ck_assert_int_eq(stat_wait(&e, "fired|t7e-csat", 2, 15000), 2);
     /* both events delivered again (a redelivery, a replay): a duplicate completion, a reopen
      * that finds the cancelled survey */
-    send_event(&e, "t8-e1", "interaction.reopened", now + 100, "t8-c1", "t8-i1", "support_ticket",
+    send_event(&e, "t7e-e1", "interaction.reopened", now + 100, "t7e-c1", "t7e-i1", "support_ticket",
                "");
-    send_event(&e, "t8-e2", "interaction.completed", now, "t8-c1", "t8-i1", "support_ticket", "");
+    send_event(&e, "t7e-e2", "interaction.completed", now, "t7e-c1", "t7e-i1", "support_ticket", "");
     flush_all(&e);
     ck_assert_int_eq(stat_wait(&e, "duplicate", 1, 10000), 1);
     ck_assert_int_eq(stat_wait(&e, "reopened", 3, 10000), 3);
     while (sb_now_ms() < due + 3 * SEC)
         sleep_ms(50);
-    ck_assert_int_eq(stat_get(&e, "scheduled|t8-csat"), 2); /* t8-i2 and t8-i3 */
-    ck_assert_int_eq(stat_get(&e, "cancelled|t8-csat"), 1); /* t8-i1, once */
-    ck_assert_int_eq(stat_get(&e, "fired|t8-csat"), 2);
+    ck_assert_int_eq(stat_get(&e, "scheduled|t7e-csat"), 2); /* t7e-i2 and t7e-i3 */
+    ck_assert_int_eq(stat_get(&e, "cancelled|t7e-csat"), 1); /* t7e-i1, once */
+    ck_assert_int_eq(stat_get(&e, "fired|t7e-csat"), 2);
     ck_assert_int_eq(stat_get(&e, "duplicate"), 1);
     ck_assert_int_eq(stat_get(&e, "reopened"), 3);
     outs_t o;
     read_topic(&e, e.req, true, &o);
     ck_assert_uint_eq(o.n, 2);
-    ck_assert_ptr_nonnull(find_key(&o, "t8-c2"));
-    ck_assert_ptr_nonnull(find_key(&o, "t8-c3"));
-    ck_assert_ptr_null(find_key(&o, "t8-c1"));
-    ck_assert_uint_eq(mq_wait(&rx, "surveys/email/t8-c3", 1, 2000), 1);
-    ck_assert_uint_eq(mq_wait(&rx, "surveys/email/t8-c1", 1, 0), 0);
+    ck_assert_ptr_nonnull(find_key(&o, "t7e-c2"));
+    ck_assert_ptr_nonnull(find_key(&o, "t7e-c3"));
+    ck_assert_ptr_null(find_key(&o, "t7e-c1"));
+    ck_assert_uint_eq(mq_wait(&rx, "surveys/email/t7e-c3", 1, 2000), 1);
+    ck_assert_uint_eq(mq_wait(&rx, "surveys/email/t7e-c1", 1, 0), 0);
     sb_record_t *r = malloc(sizeof *r);
     ck_assert_ptr_nonnull(r);
-    ck_assert_int_eq(record_get(&e, "t8-i1", "t8-csat", r), 1);
+    ck_assert_int_eq(record_get(&e, "t7e-i1", "t7e-csat", r), 1);
     ck_assert_int_eq(r->state, SB_REC_CANCELLED);
     char want[40];
     snprintf(want, sizeof want, "reopened@%lld", (long long)(now + 100));
     ck_assert_str_eq(r->reason, want);
-    ck_assert_int_eq(record_get(&e, "t8-i3", "t8-csat", r), 1);
+    ck_assert_int_eq(record_get(&e, "t7e-i3", "t7e-csat", r), 1);
     ck_assert_int_eq(r->state, SB_REC_FIRED);
     free(r);
     outs_free(&o);
