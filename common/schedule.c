@@ -105,6 +105,8 @@
  * "completed@<at>", any other ADD is a duplicate (a redelivery, a client retry, a second
  * completion). A reopen at or before that completion is a duplicate too (delivered again,
  * or late): it cancels nothing.
+ * A reopen later than the one that cancelled a record moves the record's reopen time to its
+ * own (a completion between the two stays a duplicate when it arrives after both).
  * A reopen that finds no record (it came before its completion) leaves the marker
  * P"ro:"<id> = at, expiring at until (none when until has passed; a later reopen's time
  * replaces an earlier one's). An ADD that creates a record reads it (one GET per new
@@ -196,6 +198,12 @@ static const char LUA_APPLY[] = LUA_PRELUDE
     "      local why = ARGV[i + 2] == '-' and 'operator' or 'reopened@' .. ARGV[i + 2]\n"
     "      redis.call('SET', key, 'p' .. string.match(v, '^.(.*\\31)') .. why, 'KEEPTTL')\n"
     "      res[k] = 2\n"
+    "    elseif v and string.sub(v, 1, 1) == 'x' and ARGV[i + 2] ~= '-' and\n"
+    "           tonumber(ARGV[i + 2]) > tonumber(string.match(v, '\\31reopened@(%d+)$') or ARGV[i + 2]) then\n"
+    "      -- cancelled by an earlier reopen: a later one moves the time, so that a completion\n"
+    "      -- from between the two, arriving late, does not schedule it again\n"
+    "      redis.call('SET', key, 'x' .. string.match(v, '^.(.*\\31)') .. 'reopened@' .. ARGV[i + 2],\n"
+    "                 'KEEPTTL')\n"
     "    elseif not v and ARGV[i + 2] ~= '-' and tonumber(ARGV[i + 3]) > now then\n"
     "      -- no record: the reopen came before its completion; a marker waits for it\n"
     "      local mk = P .. 'ro:' .. id\n"

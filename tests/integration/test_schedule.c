@@ -1937,6 +1937,50 @@ START_TEST(reopen_before_its_completion)
 }
 END_TEST
 
+/* Two reopens of one interaction, then, late, a completion from between them: the survey
+ * stays cancelled (the second reopen moved the record's reopen time to its own; the
+ * completion used to be taken for one after the reopens and scheduled again). A completion
+ * after both schedules it again. An operator's cancel is not moved by a reopen. */
+START_TEST(second_reopen_moves_the_cancel)
+{
+    env_open(JOURNEYS, NO_FATIGUE);
+    const int64_t T0 = NOW - 10 * 60 * SEC;
+    sb_record_t r;
+    char id[25];
+    mk_rec(&r, "rr-1", "support-csat", "c-rr", NOW + HOUR, NOW + 73 * HOUR);
+    id_of(&r, id);
+    ck_assert_int_eq(add_at(&r, T0), 1);
+    ck_assert_int_eq(cancel_at("rr-1", T0 + 60 * SEC), 1); /* first reopen: cancelled */
+    ck_assert_int_eq(cancel_at("rr-1", T0 + 180 * SEC), 0); /* second: moves the time */
+    sb_record_t got;
+    char want[40];
+    ck_assert_int_eq(record_of(id, &got), 0);
+    ck_assert_int_eq(got.state, SB_REC_CANCELLED);
+    snprintf(want, sizeof want, "reopened@%lld", (long long)(T0 + 180 * SEC));
+    ck_assert_str_eq(got.reason, want);
+    /* an older reopen (the first, delivered again) does not move it back */
+    ck_assert_int_eq(cancel_at("rr-1", T0 + 60 * SEC), 0);
+    ck_assert_int_eq(record_of(id, &got), 0);
+    ck_assert_str_eq(got.reason, want);
+    ck_assert_int_eq(counter("cancelled|support-csat"), 1);
+    /* the completion between the reopens, late: a duplicate */
+    ck_assert_int_eq(add_at(&r, T0 + 120 * SEC), 0);
+    ck_assert_int_eq(state_of(id), SB_REC_CANCELLED);
+    ck_assert_int_eq(zscore("sbt:sched", id), -1);
+    ck_assert_int_eq(counter("scheduled|support-csat"), 1);
+    /* a completion after both: scheduled again */
+    ck_assert_int_eq(add_at(&r, T0 + 240 * SEC), 1);
+    ck_assert_int_eq(state_of(id), SB_REC_PENDING);
+    ck_assert_int_eq(counter("scheduled|support-csat"), 2);
+    /* an operator's cancel stays the operator's */
+    ck_assert_int_eq(sb_sched_cancel_id(E.s, id, NOW), 1);
+    ck_assert_int_eq(cancel_at("rr-1", NOW - SEC), 0);
+    ck_assert_int_eq(record_of(id, &got), 0);
+    ck_assert_str_eq(got.reason, "operator");
+    env_close();
+}
+END_TEST
+
 /* Records are read once per claim, before any is changed: when a survey's reminder and its
  * expiry check fall due in the same claim (a dispatcher that was down for days), the
  * reminder is not sent (past the expiry) and the survey expires once. */
@@ -1974,6 +2018,7 @@ int main(void)
     tcase_add_test(tc, add_batch_and_duplicates);
     tcase_add_test(tc, cancel_by_interaction);
     tcase_add_test(tc, reopen_before_its_completion);
+    tcase_add_test(tc, second_reopen_moves_the_cancel);
     tcase_add_test(tc, claim_ack_remind_expire);
     tcase_add_test(tc, ack_reminder_at_given_time);
     tcase_add_test(tc, claim_after_expiry);
