@@ -9,7 +9,9 @@
  * their lease deadline; P"fh:"<customer> fatigue history (members "<id>|<kind>", scored by
  * fire time); P"ro:"<id> the time (ms) of a reopen that found no survey <id> (it came before
  * its completion), kept until a survey of a completion from before it would have expired
- * (reopen + the journey's delay + expires + 2 days); P"stats:dispatcher" hash of counters ("scheduled|<journey>", "fired|<journey>",
+ * (reopen + the journey's delay + expires + 2 days), and P"ro:any" the latest expiry of any
+ * such marker (absent: no marker to look for); P"stats:dispatcher" hash of counters
+ * ("scheduled|<journey>", "fired|<journey>",
  * "suppressed|<journey>|<reason>", "cancelled|<journey>", "expired|<journey>",
  * "reminded|<journey>", "reminder_cancelled|<journey>", "duplicate", "consumed",
  * "dlq|<reason>", ...). */

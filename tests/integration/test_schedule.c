@@ -1827,7 +1827,9 @@ START_TEST(reopen_before_its_completion)
     ck_assert_int_eq(exp_a, R + HOUR + 72 * HOUR + 2 * DAY);
     ck_assert_int_eq(exp_b, R + 7 * DAY + 2 * DAY);
     ck_assert_int_eq(exp_c, R + 5 * 60 * SEC + 7 * DAY + 2 * DAY);
-    ck_assert_int_eq(num("DBSIZE", NULL), 3); /* the markers; no counter was written */
+    /* the markers and ro:any, which lives as long as the longest of them; no counter */
+    ck_assert_int_eq(num("DBSIZE", NULL), 4);
+    ck_assert_int_eq(num("PEXPIRETIME", "sbt:ro:any", NULL), exp_c);
     /* delivered again, or an older reopen: the marker keeps the latest reopen */
     ck_assert_int_eq(cancel_at("ro-1", R), 0);
     ck_assert_int_eq(cancel_at("ro-1", R - 30 * SEC), 0);
@@ -1920,18 +1922,58 @@ START_TEST(reopen_before_its_completion)
     ck_assert_int_eq(sb_sched_cancel_id(E.s, ida, NOW), 0);
     ck_assert_int_eq(num("DBSIZE", NULL), 0);
 
-    /* the cost on the ingest path: one GET (the marker) per new survey, none per duplicate */
-    sb_record_t f;
+    /* two completions of one interaction in one call, either side of a reopen that came
+     * first: as one at a time, the first is created cancelled and the second schedules it
+     * again (with its timer) */
+    sb_record_t g;
+    char idg[25];
+    mk_rec(&g, "ro-4", "support-csat", "c-ro4", NOW + HOUR, NOW + 73 * HOUR);
+    id_of(&g, idg);
+    ck_assert_int_eq(cancel_at("ro-4", NOW - 20 * SEC), 0);
+    sb_sched_op_t two[] = {{SB_SCHED_ADD, &g, NOW - 30 * SEC}, {SB_SCHED_ADD, &g, NOW - 10 * SEC}};
+    int st2[2];
+    ck_assert_int_eq(sb_sched_apply(E.s, two, 2, NULL, 0, st2, NOW), 0);
+    ck_assert_int_eq(st2[0], 0);
+    ck_assert_int_eq(st2[1], 1);
+    ck_assert_int_eq(record_of(idg, &got), 0);
+    ck_assert_int_eq(got.state, SB_REC_PENDING);
+    snprintf(want, sizeof want, "completed@%lld", (long long)(NOW - 10 * SEC));
+    ck_assert_str_eq(got.reason, want);
+    ck_assert_int_eq(zscore("sbt:sched", idg), g.due_ms);
+    ck_assert_int_eq(counter("cancelled|support-csat"), 1);
+    ck_assert_int_eq(counter("scheduled|support-csat"), 1);
+    ck_assert_int_eq(counter("duplicate"), 0);
+    ck_assert_int_eq(marker_of(idg, NULL), -1);
+
+    /* the cost on the ingest path: the markers of a call's new surveys in one MGET, nothing
+     * for duplicates */
+    sb_record_t f, f2;
     mk_rec(&f, "ro-3", "support-csat", "c-ro3", NOW + HOUR, NOW + 73 * HOUR);
+    mk_rec(&f2, "ro-5", "support-csat", "c-ro5", NOW + HOUR, NOW + 73 * HOUR);
     freeReplyObject(cmd("CONFIG", "RESETSTAT", NULL));
-    ck_assert_int_eq(add_at(&f, NOW), 1);
+    sb_sched_op_t adds[] = {{SB_SCHED_ADD, &f, NOW}, {SB_SCHED_ADD, &f2, NOW}};
+    ck_assert_int_eq(sb_sched_apply(E.s, adds, 2, NULL, 0, st2, NOW), 0);
+    ck_assert_int_eq(st2[0] + st2[1], 2);
     redisReply *info = cmd("INFO", "commandstats", NULL);
-    ck_assert_ptr_nonnull(strstr(info->str, "cmdstat_get:calls=1,"));
+    ck_assert_ptr_nonnull(strstr(info->str, "cmdstat_mget:calls=1,"));
+    ck_assert_ptr_null(strstr(info->str, "cmdstat_get:"));
     freeReplyObject(info);
     freeReplyObject(cmd("CONFIG", "RESETSTAT", NULL));
     ck_assert_int_eq(add_at(&f, NOW), 0);
     info = cmd("INFO", "commandstats", NULL);
     ck_assert_ptr_null(strstr(info->str, "cmdstat_get:"));
+    ck_assert_ptr_null(strstr(info->str, "cmdstat_mget:"));
+    freeReplyObject(info);
+    /* with no marker anywhere (ro:any gone), a call's new surveys cost one EXISTS in all */
+    freeReplyObject(cmd("DEL", "sbt:ro:any", NULL));
+    mk_rec(&f, "ro-6", "support-csat", "c-ro6", NOW + HOUR, NOW + 73 * HOUR);
+    mk_rec(&f2, "ro-7", "support-csat", "c-ro7", NOW + HOUR, NOW + 73 * HOUR);
+    freeReplyObject(cmd("CONFIG", "RESETSTAT", NULL));
+    ck_assert_int_eq(sb_sched_apply(E.s, adds, 2, NULL, 0, st2, NOW), 0);
+    ck_assert_int_eq(st2[0] + st2[1], 2);
+    info = cmd("INFO", "commandstats", NULL);
+    ck_assert_ptr_nonnull(strstr(info->str, "cmdstat_exists:calls=1,"));
+    ck_assert_ptr_null(strstr(info->str, "cmdstat_mget:"));
     freeReplyObject(info);
     env_close();
 }
