@@ -99,7 +99,9 @@
 /* ARGV: prefix now nops {op...} ncounts {field n}...
  * op ADD:    'a' id value due journey at (no expiry while pending: set when it settles)
  * op CANCEL: 'c' id at until             (the journey is read from the record; at '-': by
- *                                        an operator, reason "operator"; until: see below)
+ *                                        an operator, reason "operator"; until: see below;
+ *                                        'C' instead of 'c': the same reopen as the op before,
+ *                                        for another journey)
  * A cancelled record ends with the reason "reopened@<at>"; an ADD of an event that occurred
  * after that reopen replaces it (a completion after the reopen) with the reason
  * "completed@<at>", any other ADD is a duplicate (a redelivery, a client retry, a second
@@ -107,7 +109,7 @@
  * or late): it cancels nothing.
  * A reopen later than the one that cancelled a record moves the record's reopen time to its
  * own (a completion between the two stays a duplicate when it arrives after both).
- * A reopen that finds no record (it came before its completion) leaves the marker
+ * A reopen that finds no record of any journey (it came before its completion) leaves the marker
  * P"ro:"<id> = at, expiring at until (none when until has passed; a later reopen's time
  * replaces an earlier one's), and P"ro:any" = the latest expiry of any marker, expiring then.
  * An ADD that creates a record reads its marker (while P"ro:any" exists: one EXISTS per call,
@@ -172,9 +174,32 @@ static const char LUA_APPLY[] = LUA_PRELUDE
     "  bulk('ZADD', sched, keep_t)\n"
     "  timers = {}\n"
     "end\n"
+    "-- The ops of one reopen, one per journey ('c' then 'C's): when it finds none of its\n"
+    "-- interaction's surveys, the completion has not come yet, and each journey gets a marker;\n"
+    "-- when it finds one, the completion came (it creates all its surveys at once), and the\n"
+    "-- journeys it did not match need none.\n"
+    "local g_found, g_missing = false, {}\n"
+    "local function end_group()\n"
+    "  if not g_found then\n"
+    "    for n = 1, #g_missing, 3 do\n"
+    "      local mk, at, till = P .. 'ro:' .. g_missing[n], g_missing[n + 1], g_missing[n + 2]\n"
+    "      local m = redis.call('GET', mk)\n"
+    "      if not m or tonumber(at) > tonumber(m) then\n"
+    "        redis.call('SET', mk, at, 'PXAT', till)\n"
+    "        local u = redis.call('GET', P .. 'ro:any')\n"
+    "        if not u or tonumber(till) > tonumber(u) then\n"
+    "          redis.call('SET', P .. 'ro:any', till, 'PXAT', till)\n"
+    "        end\n"
+    "        any = true\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "  g_found, g_missing = false, {}\n"
+    "end\n"
     "for k = 1, tonumber(ARGV[3]) do\n"
     "  local op, id = ARGV[i], ARGV[i + 1]\n"
     "  local key = P .. 's:' .. id\n"
+    "  if op ~= 'C' then end_group() end\n"
     "  if op == 'a' then\n"
     "    if pending_id[id] then markers() end\n"
     "    local old = redis.call('SET', key, ARGV[i + 2], 'NX', 'GET') -- false: it was set\n"
@@ -209,6 +234,7 @@ static const char LUA_APPLY[] = LUA_PRELUDE
     "    res[k] = 0\n"
     "    if #timers > 0 or #pend > 0 then add_timers() end\n"
     "    local v = redis.call('GET', key)\n"
+    "    if v then g_found = true end\n"
     "    -- a survey scheduled again after a reopen is not cancelled by a reopen from before\n"
     "    -- the completion that scheduled it (that reopen delivered again, or late)\n"
     "    local p = v and string.sub(v, 1, 1) == 'p'\n"
@@ -245,21 +271,14 @@ static const char LUA_APPLY[] = LUA_PRELUDE
     "      redis.call('SET', key, 'x' .. string.match(v, '^.(.*\\31)') .. 'reopened@' .. ARGV[i + 2],\n"
     "                 'KEEPTTL')\n"
     "    elseif not v and ARGV[i + 2] ~= '-' and tonumber(ARGV[i + 3]) > now then\n"
-    "      -- no record: the reopen came before its completion; a marker waits for it\n"
-    "      local mk = P .. 'ro:' .. id\n"
-    "      local m = redis.call('GET', mk)\n"
-    "      if not m or tonumber(ARGV[i + 2]) > tonumber(m) then\n"
-    "        redis.call('SET', mk, ARGV[i + 2], 'PXAT', ARGV[i + 3])\n"
-    "        local u = redis.call('GET', P .. 'ro:any')\n"
-    "        if not u or tonumber(ARGV[i + 3]) > tonumber(u) then\n"
-    "          redis.call('SET', P .. 'ro:any', ARGV[i + 3], 'PXAT', ARGV[i + 3])\n"
-    "        end\n"
-    "        any = true\n"
-    "      end\n"
+    "      -- no record: perhaps the reopen came before its completion (end_group decides)\n"
+    "      local n = #g_missing\n"
+    "      g_missing[n + 1], g_missing[n + 2], g_missing[n + 3] = id, ARGV[i + 2], ARGV[i + 3]\n"
     "    end\n"
     "    i = i + 4\n"
     "  end\n"
     "end\n"
+    "end_group()\n"
     "local nc = tonumber(ARGV[i])\n"
     "i = i + 1\n"
     "for k = 1, nc do\n"
@@ -630,7 +649,7 @@ static size_t apply_args(sb_sched_t *s, const sb_sched_op_t *ops, size_t n,
         } else {
             for (size_t j = 0; j < s->cfg->n_journeys; j++) {
                 sb_record_survey_id(rec->interaction_id, s->cfg->journeys[j].name, id);
-                sb_store_args_str(a, "c");
+                sb_store_args_str(a, j == 0 ? "c" : "C"); /* C: the same reopen */
                 sb_store_args_copy(a, id, SB_SURVEY_ID_LEN);
                 sb_store_args_int(a, ops[i].at_ms);
                 sb_store_args_int(a, marker_until(&s->cfg->journeys[j], ops[i].at_ms));

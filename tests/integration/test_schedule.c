@@ -1993,6 +1993,14 @@ START_TEST(second_reopen_moves_the_cancel)
     id_of(&r, id);
     ck_assert_int_eq(add_at(&r, T0), 1);
     ck_assert_int_eq(cancel_at("rr-1", T0 + 60 * SEC), 1); /* first reopen: cancelled */
+    /* it found the survey of one journey, so the completion had come: the journeys it did
+     * not match get no marker */
+    sb_record_t other;
+    char ido[25];
+    mk_rec(&other, "rr-1", "onboarding-nps", "c-rr", NOW + HOUR, NOW + 7 * DAY);
+    id_of(&other, ido);
+    ck_assert_int_eq(marker_of(ido, NULL), -1);
+    ck_assert_int_eq(num("EXISTS", "sbt:ro:any", NULL), 0);
     ck_assert_int_eq(cancel_at("rr-1", T0 + 180 * SEC), 0); /* second: moves the time */
     sb_record_t got;
     char want[40];
