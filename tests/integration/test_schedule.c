@@ -2031,6 +2031,67 @@ START_TEST(second_reopen_moves_the_cancel)
 }
 END_TEST
 
+/* A reopen older than the one already waiting in a survey's record (the survey claimed, or
+ * released and back in the schedule, when the later reopen came) must not move the cancel's
+ * time back: the survey ends cancelled with the later reopen's time, and a completion from
+ * between the two, arriving after both, stays a duplicate, as for a cancelled record
+ * (second_reopen_moves_the_cancel). Nor does a reopen replace an operator's cancel waiting
+ * so: that one stays final, and a completion after the reopen does not send the survey. */
+START_TEST(older_reopen_keeps_the_waiting_cancel)
+{
+    env_open(JOURNEYS, NO_FATIGUE);
+    sb_record_t r[3];
+    char id[3][25], want[40];
+    for (int i = 0; i < 3; i++)
+        add_new(&r[i], id[i], "t-or-", i, "support-csat", NOW, NOW + 72 * HOUR);
+    sb_claimed_t *cl = claim_buf(10);
+    ck_assert_int_eq(claim(E.s, NOW, 10, cl, NULL, NULL), 3);
+    snprintf(want, sizeof want, "reopened@%lld", (long long)(NOW + 300));
+    sb_record_t got;
+
+    /* t-or-0: both reopens while in flight, the later one first */
+    ck_assert_int_eq(cancel_at("t-or-0", NOW + 300), 2);
+    ck_assert_int_eq(cancel_at("t-or-0", NOW + 100), 2);
+    const char *rel0[] = {id[0]};
+    ck_assert_int_eq(sb_sched_release(E.s, rel0, 1, NOW + 1000), 0);
+    ck_assert_int_eq(claim(E.s, NOW + 1000, 10, cl, NULL, NULL), 0);
+    ck_assert_int_eq(record_of(id[0], &got), 0);
+    ck_assert_int_eq(got.state, SB_REC_CANCELLED);
+    ck_assert_str_eq(got.reason, want);
+    ck_assert_int_eq(add_at(&r[0], NOW + 200), 0);
+    ck_assert_int_eq(state_of(id[0]), SB_REC_CANCELLED);
+    ck_assert_int_eq(zscore("sbt:sched", id[0]), -1);
+
+    /* t-or-1: the later reopen in flight, the older one once it is back in the schedule */
+    ck_assert_int_eq(cancel_at("t-or-1", NOW + 300), 2);
+    const char *rel1[] = {id[1]};
+    ck_assert_int_eq(sb_sched_release(E.s, rel1, 1, NOW + 1000), 0);
+    ck_assert_int_eq(cancel_at("t-or-1", NOW + 100), 1);
+    ck_assert_int_eq(record_of(id[1], &got), 0);
+    ck_assert_int_eq(got.state, SB_REC_CANCELLED);
+    ck_assert_str_eq(got.reason, want);
+    ck_assert_int_eq(add_at(&r[1], NOW + 200), 0);
+    ck_assert_int_eq(state_of(id[1]), SB_REC_CANCELLED);
+    ck_assert_int_eq(zscore("sbt:sched", id[1]), -1);
+
+    /* t-or-2: an operator's cancel in flight, then a reopen and a completion after it */
+    ck_assert_int_eq(sb_sched_cancel_id(E.s, id[2], NOW), 2);
+    ck_assert_int_eq(cancel_at("t-or-2", NOW + 100), 2);
+    ck_assert_int_eq(add_at(&r[2], NOW + 200), 0);
+    const char *rel2[] = {id[2]};
+    ck_assert_int_eq(sb_sched_release(E.s, rel2, 1, NOW + 2000), 0);
+    ck_assert_int_eq(claim(E.s, NOW + 2000, 10, cl, NULL, NULL), 0);
+    ck_assert_int_eq(record_of(id[2], &got), 0);
+    ck_assert_int_eq(got.state, SB_REC_CANCELLED);
+    ck_assert_str_eq(got.reason, "operator");
+
+    ck_assert_int_eq(counter("cancelled|support-csat"), 3);
+    ck_assert_int_eq(counter("scheduled|support-csat"), 3);
+    free(cl);
+    env_close();
+}
+END_TEST
+
 /* Records are read once per claim, before any is changed: when a survey's reminder and its
  * expiry check fall due in the same claim (a dispatcher that was down for days), the
  * reminder is not sent (past the expiry) and the survey expires once. */
@@ -2069,6 +2130,7 @@ int main(void)
     tcase_add_test(tc, cancel_by_interaction);
     tcase_add_test(tc, reopen_before_its_completion);
     tcase_add_test(tc, second_reopen_moves_the_cancel);
+    tcase_add_test(tc, older_reopen_keeps_the_waiting_cancel);
     tcase_add_test(tc, claim_ack_remind_expire);
     tcase_add_test(tc, ack_reminder_at_given_time);
     tcase_add_test(tc, claim_after_expiry);
