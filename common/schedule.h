@@ -51,7 +51,9 @@ enum { SB_SCHED_ADD = 1, SB_SCHED_CANCEL = 2 };
  * reminder in flight then is dropped if it comes back to the schedule unsent). A
  * survey whose request is in flight (claimed, not yet acknowledged) keeps the cancel in its
  * record until the claim settles: acknowledged, it is fired without its reminder; released
- * unsent, it is cancelled when claimed again (status 2).
+ * unsent, it is cancelled when claimed again (status 2). A cancel waiting so keeps an
+ * operator's reason, and the latest reopen's time: an older reopen, arriving later, does
+ * not move it back.
  * A reopen that finds no survey of a journey (it arrived before its completion) leaves a
  * marker for that survey id with its time. An ADD that creates a survey looks for the
  * marker (one GET; a duplicate does not) and removes it: a completion at or before the
