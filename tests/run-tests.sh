@@ -48,6 +48,8 @@ report_one() {      # $1 binary, $2 result file
 run_check_bins() {  # $1 group, rest binaries
     local group=$1; shift
     local jobs=${SB_TEST_JOBS:-2} dir i
+    # not a positive number (0 would wait for a free lane forever): one at a time
+    [[ $jobs =~ ^[0-9]+$ ]] && [ "$jobs" -ge 1 ] || jobs=1
     dir=$(mktemp -d)
     local -a bins=() done_=()
     for slow in $SLOW_FIRST; do
