@@ -84,6 +84,7 @@ fuzz-replay: $(FUZZ_REPLAY)
 test: deps
 	@$(MAKE) --no-print-directory all web
 	@$(MAKE) --no-print-directory $(UNIT_BIN) $(INT_BIN) $(FUZZ_REPLAY)
+	@tests/scripts/test_run_tests.sh >/dev/null || tests/scripts/test_run_tests.sh
 	@tests/run-tests.sh all
 
 FUZZ_SECONDS ?= 30
