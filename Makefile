@@ -84,7 +84,7 @@ fuzz-replay: $(FUZZ_REPLAY)
 test: deps
 	@$(MAKE) --no-print-directory all web
 	@$(MAKE) --no-print-directory $(UNIT_BIN) $(INT_BIN) $(FUZZ_REPLAY)
-	@tests/scripts/test_run_tests.sh >/dev/null || tests/scripts/test_run_tests.sh
+	@out=$$(tests/scripts/test_run_tests.sh 2>&1) || { echo "$$out"; exit 1; }
 	@tests/run-tests.sh all
 
 FUZZ_SECONDS ?= 30
