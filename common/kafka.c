@@ -829,6 +829,12 @@ bool sb_kafka_consumer_up(sb_kafka_consumer_t *c)
 
 /* A handle destroyed on a thread of its own, waited for up to DESTROY_WAIT_MS. */
 #define DESTROY_WAIT_MS 1000
+static atomic_bool abandoned; /* a destroy did not finish: its threads still run */
+
+bool sb_kafka_abandoned(void)
+{
+    return atomic_load(&abandoned);
+}
 typedef struct destroyer {
     rd_kafka_t *rk;
     int flags;
@@ -865,6 +871,7 @@ static bool destroy_bounded(rd_kafka_t *rk, int flags)
     while (!atomic_load(&d->done) && sb_mono_ms() < deadline) nanosleep(&tick, NULL);
     if (!atomic_load(&d->done)) {
         pthread_detach(t);
+        atomic_store(&abandoned, true);
         return false;
     }
     pthread_join(t, NULL);

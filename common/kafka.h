@@ -64,6 +64,11 @@ int sb_kafka_producer_close(sb_kafka_producer_t *p, int flush_ms);
  * destroys. Call sb_kafka_producer_flush first to deliver instead. NULL is a no-op. */
 void sb_kafka_producer_free(sb_kafka_producer_t *p);
 
+/* Whether a consumer's destroy was given up (sb_kafka_consumer_close): librdkafka threads
+ * still run, so the process should end with _exit, not run exit handlers (OpenSSL's, for
+ * one) under them. */
+bool sb_kafka_abandoned(void);
+
 /* ---- Consumer ------------------------------------------------------------------------- */
 
 /* One consumed message. Every pointer is borrowed from the message batch and valid until

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dispatcher.h"
 #include "http.h"
@@ -258,5 +259,9 @@ int main(int argc, char **argv)
     sb_tz_cache_free();
     sb_service_fini(&d.svc);
     if (rc == 0) sb_info("stopped");
+    if (sb_kafka_abandoned()) { /* its threads must not meet the exit handlers */
+        fflush(NULL);
+        _exit(rc);
+    }
     return rc;
 }
