@@ -1324,17 +1324,31 @@ START_TEST(held_surveys_of_a_full_batch_go_back_at_once)
 }
 END_TEST
 
+/* The reopen tests' setup: one CSAT journey "<name>-csat" on support tickets, 3 s after
+ * the completion, by email; a subscriber to every MQTT request; a dispatcher, ready. */
+static pid_t reopen_env(env_t *e, const char *name, mq_t *rx, sb_mqtt_t **sub)
+{
+    char json[400], cid[64], log[64];
+    snprintf(json, sizeof json,
+             "{\"journeys\":[{\"name\":\"%s-csat\",\"on\":{\"kind\":\"support_ticket\"},"
+             "\"survey\":\"csat\",\"delay\":\"3s\",\"channel\":\"email\"}]}",
+             name);
+    env_open(e, name, json);
+    const char *subs[] = {"surveys/#"};
+    snprintf(cid, sizeof cid, "%s-test-sub", name);
+    *sub = mq_open(e, rx, cid, subs, 1);
+    snprintf(log, sizeof log, "%s.log", name);
+    pid_t d = disp_start(e, NULL, log);
+    wait_ready(e, 30000);
+    return d;
+}
+
 START_TEST(reopened_interaction_cancels_its_pending_survey)
 {
     env_t e;
-    env_open(&e, "t7",
-             "{\"journeys\":[{\"name\":\"t7-csat\",\"on\":{\"kind\":\"support_ticket\"},"
-             "\"survey\":\"csat\",\"delay\":\"3s\",\"channel\":\"email\"}]}");
     mq_t rx;
-    const char *subs[] = {"surveys/#"};
-    sb_mqtt_t *sub = mq_open(&e, &rx, "t7-test-sub", subs, 1);
-    pid_t d = disp_start(&e, NULL, "t7.log");
-    wait_ready(&e, 30000);
+    sb_mqtt_t *sub;
+    pid_t d = reopen_env(&e, "t7", &rx, &sub);
     int64_t now = sb_now_ms();
     send_event(&e, "t7-e1", "interaction.completed", now, "t7-c1", "t7-i1", "support_ticket", "");
     send_event(&e, "t7-e2", "interaction.reopened", now + 100, "t7-c1", "t7-i1", "support_ticket",
@@ -1403,14 +1417,9 @@ END_TEST
 START_TEST(reopen_before_its_completion_cancels_the_survey)
 {
     env_t e;
-    env_open(&e, "t7e",
-             "{\"journeys\":[{\"name\":\"t7e-csat\",\"on\":{\"kind\":\"support_ticket\"},"
-             "\"survey\":\"csat\",\"delay\":\"3s\",\"channel\":\"email\"}]}");
     mq_t rx;
-    const char *subs[] = {"surveys/#"};
-    sb_mqtt_t *sub = mq_open(&e, &rx, "t7e-test-sub", subs, 1);
-    pid_t d = disp_start(&e, NULL, "t7e.log");
-    wait_ready(&e, 30000);
+    sb_mqtt_t *sub;
+    pid_t d = reopen_env(&e, "t7e", &rx, &sub);
     int64_t now = sb_now_ms();
     /* t7e-i1: reopened at now + 100, its completion (at now) produced after the reopen */
     send_event(&e, "t7e-e1", "interaction.reopened", now + 100, "t7e-c1", "t7e-i1", "support_ticket",
