@@ -156,6 +156,11 @@ const char *sb_kafka_consumer_error(const sb_kafka_consumer_t *c);
  * abort the process: librdkafka#4312); its memory goes with the process. NULL is a no-op. */
 void sb_kafka_consumer_close(sb_kafka_consumer_t *c);
 
+/* A service's stop: sb_kafka_commit and sb_kafka_consumer_close wait no later than mono_ms
+ * (sb_mono_ms()), whatever their own timeouts; the destroy that ends a close may take up
+ * to one second more. */
+void sb_kafka_consumer_stop_by(sb_kafka_consumer_t *c, int64_t mono_ms);
+
 /* ---- Scan ----------------------------------------------------------------------------- */
 
 /* Called by sb_kafka_scan for each message; m is borrowed for the call. Returns 0 to go on,

@@ -224,6 +224,10 @@ static void shutdown_all(disp_t *d)
                 d->fire.inflight);
     firer_report(&d->fire);
     if (d->consumer) {
+        /* a broker that hangs must not take the stop past its budget (the commit alone
+         * may otherwise wait 5 s, the close 4 s more) */
+        sb_kafka_consumer_stop_by(d->consumer,
+                                  sb_mono_ms() + sb_service_stop_left_ms(SB_SERVICE_CLOSE_MS));
         sb_kafka_commit(d->consumer);
         sb_kafka_consumer_close(d->consumer);
     }

@@ -1812,6 +1812,43 @@ START_TEST(sigterm_in_a_kafka_outage_with_requests_in_flight)
 }
 END_TEST
 
+/* SIGTERM while the Kafka broker hangs (SIGSTOP: connections stay open, nothing answers),
+ * with requests in flight and offsets of Kafka input stored but not committed: exit 0
+ * within 10 s all the same; once the broker answers again, the requests go out once. */
+START_TEST(sigterm_with_kafka_hung_and_requests_in_flight)
+{
+    env_t e;
+    mq_t txq;
+    sb_mqtt_t *pub = visit_env(&e, &txq, "t9h", "3s", "");
+    pid_t d = disp_start(&e, NULL, "t9h-1.log");
+    wait_ready(&e, 30000);
+    /* a Kafka event consumed (its offset stored) before the broker hangs */
+    send_event(&e, "t9h-k1", "interaction.completed", sb_now_ms(), "t9h-ck", "t9h-ik",
+               "support_ticket", "");
+    flush_all(&e);
+    ck_assert_int_ge(stat_wait(&e, "consumed", 1, 10000), 1);
+    ck_assert_int_eq(sb_h_kill(h.kafka_pid, SIGSTOP), 0);
+    char ids[5][SB_SURVEY_ID_LEN + 1];
+    visits_in_flight(&e, pub, "t9h", ids, 5);
+    int64_t t0 = sb_mono_ms();
+    ck_assert_int_eq(sb_h_kill(d, SIGTERM), 0);
+    int st = 0, rc = sb_h_wait_exit(d, 20000, &st);
+    int64_t took = sb_mono_ms() - t0;
+    sb_h_kill(h.kafka_pid, SIGCONT);
+    if (rc == 0) forget(d);
+    ck_assert_msg(rc == 0, "dispatcher still running 20 s after SIGTERM");
+    ck_assert_msg(took < 10000, "stopping took %lld ms", (long long)took);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status 0x%x", st);
+    d = disp_start(&e, NULL, "t9h-2.log");
+    ck_assert_int_eq(stat_wait(&e, "fired|t9h-visit", 5, 60000), 5);
+    sleep_ms(500);
+    ck_assert_int_eq(stat_get(&e, "fired|t9h-visit"), 5);
+    disp_stop(d);
+    mq_close(pub, &txq);
+    env_close(&e);
+}
+END_TEST
+
 /* An idle dispatcher that lived through a Kafka outage stops as cleanly as any other: it
  * commits and leaves its group (it took the brokers for unreachable, skipped both and left
  * its partitions idle for the session timeout), and the outage reported by its idle MQTT
@@ -2143,6 +2180,7 @@ int main(void)
     SB_H_ADD(tc, sigterm_mid_firing_and_with_redis_down_exits_zero_and_loses_nothing);
     SB_H_ADD(tc, sigterm_partitioned_with_requests_in_flight);
     SB_H_ADD(tc, sigterm_in_a_kafka_outage_with_requests_in_flight);
+    SB_H_ADD(tc, sigterm_with_kafka_hung_and_requests_in_flight);
     SB_H_ADD(tc, stop_after_a_kafka_outage_leaves_the_group);
     SB_H_ADD(tc, redis_full_pauses_with_back_off_and_loses_nothing);
     SB_H_ADD(tc, kafka_outage_longer_than_the_lease_sends_each_survey_once);
