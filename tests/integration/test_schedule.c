@@ -2120,6 +2120,605 @@ START_TEST(reminder_and_expiry_in_one_claim)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- i. model-based random walk */
+
+/* A seeded random walk over a few interactions and the three journeys, through the C API as
+ * the dispatcher uses it (completions and reopens in batches, redelivered; operator cancels;
+ * claims, whole or split; acknowledgements with and without hints and reminder times, some
+ * repeated; releases; leases left to expire and recovered), with the aggregator's answers
+ * (the record's first byte set to 'a') and time moving on. After every step each record's
+ * state is compared with the one before: every transition must be one the scripts make, and
+ * each counter must have moved by exactly the transitions seen (scheduled: created or
+ * scheduled again; cancelled; expired; fired: a pending survey acknowledged, or an answered
+ * one settled). A survey is published at most once per lifetime (from scheduled to
+ * settled); one published is fired and never cancelled or expired unsent, one not published
+ * never fired. Timers: a pending survey has exactly one fire timer, scheduled or in flight,
+ * and no reminder or expiry check; no other record has a fire timer (but one answered while
+ * its request was in flight, until its claim settles), a cancelled one no timer at all; the
+ * in-flight set is exactly the claims the walk holds. A redelivered event changes nothing but
+ * the counter "duplicate". In the end, time runs past every expiry and all is claimed and
+ * settled: nothing scheduled or in flight, every record cancelled, expired or answered, and
+ * fired|<journey> = the lifetimes that were published. SB_MW_TRACE=1 prints the steps. */
+enum { MW_I = 8, MW_J = 3, MW_CL = 64, MW_EV = 2048, MW_SEEDS = 16, MW_STEPS = 400 };
+static const char *const mw_jn[MW_J] = {"support-csat", "onboarding-nps", "self-service-ces"};
+
+static struct mw_surv {
+    char id[25], key[48];
+    char st;        /* state last seen ('\0': no record) */
+    bool ttl;       /* the record had an expiry then */
+    bool published; /* the request of its current lifetime went out */
+    bool reminded;  /* and its reminder */
+} mw_s[MW_I][MW_J];
+static unsigned mw_sub[MW_I]; /* the journeys each interaction's completion matches */
+
+static struct mw_claim {
+    char member[SB_SCHED_MEMBER_MAX];
+    int i, j;
+    bool reminder, published;
+    int64_t deadline;
+    sb_sched_hint_t h;
+} mw_c[MW_CL];
+static size_t mw_nc;
+
+static struct mw_ev {
+    int op, i;
+    int64_t at;
+} mw_ev[MW_EV];
+static size_t mw_nev;
+
+enum { K_SCHED, K_CANC, K_EXP, K_FIRED, K_REMINDED, K__N };
+static const char *const mw_kn[K__N] = {"scheduled", "cancelled", "expired", "fired", "reminded"};
+static long long mw_want[MW_J][K__N];
+static long long mw_pub[MW_J];      /* lifetimes whose request went out */
+static long long mw_born_x[MW_J];   /* records created cancelled (a reopen's marker) */
+static long long mw_exp_unsent[MW_J];
+static int64_t mw_now;
+static int mw_seed, mw_step;
+static bool mw_answering, mw_trace;
+static long long mw_stats[9]; /* completions, reopens, redeliveries, claims, acks, releases, answers,
+                                * recoveries, redeliveries exempt */
+
+#define MW_MSG "seed %d step %d: "
+#define MW_AT mw_seed, mw_step
+
+static void mw_log(const char *fmt, ...)
+{
+    if (!mw_trace) return;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "[%d.%d t=+%llds] ", mw_seed, mw_step, (long long)((mw_now - NOW) / SEC));
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+/* The raw value of a key (a copy to free, NULL: none). */
+static char *mw_get(const char *key)
+{
+    redisReply *r = cmd("GET", key, NULL);
+    char *v = r->type == REDIS_REPLY_STRING ? strndup(r->str, r->len) : NULL;
+    freeReplyObject(r);
+    return v;
+}
+
+static bool mw_in(const redisReply *z, const char *member)
+{
+    for (size_t k = 0; k < z->elements; k++)
+        if (!strcmp(z->element[k]->str, member)) return true;
+    return false;
+}
+
+/* Compares every record with the state seen last, checks the transition, the counters it
+ * implies and the timers. */
+static void mw_observe(void)
+{
+    /* one round trip: each record and its lifetime, the counters, the two sets */
+    enum { NR = 2 * MW_I * MW_J + 3 };
+    redisReply *rep[NR];
+    for (int i = 0; i < MW_I; i++)
+        for (int j = 0; j < MW_J; j++) {
+            const char *g[] = {"GET", mw_s[i][j].key}, *t[] = {"PTTL", mw_s[i][j].key};
+            ck_assert_int_eq(sb_store_append_argv(E.st, 2, g, NULL), 0);
+            ck_assert_int_eq(sb_store_append_argv(E.st, 2, t, NULL), 0);
+        }
+    const char *hg[] = {"HGETALL", "sbt:stats:dispatcher"};
+    const char *zs[] = {"ZRANGE", "sbt:sched", "0", "-1"}, *zi[] = {"ZRANGE", "sbt:inflight", "0", "-1"};
+    ck_assert_int_eq(sb_store_append_argv(E.st, 2, hg, NULL), 0);
+    ck_assert_int_eq(sb_store_append_argv(E.st, 4, zs, NULL), 0);
+    ck_assert_int_eq(sb_store_append_argv(E.st, 4, zi, NULL), 0);
+    ck_assert_int_eq(sb_store_pipeline_get(E.st, rep, NR), 0);
+    for (int i = 0; i < MW_I; i++)
+        for (int j = 0; j < MW_J; j++) {
+            struct mw_surv *s = &mw_s[i][j];
+            const redisReply *rv = rep[2 * (i * MW_J + j)], *rt = rep[2 * (i * MW_J + j) + 1];
+            char st = rv->type == REDIS_REPLY_STRING && rv->len ? rv->str[0] : 0;
+            ck_assert_int_eq(rt->type, REDIS_REPLY_INTEGER);
+            bool ttl = rt->integer >= 0;
+            ck_assert_msg(st != 'p' || !ttl, MW_MSG "pending %s has an expiry", MW_AT, s->id);
+            ck_assert_msg(!st || st == 'p' || st == 'a' || ttl, MW_MSG "settled %s (%c) has no expiry",
+                          MW_AT, s->id, st);
+            char o = s->st;
+            if (o == st && s->ttl == ttl) continue;
+            long long *w = mw_want[j];
+            mw_log("  %s/%s: %c%s -> %c%s", s->id, mw_jn[j], o ? o : '-', s->ttl ? "(ttl)" : "",
+                   st ? st : '-', ttl ? "(ttl)" : "");
+#define T(a, b) ((a) << 8 | (b))
+            switch (T(o, st)) {
+            case T(0, 'p'):
+            case T('x', 'p'):
+                w[K_SCHED]++;
+                s->published = s->reminded = false;
+                break;
+            case T(0, 'x'):
+                w[K_CANC]++;
+                mw_born_x[j]++;
+                break;
+            case T('p', 'x'):
+                ck_assert_msg(!s->published, MW_MSG "%s cancelled after it was sent", MW_AT, s->id);
+                w[K_CANC]++;
+                break;
+            case T('p', 'e'):
+                ck_assert_msg(!s->published, MW_MSG "%s expired unsent after it was sent", MW_AT, s->id);
+                w[K_EXP]++;
+                mw_exp_unsent[j]++;
+                break;
+            case T('p', 'f'):
+                ck_assert_msg(s->published, MW_MSG "%s fired, never sent", MW_AT, s->id);
+                w[K_FIRED]++;
+                break;
+            case T('f', 'e'): w[K_EXP]++; break;
+            case T('p', 'a'):
+            case T('f', 'a'):
+            case T('e', 'a'):
+                ck_assert_msg(mw_answering && !(o == 'p' && ttl), MW_MSG "%s answered by the dispatcher",
+                              MW_AT, s->id);
+                break;
+            case T('a', 'a'):
+                /* answered while in flight: fired when settled (acknowledged, or claimed again) */
+                ck_assert_msg(!s->ttl && ttl, MW_MSG "%s: answered record lost its expiry", MW_AT, s->id);
+                ck_assert_msg(s->published, MW_MSG "%s answered, never sent", MW_AT, s->id);
+                w[K_FIRED]++;
+                break;
+            default:
+                ck_assert_msg(0, MW_MSG "%s: transition %c -> %c", MW_AT, s->id, o ? o : '-',
+                              st ? st : '-');
+            }
+#undef T
+            s->st = st, s->ttl = ttl;
+        }
+
+    /* counters */
+    const redisReply *hr = rep[NR - 3];
+    for (int j = 0; j < MW_J; j++)
+        for (int k = 0; k < K__N; k++) {
+            char f[64];
+            snprintf(f, sizeof f, "%s|%s", mw_kn[k], mw_jn[j]);
+            long long got = 0;
+            for (size_t e = 0; e + 1 < hr->elements; e += 2)
+                if (!strcmp(hr->element[e]->str, f)) got = atoll(hr->element[e + 1]->str);
+            ck_assert_msg(got == mw_want[j][k], MW_MSG "%s is %lld, transitions say %lld", MW_AT, f,
+                          got, mw_want[j][k]);
+        }
+
+    /* timers */
+    const redisReply *sc = rep[NR - 2], *in = rep[NR - 1];
+    ck_assert_msg(in->elements == mw_nc, MW_MSG "%zu in flight, the walk holds %zu claims", MW_AT,
+                  in->elements, mw_nc);
+    for (size_t c = 0; c < mw_nc; c++)
+        ck_assert_msg(mw_in(in, mw_c[c].member), MW_MSG "claim %s not in flight", MW_AT, mw_c[c].member);
+    size_t known = 0;
+    for (int i = 0; i < MW_I; i++)
+        for (int j = 0; j < MW_J; j++) {
+            const struct mw_surv *s = &mw_s[i][j];
+            char m[3][SB_SCHED_MEMBER_MAX];
+            bool ins[3], inf[3];
+            for (int k = 0; k < 3; k++) {
+                memcpy(m[k], s->id, SB_SURVEY_ID_LEN + 1);
+                if (k) memcpy(m[k] + SB_SURVEY_ID_LEN, k == 1 ? ":r" : ":x", 3);
+            }
+            for (int k = 0; k < 3; k++) {
+                ins[k] = mw_in(sc, m[k]), inf[k] = mw_in(in, m[k]);
+                ck_assert_msg(!(ins[k] && inf[k]), MW_MSG "%s both scheduled and in flight", MW_AT, m[k]);
+                known += ins[k];
+            }
+            char st = s->st;
+            if (st == 'p')
+                ck_assert_msg((ins[0] || inf[0]) && !ins[1] && !inf[1] && !ins[2] && !inf[2],
+                              MW_MSG "pending %s: fire %d/%d, reminder %d/%d, check %d/%d", MW_AT, s->id,
+                              ins[0], inf[0], ins[1], inf[1], ins[2], inf[2]);
+            else
+                ck_assert_msg((!ins[0] && !inf[0]) || (st == 'a' && !s->ttl),
+                              MW_MSG "%s (%c) has a fire timer (%d/%d)", MW_AT, s->id, st ? st : '-',
+                              ins[0], inf[0]);
+            if (st == 'x' || !st)
+                ck_assert_msg(!ins[1] && !inf[1] && !ins[2] && !inf[2], MW_MSG "%s (%c) has timers",
+                              MW_AT, s->id, st ? st : '-');
+        }
+    ck_assert_msg(known == sc->elements, MW_MSG "%zu timers of unknown surveys", MW_AT,
+                  sc->elements - known);
+    for (int k = 0; k < NR; k++) freeReplyObject(rep[k]);
+}
+
+/* Everything a redelivered event could change but the counter "duplicate". */
+static char *mw_snapshot(void)
+{
+    enum { NR = 3 * MW_I * MW_J + 3 };
+    char mk[MW_I * MW_J][48];
+    redisReply *rep[NR];
+    for (int i = 0, n = 0; i < MW_I; i++)
+        for (int j = 0; j < MW_J; j++, n++) {
+            snprintf(mk[n], sizeof mk[n], "sbt:ro:%.24s", mw_s[i][j].id);
+            const char *g[] = {"GET", mw_s[i][j].key}, *t[] = {"PEXPIRETIME", mw_s[i][j].key},
+                       *m[] = {"GET", mk[n]};
+            ck_assert_int_eq(sb_store_append_argv(E.st, 2, g, NULL), 0);
+            ck_assert_int_eq(sb_store_append_argv(E.st, 2, t, NULL), 0);
+            ck_assert_int_eq(sb_store_append_argv(E.st, 2, m, NULL), 0);
+        }
+    const char *zs[] = {"ZRANGE", "sbt:sched", "0", "-1", "WITHSCORES"};
+    const char *zi[] = {"ZRANGE", "sbt:inflight", "0", "-1", "WITHSCORES"};
+    const char *hg[] = {"HGETALL", "sbt:stats:dispatcher"};
+    ck_assert_int_eq(sb_store_append_argv(E.st, 5, zs, NULL), 0);
+    ck_assert_int_eq(sb_store_append_argv(E.st, 5, zi, NULL), 0);
+    ck_assert_int_eq(sb_store_append_argv(E.st, 2, hg, NULL), 0);
+    ck_assert_int_eq(sb_store_pipeline_get(E.st, rep, NR), 0);
+    size_t cap = 1 << 16, len = 0;
+    char *out = malloc(cap);
+    ck_assert_ptr_nonnull(out);
+#define PUT(p, n)                                                                            \
+    do {                                                                                     \
+        while (len + (n) + 2 > cap) out = realloc(out, cap *= 2);                            \
+        ck_assert_ptr_nonnull(out);                                                          \
+        memcpy(out + len, (p), (n)), len += (n), out[len++] = '\n';                          \
+    } while (0)
+    for (int k = 0; k < NR - 3; k++) {
+        const redisReply *r = rep[k];
+        char b[24];
+        if (r->type == REDIS_REPLY_STRING) PUT(r->str, r->len);
+        else if (r->type == REDIS_REPLY_INTEGER) {
+            snprintf(b, sizeof b, "%lld", r->integer);
+            PUT(b, strlen(b));
+        } else PUT("-", 1);
+    }
+    for (int k = NR - 3; k < NR; k++) {
+        const redisReply *r = rep[k];
+        for (size_t e = 0; e < r->elements; e++) {
+            /* a hash: field, value; the field "duplicate" and its value left out */
+            if (k == NR - 1 && e % 2 == 0 && !strcmp(r->element[e]->str, "duplicate")) {
+                e++;
+                continue;
+            }
+            PUT(r->element[e]->str, r->element[e]->len);
+        }
+    }
+#undef PUT
+    for (int k = 0; k < NR; k++) freeReplyObject(rep[k]);
+    out[len] = '\0';
+    return out;
+}
+
+/* A completion (one ADD per journey it matches, in one batch) or a reopen of interaction i
+ * that occurred at at, delivered now. */
+static void mw_deliver(int op, int i, int64_t at)
+{
+    sb_record_t r[MW_J];
+    sb_sched_op_t ops[MW_J];
+    size_t n = 0;
+    char inter[16], cust[16];
+    snprintf(inter, sizeof inter, "mw-%d", i);
+    snprintf(cust, sizeof cust, "c-mw-%d", i);
+    if (op == SB_SCHED_ADD) {
+        for (int j = 0; j < MW_J; j++)
+            if (mw_sub[i] >> j & 1) {
+                const sb_journey_t *jj = sb_config_journey(E.cfg, mw_jn[j]);
+                int64_t due = at + jj->delay_ms;
+                mk_rec(&r[n], inter, mw_jn[j], cust, due, due + jj->expires_ms);
+                ops[n] = (sb_sched_op_t){SB_SCHED_ADD, &r[n], at};
+                n++;
+            }
+    } else {
+        memset(&r[0], 0, sizeof r[0]);
+        snprintf(r[0].interaction_id, sizeof r[0].interaction_id, "%s", inter);
+        ops[n++] = (sb_sched_op_t){SB_SCHED_CANCEL, &r[0], at};
+    }
+    int st[MW_J];
+    if (rnd(2)) {
+        ck_assert_int_eq(sb_sched_apply(E.s, ops, n, NULL, 0, st, mw_now), 0);
+    } else {
+        ck_assert_int_eq(sb_sched_apply_send(E.s, ops, n, NULL, 0, mw_now), 0);
+        ck_assert_int_eq(sb_sched_apply_recv(E.s, st), 0);
+    }
+    mw_log("%s mw-%d at=+%llds: status %d", op == SB_SCHED_ADD ? "complete" : "reopen", i,
+           (long long)((at - NOW) / SEC), st[0]);
+}
+
+static struct mw_surv *mw_find(const char *id, int *pi, int *pj)
+{
+    for (int i = 0; i < MW_I; i++)
+        for (int j = 0; j < MW_J; j++)
+            if (!strcmp(mw_s[i][j].id, id)) {
+                *pi = i, *pj = j;
+                return &mw_s[i][j];
+            }
+    ck_assert_msg(0, MW_MSG "unknown survey %s", MW_AT, id);
+    return NULL;
+}
+
+static void mw_claim(size_t max)
+{
+    sb_claimed_t cl[8];
+    int n;
+    if (rnd(2)) {
+        n = sb_sched_claim(E.s, mw_now, max, cl, NULL, NULL);
+    } else {
+        ck_assert_int_eq(sb_sched_claim_send(E.s, mw_now, max), 0);
+        n = sb_sched_claim_recv(E.s, max, cl, NULL, NULL);
+    }
+    ck_assert_int_ge(n, 0);
+    for (int k = 0; k < n; k++) {
+        int i, j;
+        struct mw_surv *s = mw_find(cl[k].survey_id, &i, &j);
+        ck_assert_uint_lt(mw_nc, MW_CL);
+        struct mw_claim *c = &mw_c[mw_nc++];
+        memcpy(c->member, cl[k].member, sizeof c->member);
+        c->i = i, c->j = j, c->reminder = cl[k].reminder;
+        c->deadline = mw_now + 30 * SEC;
+        sb_sched_hint(E.cfg, &cl[k], &c->h);
+        c->published = rnd(5) != 0;
+        if (!c->reminder) {
+            ck_assert_msg(cl[k].rec.state == SB_REC_PENDING, MW_MSG "claimed %s in state %c", MW_AT,
+                          c->member, cl[k].rec.state);
+            if (c->published) {
+                ck_assert_msg(!s->published, MW_MSG "%s sent twice", MW_AT, s->id);
+                s->published = true;
+                mw_pub[j]++;
+            }
+        } else {
+            ck_assert_msg(cl[k].rec.state == SB_REC_FIRED, MW_MSG "reminder %s of a record in state %c",
+                          MW_AT, c->member, cl[k].rec.state);
+            ck_assert_msg(s->published, MW_MSG "reminder of %s, never sent", MW_AT, s->id);
+            if (c->published) {
+                ck_assert_msg(!s->reminded, MW_MSG "reminder of %s sent twice", MW_AT, s->id);
+                s->reminded = true;
+            }
+        }
+        mw_log("claim %s%s", c->member, c->published ? " (published)" : "");
+    }
+    mw_stats[3] += n;
+}
+
+static void mw_drop(size_t c)
+{
+    mw_c[c] = mw_c[--mw_nc];
+}
+
+/* Acknowledges claim c (published), sometimes twice: the second one does nothing. */
+static void mw_ack(size_t c)
+{
+    struct mw_claim cc = mw_c[c];
+    mw_drop(c);
+    const char *m[] = {cc.member};
+    int64_t at[1] = {rnd(3) ? 0 : mw_now + (int64_t)rnd(30 * HOUR)};
+    const sb_sched_hint_t *hint = rnd(2) ? &cc.h : NULL;
+    int done[1] = {-1};
+    for (int rep = 0; rep < (rnd(5) ? 1 : 2); rep++) {
+        if (rnd(2)) {
+            ck_assert_int_eq(sb_sched_ack(E.s, m, rnd(2) ? at : NULL, hint, 1, mw_now, done), 0);
+        } else {
+            ck_assert_int_eq(sb_sched_ack_send(E.s, m, rnd(2) ? at : NULL, hint, 1, mw_now), 0);
+            ck_assert_int_eq(sb_sched_ack_recv(E.s, 1, done), 0);
+        }
+        ck_assert_msg(done[0] == !rep, MW_MSG "ack %d of %s: done %d", MW_AT, rep, cc.member, done[0]);
+        if (!rep && cc.reminder) mw_want[cc.j][K_REMINDED]++;
+        mw_log("ack %s%s%s", cc.member, hint ? " (hint)" : "", rep ? " again" : "");
+    }
+    mw_stats[4]++;
+}
+
+static void mw_release(size_t c, int64_t at)
+{
+    const char *m[] = {mw_c[c].member};
+    mw_log("release %s at +%llds", m[0], (long long)((at - NOW) / SEC));
+    ck_assert_int_eq(sb_sched_release(E.s, m, 1, at), 0);
+    mw_drop(c);
+    mw_stats[5]++;
+}
+
+/* Settles claim c as its dispatcher would: published, acknowledged; not, released (one
+ * published whose record was answered may be released too: the next claim settles it). */
+static void mw_settle(size_t c, int64_t release_at)
+{
+    if (mw_c[c].published && !(mw_s[mw_c[c].i][mw_c[c].j].st == 'a' && !mw_c[c].reminder && rnd(2)))
+        mw_ack(c);
+    else
+        mw_release(c, release_at);
+}
+
+static int64_t mw_event_time(void)
+{
+    switch (rnd(6)) {
+    case 0: return mw_now;
+    case 1: return mw_now - (int64_t)rnd(2 * DAY); /* late */
+    default: return mw_now - (int64_t)rnd(3 * HOUR);
+    }
+}
+
+static void mw_one_step(void)
+{
+    unsigned r = (unsigned)rnd(100);
+    if (r < 14) { /* a completion */
+        int i = (int)rnd(MW_I);
+        int64_t at = mw_event_time();
+        mw_deliver(SB_SCHED_ADD, i, at);
+        mw_ev[mw_nev++ % MW_EV] = (struct mw_ev){SB_SCHED_ADD, i, at};
+        mw_stats[0]++;
+    } else if (r < 24) { /* a reopen */
+        int i = (int)rnd(MW_I);
+        int64_t at = mw_event_time();
+        mw_deliver(SB_SCHED_CANCEL, i, at);
+        mw_ev[mw_nev++ % MW_EV] = (struct mw_ev){SB_SCHED_CANCEL, i, at};
+        mw_stats[1]++;
+    } else if (r < 34 && mw_nev) { /* an event delivered again: nothing but "duplicate" */
+        mw_observe();
+        const struct mw_ev *e = &mw_ev[rnd(mw_nev < MW_EV ? mw_nev : MW_EV)];
+        /* Documented limitation: a survey scheduled for the first time keeps no completion
+         * time, so a reopen from before its completion, arriving after it, cancels it; the
+         * completion delivered again then schedules it anew (it occurred after that reopen).
+         * Not a duplicate then. */
+        bool again = false;
+        for (int j = 0; e->op == SB_SCHED_ADD && j < MW_J; j++) {
+            char *v = mw_get(mw_s[e->i][j].key);
+            const char *ro = v && v[0] == 'x' ? strstr(v, "\x1freopened@") : NULL;
+            if (ro && atoll(ro + 10) < e->at) again = true;
+            free(v);
+        }
+        char *before = mw_snapshot();
+        long long dup = counter("duplicate");
+        mw_log("again%s:", again ? " (completed after an older reopen that came later)" : "");
+        mw_deliver(e->op, e->i, e->at);
+        char *after = mw_snapshot();
+        if (again) {
+            strcpy(before, after);
+            mw_stats[8]++;
+        }
+        if (strcmp(before, after)) {
+            size_t k = 0, l = 0;
+            while (before[k] == after[k]) if (before[k++] == '\n') l = k;
+            ck_assert_msg(0, MW_MSG "redelivered %s of mw-%d at +%llds changed: %.*s -> %.*s", MW_AT,
+                          e->op == SB_SCHED_ADD ? "completion" : "reopen", e->i,
+                          (long long)((e->at - NOW) / SEC), (int)strcspn(before + l, "\n"), before + l,
+                          (int)strcspn(after + l, "\n"), after + l);
+        }
+        ck_assert_int_ge(counter("duplicate"), dup);
+        free(before);
+        free(after);
+        mw_stats[2]++;
+    } else if (r < 52) {
+        mw_claim(1 + rnd(6));
+    } else if (r < 66 && mw_nc) { /* a claim settles */
+        mw_settle(rnd(mw_nc), rnd(2) ? mw_now : mw_now + (int64_t)rnd(3 * HOUR));
+    } else if (r < 72) { /* an answer: the aggregator sets the state of a record sent */
+        int i = (int)rnd(MW_I), j = (int)rnd(MW_J);
+        struct mw_surv *s = &mw_s[i][j];
+        if (s->published && (s->st == 'p' || s->st == 'f' || s->st == 'e')) {
+            mw_log("answer %s (%c)", s->id, s->st);
+            freeReplyObject(cmd("SETRANGE", s->key, "0", "a", NULL));
+            mw_answering = true;
+            mw_observe();
+            mw_answering = false;
+            mw_stats[6]++;
+        }
+    } else if (r < 75) { /* an operator's cancel */
+        const struct mw_surv *s = &mw_s[rnd(MW_I)][rnd(MW_J)];
+        int rc = sb_sched_cancel_id(E.s, s->id, mw_now);
+        ck_assert_int_ge(rc, 0);
+        mw_log("operator cancel %s: %d", s->id, rc);
+    } else if (r < 80 && mw_nc) { /* leases expire: recovery settles them */
+        mw_now += 31 * SEC;
+        char (*m)[SB_SCHED_MEMBER_MAX] = calloc(MW_CL, sizeof *m);
+        ck_assert_ptr_nonnull(m);
+        int64_t since = 0;
+        int n = sb_sched_expired_leases(E.s, mw_now, m, MW_CL, &since);
+        size_t want = 0;
+        int64_t oldest = INT64_MAX;
+        for (size_t c = 0; c < mw_nc; c++)
+            if (mw_c[c].deadline <= mw_now) {
+                want++;
+                if (mw_c[c].deadline - 30 * SEC < oldest) oldest = mw_c[c].deadline - 30 * SEC;
+            }
+        ck_assert_msg(n >= 0 && (size_t)n == want, MW_MSG "%d expired leases, want %zu", MW_AT, n, want);
+        if (n) ck_assert_int_eq(since, oldest);
+        mw_log("recovery of %d", n);
+        for (int k = 0; k < n; k++) {
+            size_t c = 0;
+            while (c < mw_nc && strcmp(mw_c[c].member, m[k])) c++;
+            ck_assert_msg(c < mw_nc, MW_MSG "expired lease of %s, not a claim", MW_AT, m[k]);
+            ck_assert_int_le(mw_c[c].deadline, mw_now);
+            mw_settle(c, mw_now);
+        }
+        free(m);
+        mw_stats[7]++;
+    } else { /* time passes */
+        static const int64_t dt[] = {SEC, 40 * SEC, 10 * 60 * SEC, HOUR, 3 * HOUR, DAY};
+        mw_now += dt[rnd(6)];
+    }
+    mw_observe();
+}
+
+START_TEST(random_walk_against_model)
+{
+    int64_t t0 = sb_now_ms();
+    mw_trace = getenv("SB_MW_TRACE") && *getenv("SB_MW_TRACE") == '1';
+    const char *only = getenv("SB_MW_SEED");
+    env_open(JOURNEYS, NO_FATIGUE);
+    for (mw_seed = 1; mw_seed <= MW_SEEDS; mw_seed++) {
+        if (only && atoi(only) != mw_seed) continue;
+        rng = 0x2545f4914f6cdd1dULL * (uint64_t)mw_seed;
+        freeReplyObject(cmd("FLUSHDB", NULL));
+        memset(mw_s, 0, sizeof mw_s);
+        memset(mw_want, 0, sizeof mw_want);
+        memset(mw_pub, 0, sizeof mw_pub);
+        memset(mw_born_x, 0, sizeof mw_born_x);
+        memset(mw_exp_unsent, 0, sizeof mw_exp_unsent);
+        mw_nc = mw_nev = 0;
+        mw_now = NOW;
+        for (int i = 0; i < MW_I; i++) {
+            mw_sub[i] = 1 + (unsigned)rnd(7);
+            char inter[16];
+            snprintf(inter, sizeof inter, "mw-%d", i);
+            for (int j = 0; j < MW_J; j++) {
+                sb_record_survey_id(inter, mw_jn[j], mw_s[i][j].id);
+                snprintf(mw_s[i][j].key, sizeof mw_s[i][j].key, "sbt:s:%s", mw_s[i][j].id);
+            }
+        }
+        for (mw_step = 0; mw_step < MW_STEPS; mw_step++) mw_one_step();
+
+        /* the end: claims settle, then time runs past every expiry and all is claimed */
+        mw_step = -1;
+        while (mw_nc) {
+            mw_settle(mw_nc - 1, mw_now);
+            mw_observe();
+        }
+        for (int d = 0; d < 40; d++) {
+            mw_now += DAY;
+            for (;;) {
+                mw_claim(8);
+                mw_observe();
+                if (!mw_nc) break;
+                while (mw_nc) {
+                    mw_c[mw_nc - 1].published = mw_c[mw_nc - 1].published || !mw_c[mw_nc - 1].reminder;
+                    mw_settle(mw_nc - 1, mw_now);
+                    mw_observe();
+                }
+            }
+        }
+        ck_assert_int_eq(num("ZCARD", "sbt:sched", NULL), 0);
+        ck_assert_int_eq(num("ZCARD", "sbt:inflight", NULL), 0);
+        for (int j = 0; j < MW_J; j++) {
+            long long n[3] = {0}; /* cancelled, expired, answered records */
+            for (int i = 0; i < MW_I; i++) {
+                char st = mw_s[i][j].st;
+                ck_assert_msg(!st || st == 'x' || st == 'e' || st == 'a', "seed %d: %s ends in %c", mw_seed,
+                              mw_s[i][j].id, st);
+                n[0] += st == 'x', n[1] += st == 'e', n[2] += st == 'a';
+            }
+            long long *w = mw_want[j];
+            ck_assert_int_eq(w[K_FIRED], mw_pub[j]);
+            /* every lifetime scheduled ended once: fired, cancelled, or expired unsent */
+            ck_assert_int_eq(w[K_SCHED], w[K_FIRED] + (w[K_CANC] - mw_born_x[j]) + mw_exp_unsent[j]);
+            ck_assert_int_ge(w[K_EXP], mw_exp_unsent[j]);
+            ck_assert_int_le(w[K_EXP] - mw_exp_unsent[j], w[K_FIRED]);
+        }
+    }
+    fprintf(stderr,
+            "random walk: %d seeds x %d steps, %lld completions, %lld reopens, %lld redelivered, "
+            "(%lld scheduling anew), %lld claimed, %lld acks, %lld releases, %lld answers, %lld recoveries, "
+            "%lld ms\n",
+            MW_SEEDS, MW_STEPS, mw_stats[0], mw_stats[1], mw_stats[2], mw_stats[8], mw_stats[3], mw_stats[4],
+            mw_stats[5], mw_stats[6], mw_stats[7], (long long)(sb_now_ms() - t0));
+    env_close();
+}
+END_TEST
+
 int main(void)
 {
     Suite *su = suite_create("schedule");
@@ -2148,6 +2747,7 @@ int main(void)
     tcase_add_test(tc, split_calls_overlap);
     tcase_add_test(tc, split_apply_reuses_records);
     tcase_add_test(tc, reminder_and_expiry_in_one_claim);
+    tcase_add_test(tc, random_walk_against_model);
     suite_add_tcase(su, tc);
     /* again, every acknowledgement with the hints of its claim */
     TCase *th = tcase_create("redis, acknowledgements with hints");
