@@ -2175,8 +2175,8 @@ static long long mw_exp_unsent[MW_J];
 static int64_t mw_now;
 static int mw_seed, mw_step;
 static bool mw_answering, mw_trace;
-static long long mw_stats[9]; /* completions, reopens, redeliveries, claims, acks, releases, answers,
-                                * recoveries, redeliveries exempt */
+static long long mw_stats[10]; /* completions, reopens, redeliveries, claims, acks, releases, answers,
+                                * recoveries, redeliveries exempt, sent with a cancel waiting */
 
 #define MW_MSG "seed %d step %d: "
 #define MW_AT mw_seed, mw_step
@@ -2396,6 +2396,113 @@ static char *mw_snapshot(void)
     return out;
 }
 
+/* The reason of a record (its last field), or "". */
+static const char *mw_reason(const char *v)
+{
+    const char *p = v ? strrchr(v, '\x1f') : NULL;
+    return p ? p + 1 : "";
+}
+
+/* The time in a reason "<what>@<ms>", or -1. */
+static long long mw_reason_at(const char *v, const char *what)
+{
+    const char *r = mw_reason(v);
+    size_t n = strlen(what);
+    return !strncmp(r, what, n) && r[n] == '@' ? atoll(r + n + 1) : -1;
+}
+
+/* What an event's surveys were before it: record, fire timer in flight, reminder scheduled,
+ * reopen marker. */
+struct mw_pre {
+    char *v;
+    bool fire_infl, r_sched;
+    long long marker;
+};
+
+static void mw_pre_read(int i, struct mw_pre *pre)
+{
+    for (int j = 0; j < MW_J; j++) {
+        char m[SB_SCHED_MEMBER_MAX + 2], mk[48];
+        pre[j].v = mw_get(mw_s[i][j].key);
+        pre[j].fire_infl = zscore("sbt:inflight", mw_s[i][j].id) >= 0;
+        snprintf(m, sizeof m, "%.24s:r", mw_s[i][j].id);
+        pre[j].r_sched = zscore("sbt:sched", m) >= 0;
+        snprintf(mk, sizeof mk, "sbt:ro:%.24s", mw_s[i][j].id);
+        pre[j].marker = num("GET", mk, NULL);
+    }
+}
+
+/* The rules of docs/architecture.md ("One survey per interaction and journey") for one
+ * completion (ADD) or reopen (CANCEL) at at of interaction i, against what was before. */
+static void mw_check_event(int op, int i, int64_t at, struct mw_pre *pre)
+{
+    bool any = false;
+    for (int j = 0; j < MW_J; j++) any = any || pre[j].v;
+    for (int j = 0; j < MW_J; j++) {
+        const char *v = pre[j].v, *id = mw_s[i][j].id;
+        char *v2 = mw_get(mw_s[i][j].key), want[40] = "";
+        char mk[48], m[SB_SCHED_MEMBER_MAX + 2];
+        snprintf(mk, sizeof mk, "sbt:ro:%.24s", id);
+        long long marker = num("GET", mk, NULL);
+        char st = v ? v[0] : 0, want_st = 0;
+        bool same = false;
+        if (op == SB_SCHED_CANCEL) {
+            long long c = mw_reason_at(v, "completed"), w = mw_reason_at(v, "reopened");
+            bool covered = c >= 0 && at <= c; /* a reopen from before the completion that scheduled it */
+            if (!any) {
+                ck_assert_msg(!v2 && marker == (pre[j].marker > at ? pre[j].marker : at),
+                              MW_MSG "reopen before completion: %s marker %lld", MW_AT, id, marker);
+            } else if (st == 'p' && !covered) {
+                want_st = pre[j].fire_infl ? 'p' : 'x';
+                if (!strcmp(mw_reason(v), "operator"))
+                    snprintf(want, sizeof want, "operator");
+                else
+                    snprintf(want, sizeof want, "reopened@%lld", w > at ? w : (long long)at);
+            } else if (st == 'p') {
+                same = true;
+            } else if (st == 'f' && pre[j].r_sched && !covered) {
+                snprintf(m, sizeof m, "%.24s:r", id);
+                ck_assert_msg(zscore("sbt:sched", m) < 0, MW_MSG "reopen kept the reminder of %s", MW_AT, id);
+            } else if (st == 'x' && w >= 0) {
+                want_st = 'x';
+                snprintf(want, sizeof want, "reopened@%lld", w > at ? w : (long long)at);
+            } else {
+                same = st != 'f';
+            }
+        } else if (mw_sub[i] >> j & 1) {
+            long long r = mw_reason_at(v, "reopened");
+            if (!v) {
+                ck_assert_msg(marker < 0, MW_MSG "marker of %s kept", MW_AT, id);
+                if (pre[j].marker >= 0 && at <= pre[j].marker) {
+                    want_st = 'x';
+                    snprintf(want, sizeof want, "reopened@%lld", pre[j].marker);
+                } else {
+                    want_st = 'p';
+                    if (pre[j].marker >= 0) snprintf(want, sizeof want, "completed@%lld", (long long)at);
+                }
+            } else if ((st == 'x' || st == 'p') && r >= 0 && at > r) {
+                want_st = 'p';
+                snprintf(want, sizeof want, "completed@%lld", (long long)at);
+            } else {
+                same = true;
+            }
+        } else {
+            same = true;
+        }
+        if (same)
+            ck_assert_msg((!v && !v2) || (v && v2 && !strcmp(v, v2)), MW_MSG "%s of mw-%d at %lld changed %s: %c (%s) -> %c (%s)",
+                          MW_AT, op == SB_SCHED_ADD ? "completion" : "reopen", i, (long long)at, id,
+                          st ? st : '-', mw_reason(v), v2 ? v2[0] : '-', mw_reason(v2));
+        if (want_st)
+            ck_assert_msg(v2 && v2[0] == want_st && !strcmp(mw_reason(v2), want),
+                          MW_MSG "%s of mw-%d at %lld: %s %c (%s) -> %c (%s), want %c (%s)", MW_AT,
+                          op == SB_SCHED_ADD ? "completion" : "reopen", i, (long long)at, id,
+                          st ? st : '-', mw_reason(v), v2 ? v2[0] : '-', mw_reason(v2), want_st, want);
+        free(v2);
+        free(pre[j].v);
+    }
+}
+
 /* A completion (one ADD per journey it matches, in one batch) or a reopen of interaction i
  * that occurred at at, delivered now. */
 static void mw_deliver(int op, int i, int64_t at)
@@ -2421,6 +2528,8 @@ static void mw_deliver(int op, int i, int64_t at)
         ops[n++] = (sb_sched_op_t){SB_SCHED_CANCEL, &r[0], at};
     }
     int st[MW_J];
+    struct mw_pre pre[MW_J];
+    mw_pre_read(i, pre);
     if (rnd(2)) {
         ck_assert_int_eq(sb_sched_apply(E.s, ops, n, NULL, 0, st, mw_now), 0);
     } else {
@@ -2429,6 +2538,7 @@ static void mw_deliver(int op, int i, int64_t at)
     }
     mw_log("%s mw-%d at=+%llds: status %d", op == SB_SCHED_ADD ? "complete" : "reopen", i,
            (long long)((at - NOW) / SEC), st[0]);
+    mw_check_event(op, i, at, pre);
 }
 
 static struct mw_surv *mw_find(const char *id, int *pi, int *pj)
@@ -2500,6 +2610,11 @@ static void mw_ack(size_t c)
     int64_t at[1] = {rnd(3) ? 0 : mw_now + (int64_t)rnd(30 * HOUR)};
     const sb_sched_hint_t *hint = rnd(2) ? &cc.h : NULL;
     int done[1] = {-1};
+    /* a cancel waiting in the record of a survey sent: fired, without its reminder */
+    char *v = mw_get(mw_s[cc.i][cc.j].key);
+    bool waits = !cc.reminder && v && v[0] == 'p' &&
+                 (mw_reason_at(v, "reopened") >= 0 || !strcmp(mw_reason(v), "operator"));
+    free(v);
     for (int rep = 0; rep < (rnd(5) ? 1 : 2); rep++) {
         if (rnd(2)) {
             ck_assert_int_eq(sb_sched_ack(E.s, m, rnd(2) ? at : NULL, hint, 1, mw_now, done), 0);
@@ -2510,6 +2625,14 @@ static void mw_ack(size_t c)
         ck_assert_msg(done[0] == !rep, MW_MSG "ack %d of %s: done %d", MW_AT, rep, cc.member, done[0]);
         if (!rep && cc.reminder) mw_want[cc.j][K_REMINDED]++;
         mw_log("ack %s%s%s", cc.member, hint ? " (hint)" : "", rep ? " again" : "");
+    }
+    if (waits) {
+        char m2[SB_SCHED_MEMBER_MAX + 2];
+        snprintf(m2, sizeof m2, "%.24s:r", cc.member);
+        ck_assert_msg(state_of(mw_s[cc.i][cc.j].id) == SB_REC_FIRED && zscore("sbt:sched", m2) < 0,
+                      MW_MSG "%s sent with a cancel waiting: not fired without its reminder", MW_AT,
+                      cc.member);
+        mw_stats[9]++;
     }
     mw_stats[4]++;
 }
@@ -2710,11 +2833,11 @@ START_TEST(random_walk_against_model)
         }
     }
     fprintf(stderr,
-            "random walk: %d seeds x %d steps, %lld completions, %lld reopens, %lld redelivered, "
-            "(%lld scheduling anew), %lld claimed, %lld acks, %lld releases, %lld answers, %lld recoveries, "
-            "%lld ms\n",
-            MW_SEEDS, MW_STEPS, mw_stats[0], mw_stats[1], mw_stats[2], mw_stats[8], mw_stats[3], mw_stats[4],
-            mw_stats[5], mw_stats[6], mw_stats[7], (long long)(sb_now_ms() - t0));
+            "random walk: %d seeds x %d steps, %lld completions, %lld reopens, %lld redelivered "
+            "(%lld scheduling anew), %lld claimed, %lld acks (%lld with a cancel waiting), "
+            "%lld releases, %lld answers, %lld recoveries, %lld ms\n",
+            MW_SEEDS, MW_STEPS, mw_stats[0], mw_stats[1], mw_stats[2], mw_stats[8], mw_stats[3],
+            mw_stats[4], mw_stats[9], mw_stats[5], mw_stats[6], mw_stats[7], (long long)(sb_now_ms() - t0));
     env_close();
 }
 END_TEST
