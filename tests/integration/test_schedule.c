@@ -2138,8 +2138,9 @@ END_TEST
  * in-flight set is exactly the claims the walk holds. A redelivered event changes nothing but
  * the counter "duplicate". In the end, time runs past every expiry and all is claimed and
  * settled: nothing scheduled or in flight, every record cancelled, expired or answered, and
- * fired|<journey> = the lifetimes that were published. SB_MW_TRACE=1 prints the steps. */
-enum { MW_I = 8, MW_J = 3, MW_CL = 64, MW_EV = 2048, MW_SEEDS = 16, MW_STEPS = 400 };
+ * fired|<journey> = the lifetimes that were published. SB_MW_TRACE=1 prints the steps,
+ * SB_MW_SEED=<n> runs seed n alone, SB_MW_SEEDS=<n> runs seeds 1 to n. */
+enum { MW_I = 8, MW_J = 3, MW_CL = 64, MW_EV = 2048, MW_SEEDS = 40, MW_STEPS = 160 };
 static const char *const mw_jn[MW_J] = {"support-csat", "onboarding-nps", "self-service-ces"};
 
 static struct mw_surv {
@@ -2175,8 +2176,9 @@ static long long mw_exp_unsent[MW_J];
 static int64_t mw_now;
 static int mw_seed, mw_step;
 static bool mw_answering, mw_trace;
-static long long mw_stats[10]; /* completions, reopens, redeliveries, claims, acks, releases, answers,
-                                * recoveries, redeliveries exempt, sent with a cancel waiting */
+static long long mw_stats[11]; /* completions, reopens, redeliveries, claims, acks, releases, answers,
+                                * recoveries, redeliveries exempt, sent with a cancel waiting,
+                                * redeliveries settling a waiting cancel */
 
 #define MW_MSG "seed %d step %d: "
 #define MW_AT mw_seed, mw_step
@@ -2573,7 +2575,7 @@ static void mw_claim(size_t max)
         c->i = i, c->j = j, c->reminder = cl[k].reminder;
         c->deadline = mw_now + 30 * SEC;
         sb_sched_hint(E.cfg, &cl[k], &c->h);
-        c->published = rnd(5) != 0;
+        c->published = mw_step < 0 || rnd(5) != 0; /* in the end, all goes out */
         if (!c->reminder) {
             ck_assert_msg(cl[k].rec.state == SB_REC_PENDING, MW_MSG "claimed %s in state %c", MW_AT,
                           c->member, cl[k].rec.state);
@@ -2591,6 +2593,11 @@ static void mw_claim(size_t max)
                 s->reminded = true;
             }
         }
+        ck_assert_msg(mw_now <= cl[k].rec.expires_ms, MW_MSG "%s claimed past its expiry", MW_AT, c->member);
+        ck_assert_msg(!c->reminder || (strncmp(cl[k].rec.reason, "reopened@", 9) &&
+                                       strcmp(cl[k].rec.reason, "operator")),
+                      MW_MSG "reminder %s claimed with a reopen waiting (%s)", MW_AT, c->member,
+                      cl[k].rec.reason);
         mw_log("claim %s%s", c->member, c->published ? " (published)" : "");
     }
     mw_stats[3] += n;
@@ -2687,21 +2694,32 @@ static void mw_one_step(void)
          * time, so a reopen from before its completion, arriving after it, cancels it; the
          * completion delivered again then schedules it anew (it occurred after that reopen).
          * Not a duplicate then. */
-        bool again = false;
+        bool again = false, early = false;
         for (int j = 0; e->op == SB_SCHED_ADD && j < MW_J; j++) {
             char *v = mw_get(mw_s[e->i][j].key);
             const char *ro = v && v[0] == 'x' ? strstr(v, "\x1freopened@") : NULL;
             if (ro && atoll(ro + 10) < e->at) again = true;
             free(v);
         }
+        /* A reopen delivered again finds the cancel it left waiting in a survey that was in
+         * flight and has been released since, back in the schedule: it cancels it now, as its
+         * next claim would have (same reason, counted once). Not a duplicate then either. */
+        for (int j = 0; e->op == SB_SCHED_CANCEL && j < MW_J; j++) {
+            char *v = mw_get(mw_s[e->i][j].key);
+            if (v && v[0] == 'p' && (mw_reason_at(v, "reopened") >= 0 || !strcmp(mw_reason(v), "operator")) &&
+                zscore("sbt:sched", mw_s[e->i][j].id) >= 0)
+                early = true;
+            free(v);
+        }
         char *before = mw_snapshot();
         long long dup = counter("duplicate");
-        mw_log("again%s:", again ? " (completed after an older reopen that came later)" : "");
+        mw_log("again%s:", again ? " (completed after an older reopen that came later)"
+                           : early ? " (a cancel waits in a released survey)" : "");
         mw_deliver(e->op, e->i, e->at);
         char *after = mw_snapshot();
-        if (again) {
+        if (again || early) {
             strcpy(before, after);
-            mw_stats[8]++;
+            mw_stats[again ? 8 : 10]++;
         }
         if (strcmp(before, after)) {
             size_t k = 0, l = 0;
@@ -2773,7 +2791,8 @@ START_TEST(random_walk_against_model)
     mw_trace = getenv("SB_MW_TRACE") && *getenv("SB_MW_TRACE") == '1';
     const char *only = getenv("SB_MW_SEED");
     env_open(JOURNEYS, NO_FATIGUE);
-    for (mw_seed = 1; mw_seed <= MW_SEEDS; mw_seed++) {
+    int seeds = getenv("SB_MW_SEEDS") ? atoi(getenv("SB_MW_SEEDS")) : MW_SEEDS; /* to explore */
+    for (mw_seed = 1; mw_seed <= seeds; mw_seed++) {
         if (only && atoi(only) != mw_seed) continue;
         rng = 0x2545f4914f6cdd1dULL * (uint64_t)mw_seed;
         freeReplyObject(cmd("FLUSHDB", NULL));
@@ -2808,7 +2827,6 @@ START_TEST(random_walk_against_model)
                 mw_observe();
                 if (!mw_nc) break;
                 while (mw_nc) {
-                    mw_c[mw_nc - 1].published = mw_c[mw_nc - 1].published || !mw_c[mw_nc - 1].reminder;
                     mw_settle(mw_nc - 1, mw_now);
                     mw_observe();
                 }
@@ -2834,9 +2852,9 @@ START_TEST(random_walk_against_model)
     }
     fprintf(stderr,
             "random walk: %d seeds x %d steps, %lld completions, %lld reopens, %lld redelivered "
-            "(%lld scheduling anew), %lld claimed, %lld acks (%lld with a cancel waiting), "
+            "(%lld scheduling anew, %lld cancelling a released survey), %lld claimed, %lld acks (%lld with a cancel waiting), "
             "%lld releases, %lld answers, %lld recoveries, %lld ms\n",
-            MW_SEEDS, MW_STEPS, mw_stats[0], mw_stats[1], mw_stats[2], mw_stats[8], mw_stats[3],
+            seeds, MW_STEPS, mw_stats[0], mw_stats[1], mw_stats[2], mw_stats[8], mw_stats[10], mw_stats[3],
             mw_stats[4], mw_stats[9], mw_stats[5], mw_stats[6], mw_stats[7], (long long)(sb_now_ms() - t0));
     env_close();
 }
