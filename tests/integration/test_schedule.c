@@ -2725,30 +2725,34 @@ static void mw_one_step(void)
         mw_observe();
         const struct mw_ev *e = &mw_ev[rnd(mw_nev < MW_EV ? mw_nev : MW_EV)];
         /* Documented limitation: a survey scheduled for the first time keeps no completion
-         * time, so a reopen from before its completion, arriving after it, cancels it; the
-         * completion delivered again then schedules it anew (it occurred after that reopen).
-         * Not a duplicate then. */
+         * time, so a reopen from before its completion, arriving after it, cancels it (or
+         * leaves its cancel waiting, the survey in flight); the completion delivered again
+         * then schedules it anew (or lets it go out after all): it occurred after that
+         * reopen. Not a duplicate then. */
         bool again = false, early = false;
         for (int j = 0; e->op == SB_SCHED_ADD && j < MW_J; j++) {
             char *v = mw_get(mw_s[e->i][j].key);
-            const char *ro = v && v[0] == 'x' ? strstr(v, "\x1freopened@") : NULL;
+            const char *ro = v && (v[0] == 'x' || v[0] == 'p') ? strstr(v, "\x1freopened@") : NULL;
             if (ro && atoll(ro + 10) < e->at) again = true;
             free(v);
         }
-        /* A reopen delivered again finds the cancel it left waiting in a survey that was in
-         * flight and has been released since, back in the schedule: it cancels it now, as its
-         * next claim would have (same reason, counted once). Not a duplicate then either. */
+        /* A reopen delivered again finds the cancel it left waiting in a survey (or the
+         * reminder of one) that was in flight and has been released since, back in the
+         * schedule: it cancels it (drops the reminder) now, as its next claim would have (same
+         * reason, counted once). Not a duplicate then either. */
         for (int j = 0; e->op == SB_SCHED_CANCEL && j < MW_J; j++) {
-            char *v = mw_get(mw_s[e->i][j].key);
-            if (v && v[0] == 'p' && (mw_reason_at(v, "reopened") >= 0 || !strcmp(mw_reason(v), "operator")) &&
-                zscore("sbt:sched", mw_s[e->i][j].id) >= 0)
+            char *v = mw_get(mw_s[e->i][j].key), m[SB_SCHED_MEMBER_MAX + 2];
+            snprintf(m, sizeof m, "%.24s%s", mw_s[e->i][j].id, v && v[0] == 'f' ? ":r" : "");
+            if (v && (v[0] == 'p' || v[0] == 'f') &&
+                (mw_reason_at(v, "reopened") >= 0 || !strcmp(mw_reason(v), "operator")) &&
+                zscore("sbt:sched", m) >= 0)
                 early = true;
             free(v);
         }
         char *before = mw_snapshot();
         long long dup = counter("duplicate");
         mw_log("again%s:", again ? " (completed after an older reopen that came later)"
-                           : early ? " (a cancel waits in a released survey)" : "");
+                           : early ? " (a cancel waits in a released survey or reminder)" : "");
         mw_deliver(e->op, e->i, e->at);
         char *after = mw_snapshot();
         if (again || early) {
@@ -2886,7 +2890,7 @@ START_TEST(random_walk_against_model)
     }
     fprintf(stderr,
             "random walk: %d seeds x %d steps, %lld completions, %lld reopens, %lld redelivered "
-            "(%lld scheduling anew, %lld cancelling a released survey), %lld claimed, %lld acks (%lld with a cancel waiting), "
+            "(%lld scheduling anew, %lld cancelling a released survey or reminder), %lld claimed, %lld acks (%lld with a cancel waiting), "
             "%lld releases, %lld answers, %lld recoveries, %lld ms\n",
             seeds, MW_STEPS, mw_stats[0], mw_stats[1], mw_stats[2], mw_stats[8], mw_stats[10], mw_stats[3],
             mw_stats[4], mw_stats[9], mw_stats[5], mw_stats[6], mw_stats[7], (long long)(sb_now_ms() - t0));
