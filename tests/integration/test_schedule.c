@@ -2173,7 +2173,7 @@ END_TEST
  * the counter "duplicate". In the end, time runs past every expiry and all is claimed and
  * settled: nothing scheduled or in flight, every record cancelled, expired or answered, and
  * fired|<journey> = the lifetimes that were published. SB_MW_TRACE=1 prints the steps,
- * SB_MW_SEED=<n> runs seed n alone, SB_MW_SEEDS=<n> runs seeds 1 to n. */
+ * SB_MW_SEED=<n> runs seed n alone, SB_MW_SEEDS=<n> runs n seeds from SB_MW_FIRST (1). */
 enum { MW_I = 8, MW_J = 3, MW_CL = 64, MW_EV = 2048, MW_SEEDS = 40, MW_STEPS = 160 };
 static const char *const mw_jn[MW_J] = {"support-csat", "onboarding-nps", "self-service-ces"};
 
@@ -2302,7 +2302,9 @@ static void mw_observe(void)
                 ck_assert_msg(s->published, MW_MSG "%s fired, never sent", MW_AT, s->id);
                 w[K_FIRED]++;
                 break;
-            case T('f', 'e'): w[K_EXP]++; break;
+            case T('f', 'e'):
+                w[K_EXP]++;
+                break;
             case T('p', 'a'):
             case T('f', 'a'):
             case T('e', 'a'):
@@ -2320,6 +2322,11 @@ static void mw_observe(void)
                               st ? st : '-');
             }
 #undef T
+            if (st == 'e') {
+                sb_record_t rec;
+                ck_assert_int_eq(record_of(s->id, &rec), 0);
+                ck_assert_msg(mw_now > rec.expires_ms, MW_MSG "%s expired before its expiry", MW_AT, s->id);
+            }
             s->st = st, s->ttl = ttl;
         }
 
@@ -2651,21 +2658,38 @@ static void mw_ack(size_t c)
     int64_t at[1] = {rnd(3) ? 0 : mw_now + (int64_t)rnd(30 * HOUR)};
     const sb_sched_hint_t *hint = rnd(2) ? &cc.h : NULL;
     int done[1] = {-1};
+    bool used_at = false;
     /* a cancel waiting in the record of a survey sent: fired, without its reminder */
     char *v = mw_get(mw_s[cc.i][cc.j].key);
     bool waits = !cc.reminder && v && v[0] == 'p' &&
                  (mw_reason_at(v, "reopened") >= 0 || !strcmp(mw_reason(v), "operator"));
     free(v);
     for (int rep = 0; rep < (rnd(5) ? 1 : 2); rep++) {
+        bool use = rnd(2);
+        if (!rep) used_at = use;
         if (rnd(2)) {
-            ck_assert_int_eq(sb_sched_ack(E.s, m, rnd(2) ? at : NULL, hint, 1, mw_now, done), 0);
+            ck_assert_int_eq(sb_sched_ack(E.s, m, use ? at : NULL, hint, 1, mw_now, done), 0);
         } else {
-            ck_assert_int_eq(sb_sched_ack_send(E.s, m, rnd(2) ? at : NULL, hint, 1, mw_now), 0);
+            ck_assert_int_eq(sb_sched_ack_send(E.s, m, use ? at : NULL, hint, 1, mw_now), 0);
             ck_assert_int_eq(sb_sched_ack_recv(E.s, 1, done), 0);
         }
         ck_assert_msg(done[0] == !rep, MW_MSG "ack %d of %s: done %d", MW_AT, rep, cc.member, done[0]);
         if (!rep && cc.reminder) mw_want[cc.j][K_REMINDED]++;
         mw_log("ack %s%s%s", cc.member, hint ? " (hint)" : "", rep ? " again" : "");
+    }
+    if (!cc.reminder && !waits && state_of(mw_s[cc.i][cc.j].id) == SB_REC_FIRED) {
+        /* fired here: its reminder at the time given (else now + remind_after) when before its
+         * expiry, and its expiry check just after it */
+        sb_record_t rec;
+        char mr[SB_SCHED_MEMBER_MAX + 2], mx[SB_SCHED_MEMBER_MAX + 2];
+        ck_assert_int_eq(record_of(mw_s[cc.i][cc.j].id, &rec), 0);
+        snprintf(mr, sizeof mr, "%.24s:r", cc.member);
+        snprintf(mx, sizeof mx, "%.24s:x", cc.member);
+        int64_t ra = used_at && at[0] ? at[0] : mw_now + rec.remind_after_ms;
+        long long want_r = rec.remind_after_ms > 0 && ra < rec.expires_ms ? ra : -1;
+        ck_assert_msg(zscore("sbt:sched", mr) == want_r, MW_MSG "reminder of %s at %lld, want %lld", MW_AT,
+                      cc.member, zscore("sbt:sched", mr), want_r);
+        ck_assert_int_eq(zscore("sbt:sched", mx), rec.expires_ms + 1);
     }
     if (waits) {
         char m2[SB_SCHED_MEMBER_MAX + 2];
@@ -2830,7 +2854,8 @@ START_TEST(random_walk_against_model)
     const char *only = getenv("SB_MW_SEED");
     env_open(JOURNEYS, NO_FATIGUE);
     int seeds = getenv("SB_MW_SEEDS") ? atoi(getenv("SB_MW_SEEDS")) : MW_SEEDS; /* to explore */
-    for (mw_seed = 1; mw_seed <= seeds; mw_seed++) {
+    int first = getenv("SB_MW_FIRST") ? atoi(getenv("SB_MW_FIRST")) : 1;
+    for (mw_seed = first; mw_seed < first + seeds; mw_seed++) {
         if (only && atoi(only) != mw_seed) continue;
         rng = 0x2545f4914f6cdd1dULL * (uint64_t)mw_seed;
         freeReplyObject(cmd("FLUSHDB", NULL));
