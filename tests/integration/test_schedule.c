@@ -2159,8 +2159,8 @@ END_TEST
 /* A seeded random walk over a few interactions and the three journeys, through the C API as
  * the dispatcher uses it (completions and reopens in batches, redelivered; operator cancels;
  * claims, whole or split; acknowledgements with and without hints and reminder times, some
- * repeated; releases; leases renewed, or left to expire and recovered), with the aggregator's answers
- * (the record's first byte set to 'a') and time moving on. After every step each record's
+ * repeated; releases; leases renewed, or left to expire and recovered), with the aggregator's
+ * answers (the record's first byte set to 'a') and time moving on. After every step each record's
  * state is compared with the one before: every transition must be one the scripts make, and
  * each counter must have moved by exactly the transitions seen (scheduled: created or
  * scheduled again; cancelled; expired; fired: a pending survey acknowledged, or an answered
@@ -2204,15 +2204,15 @@ static size_t mw_nev;
 enum { K_SCHED, K_CANC, K_EXP, K_FIRED, K_REMINDED, K__N };
 static const char *const mw_kn[K__N] = {"scheduled", "cancelled", "expired", "fired", "reminded"};
 static long long mw_want[MW_J][K__N];
-static long long mw_pub[MW_J];      /* lifetimes whose request went out */
-static long long mw_born_x[MW_J];   /* records created cancelled (a reopen's marker) */
+static long long mw_pub[MW_J];    /* lifetimes whose request went out */
+static long long mw_born_x[MW_J]; /* records created cancelled (a reopen's marker) */
 static long long mw_exp_unsent[MW_J];
 static int64_t mw_now;
 static int mw_seed, mw_step;
 static bool mw_answering, mw_trace;
-static long long mw_stats[11]; /* completions, reopens, redeliveries, claims, acks, releases, answers,
-                                * recoveries, redeliveries exempt, sent with a cancel waiting,
-                                * redeliveries settling a waiting cancel */
+static long long mw_stats[11]; /* completions, reopens, redeliveries, claims, acks, releases,
+                                * answers, recoveries, redeliveries exempt, sent with a cancel
+                                * waiting, redeliveries settling a waiting cancel */
 
 #define MW_MSG "seed %d step %d: "
 #define MW_AT mw_seed, mw_step
@@ -2258,7 +2258,8 @@ static void mw_observe(void)
             ck_assert_int_eq(sb_store_append_argv(E.st, 2, t, NULL), 0);
         }
     const char *hg[] = {"HGETALL", "sbt:stats:dispatcher"};
-    const char *zs[] = {"ZRANGE", "sbt:sched", "0", "-1"}, *zi[] = {"ZRANGE", "sbt:inflight", "0", "-1"};
+    const char *zs[] = {"ZRANGE", "sbt:sched", "0", "-1"},
+               *zi[] = {"ZRANGE", "sbt:inflight", "0", "-1"};
     ck_assert_int_eq(sb_store_append_argv(E.st, 2, hg, NULL), 0);
     ck_assert_int_eq(sb_store_append_argv(E.st, 4, zs, NULL), 0);
     ck_assert_int_eq(sb_store_append_argv(E.st, 4, zi, NULL), 0);
@@ -2271,8 +2272,8 @@ static void mw_observe(void)
             ck_assert_int_eq(rt->type, REDIS_REPLY_INTEGER);
             bool ttl = rt->integer >= 0;
             ck_assert_msg(st != 'p' || !ttl, MW_MSG "pending %s has an expiry", MW_AT, s->id);
-            ck_assert_msg(!st || st == 'p' || st == 'a' || ttl, MW_MSG "settled %s (%c) has no expiry",
-                          MW_AT, s->id, st);
+            ck_assert_msg(!st || st == 'p' || st == 'a' || ttl,
+                          MW_MSG "settled %s (%c) has no expiry", MW_AT, s->id, st);
             char o = s->st;
             if (o == st && s->ttl == ttl) continue;
             long long *w = mw_want[j];
@@ -2294,7 +2295,8 @@ static void mw_observe(void)
                 w[K_CANC]++;
                 break;
             case T('p', 'e'):
-                ck_assert_msg(!s->published, MW_MSG "%s expired unsent after it was sent", MW_AT, s->id);
+                ck_assert_msg(!s->published, MW_MSG "%s expired unsent after it was sent", MW_AT,
+                              s->id);
                 w[K_EXP]++;
                 mw_exp_unsent[j]++;
                 break;
@@ -2308,12 +2310,13 @@ static void mw_observe(void)
             case T('p', 'a'):
             case T('f', 'a'):
             case T('e', 'a'):
-                ck_assert_msg(mw_answering && !(o == 'p' && ttl), MW_MSG "%s answered by the dispatcher",
-                              MW_AT, s->id);
+                ck_assert_msg(mw_answering && !(o == 'p' && ttl),
+                              MW_MSG "%s answered by the dispatcher", MW_AT, s->id);
                 break;
             case T('a', 'a'):
                 /* answered while in flight: fired when settled (acknowledged, or claimed again) */
-                ck_assert_msg(!s->ttl && ttl, MW_MSG "%s: answered record lost its expiry", MW_AT, s->id);
+                ck_assert_msg(!s->ttl && ttl, MW_MSG "%s: answered record lost its expiry", MW_AT,
+                              s->id);
                 ck_assert_msg(s->published, MW_MSG "%s answered, never sent", MW_AT, s->id);
                 w[K_FIRED]++;
                 break;
@@ -2325,7 +2328,8 @@ static void mw_observe(void)
             if (st == 'e') {
                 sb_record_t rec;
                 ck_assert_int_eq(record_of(s->id, &rec), 0);
-                ck_assert_msg(mw_now > rec.expires_ms, MW_MSG "%s expired before its expiry", MW_AT, s->id);
+                ck_assert_msg(mw_now > rec.expires_ms, MW_MSG "%s expired before its expiry", MW_AT,
+                              s->id);
             }
             s->st = st, s->ttl = ttl;
         }
@@ -2348,7 +2352,8 @@ static void mw_observe(void)
     ck_assert_msg(in->elements == mw_nc, MW_MSG "%zu in flight, the walk holds %zu claims", MW_AT,
                   in->elements, mw_nc);
     for (size_t c = 0; c < mw_nc; c++)
-        ck_assert_msg(mw_in(in, mw_c[c].member), MW_MSG "claim %s not in flight", MW_AT, mw_c[c].member);
+        ck_assert_msg(mw_in(in, mw_c[c].member), MW_MSG "claim %s not in flight", MW_AT,
+                      mw_c[c].member);
     size_t known = 0;
     for (int i = 0; i < MW_I; i++)
         for (int j = 0; j < MW_J; j++) {
@@ -2361,25 +2366,27 @@ static void mw_observe(void)
             }
             for (int k = 0; k < 3; k++) {
                 ins[k] = mw_in(sc, m[k]), inf[k] = mw_in(in, m[k]);
-                ck_assert_msg(!(ins[k] && inf[k]), MW_MSG "%s both scheduled and in flight", MW_AT, m[k]);
+                ck_assert_msg(!(ins[k] && inf[k]), MW_MSG "%s both scheduled and in flight", MW_AT,
+                              m[k]);
                 known += ins[k];
             }
             char st = s->st;
             if (st == 'p')
                 ck_assert_msg((ins[0] || inf[0]) && !ins[1] && !inf[1] && !ins[2] && !inf[2],
-                              MW_MSG "pending %s: fire %d/%d, reminder %d/%d, check %d/%d", MW_AT, s->id,
-                              ins[0], inf[0], ins[1], inf[1], ins[2], inf[2]);
+                              MW_MSG "pending %s: fire %d/%d, reminder %d/%d, check %d/%d", MW_AT,
+                              s->id, ins[0], inf[0], ins[1], inf[1], ins[2], inf[2]);
             else
                 ck_assert_msg((!ins[0] && !inf[0]) || (st == 'a' && !s->ttl),
-                              MW_MSG "%s (%c) has a fire timer (%d/%d)", MW_AT, s->id, st ? st : '-',
-                              ins[0], inf[0]);
+                              MW_MSG "%s (%c) has a fire timer (%d/%d)", MW_AT, s->id,
+                              st ? st : '-', ins[0], inf[0]);
             if (st == 'x' || !st)
                 ck_assert_msg(!ins[1] && !inf[1] && !ins[2] && !inf[2], MW_MSG "%s (%c) has timers",
                               MW_AT, s->id, st ? st : '-');
         }
     ck_assert_msg(known == sc->elements, MW_MSG "%zu timers of unknown surveys", MW_AT,
                   sc->elements - known);
-    for (int k = 0; k < NR; k++) freeReplyObject(rep[k]);
+    for (int k = 0; k < NR; k++)
+        freeReplyObject(rep[k]);
 }
 
 /* Everything a redelivered event could change but the counter "duplicate". */
@@ -2407,20 +2414,23 @@ static char *mw_snapshot(void)
     size_t cap = 1 << 16, len = 0;
     char *out = malloc(cap);
     ck_assert_ptr_nonnull(out);
-#define PUT(p, n)                                                                            \
-    do {                                                                                     \
-        while (len + (n) + 2 > cap) out = realloc(out, cap *= 2);                            \
-        ck_assert_ptr_nonnull(out);                                                          \
-        memcpy(out + len, (p), (n)), len += (n), out[len++] = '\n';                          \
+#define PUT(p, n)                                                                                  \
+    do {                                                                                           \
+        while (len + (n) + 2 > cap)                                                                \
+            out = realloc(out, cap *= 2);                                                          \
+        ck_assert_ptr_nonnull(out);                                                                \
+        memcpy(out + len, (p), (n)), len += (n), out[len++] = '\n';                                \
     } while (0)
     for (int k = 0; k < NR - 3; k++) {
         const redisReply *r = rep[k];
         char b[24];
-        if (r->type == REDIS_REPLY_STRING) PUT(r->str, r->len);
+        if (r->type == REDIS_REPLY_STRING)
+            PUT(r->str, r->len);
         else if (r->type == REDIS_REPLY_INTEGER) {
             snprintf(b, sizeof b, "%lld", r->integer);
             PUT(b, strlen(b));
-        } else PUT("-", 1);
+        } else
+            PUT("-", 1);
     }
     for (int k = NR - 3; k < NR; k++) {
         const redisReply *r = rep[k];
@@ -2434,7 +2444,8 @@ static char *mw_snapshot(void)
         }
     }
 #undef PUT
-    for (int k = 0; k < NR; k++) freeReplyObject(rep[k]);
+    for (int k = 0; k < NR; k++)
+        freeReplyObject(rep[k]);
     out[len] = '\0';
     return out;
 }
@@ -2480,7 +2491,8 @@ static void mw_pre_read(int i, struct mw_pre *pre)
 static void mw_check_event(int op, int i, int64_t at, struct mw_pre *pre)
 {
     bool any = false;
-    for (int j = 0; j < MW_J; j++) any = any || pre[j].v;
+    for (int j = 0; j < MW_J; j++)
+        any = any || pre[j].v;
     for (int j = 0; j < MW_J; j++) {
         const char *v = pre[j].v, *id = mw_s[i][j].id;
         char *v2 = mw_get(mw_s[i][j].key), want[40] = "";
@@ -2491,7 +2503,8 @@ static void mw_check_event(int op, int i, int64_t at, struct mw_pre *pre)
         bool same = false;
         if (op == SB_SCHED_CANCEL) {
             long long c = mw_reason_at(v, "completed"), w = mw_reason_at(v, "reopened");
-            bool covered = c >= 0 && at <= c; /* a reopen from before the completion that scheduled it */
+            bool covered =
+                c >= 0 && at <= c; /* a reopen from before the completion that scheduled it */
             if (!any) {
                 ck_assert_msg(!v2 && marker == (pre[j].marker > at ? pre[j].marker : at),
                               MW_MSG "reopen before completion: %s marker %lld", MW_AT, id, marker);
@@ -2505,7 +2518,8 @@ static void mw_check_event(int op, int i, int64_t at, struct mw_pre *pre)
                 same = true;
             } else if (st == 'f' && pre[j].r_sched && !covered) {
                 snprintf(m, sizeof m, "%.24s:r", id);
-                ck_assert_msg(zscore("sbt:sched", m) < 0, MW_MSG "reopen kept the reminder of %s", MW_AT, id);
+                ck_assert_msg(zscore("sbt:sched", m) < 0, MW_MSG "reopen kept the reminder of %s",
+                              MW_AT, id);
             } else if (st == 'x' && w >= 0) {
                 want_st = 'x';
                 snprintf(want, sizeof want, "reopened@%lld", w > at ? w : (long long)at);
@@ -2521,7 +2535,8 @@ static void mw_check_event(int op, int i, int64_t at, struct mw_pre *pre)
                     snprintf(want, sizeof want, "reopened@%lld", pre[j].marker);
                 } else {
                     want_st = 'p';
-                    if (pre[j].marker >= 0) snprintf(want, sizeof want, "completed@%lld", (long long)at);
+                    if (pre[j].marker >= 0)
+                        snprintf(want, sizeof want, "completed@%lld", (long long)at);
                 }
             } else if ((st == 'x' || st == 'p') && r >= 0 && at > r) {
                 want_st = 'p';
@@ -2533,14 +2548,16 @@ static void mw_check_event(int op, int i, int64_t at, struct mw_pre *pre)
             same = true;
         }
         if (same)
-            ck_assert_msg((!v && !v2) || (v && v2 && !strcmp(v, v2)), MW_MSG "%s of mw-%d at %lld changed %s: %c (%s) -> %c (%s)",
-                          MW_AT, op == SB_SCHED_ADD ? "completion" : "reopen", i, (long long)at, id,
+            ck_assert_msg((!v && !v2) || (v && v2 && !strcmp(v, v2)),
+                          MW_MSG "%s of mw-%d at %lld changed %s: %c (%s) -> %c (%s)", MW_AT,
+                          op == SB_SCHED_ADD ? "completion" : "reopen", i, (long long)at, id,
                           st ? st : '-', mw_reason(v), v2 ? v2[0] : '-', mw_reason(v2));
         if (want_st)
             ck_assert_msg(v2 && v2[0] == want_st && !strcmp(mw_reason(v2), want),
                           MW_MSG "%s of mw-%d at %lld: %s %c (%s) -> %c (%s), want %c (%s)", MW_AT,
                           op == SB_SCHED_ADD ? "completion" : "reopen", i, (long long)at, id,
-                          st ? st : '-', mw_reason(v), v2 ? v2[0] : '-', mw_reason(v2), want_st, want);
+                          st ? st : '-', mw_reason(v), v2 ? v2[0] : '-', mw_reason(v2), want_st,
+                          want);
         free(v2);
         free(pre[j].v);
     }
@@ -2627,15 +2644,17 @@ static void mw_claim(size_t max)
                 mw_pub[j]++;
             }
         } else {
-            ck_assert_msg(cl[k].rec.state == SB_REC_FIRED, MW_MSG "reminder %s of a record in state %c",
-                          MW_AT, c->member, cl[k].rec.state);
+            ck_assert_msg(cl[k].rec.state == SB_REC_FIRED,
+                          MW_MSG "reminder %s of a record in state %c", MW_AT, c->member,
+                          cl[k].rec.state);
             ck_assert_msg(s->published, MW_MSG "reminder of %s, never sent", MW_AT, s->id);
             if (c->published) {
                 ck_assert_msg(!s->reminded, MW_MSG "reminder of %s sent twice", MW_AT, s->id);
                 s->reminded = true;
             }
         }
-        ck_assert_msg(mw_now <= cl[k].rec.expires_ms, MW_MSG "%s claimed past its expiry", MW_AT, c->member);
+        ck_assert_msg(mw_now <= cl[k].rec.expires_ms, MW_MSG "%s claimed past its expiry", MW_AT,
+                      c->member);
         ck_assert_msg(!c->reminder || (strncmp(cl[k].rec.reason, "reopened@", 9) &&
                                        strcmp(cl[k].rec.reason, "operator")),
                       MW_MSG "reminder %s claimed with a reopen waiting (%s)", MW_AT, c->member,
@@ -2674,7 +2693,8 @@ static void mw_ack(size_t c)
             ck_assert_int_eq(sb_sched_ack_send(E.s, m, use ? at : NULL, hint, 1, mw_now), 0);
             ck_assert_int_eq(sb_sched_ack_recv(E.s, 1, done), 0);
         }
-        ck_assert_msg(done[0] == !rep, MW_MSG "ack %d of %s: done %d", MW_AT, rep, cc.member, done[0]);
+        ck_assert_msg(done[0] == !rep, MW_MSG "ack %d of %s: done %d", MW_AT, rep, cc.member,
+                      done[0]);
         if (!rep && cc.reminder) mw_want[cc.j][K_REMINDED]++;
         mw_log("ack %s%s%s", cc.member, hint ? " (hint)" : "", rep ? " again" : "");
     }
@@ -2688,8 +2708,8 @@ static void mw_ack(size_t c)
         snprintf(mx, sizeof mx, "%.24s:x", cc.member);
         int64_t ra = used_at && at[0] ? at[0] : mw_now + rec.remind_after_ms;
         long long want_r = rec.remind_after_ms > 0 && ra < rec.expires_ms ? ra : -1;
-        ck_assert_msg(zscore("sbt:sched", mr) == want_r, MW_MSG "reminder of %s at %lld, want %lld", MW_AT,
-                      cc.member, zscore("sbt:sched", mr), want_r);
+        ck_assert_msg(zscore("sbt:sched", mr) == want_r, MW_MSG "reminder of %s at %lld, want %lld",
+                      MW_AT, cc.member, zscore("sbt:sched", mr), want_r);
         ck_assert_int_eq(zscore("sbt:sched", mx), rec.expires_ms + 1);
     }
     if (waits) {
@@ -2725,9 +2745,12 @@ static void mw_settle(size_t c, int64_t release_at)
 static int64_t mw_event_time(void)
 {
     switch (rnd(6)) {
-    case 0: return mw_now;
-    case 1: return mw_now - (int64_t)rnd(2 * DAY); /* late */
-    default: return mw_now - (int64_t)rnd(3 * HOUR);
+    case 0:
+        return mw_now;
+    case 1:
+        return mw_now - (int64_t)rnd(2 * DAY); /* late */
+    default:
+        return mw_now - (int64_t)rnd(3 * HOUR);
     }
 }
 
@@ -2776,8 +2799,9 @@ static void mw_one_step(void)
         }
         char *before = mw_snapshot();
         long long dup = counter("duplicate");
-        mw_log("again%s:", again ? " (completed after an older reopen that came later)"
-                           : early ? " (a cancel waits in a released survey or reminder)" : "");
+        mw_log("again%s:", again   ? " (completed after an older reopen that came later)"
+                           : early ? " (a cancel waits in a released survey or reminder)"
+                                   : "");
         mw_deliver(e->op, e->i, e->at);
         char *after = mw_snapshot();
         if (again || early) {
@@ -2786,11 +2810,12 @@ static void mw_one_step(void)
         }
         if (strcmp(before, after)) {
             size_t k = 0, l = 0;
-            while (before[k] == after[k]) if (before[k++] == '\n') l = k;
-            ck_assert_msg(0, MW_MSG "redelivered %s of mw-%d at +%llds changed: %.*s -> %.*s", MW_AT,
-                          e->op == SB_SCHED_ADD ? "completion" : "reopen", e->i,
-                          (long long)((e->at - NOW) / SEC), (int)strcspn(before + l, "\n"), before + l,
-                          (int)strcspn(after + l, "\n"), after + l);
+            while (before[k] == after[k])
+                if (before[k++] == '\n') l = k;
+            ck_assert_msg(0, MW_MSG "redelivered %s of mw-%d at +%llds changed: %.*s -> %.*s",
+                          MW_AT, e->op == SB_SCHED_ADD ? "completion" : "reopen", e->i,
+                          (long long)((e->at - NOW) / SEC), (int)strcspn(before + l, "\n"),
+                          before + l, (int)strcspn(after + l, "\n"), after + l);
         }
         ck_assert_int_ge(counter("duplicate"), dup);
         free(before);
@@ -2826,7 +2851,7 @@ static void mw_one_step(void)
         mw_log("operator cancel %s: %d", s->id, rc);
     } else if (r < 80 && mw_nc) { /* leases expire: recovery settles them */
         mw_now += 31 * SEC;
-        char (*m)[SB_SCHED_MEMBER_MAX] = calloc(MW_CL, sizeof *m);
+        char(*m)[SB_SCHED_MEMBER_MAX] = calloc(MW_CL, sizeof *m);
         ck_assert_ptr_nonnull(m);
         int64_t since = 0;
         int n = sb_sched_expired_leases(E.s, mw_now, m, MW_CL, &since);
@@ -2837,12 +2862,14 @@ static void mw_one_step(void)
                 want++;
                 if (mw_c[c].claimed_at < oldest) oldest = mw_c[c].claimed_at;
             }
-        ck_assert_msg(n >= 0 && (size_t)n == want, MW_MSG "%d expired leases, want %zu", MW_AT, n, want);
+        ck_assert_msg(n >= 0 && (size_t)n == want, MW_MSG "%d expired leases, want %zu", MW_AT, n,
+                      want);
         if (n) ck_assert_int_eq(since, oldest);
         mw_log("recovery of %d", n);
         for (int k = 0; k < n; k++) {
             size_t c = 0;
-            while (c < mw_nc && strcmp(mw_c[c].member, m[k])) c++;
+            while (c < mw_nc && strcmp(mw_c[c].member, m[k]))
+                c++;
             ck_assert_msg(c < mw_nc, MW_MSG "expired lease of %s, not a claim", MW_AT, m[k]);
             ck_assert_int_le(mw_c[c].deadline, mw_now);
             mw_settle(c, mw_now);
@@ -2884,7 +2911,8 @@ START_TEST(random_walk_against_model)
                 snprintf(mw_s[i][j].key, sizeof mw_s[i][j].key, "sbt:s:%s", mw_s[i][j].id);
             }
         }
-        for (mw_step = 0; mw_step < MW_STEPS; mw_step++) mw_one_step();
+        for (mw_step = 0; mw_step < MW_STEPS; mw_step++)
+            mw_one_step();
 
         /* the end: claims settle, then time runs past every expiry and all is claimed */
         mw_step = -1;
@@ -2910,24 +2938,27 @@ START_TEST(random_walk_against_model)
             long long n[3] = {0}; /* cancelled, expired, answered records */
             for (int i = 0; i < MW_I; i++) {
                 char st = mw_s[i][j].st;
-                ck_assert_msg(!st || st == 'x' || st == 'e' || st == 'a', "seed %d: %s ends in %c", mw_seed,
-                              mw_s[i][j].id, st);
+                ck_assert_msg(!st || st == 'x' || st == 'e' || st == 'a', "seed %d: %s ends in %c",
+                              mw_seed, mw_s[i][j].id, st);
                 n[0] += st == 'x', n[1] += st == 'e', n[2] += st == 'a';
             }
             long long *w = mw_want[j];
             ck_assert_int_eq(w[K_FIRED], mw_pub[j]);
             /* every lifetime scheduled ended once: fired, cancelled, or expired unsent */
-            ck_assert_int_eq(w[K_SCHED], w[K_FIRED] + (w[K_CANC] - mw_born_x[j]) + mw_exp_unsent[j]);
+            ck_assert_int_eq(w[K_SCHED],
+                             w[K_FIRED] + (w[K_CANC] - mw_born_x[j]) + mw_exp_unsent[j]);
             ck_assert_int_ge(w[K_EXP], mw_exp_unsent[j]);
             ck_assert_int_le(w[K_EXP] - mw_exp_unsent[j], w[K_FIRED]);
         }
     }
     fprintf(stderr,
             "random walk: %d seeds x %d steps, %lld completions, %lld reopens, %lld redelivered "
-            "(%lld scheduling anew, %lld cancelling a released survey or reminder), %lld claimed, %lld acks (%lld with a cancel waiting), "
+            "(%lld scheduling anew, %lld cancelling a released survey or reminder), %lld claimed, "
+            "%lld acks (%lld with a cancel waiting), "
             "%lld releases, %lld answers, %lld recoveries, %lld ms\n",
-            seeds, MW_STEPS, mw_stats[0], mw_stats[1], mw_stats[2], mw_stats[8], mw_stats[10], mw_stats[3],
-            mw_stats[4], mw_stats[9], mw_stats[5], mw_stats[6], mw_stats[7], (long long)(sb_now_ms() - t0));
+            seeds, MW_STEPS, mw_stats[0], mw_stats[1], mw_stats[2], mw_stats[8], mw_stats[10],
+            mw_stats[3], mw_stats[4], mw_stats[9], mw_stats[5], mw_stats[6], mw_stats[7],
+            (long long)(sb_now_ms() - t0));
     env_close();
 }
 END_TEST
