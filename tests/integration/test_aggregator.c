@@ -1041,14 +1041,22 @@ END_TEST
  * starts): the first counts, the next two are duplicates, as they would be in later batches.
  * The off-scale one used to be dead-lettered as wrong_scale, because the record read for
  * the batch did not show it answered yet. */
+/* An environment named name with one CSAT survey "<name>-1" sent by email. */
+static void one_sent_csat(env_t *e, const char *name, survey_t *s)
+{
+    char id[32];
+    env_open(e, name, "100111", NULL);
+    const char *dims[SB_DIM__N] = {0};
+    dims[SB_DIM_CHANNEL] = "email";
+    snprintf(id, sizeof id, "%s-1", name);
+    survey_make(e, s, id, SB_KIND_CSAT, dims, SB_REC_FIRED);
+}
+
 START_TEST(copies_in_one_batch)
 {
     env_t e;
-    env_open(&e, "c6", "100111", NULL);
-    const char *dims[SB_DIM__N] = {0};
-    dims[SB_DIM_CHANNEL] = "email";
     survey_t s;
-    survey_make(&e, &s, "c6-1", SB_KIND_CSAT, dims, SB_REC_FIRED);
+    one_sent_csat(&e, "c6", &s);
     char buf[1024];
     int64_t now = sb_now_ms();
     static const int scores[] = {5, 0, 4};
@@ -2162,11 +2170,8 @@ static int http_get_open(int port, const char *path)
 START_TEST(sigterm_with_kafka_hung)
 {
     env_t e;
-    env_open(&e, "h14", "100111", NULL);
-    const char *dims[SB_DIM__N] = {0};
-    dims[SB_DIM_CHANNEL] = "email";
     survey_t s;
-    survey_make(&e, &s, "h14-1", SB_KIND_CSAT, dims, SB_REC_FIRED);
+    one_sent_csat(&e, "h14", &s);
     char buf[1024];
     response_json(buf, sizeof buf, &s, NULL, 4, sb_now_ms(), NULL);
     produce(&e, e.cfg->topics.responses, s.id, buf);
