@@ -44,13 +44,25 @@ SVC_PIDS="$SVC_PIDS $!"
 SVC_PIDS="$SVC_PIDS $!"
 WEB_URL=""
 if [ -x "$BIN/surveybus-web" ] && [ -f "$ROOT/web/dist/index.html" ]; then
-    for _ in $(seq 20); do
-        WEB_PORT=$(( 20000 + RANDOM % 40000 ))
-        ss -ltn 2>/dev/null | grep -q ":$WEB_PORT " || break
+    # a free port, and the dashboard answering on it before its URL is given out (a browser
+    # sent there at once found nothing listening on a loaded machine); another port if the
+    # one picked was taken in between
+    for _ in 1 2 3; do
+        for _ in $(seq 20); do
+            WEB_PORT=$(( 20000 + RANDOM % 40000 ))
+            ss -ltn 2>/dev/null | grep -q ":$WEB_PORT " || break
+        done
+        "$BIN/surveybus-web" -c "$CFG" --set "http.web=127.0.0.1:$WEB_PORT" \
+            --set "http.web_root=$ROOT/web/dist" 2>>"$TMP/web.log" &
+        WEB_PID=$!
+        for _ in $(seq 100); do
+            (exec 3<>"/dev/tcp/127.0.0.1/$WEB_PORT") 2>/dev/null && break
+            kill -0 "$WEB_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -0 "$WEB_PID" 2>/dev/null && break
     done
-    "$BIN/surveybus-web" -c "$CFG" --set "http.web=127.0.0.1:$WEB_PORT" \
-        --set "http.web_root=$ROOT/web/dist" 2>"$TMP/web.log" &
-    SVC_PIDS="$SVC_PIDS $!"
+    SVC_PIDS="$SVC_PIDS $WEB_PID"
     WEB_URL=http://127.0.0.1:$WEB_PORT/
     log "dashboard: $WEB_URL"
 else
