@@ -64,7 +64,7 @@
     "local counts = {}\n"                                                                       \
     "local function count(field, n) counts[field] = (counts[field] or 0) + (n or 1) end\n"      \
     "local function flush()\n"                                                                  \
-    "  for f, n in pairs(counts) do if n ~= 0 then redis.call('HINCRBY', stats, f, n) end end\n"                   \
+    "  for f, n in pairs(counts) do if n ~= 0 then redis.call('HINCRBY', stats, f, n) end end\n" \
     "end\n"                                                                                     \
     "-- cmd key args[1..] in chunks; the replies concatenated (key may be nil)\n"                \
     "local function bulk(cmd, key, args)\n"                                                     \
@@ -109,22 +109,27 @@
  * or late): it cancels nothing.
  * A reopen later than the one that cancelled a record moves the record's reopen time to its
  * own (a completion between the two stays a duplicate when it arrives after both).
- * A reopen that finds no record of any journey (it came before its completion) leaves the marker
- * P"ro:"<id> = at, expiring at until (none when until has passed; a later reopen's time
- * replaces an earlier one's), and P"ro:any" = the latest expiry of any marker, expiring then.
- * An ADD that creates a record reads its marker (while P"ro:any" exists: one EXISTS per call,
- * then one MGET for the new surveys of a call; nothing for duplicates) and deletes it: a completion at or before the reopen creates
- * the record cancelled, as the reopen would have left it (counted cancelled, not
- * scheduled), one after it schedules with the reason "completed@<at>", as above. */
+ * A reopen that finds no record of any journey (it came before its completion) leaves the
+ * marker P"ro:"<id> = at, expiring at until (none when until has passed; a later reopen's
+ * time replaces an earlier one's), and P"ro:any" = the latest expiry of any marker,
+ * expiring then. An ADD that creates a record reads its marker (while P"ro:any" exists: one
+ * EXISTS per call, then one MGET for the new surveys of a call; nothing for duplicates) and
+ * deletes it: a completion at or before the reopen creates the record cancelled, as the
+ * reopen would have left it (counted cancelled, not scheduled), one after it schedules with
+ * the reason "completed@<at>", as above. */
 static const char LUA_APPLY[] = LUA_PRELUDE
-    "-- The reason a cancel at at leaves in pending record v: 'operator' (at '-'), or the\n"
-    "-- reopen's time; a cancel already waiting there (claimed, or released and back in the\n"
-    "-- schedule) keeps an operator's, or a later reopen's time (an older reopen, late).\n"
+    "-- The reason a cancel at at leaves in record v: 'operator' (at '-'), or the reopen's\n"
+    "-- time; a cancel already there (waiting in a claimed or released survey, or done) keeps\n"
+    "-- an operator's, or a later reopen's time (an older reopen, late).\n"
     "local function cancel_why(v, at)\n"
     "  if at == '-' or string.match(v, '\\31operator$') then return 'operator' end\n"
     "  local w = string.match(v, '\\31reopened@(%d+)$')\n"
     "  if w and tonumber(w) > tonumber(at) then at = w end\n"
     "  return 'reopened@' .. at\n"
+    "end\n"
+    "-- Record v with state st and reason why, its lifetime kept.\n"
+    "local function rewrite(key, v, st, why)\n"
+    "  redis.call('SET', key, st .. string.match(v, '^.(.*\\31)') .. why, 'KEEPTTL')\n"
     "end\n"
     "local i = 4\n"
     "local res = {}\n"
@@ -189,19 +194,19 @@ static const char LUA_APPLY[] = LUA_PRELUDE
     "-- journeys it did not match need none.\n"
     "local g_found, g_missing = false, {}\n"
     "local function end_group()\n"
-    "  if not g_found then\n"
-    "    for n = 1, #g_missing, 3 do\n"
-    "      local mk, at, till = P .. 'ro:' .. g_missing[n], g_missing[n + 1], g_missing[n + 2]\n"
-    "      local m = redis.call('GET', mk)\n"
-    "      if not m or tonumber(at) > tonumber(m) then\n"
-    "        redis.call('SET', mk, at, 'PXAT', till)\n"
-    "        local u = redis.call('GET', P .. 'ro:any')\n"
-    "        if not u or tonumber(till) > tonumber(u) then\n"
-    "          redis.call('SET', P .. 'ro:any', till, 'PXAT', till)\n"
-    "        end\n"
-    "        any = true\n"
-    "      end\n"
+    "  local last = 0 -- the latest expiry of the markers set\n"
+    "  for n = 1, g_found and 0 or #g_missing, 3 do\n"
+    "    local mk, at, till = P .. 'ro:' .. g_missing[n], g_missing[n + 1], g_missing[n + 2]\n"
+    "    local m = redis.call('GET', mk)\n"
+    "    if not m or tonumber(at) > tonumber(m) then\n"
+    "      redis.call('SET', mk, at, 'PXAT', till)\n"
+    "      last = math.max(last, tonumber(till))\n"
     "    end\n"
+    "  end\n"
+    "  if last > 0 then\n"
+    "    local u = redis.call('GET', P .. 'ro:any')\n"
+    "    if not u or last > tonumber(u) then redis.call('SET', P .. 'ro:any', fmt(last), 'PXAT', fmt(last)) end\n"
+    "    any = true\n"
     "  end\n"
     "  g_found, g_missing = false, {}\n"
     "end\n"
@@ -259,8 +264,7 @@ static const char LUA_APPLY[] = LUA_PRELUDE
     "      -- its reminder in flight: the reopen waits in the reason field, and the reminder\n"
     "      -- is dropped should it come back to the schedule unsent (the latest reopen's time\n"
     "      -- kept, as in a pending record)\n"
-    "      redis.call('SET', key, 'f' .. string.match(v, '^.(.*\\31)') .. cancel_why(v, ARGV[i + 2]),\n"
-    "                 'KEEPTTL')\n"
+    "      rewrite(key, v, 'f', cancel_why(v, ARGV[i + 2]))\n"
     "    elseif p and redis.call('ZREM', sched, id) == 1 then\n"
     "      local _, journey = head(v)\n"
     "      setstate(key, v, 'x', cancel_why(v, ARGV[i + 2]), (tail(v)))\n"
@@ -270,15 +274,13 @@ static const char LUA_APPLY[] = LUA_PRELUDE
     "      -- claimed, its request in flight: the cancel waits in the reason field for the\n"
     "      -- claim to settle (cancelled when claimed again after a release, sent without its\n"
     "      -- reminder when acknowledged); the record stays pending and answerable\n"
-    "      redis.call('SET', key, 'p' .. string.match(v, '^.(.*\\31)') .. cancel_why(v, ARGV[i + 2]),\n"
-    "                 'KEEPTTL')\n"
+    "      rewrite(key, v, 'p', cancel_why(v, ARGV[i + 2]))\n"
     "      res[k] = 2\n"
-    "    elseif v and string.sub(v, 1, 1) == 'x' and ARGV[i + 2] ~= '-' and\n"
-    "           tonumber(ARGV[i + 2]) > tonumber(string.match(v, '\\31reopened@(%d+)$') or ARGV[i + 2]) then\n"
+    "    elseif v and string.sub(v, 1, 1) == 'x' and ARGV[i + 2] ~= '-' then\n"
     "      -- cancelled by an earlier reopen: a later one moves the time, so that a completion\n"
     "      -- from between the two, arriving late, does not schedule it again\n"
-    "      redis.call('SET', key, 'x' .. string.match(v, '^.(.*\\31)') .. 'reopened@' .. ARGV[i + 2],\n"
-    "                 'KEEPTTL')\n"
+    "      local why = cancel_why(v, ARGV[i + 2])\n"
+    "      if string.sub(v, -#why - 1) ~= '\\31' .. why then rewrite(key, v, 'x', why) end\n"
     "    elseif not v and ARGV[i + 2] ~= '-' and tonumber(ARGV[i + 3]) > now then\n"
     "      -- no record: perhaps the reopen came before its completion (end_group decides)\n"
     "      local n = #g_missing\n"
