@@ -54,7 +54,6 @@ struct sb_kafka_consumer {
     bool paused;               /* sb_kafka_pause in effect: pause new assignments too */
     atomic_bool assigned_once; /* a first assignment has been received */
     int64_t close_deadline;    /* sb_mono_ms() by which close gives up; 0 while not closing */
-    int64_t stop_by;           /* sb_kafka_consumer_stop_by: commit and close end by it (0: none) */
     rd_kafka_queue_t *cq;      /* the consumer queue, to watch how full the prefetch is */
     int64_t prefetch_bytes;    /* queued.max.messages.kbytes in bytes */
     double avg_bytes;          /* moving average of a message's payload */
@@ -340,15 +339,9 @@ void sb_kafka_producer_free(sb_kafka_producer_t *p)
 /* How long a commit may wait: COMMIT_TIMEOUT_MS, or what is left of the close deadline. */
 static int commit_budget(const sb_kafka_consumer_t *c)
 {
-    int64_t by = c->close_deadline ? c->close_deadline : c->stop_by;
-    if (!by) return COMMIT_TIMEOUT_MS;
-    int64_t left = by - sb_mono_ms();
+    if (!c->close_deadline) return COMMIT_TIMEOUT_MS;
+    int64_t left = c->close_deadline - sb_mono_ms();
     return left <= 0 ? 0 : left < COMMIT_TIMEOUT_MS ? (int)left : COMMIT_TIMEOUT_MS;
-}
-
-void sb_kafka_consumer_stop_by(sb_kafka_consumer_t *c, int64_t mono_ms)
-{
-    if (c) c->stop_by = mono_ms;
 }
 
 /* Commits the stored offsets of the current assignment and waits up to timeout_ms. Nothing to
@@ -888,6 +881,11 @@ static bool destroy_bounded(rd_kafka_t *rk, int flags)
 
 void sb_kafka_consumer_close(sb_kafka_consumer_t *c)
 {
+    sb_kafka_consumer_close_by(c, 0);
+}
+
+void sb_kafka_consumer_close_by(sb_kafka_consumer_t *c, int64_t by_ms)
+{
     if (!c) return;
     /* librdkafka before 2.3.0 aborts (assertion in rd_kafka_sticky_assignor_state_destroy,
      * confluentinc/librdkafka#4312) when a cooperative-sticky consumer is destroyed after its
@@ -897,7 +895,7 @@ void sb_kafka_consumer_close(sb_kafka_consumer_t *c)
     bool keep = !atomic_load(&c->assigned_once) && rd_kafka_version() < 0x020300ff;
     int flags = 0;
     c->close_deadline = sb_mono_ms() + CLOSE_TIMEOUT_MS;
-    if (c->stop_by && c->stop_by < c->close_deadline) c->close_deadline = c->stop_by;
+    if (by_ms && by_ms < c->close_deadline) c->close_deadline = by_ms;
     int64_t probe_ms = c->close_deadline - sb_mono_ms();
     if (probe_ms > CLOSE_PROBE_MS) probe_ms = CLOSE_PROBE_MS;
     if (probe_ms < 0) probe_ms = 0;

@@ -156,10 +156,10 @@ const char *sb_kafka_consumer_error(const sb_kafka_consumer_t *c);
  * abort the process: librdkafka#4312); its memory goes with the process. NULL is a no-op. */
 void sb_kafka_consumer_close(sb_kafka_consumer_t *c);
 
-/* A service's stop: sb_kafka_commit and sb_kafka_consumer_close wait no later than mono_ms
- * (sb_mono_ms()), whatever their own timeouts; the destroy that ends a close may take up
- * to one second more. */
-void sb_kafka_consumer_stop_by(sb_kafka_consumer_t *c, int64_t mono_ms);
+/* sb_kafka_consumer_close for a service's stop: its commit, the brokers' probe and the group
+ * leave end by by_ms (sb_mono_ms(); 0: no limit but their own timeouts), and the destroy
+ * that follows may take one second more. */
+void sb_kafka_consumer_close_by(sb_kafka_consumer_t *c, int64_t by_ms);
 
 /* ---- Scan ----------------------------------------------------------------------------- */
 

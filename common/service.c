@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kafka.h"
 #include "log.h"
 #include "util.h"
 
@@ -134,6 +135,17 @@ void sb_service_fini(sb_service_t *svc)
 {
     sb_config_free(svc->cfg);
     svc->cfg = NULL;
+}
+
+int sb_service_end(sb_service_t *svc, int rc)
+{
+    sb_service_fini(svc);
+    if (rc == 0) sb_info("stopped");
+    if (sb_kafka_abandoned()) { /* its threads must not meet the exit handlers */
+        fflush(NULL);
+        _exit(rc);
+    }
+    return rc;
 }
 
 void sb_service_sleep(int ms)

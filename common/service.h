@@ -55,6 +55,10 @@ static inline int sb_service_init_status(int rc) { return rc > 0 ? 0 : rc == -2 
  * and how many more there are. Nothing when p is empty. */
 void sb_service_problems(const sb_problems_t *p, const char *prog, const char *file);
 void sb_service_fini(sb_service_t *svc);
+/* The end of a service's main: sb_service_fini, "stopped" when rc is 0, and rc returned, or
+ * the process ended with _exit(rc) when a Kafka consumer's destroy was given up
+ * (sb_kafka_abandoned). */
+int sb_service_end(sb_service_t *svc, int rc);
 
 /* Sleeps up to ms, returning early when a stop signal arrives. */
 void sb_service_sleep(int ms);

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "aggregator.h"
 #include "http.h"
@@ -251,12 +250,10 @@ static void shutdown_all(agg_t *a)
 {
     sb_http_stop(a->http);
     if (a->consumer) {
-        /* a broker that hangs must not take the stop past its budget (the commit alone
-         * may otherwise wait 5 s, the close 4 s more) */
-        sb_kafka_consumer_stop_by(a->consumer,
-                                  sb_mono_ms() + sb_service_stop_left_ms(SB_SERVICE_CLOSE_MS));
-        sb_kafka_commit(a->consumer);
-        sb_kafka_consumer_close(a->consumer);
+        /* commits and leaves the group; a broker that hangs must not take the stop past
+         * its budget (the commit alone could wait 5 s, the group leave 4 s more) */
+        sb_kafka_consumer_close_by(a->consumer,
+                                   sb_mono_ms() + sb_service_stop_left_ms(SB_SERVICE_CLOSE_MS));
     }
     sb_mqtt_free(a->mqtt_sub); /* unacknowledged MQTT messages are redelivered */
     close_ingest(&a->min);
@@ -310,11 +307,5 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < a.sink.n; i++) free(a.sink.done[i]);
     free(a.sink.done);
     pthread_mutex_destroy(&a.sink.mu);
-    sb_service_fini(&a.svc);
-    if (rc == 0) sb_info("stopped");
-    if (sb_kafka_abandoned()) { /* its threads must not meet the exit handlers */
-        fflush(NULL);
-        _exit(rc);
-    }
-    return rc;
+    return sb_service_end(&a.svc, rc);
 }

@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "dispatcher.h"
 #include "http.h"
@@ -224,12 +223,10 @@ static void shutdown_all(disp_t *d)
                 d->fire.inflight);
     firer_report(&d->fire);
     if (d->consumer) {
-        /* a broker that hangs must not take the stop past its budget (the commit alone
-         * may otherwise wait 5 s, the close 4 s more) */
-        sb_kafka_consumer_stop_by(d->consumer,
-                                  sb_mono_ms() + sb_service_stop_left_ms(SB_SERVICE_CLOSE_MS));
-        sb_kafka_commit(d->consumer);
-        sb_kafka_consumer_close(d->consumer);
+        /* commits and leaves the group; a broker that hangs must not take the stop past
+         * its budget (the commit alone could wait 5 s, the group leave 4 s more) */
+        sb_kafka_consumer_close_by(d->consumer,
+                                   sb_mono_ms() + sb_service_stop_left_ms(SB_SERVICE_CLOSE_MS));
     }
     sb_mqtt_free(d->mqtt_sub); /* unacknowledged MQTT events are redelivered */
     close_ingest_ctx(&d->min, true);
@@ -261,11 +258,5 @@ int main(int argc, char **argv)
     }
     shutdown_all(&d);
     sb_tz_cache_free();
-    sb_service_fini(&d.svc);
-    if (rc == 0) sb_info("stopped");
-    if (sb_kafka_abandoned()) { /* its threads must not meet the exit handlers */
-        fflush(NULL);
-        _exit(rc);
-    }
-    return rc;
+    return sb_service_end(&d.svc, rc);
 }

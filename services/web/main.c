@@ -72,6 +72,5 @@ int main(int argc, char **argv)
     sb_tally_free(w.tally);
     sb_store_free(w.store);
     pthread_mutex_destroy(&w.lock);
-    sb_service_fini(&svc);
-    return rc;
+    return sb_service_end(&svc, rc);
 }
